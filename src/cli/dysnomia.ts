@@ -1,0 +1,170 @@
+#!/usr/bin/env node
+/**
+ * `dysnomia`: runs one operation on one mutable component, with Dysnomia's options.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { propertyString } from '../core/container-file.js';
+import { describeShell, runOperation } from '../core/dispatcher.js';
+import { UsageError } from '../core/errors.js';
+import { debugFromEnv, streamLogger } from '../core/log.js';
+import { isOperation, OPERATIONS } from '../core/plugin.js';
+import { defaultStateDir } from '../core/state-dir.js';
+import { resolveTarget } from '../core/target.js';
+import { commonProgram, parseLockTimeout } from './common.js';
+import { runProgram } from './run.js';
+
+const PROGRAM = 'dysnomia';
+
+interface DysnomiaOptions {
+  operation?: string;
+  component?: string;
+  container?: string;
+  environment?: boolean;
+  type?: string;
+  shell?: boolean;
+  command?: string;
+  debug?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+  lockTimeout?: string;
+}
+
+function program(): Command {
+  return commonProgram(PROGRAM)
+    .usage(
+      '--operation OPERATION --component COMPONENT --container CONTAINER\n' +
+        `  or: ${PROGRAM} --operation OPERATION --component COMPONENT --type TYPE --environment\n` +
+        `  or: ${PROGRAM} --shell --component COMPONENT --container CONTAINER\n` +
+        `  or: ${PROGRAM} --shell --component COMPONENT --type TYPE --environment`,
+    )
+    .description(
+      'Modifies the state of a container in which a mutable component is hosted: activates,\n' +
+        'deactivates, snapshots, restores and collects components such as databases and repositories.',
+    )
+    .option('-o, --operation <operation>', `the operation: ${OPERATIONS.filter((o) => o !== 'shell').join(', ')}`)
+    .option('-c, --component <component>', 'name of (or path to) the component holding the logical state')
+    .option('-C, --container <container>', 'name of (or path to) the container configuration file')
+    .option('--shell', 'spawn a shell with the container properties as environment variables')
+    .option('--command <command>', 'commands to run in the --shell session (then exit)')
+    .option('-E, --environment', 'take the container properties from the environment (needs --type)')
+    .option('-t, --type <type>', 'the plugin type, required with --environment')
+    .addOption(new Option('--lock-timeout <seconds>', 'give up waiting for a lock after this many seconds'))
+    .option('--json', 'print the result as JSON on stdout')
+    .option('-q, --quiet', 'print only warnings and errors on stderr')
+    .option('--debug', 'show stack traces and debug output (also DEBUG=dysnomia)')
+    .addHelpText(
+      'after',
+      `
+Environment:
+  DYSNOMIA_COMPONENTS_PATH  colon-separated folders searched for a component given by name, as
+                            <dir>/<container>/<component> (default: /etc/dysnomia/components)
+  DYSNOMIA_CONTAINERS_PATH  colon-separated folders searched for a container given by name
+                            (default: /etc/dysnomia/containers)
+  DYSNOMIA_MODULES_PATH     colon-separated folders searched for external modules (executables
+                            named after the type); they take precedence over built-in plugins
+  DYSNOMIA_STATEDIR         the state dir (default: /var/state/dysnomia as root, else ~/.dysnomia)
+
+Exit status: 0 done, 1 the operation failed, 2 a usage or configuration error.`,
+    );
+}
+
+async function main(argv: string[]): Promise<number> {
+  const command = program();
+  command.parse(argv, { from: 'user' });
+  const options = command.opts<DysnomiaOptions>();
+  if (command.args.length > 0) {
+    throw new UsageError(`unexpected argument ${JSON.stringify(command.args[0])}; see --help`);
+  }
+  const operation = options.shell ? 'shell' : options.operation;
+  if (operation === undefined) throw new UsageError('no operation given: use --operation OPERATION or --shell; see --help');
+  if (!isOperation(operation)) {
+    throw new UsageError(
+      `unknown operation ${JSON.stringify(operation)}; expected one of ${OPERATIONS.join(', ')}`,
+    );
+  }
+  if (options.command !== undefined && operation !== 'shell') {
+    throw new UsageError('--command only makes sense with --shell');
+  }
+  const lockTimeoutMs = parseLockTimeout(options.lockTimeout);
+  const log = streamLogger({
+    program: PROGRAM,
+    debug: options.debug || debugFromEnv(),
+    quiet: options.quiet,
+  });
+  const target = await resolveTarget({
+    container: options.container,
+    component: options.component,
+    environment: options.environment,
+    type: options.type,
+  });
+  const request = {
+    operation,
+    ...target,
+    stateDir: defaultStateDir(),
+    log,
+    lockTimeoutMs,
+  };
+  if (operation === 'shell') return shell(request, options.command);
+  const result = await runOperation(request);
+  if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  log.child(target.container.type).info(result.message);
+  return 0;
+}
+
+/** Starts bash with the container properties exported, as Dysnomia's --shell does. */
+async function shell(
+  request: Parameters<typeof describeShell>[0],
+  commands: string | undefined,
+): Promise<number> {
+  const info = await describeShell(request);
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
+  if (!request.container.fromEnvironment) {
+    for (const [key, value] of Object.entries(request.container.properties)) {
+      if (key !== 'type') env[key] = propertyString(value) ?? '';
+    }
+  }
+  Object.assign(env, info.env ?? {}, {
+    DYSNOMIA_STATEDIR: request.stateDir,
+    this_dysnomia_module: info.module,
+    this_component: request.component.path,
+    this_container: request.container.file ?? request.container.name,
+  });
+  const help = [
+    ...info.help,
+    '',
+    'General environment variables:',
+    'this_dysnomia_module     the plugin (Dysnomia module) serving this container',
+    'this_component           path to the mutable component',
+    'this_container           path to the container configuration file',
+  ].join('\n');
+  process.stderr.write(`${help}\n`);
+  // With --command the commands run in a plain `bash -c` (as Dysnomia's appended `exit` does),
+  // without an interactive session.
+  const dir = commands === undefined ? await mkdtemp(path.join(os.tmpdir(), 'dysnomia-shell-')) : undefined;
+  try {
+    let args: string[];
+    if (dir === undefined) {
+      args = ['-c', commands!];
+    } else {
+      const rc = path.join(dir, 'rc');
+      await writeFile(rc, '[ -e ~/.bashrc ] && . ~/.bashrc\nPS1="\\n[dysnomia-shell:\\w]\\$ "\n', {
+        mode: 0o600,
+      });
+      args = ['--rcfile', rc, '-i'];
+    }
+    return await new Promise<number>((resolve, reject) => {
+      const child = spawn('bash', args, { env, stdio: 'inherit' });
+      child.on('error', reject);
+      child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+    });
+  } finally {
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+runProgram(PROGRAM, main);

@@ -1,0 +1,69 @@
+/**
+ * The one top-level catch shared by the programs: maps errors to messages and exit codes.
+ */
+import { createRequire } from 'node:module';
+import { CommanderError } from 'commander';
+import { DysnomiaError, EXIT_FAILED, EXIT_USAGE } from '../core/errors.js';
+import { debugFromEnv } from '../core/log.js';
+
+/** The package version, for --version. */
+export function packageVersion(): string {
+  const require = createRequire(import.meta.url);
+  return (require('../../package.json') as { version: string }).version;
+}
+
+/** True when the arguments or DEBUG ask for stack traces. */
+export function wantsDebug(argv: readonly string[]): boolean {
+  return argv.includes('--debug') || debugFromEnv();
+}
+
+/** Formats an error as the user sees it: `program: [plugin] message`, and causes with --debug. */
+export function formatError(program: string, error: unknown, debug: boolean): string {
+  const plugin = error instanceof DysnomiaError && error.plugin ? `[${error.plugin}] ` : '';
+  const message = error instanceof Error ? error.message : String(error);
+  let text = `${program}: ${plugin}${message}\n`;
+  if (!(error instanceof DysnomiaError)) {
+    text += debug
+      ? ''
+      : `${program}: this is an unexpected error; run again with --debug (or DEBUG=dysnomia) for the stack trace\n`;
+  }
+  if (debug && error instanceof Error) {
+    text += `${error.stack ?? ''}\n`;
+    let cause = (error as { cause?: unknown }).cause;
+    while (cause !== undefined) {
+      text += `caused by: ${cause instanceof Error ? (cause.stack ?? cause.message) : String(cause)}\n`;
+      cause = cause instanceof Error ? (cause as { cause?: unknown }).cause : undefined;
+    }
+  }
+  return text;
+}
+
+/** The exit code for an error. */
+export function exitCodeOf(error: unknown): number {
+  if (error instanceof DysnomiaError) return error.exitCode;
+  if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : EXIT_USAGE;
+  return EXIT_FAILED;
+}
+
+/**
+ * Runs a program's main function and exits with its code. Every error, expected or not, ends up
+ * here: a message on stderr, no stack trace unless --debug.
+ */
+export function runProgram(program: string, main: (argv: string[]) => Promise<number>): void {
+  const argv = process.argv.slice(2);
+  const debug = wantsDebug(argv);
+  main(argv).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      if (error instanceof CommanderError) {
+        // commander has printed its own message already (help, version or a usage error).
+        process.exitCode = exitCodeOf(error);
+        return;
+      }
+      process.stderr.write(formatError(program, error, debug));
+      process.exitCode = exitCodeOf(error);
+    },
+  );
+}

@@ -1,0 +1,196 @@
+import { readFile } from 'node:fs/promises';
+import { ConfigError } from './errors.js';
+
+/** A container property: a plain string, or a list for Bash-array values such as `a=("x" "y")`. */
+export type PropertyValue = string | string[];
+
+/** The key=value settings of a container, `type` included. */
+export type ContainerProperties = Record<string, PropertyValue>;
+
+const KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Parses the text of a Dysnomia container file without executing it.
+ *
+ * Dysnomia sources these files with Bash. We accept the subset that is data: `key=value` lines,
+ * `#` comments, blank lines, an optional leading `export`, single- and double-quoted values (with
+ * `\"`, `\\`, `\$` and `` \` `` escapes in double quotes), and arrays `key=("a" 'b' c)`. Anything
+ * that would make a shell do work (`$(...)`, backticks, `$VAR`, `;`, `|`, `&`, redirections) is
+ * rejected with an error naming the file, line and key, so a crafted file never runs a command.
+ *
+ * Written by hand: shell-quote and similar libraries expand or tokenise shell syntax, which is the
+ * opposite of what we need (refuse it).
+ */
+export function parseContainerText(text: string, file = '<container>'): ContainerProperties {
+  if (text.includes('\0')) {
+    throw new ConfigError('the file contains a NUL byte; a container file is text', { file });
+  }
+  const properties: ContainerProperties = {};
+  const lines = text.split(/\r?\n/);
+  for (let index = 0; index < lines.length; index++) {
+    const lineNumber = index + 1;
+    let line = lines[index]!.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    if (line.startsWith('export ')) line = line.slice('export '.length).trimStart();
+    const equals = line.indexOf('=');
+    if (equals <= 0) {
+      throw new ConfigError(`expected key=value, found ${JSON.stringify(truncate(line))}`, {
+        file,
+        line: lineNumber,
+      });
+    }
+    const key = line.slice(0, equals);
+    if (!KEY.test(key)) {
+      throw new ConfigError('not a valid property name (letters, digits and _ only)', {
+        file,
+        line: lineNumber,
+        key: truncate(key),
+      });
+    }
+    const raw = line.slice(equals + 1);
+    try {
+      properties[key] = raw.startsWith('(') ? parseArray(raw) : parseWord(raw, true);
+    } catch (error) {
+      if (error instanceof SyntaxProblem) {
+        throw new ConfigError(error.message, { file, line: lineNumber, key });
+      }
+      throw error;
+    }
+  }
+  return properties;
+}
+
+/** Reads and parses a container file; errors name the file. */
+export async function readContainerFile(file: string): Promise<ContainerProperties> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const problem =
+      code === 'ENOENT'
+        ? 'container file does not exist'
+        : code === 'EISDIR'
+          ? 'is a directory, not a container file'
+          : `cannot read container file (${code ?? String(error)})`;
+    throw new ConfigError(problem, { file, cause: error });
+  }
+  return parseContainerText(text, file);
+}
+
+class SyntaxProblem extends Error {}
+
+function parseArray(raw: string): string[] {
+  const close = findArrayEnd(raw);
+  const rest = raw.slice(close + 1).trim();
+  if (rest !== '' && !rest.startsWith('#')) {
+    throw new SyntaxProblem(`unexpected text after the array: ${JSON.stringify(truncate(rest))}`);
+  }
+  const inner = raw.slice(1, close);
+  const items: string[] = [];
+  let position = 0;
+  while (position < inner.length) {
+    while (position < inner.length && /\s/.test(inner[position]!)) position++;
+    if (position >= inner.length) break;
+    const [word, next] = readWord(inner, position, false);
+    items.push(word);
+    position = next;
+  }
+  return items;
+}
+
+function findArrayEnd(raw: string): number {
+  let quote: string | undefined;
+  for (let i = 1; i < raw.length; i++) {
+    const c = raw[i]!;
+    if (quote) {
+      if (c === '\\' && quote === '"') i++;
+      else if (c === quote) quote = undefined;
+    } else if (c === '"' || c === "'") quote = c;
+    else if (c === '\\') i++;
+    else if (c === ')') return i;
+  }
+  throw new SyntaxProblem('array value has no closing parenthesis');
+}
+
+/** Parses one whole value; trailing `# comment` is allowed after whitespace. */
+function parseWord(raw: string, topLevel: boolean): string {
+  const [word, next] = readWord(raw, 0, topLevel);
+  const rest = raw.slice(next).trim();
+  if (rest !== '' && !rest.startsWith('#')) {
+    throw new SyntaxProblem(
+      `unquoted space in value; quote it ("...") or remove ${JSON.stringify(truncate(rest))}`,
+    );
+  }
+  return word;
+}
+
+/**
+ * Reads one shell word (concatenated quoted and unquoted parts) starting at `start`.
+ * Returns the word and the index after it.
+ */
+function readWord(text: string, start: number, topLevel: boolean): [string, number] {
+  let out = '';
+  let i = start;
+  while (i < text.length) {
+    const c = text[i]!;
+    if (/\s/.test(c)) break;
+    if (c === "'") {
+      const end = text.indexOf("'", i + 1);
+      if (end < 0) throw new SyntaxProblem('single quote is not closed');
+      out += text.slice(i + 1, end);
+      i = end + 1;
+    } else if (c === '"') {
+      i++;
+      let closed = false;
+      while (i < text.length) {
+        const d = text[i]!;
+        if (d === '"') {
+          closed = true;
+          i++;
+          break;
+        }
+        if (d === '\\' && i + 1 < text.length && '"\\$`'.includes(text[i + 1]!)) {
+          out += text[i + 1];
+          i += 2;
+          continue;
+        }
+        if (d === '$' || d === '`') {
+          throw new SyntaxProblem(
+            `${d === '$' ? '$' : 'backtick'} expansion is not supported (the file is read, never run); escape it as \\${d}`,
+          );
+        }
+        out += d;
+        i++;
+      }
+      if (!closed) throw new SyntaxProblem('double quote is not closed');
+    } else if (c === '\\') {
+      if (i + 1 >= text.length) throw new SyntaxProblem('trailing backslash');
+      out += text[i + 1];
+      i += 2;
+    } else if ('$`'.includes(c)) {
+      throw new SyntaxProblem(
+        `${c === '$' ? '$' : 'backtick'} expansion is not supported (the file is read, never run); quote the value with '...'`,
+      );
+    } else if (';|&<>(){}'.includes(c)) {
+      if (!topLevel && c === ')') break;
+      throw new SyntaxProblem(
+        `shell syntax ${JSON.stringify(c)} is not allowed in a value (the file is read, never run); quote the value`,
+      );
+    } else {
+      out += c;
+      i++;
+    }
+  }
+  return [out, i];
+}
+
+function truncate(text: string, max = 60): string {
+  return text.length <= max ? text : `${text.slice(0, max)}...`;
+}
+
+/** A property as one string: arrays are joined with spaces, as Dysnomia passes them to modules. */
+export function propertyString(value: PropertyValue | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  return Array.isArray(value) ? value.join(' ') : value;
+}

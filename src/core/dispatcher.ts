@@ -1,0 +1,313 @@
+/**
+ * Runs one operation on one component: load the plugin, validate the container's properties, lock
+ * the component, call the plugin, keep the markers, and report what happened.
+ */
+import path from 'node:path';
+import { SnapshotStore } from '../snapshot-store/index.js';
+import { DysnomiaError, OperationError, throwIfAborted } from './errors.js';
+import { withLock } from './lock.js';
+import { type Logger, silentLogger } from './log.js';
+import {
+  type AnyPlugin,
+  isPassThrough,
+  type Operation,
+  type Plugin,
+  type PluginContext,
+  type ProgressEvent,
+  type ShellInfo,
+} from './plugin.js';
+import { loadPlugin } from './registry.js';
+import type { ComponentSpec, ContainerSpec } from './resolve.js';
+import {
+  type ComponentKey,
+  clearGarbage,
+  isActivated,
+  isGarbage,
+  markActive,
+  markGarbage,
+  stateLayout,
+} from './state-dir.js';
+
+/** Everything one operation needs. */
+export interface OperationRequest {
+  operation: Operation;
+  container: ContainerSpec;
+  component: ComponentSpec;
+  stateDir: string;
+  log?: Logger;
+  signal?: AbortSignal;
+  onProgress?: (event: ProgressEvent) => void;
+  /** Bound on waiting for the component lock, in milliseconds. */
+  lockTimeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  /** Human output of plugins (echo, external modules). Default: process.stdout. */
+  print?: (text: string) => void;
+}
+
+/** What an operation did. */
+export interface OperationResult {
+  operation: Operation;
+  container: string;
+  component: string;
+  /** `done`, or `skipped` when there was nothing to do (already activated, not garbage, ...). */
+  status: 'done' | 'skipped';
+  /** A one-line account of what happened, for people. */
+  message: string;
+  /** The snapshot taken or restored, if any. */
+  snapshot?: {
+    identity: string;
+    generation?: number;
+    newGeneration?: boolean;
+    newSnapshot?: boolean;
+  };
+  /** Logical bytes read from or written to the component. */
+  bytesRead: number;
+  /** Bytes newly stored in the pool. */
+  bytesStored: number;
+  durationMs: number;
+}
+
+/** A plugin ready to use: loaded, options validated. */
+export interface PreparedOperation {
+  plugin: AnyPlugin;
+  ctx: PluginContext<unknown>;
+}
+
+/** Loads the plugin for the container and validates its properties (a ConfigError if bad). */
+export async function prepare(request: OperationRequest): Promise<PreparedOperation> {
+  const env = request.env ?? process.env;
+  const plugin = await loadPlugin(request.container.type, env, request.container.file);
+  const log = (request.log ?? silentLogger).child(plugin.type);
+  const options = isPassThrough(plugin)
+    ? undefined
+    : plugin.parseOptions(request.container.properties, request.container.file);
+  const ctx: PluginContext<unknown> = {
+    operation: request.operation,
+    component: request.component,
+    container: request.container,
+    options,
+    stateDir: request.stateDir,
+    log,
+    signal: request.signal,
+    progress: (stage, bytes, totalBytes) =>
+      request.onProgress?.({
+        operation: request.operation,
+        component: request.component.name,
+        stage,
+        bytes,
+        totalBytes,
+      }),
+    print: request.print ?? ((text) => process.stdout.write(text)),
+  };
+  return { plugin, ctx };
+}
+
+function keyOf(request: OperationRequest): ComponentKey {
+  return { container: request.container.name, component: request.component.name };
+}
+
+/**
+ * Runs an operation (not `shell`, see {@link describeShell}). Throws a DysnomiaError on failure;
+ * the component's markers change only when the plugin succeeded.
+ */
+export async function runOperation(request: OperationRequest): Promise<OperationResult> {
+  const started = performance.now();
+  const { plugin, ctx } = await prepare(request);
+  const key = keyOf(request);
+  const lockFile = path.join(
+    stateLayout.locks(request.stateDir),
+    `component-${encodeURIComponent(key.container)}-${encodeURIComponent(key.component)}.lock`,
+  );
+  throwIfAborted(request.signal, request.operation);
+  const partial = await withLock(
+    lockFile,
+    'exclusive',
+    {
+      what: `component ${key.container}/${key.component}`,
+      timeoutMs: request.lockTimeoutMs,
+      log: ctx.log,
+      signal: request.signal,
+    },
+    () => dispatch(request, plugin, ctx, key),
+  );
+  return {
+    operation: request.operation,
+    container: key.container,
+    component: key.component,
+    ...partial,
+    durationMs: Math.round(performance.now() - started),
+  };
+}
+
+/** What a step returns; runOperation adds the names and the duration. */
+type StepResult = Omit<OperationResult, 'operation' | 'container' | 'component' | 'durationMs'>;
+
+async function dispatch(
+  request: OperationRequest,
+  plugin: AnyPlugin,
+  ctx: PluginContext<unknown>,
+  key: ComponentKey,
+): Promise<StepResult> {
+  const { stateDir } = request;
+  const done = (message: string): StepResult => ({ status: 'done', message, bytesRead: 0, bytesStored: 0 });
+  const skipped = (message: string): StepResult => ({
+    status: 'skipped',
+    message,
+    bytesRead: 0,
+    bytesStored: 0,
+  });
+  const name = `${key.container}/${key.component}`;
+
+  switch (request.operation) {
+    case 'activate': {
+      await call(plugin, ctx, 'activate');
+      await markActive(stateDir, key);
+      return done(`activated ${name}`);
+    }
+    case 'deactivate': {
+      if (await isGarbage(stateDir, key)) {
+        return skipped(`${name} is already deactivated (marked as garbage); nothing to do`);
+      }
+      if (!(await isActivated(stateDir, key))) {
+        return skipped(`${name} is not activated; nothing to do`);
+      }
+      await call(plugin, ctx, 'deactivate');
+      await markGarbage(stateDir, key);
+      return done(`deactivated ${name}; it is marked as garbage until collect-garbage`);
+    }
+    case 'lock':
+    case 'unlock': {
+      await call(plugin, ctx, request.operation);
+      return done(`${request.operation === 'lock' ? 'locked' : 'unlocked'} ${name}`);
+    }
+    case 'collect-garbage': {
+      if (!(await isGarbage(stateDir, key))) {
+        return skipped(`${name} is not marked as garbage; nothing collected`);
+      }
+      await call(plugin, ctx, 'collect-garbage');
+      await clearGarbage(stateDir, key);
+      return done(`collected ${name}`);
+    }
+    case 'snapshot': {
+      if (isPassThrough(plugin)) {
+        await plugin.run(ctx);
+        return done(`snapshot of ${name} taken by module ${plugin.type}`);
+      }
+      return snapshot(request, plugin, ctx, key);
+    }
+    case 'restore': {
+      if (isPassThrough(plugin)) {
+        await plugin.run(ctx);
+        return done(`restore of ${name} done by module ${plugin.type}`);
+      }
+      return restore(request, plugin, ctx, key);
+    }
+    case 'shell':
+      throw new OperationError('the shell operation is run through describeShell, not runOperation');
+  }
+}
+
+async function call(
+  plugin: AnyPlugin,
+  ctx: PluginContext<unknown>,
+  operation: 'activate' | 'deactivate' | 'lock' | 'unlock' | 'collect-garbage',
+): Promise<void> {
+  if (isPassThrough(plugin)) return plugin.run(ctx);
+  switch (operation) {
+    case 'activate':
+      return plugin.activate(ctx);
+    case 'deactivate':
+      return plugin.deactivate?.(ctx);
+    case 'lock':
+      return plugin.lock?.(ctx);
+    case 'unlock':
+      return plugin.unlock?.(ctx);
+    case 'collect-garbage':
+      return plugin.collectGarbage(ctx);
+  }
+}
+
+function storeFor(request: OperationRequest, log: Logger): SnapshotStore {
+  return new SnapshotStore(request.stateDir, { log, lockTimeoutMs: request.lockTimeoutMs });
+}
+
+async function snapshot(
+  request: OperationRequest,
+  plugin: Plugin<unknown>,
+  ctx: PluginContext<unknown>,
+  key: ComponentKey,
+): Promise<StepResult> {
+  const naturalIdentity = await plugin.identify?.(ctx);
+  const outcome = await storeFor(request, ctx.log).write(
+    key,
+    {
+      type: plugin.type,
+      naturalIdentity,
+      signal: request.signal,
+      onProgress: (bytes) => ctx.progress('snapshot', bytes),
+    },
+    (sink) => plugin.snapshot(ctx, sink),
+  );
+  const name = `${key.container}/${key.component}`;
+  if (outcome === undefined) {
+    return {
+      status: 'skipped',
+      message: `${plugin.type} wrote no data for ${name}; no snapshot taken`,
+      bytesRead: 0,
+      bytesStored: 0,
+    };
+  }
+  const message = outcome.newGeneration
+    ? `snapshot of ${name}: ${outcome.identity} (generation ${outcome.generation}${outcome.newSnapshot ? '' : ', existing snapshot'})`
+    : `snapshot of ${name} unchanged: ${outcome.identity} is already generation ${outcome.generation}`;
+  return {
+    status: outcome.newGeneration ? 'done' : 'skipped',
+    message,
+    snapshot: {
+      identity: outcome.identity,
+      generation: outcome.generation,
+      newGeneration: outcome.newGeneration,
+      newSnapshot: outcome.newSnapshot,
+    },
+    bytesRead: outcome.bytesRead,
+    bytesStored: outcome.bytesStored,
+  };
+}
+
+async function restore(
+  request: OperationRequest,
+  plugin: Plugin<unknown>,
+  ctx: PluginContext<unknown>,
+  key: ComponentKey,
+): Promise<StepResult> {
+  const name = `${key.container}/${key.component}`;
+  const source = await storeFor(request, ctx.log).latest(key);
+  if (source === undefined) {
+    return {
+      status: 'skipped',
+      message: `no snapshot of ${name} in ${request.stateDir}; nothing restored`,
+      bytesRead: 0,
+      bytesStored: 0,
+    };
+  }
+  await plugin.restore(ctx, source);
+  const bytesRead = source.streams.reduce((sum, stream) => sum + (source.size(stream) ?? 0), 0);
+  return {
+    status: 'done',
+    message: `restored ${name} from ${source.identity}`,
+    snapshot: { identity: source.identity },
+    bytesRead,
+    bytesStored: 0,
+  };
+}
+
+/** For `--shell`: how to reach the component, and the environment for the shell. */
+export async function describeShell(request: OperationRequest): Promise<ShellInfo & { module: string }> {
+  const { plugin, ctx } = await prepare({ ...request, operation: 'shell' });
+  if (isPassThrough(plugin)) return { module: plugin.type, help: [] };
+  const info = (await plugin.shell?.(ctx)) ?? { help: [] };
+  return { module: plugin.type, ...info };
+}
+
+/** Re-export for callers that want to tell expected errors apart. */
+export { DysnomiaError };

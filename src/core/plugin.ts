@@ -1,0 +1,153 @@
+/**
+ * The plugin contract: what a container type (Dysnomia calls it a module) implements.
+ *
+ * The core does everything that is the same for every type: resolving the container and
+ * component, locking, the activated/garbage markers, generations and checksums, logging and
+ * timing. A plugin only talks to its server or tool, and hands snapshot bytes to the store through
+ * a {@link SnapshotSink} or reads them back through a {@link SnapshotSource}.
+ */
+import type { Readable } from 'node:stream';
+import type { ContainerProperties } from './container-file.js';
+import type { Logger } from './log.js';
+import type { ComponentSpec, ContainerSpec } from './resolve.js';
+
+/** Every operation of `dysnomia --operation`. */
+export const OPERATIONS = [
+  'activate',
+  'deactivate',
+  'lock',
+  'unlock',
+  'snapshot',
+  'restore',
+  'collect-garbage',
+  'shell',
+] as const;
+
+export type Operation = (typeof OPERATIONS)[number];
+
+export function isOperation(value: string): value is Operation {
+  return (OPERATIONS as readonly string[]).includes(value);
+}
+
+/** A progress report: which stage, and how many bytes of logical data have gone through. */
+export interface ProgressEvent {
+  operation: Operation;
+  component: string;
+  stage: string;
+  bytes: number;
+  /** Total bytes when known (a restore knows its size; a dump does not). */
+  totalBytes?: number;
+}
+
+/** What every plugin call receives. `O` is the plugin's validated options. */
+export interface PluginContext<O = unknown> {
+  operation: Operation;
+  component: ComponentSpec;
+  container: ContainerSpec;
+  /** The plugin's options, as returned by its `parseOptions`. */
+  options: O;
+  stateDir: string;
+  log: Logger;
+  signal?: AbortSignal;
+  /** Report progress; the core adds operation and component. */
+  progress(stage: string, bytes: number, totalBytes?: number): void;
+  /** Human output (stdout for the CLI); used by echo and by external modules' output. */
+  print(text: string): void;
+}
+
+/** Where a plugin writes a snapshot: one or more named byte streams. */
+export interface SnapshotSink {
+  /**
+   * Stores one named stream (e.g. `dump.sql`), consuming it with back-pressure. Resolves when the
+   * stream has ended and its data is durable in the pool. Names are plain file names.
+   */
+  addStream(name: string, data: Readable | AsyncIterable<Uint8Array>): Promise<void>;
+}
+
+/** A stored snapshot, as a plugin reads it back. */
+export interface SnapshotSource {
+  /** The snapshot's identity (its folder name). */
+  identity: string;
+  /** The plugin type recorded when it was taken. */
+  type: string;
+  /** Absolute path of the snapshot folder. */
+  path: string;
+  /** Names of the streams in the order they were written. */
+  streams: string[];
+  /** Logical size of a stream in bytes, when known. */
+  size(name: string): number | undefined;
+  /**
+   * Reads a stream back. Every chunk is verified as it is read; a mismatch makes the stream emit
+   * an IntegrityError naming the snapshot and chunk, so a plugin never commits corrupted data.
+   */
+  open(name: string): Readable;
+  /** Verifies every stream completely without handing data to anyone. */
+  verify(): Promise<void>;
+}
+
+/** What a plugin's shell operation tells the user. */
+export interface ShellInfo {
+  /** Lines to print before the shell starts (how to reach the component; never a password). */
+  help: string[];
+  /** Extra environment for the shell (for example PGHOST, MYSQL_UNIX_PORT). */
+  env?: Record<string, string>;
+}
+
+/** The result a plugin may give back from snapshot. */
+export interface PluginSnapshotResult {
+  /** A natural identity (git: hash of the refs). Default: SHA-256 of the logical streams. */
+  identity?: string;
+}
+
+/**
+ * A plugin. Required: type, parseOptions, activate, snapshot, restore, collectGarbage.
+ * Optional operations get the core's defaults: deactivate only marks the component as garbage,
+ * lock and unlock do nothing.
+ */
+export interface Plugin<O = unknown> {
+  /** The container type this plugin serves, e.g. `mysql-database`. */
+  readonly type: string;
+  /**
+   * Validates the container's properties and returns typed options. Throws a ConfigError naming
+   * the file and key that are wrong. `file` is the container file, when there is one.
+   */
+  parseOptions(properties: ContainerProperties, file?: string): O;
+  activate(ctx: PluginContext<O>): Promise<void>;
+  deactivate?(ctx: PluginContext<O>): Promise<void>;
+  lock?(ctx: PluginContext<O>): Promise<void>;
+  unlock?(ctx: PluginContext<O>): Promise<void>;
+  /**
+   * Computes a natural identity before any data is written. When the store already holds a
+   * snapshot with this identity, `snapshot` is not called at all (an unchanged repository costs
+   * almost nothing).
+   */
+  identify?(ctx: PluginContext<O>): Promise<string | undefined>;
+  /** Writes the component's logical state into the sink. Must throw if the dump failed. */
+  snapshot(ctx: PluginContext<O>, sink: SnapshotSink): Promise<PluginSnapshotResult | void>;
+  /**
+   * Restores the given snapshot. Must be safe: stage, verify, then swap; on any failure the live
+   * component stays exactly as it was.
+   */
+  restore(ctx: PluginContext<O>, source: SnapshotSource): Promise<void>;
+  /** Removes the component from the container. Called only when it is marked as garbage. */
+  collectGarbage(ctx: PluginContext<O>): Promise<void>;
+  /** Describes how to reach the component from a shell. */
+  shell?(ctx: PluginContext<O>): Promise<ShellInfo>;
+}
+
+/**
+ * A plugin that runs a Dysnomia-protocol executable. The executable keeps its own snapshots and
+ * markers in DYSNOMIA_STATEDIR as Dysnomia's modules do, so the core passes every operation
+ * through instead of using the store.
+ */
+export interface PassThroughPlugin {
+  readonly type: string;
+  readonly passThrough: true;
+  run(ctx: PluginContext<unknown>): Promise<void>;
+}
+
+export type AnyPlugin = Plugin<any> | PassThroughPlugin;
+
+export function isPassThrough(plugin: AnyPlugin): plugin is PassThroughPlugin {
+  return (plugin as PassThroughPlugin).passThrough === true;
+}

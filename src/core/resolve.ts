@@ -1,0 +1,210 @@
+import { realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { type ContainerProperties, propertyString, readContainerFile } from './container-file.js';
+import { ConfigError, UsageError } from './errors.js';
+
+/** A container: where a component lives (a database server, a directory of repositories). */
+export interface ContainerSpec {
+  /** The name used in state-dir paths: the file's basename (Nix hash stripped) or the type. */
+  name: string;
+  /** The plugin type, from the `type` property or `--type`. */
+  type: string;
+  /** All properties, `type` included. */
+  properties: ContainerProperties;
+  /** The container file, when the properties came from one. */
+  file?: string;
+  /** True when the properties came from the process environment (`--environment`). */
+  fromEnvironment: boolean;
+}
+
+/** A component: a directory holding the initial logical state of a mutable component. */
+export interface ComponentSpec {
+  /** The component's name: its basename with a Nix store hash stripped. */
+  name: string;
+  /** Absolute path to the component directory. */
+  path: string;
+}
+
+const DEFAULT_CONTAINERS_PATH = '/etc/dysnomia/containers';
+const DEFAULT_COMPONENTS_PATH = '/etc/dysnomia/components';
+
+/** Names that must never become a state-dir path segment. */
+const SAFE_NAME = /^[A-Za-z0-9._+@-][A-Za-z0-9._+@= -]*$/;
+
+function searchPath(value: string | undefined, fallback: string): string[] {
+  const dirs = (value === undefined || value === '' ? fallback : value).split(':');
+  return dirs.filter((dir) => dir !== '');
+}
+
+/** The containers search path (`DYSNOMIA_CONTAINERS_PATH`, colon-separated). */
+export function containersPath(env: NodeJS.ProcessEnv = process.env): string[] {
+  return searchPath(env.DYSNOMIA_CONTAINERS_PATH, DEFAULT_CONTAINERS_PATH);
+}
+
+/** The components search path (`DYSNOMIA_COMPONENTS_PATH`, colon-separated). */
+export function componentsPath(env: NodeJS.ProcessEnv = process.env): string[] {
+  return searchPath(env.DYSNOMIA_COMPONENTS_PATH, DEFAULT_COMPONENTS_PATH);
+}
+
+/** True when Dysnomia treats the argument as a path rather than a name to search for. */
+export function isPathArgument(argument: string): boolean {
+  return argument.startsWith('/') || argument.startsWith('./') || argument.startsWith('../');
+}
+
+/**
+ * The name of a component or container from its path: the basename, with the 32-character hash
+ * and dash stripped when the path lies in the Nix store (`/nix/store/<hash>-testdb` is `testdb`).
+ */
+export function nameFromPath(argument: string, env: NodeJS.ProcessEnv = process.env): string {
+  const storeDir = (env.NIX_STORE_DIR ?? '/nix/store').replace(/\/+$/, '') + '/';
+  const base = path.basename(argument.replace(/\/+$/, ''));
+  if (argument.startsWith(storeDir) && /^[0-9a-z]{32}-./.test(base)) return base.slice(33);
+  return base;
+}
+
+/** Checks that a name is usable as one state-dir path segment. */
+export function assertSafeName(name: string, what: string): string {
+  if (name === '.' || name === '..' || !SAFE_NAME.test(name) || name.length > 200) {
+    throw new ConfigError(
+      `${JSON.stringify(name)} is not a usable ${what} name (letters, digits and . _ - + @ = space; not . or ..)`,
+    );
+  }
+  return name;
+}
+
+async function isFile(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Finds a container file from a path or a name searched in DYSNOMIA_CONTAINERS_PATH. */
+export async function findContainerFile(
+  argument: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string> {
+  if (isPathArgument(argument)) return path.resolve(argument);
+  const dirs = containersPath(env);
+  for (const dir of dirs) {
+    const candidate = path.join(dir, argument);
+    if (await isFile(candidate)) return path.resolve(candidate);
+  }
+  throw new ConfigError(
+    `no container file named ${JSON.stringify(argument)} in DYSNOMIA_CONTAINERS_PATH (${dirs.join(':')}); give a path (./${argument}) or add its folder to DYSNOMIA_CONTAINERS_PATH`,
+  );
+}
+
+/** Reads a container from a file and checks that it names a type (or `fallbackType` is given). */
+export async function loadContainerFile(
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+  fallbackType?: string,
+): Promise<ContainerSpec> {
+  const properties = await readContainerFile(file);
+  // As in Dysnomia, --type applies only when the file names no type.
+  const type = propertyString(properties.type) || fallbackType;
+  if (type === undefined || type === '') {
+    throw new ConfigError('no type given; add a line such as type=mysql-database', {
+      file,
+      key: 'type',
+    });
+  }
+  properties.type = type;
+  return {
+    name: assertSafeName(nameFromPath(file, env), 'container'),
+    type,
+    properties,
+    file,
+    fromEnvironment: false,
+  };
+}
+
+/**
+ * A container whose properties are the process environment (`--environment`). Its name is the
+ * type, or the `--container` argument's name when one is given, as in Dysnomia.
+ */
+export function containerFromEnvironment(
+  type: string | undefined,
+  containerArgument: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): ContainerSpec {
+  if (type === undefined || type === '') {
+    throw new UsageError('--environment needs --type TYPE (the plugin to use)');
+  }
+  const properties: ContainerProperties = {};
+  for (const [key, value] of Object.entries(env)) {
+    if (value !== undefined) properties[key] = value;
+  }
+  properties.type = type;
+  const name =
+    containerArgument === undefined || containerArgument === ''
+      ? type
+      : nameFromPath(containerArgument, env);
+  return { name: assertSafeName(name, 'container'), type, properties, fromEnvironment: true };
+}
+
+/**
+ * A container given as an object of properties (the library API). `name` defaults to the type.
+ */
+export function containerFromProperties(
+  properties: ContainerProperties,
+  name?: string,
+): ContainerSpec {
+  const type = propertyString(properties.type);
+  if (type === undefined || type === '') {
+    throw new ConfigError('no type given in the container properties', { key: 'type' });
+  }
+  return {
+    name: assertSafeName(name ?? type, 'container'),
+    type,
+    properties: { ...properties },
+    fromEnvironment: false,
+  };
+}
+
+/**
+ * Finds a component from a path, or a name searched as `<dir>/<container>/<name>` in
+ * DYSNOMIA_COMPONENTS_PATH. The path must exist.
+ */
+export async function resolveComponent(
+  argument: string,
+  containerName: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ComponentSpec> {
+  if (argument === '') throw new UsageError('--component is empty');
+  let resolved: string | undefined;
+  if (isPathArgument(argument)) {
+    resolved = path.resolve(argument);
+    if (!(await exists(resolved))) {
+      throw new ConfigError(`component path does not exist: ${resolved}`);
+    }
+  } else {
+    const dirs = componentsPath(env);
+    for (const dir of dirs) {
+      const candidate = path.join(dir, containerName, argument);
+      if (await exists(candidate)) {
+        resolved = path.resolve(candidate);
+        break;
+      }
+    }
+    if (resolved === undefined) {
+      throw new ConfigError(
+        `no component named ${JSON.stringify(argument)} for container ${JSON.stringify(containerName)} in DYSNOMIA_COMPONENTS_PATH (${dirs.map((d) => path.join(d, containerName)).join(':')}); give a path (./${argument}) instead`,
+      );
+    }
+  }
+  // Dysnomia resolves symlinks (readlink -f), so a profile link names the store path it points to.
+  const real = await realpath(resolved);
+  return { name: assertSafeName(nameFromPath(real, env), 'component'), path: real };
+}

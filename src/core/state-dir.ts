@@ -1,0 +1,83 @@
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+/** The state dir: `DYSNOMIA_STATEDIR`, else `/var/state/dysnomia` for root and `~/.dysnomia` otherwise. */
+export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.DYSNOMIA_STATEDIR !== undefined && env.DYSNOMIA_STATEDIR !== '') {
+    return path.resolve(env.DYSNOMIA_STATEDIR);
+  }
+  const uid = typeof process.getuid === 'function' ? process.getuid() : -1;
+  return uid === 0 ? '/var/state/dysnomia' : path.join(env.HOME ?? os.homedir(), '.dysnomia');
+}
+
+/** Where a component lives in the state dir: `<kind>/<container>/<component>`. */
+export interface ComponentKey {
+  container: string;
+  component: string;
+}
+
+/** Paths of the state dir, in Dysnomia's layout. */
+export const stateLayout = {
+  activated: (stateDir: string, key: ComponentKey) =>
+    path.join(stateDir, 'activated', key.container, key.component),
+  garbage: (stateDir: string, key: ComponentKey) =>
+    path.join(stateDir, 'garbage', key.container, key.component),
+  snapshots: (stateDir: string, key: ComponentKey) =>
+    path.join(stateDir, 'snapshots', key.container, key.component),
+  generations: (stateDir: string, key: ComponentKey) =>
+    path.join(stateDir, 'generations', key.container, key.component),
+  checksums: (stateDir: string, key: ComponentKey) =>
+    path.join(stateDir, 'checksums', key.container, key.component),
+  locks: (stateDir: string) => path.join(stateDir, 'locks'),
+  pool: (stateDir: string) => path.join(stateDir, 'pool'),
+};
+
+async function isFile(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** True when the component carries the `activated` marker. */
+export function isActivated(stateDir: string, key: ComponentKey): Promise<boolean> {
+  return isFile(stateLayout.activated(stateDir, key));
+}
+
+/** True when the component carries the `garbage` marker. */
+export function isGarbage(stateDir: string, key: ComponentKey): Promise<boolean> {
+  return isFile(stateLayout.garbage(stateDir, key));
+}
+
+/** Activate: mark active and clear any garbage mark (Dysnomia moves the garbage file back). */
+export async function markActive(stateDir: string, key: ComponentKey): Promise<void> {
+  const activated = stateLayout.activated(stateDir, key);
+  const garbage = stateLayout.garbage(stateDir, key);
+  await mkdir(path.dirname(activated), { recursive: true });
+  if (await isFile(garbage)) {
+    await rename(garbage, activated);
+  } else {
+    await writeFile(activated, '', { flag: 'a' });
+  }
+}
+
+/**
+ * Deactivate: move the activated mark to garbage. Returns false (and changes nothing) when the
+ * component is already garbage or was never activated.
+ */
+export async function markGarbage(stateDir: string, key: ComponentKey): Promise<boolean> {
+  const activated = stateLayout.activated(stateDir, key);
+  const garbage = stateLayout.garbage(stateDir, key);
+  if (await isFile(garbage)) return false;
+  if (!(await isFile(activated))) return false;
+  await mkdir(path.dirname(garbage), { recursive: true });
+  await rename(activated, garbage);
+  return true;
+}
+
+/** After collect-garbage: the component is no longer deployed. */
+export async function clearGarbage(stateDir: string, key: ComponentKey): Promise<void> {
+  await rm(stateLayout.garbage(stateDir, key), { force: true });
+}

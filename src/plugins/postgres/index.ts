@@ -1,0 +1,18 @@
+/** `postgresql-database`: placeholder until its issue lands. */
+import { OperationError } from '../../core/errors.js';
+import type { Plugin } from '../../core/plugin.js';
+
+const notYet = async (): Promise<never> => {
+  throw new OperationError('the postgresql-database plugin is not implemented yet', { plugin: 'postgresql-database' });
+};
+
+const plugin: Plugin<Record<string, unknown>> = {
+  type: 'postgresql-database',
+  parseOptions: (properties) => properties,
+  activate: notYet,
+  snapshot: notYet,
+  restore: notYet,
+  collectGarbage: notYet,
+};
+
+export default plugin;

@@ -1,0 +1,48 @@
+/** Runs the built programs (dist/cli) as a user would, capturing output and exit code. */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export type Program = 'dysnomia' | 'dysnomia-snapshots' | 'dysnomia-containers';
+
+/** Absolute path of a built program. `npm test` builds dist before running vitest. */
+export function programPath(program: Program): string {
+  return path.join(root, 'dist', 'cli', `${program}.js`);
+}
+
+export interface CliResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliOptions {
+  /** Extra environment; always set DYSNOMIA_STATEDIR in tests. */
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  input?: string | Buffer;
+  /** Replace the environment entirely (plus PATH) instead of extending it. */
+  cleanEnv?: boolean;
+  timeoutMs?: number;
+}
+
+/** Runs `node dist/cli/<program>.js ...args`. Never throws on a non-zero exit. */
+export async function runCli(program: Program, args: string[], options: CliOptions = {}): Promise<CliResult> {
+  const env = options.cleanEnv ? { PATH: process.env.PATH, HOME: process.env.HOME, ...options.env } : options.env;
+  const result = await execa(process.execPath, [programPath(program), ...args], {
+    env,
+    extendEnv: !options.cleanEnv,
+    cwd: options.cwd,
+    input: options.input,
+    reject: false,
+    timeout: options.timeoutMs ?? 120_000,
+    stripFinalNewline: false,
+  });
+  return {
+    exitCode: result.exitCode ?? -1,
+    stdout: String(result.stdout ?? ''),
+    stderr: String(result.stderr ?? ''),
+  };
+}
