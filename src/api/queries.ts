@@ -1,0 +1,158 @@
+/**
+ * What is on this machine: container files, components available for deployment, and the
+ * components the state dir marks as activated or garbage. `dysnomia-containers --query-*`.
+ */
+import { readdir, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { type Logger, silentLogger } from '../core/log.js';
+import { componentsPath, containersPath, nameFromPath } from '../core/resolve.js';
+import { type ComponentKey, stateLayout } from '../core/state-dir.js';
+import { type CommonOptions, stateDirOf } from './options.js';
+
+/** A container file found in DYSNOMIA_CONTAINERS_PATH. */
+export interface ContainerEntry {
+  /** The container's name (the file name). */
+  name: string;
+  /** Absolute path of the container file. */
+  file: string;
+}
+
+/** A component found in DYSNOMIA_COMPONENTS_PATH/<container>/. */
+export interface AvailableComponent extends ComponentKey {
+  /** Absolute path of the component directory, symlinks resolved. */
+  path: string;
+}
+
+/** Options of the queries: search paths come from `env`, warnings go to `log`. */
+export interface QueryOptions {
+  /** Only this container (by name). */
+  container?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Receives a warning for every stray entry that is skipped. */
+  log?: Logger;
+}
+
+/** Options of the state-dir queries. */
+export interface MarkerQueryOptions extends Pick<CommonOptions, 'stateDir' | 'env'> {
+  /** Only this container (by name). */
+  container?: string;
+}
+
+/** Sorted entry names of a folder, without hidden ones (as `ls` lists them); none if it is missing. */
+async function listNames(dir: string): Promise<string[]> {
+  try {
+    const names = await readdir(dir);
+    return names.filter((name) => !name.startsWith('.')).sort();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw error;
+  }
+}
+
+/** What an entry is after following symlinks: `file`, `directory`, `other`, or `missing` (dangling). */
+async function kindOf(file: string): Promise<'file' | 'directory' | 'other' | 'missing'> {
+  try {
+    const info = await stat(file);
+    return info.isFile() ? 'file' : info.isDirectory() ? 'directory' : 'other';
+  } catch {
+    return 'missing';
+  }
+}
+
+/**
+ * The container files in DYSNOMIA_CONTAINERS_PATH, in search-path order; a name found in two
+ * folders is the first one (the one `--container NAME` would use). Missing folders are skipped.
+ */
+export async function listContainers(options: QueryOptions = {}): Promise<ContainerEntry[]> {
+  const log = options.log ?? silentLogger;
+  const found = new Map<string, ContainerEntry>();
+  for (const dir of containersPath(options.env ?? process.env)) {
+    for (const name of await listNames(dir)) {
+      const file = path.resolve(dir, name);
+      const kind = await kindOf(file);
+      if (kind !== 'file') {
+        log.warn(`skipping ${file}: ${describeKind(kind)}, not a container file`);
+        continue;
+      }
+      if (options.container !== undefined && name !== options.container) continue;
+      if (!found.has(name)) found.set(name, { name, file });
+    }
+  }
+  return [...found.values()];
+}
+
+function describeKind(kind: 'file' | 'directory' | 'other' | 'missing'): string {
+  switch (kind) {
+    case 'file':
+      return 'a file';
+    case 'directory':
+      return 'a directory';
+    case 'missing':
+      return 'a dangling symlink';
+    case 'other':
+      return 'a special file';
+  }
+}
+
+/**
+ * Every component in DYSNOMIA_COMPONENTS_PATH/<container>/<component>, in search-path order.
+ * Components are directories; anything else in the tree is warned about and skipped. The component
+ * name is the one its activated marker gets (symlinks resolved, Nix store hash stripped).
+ */
+export async function listAvailableComponents(options: QueryOptions = {}): Promise<AvailableComponent[]> {
+  const env = options.env ?? process.env;
+  const log = options.log ?? silentLogger;
+  const found = new Map<string, AvailableComponent>();
+  for (const root of componentsPath(env)) {
+    for (const container of await listNames(root)) {
+      const containerDir = path.resolve(root, container);
+      const kind = await kindOf(containerDir);
+      if (kind !== 'directory') {
+        log.warn(
+          `skipping ${containerDir}: ${describeKind(kind)} in the components tree (expected a folder per container, <container>/<component>)`,
+        );
+        continue;
+      }
+      if (options.container !== undefined && container !== options.container) continue;
+      for (const entry of await listNames(containerDir)) {
+        const entryPath = path.join(containerDir, entry);
+        const entryKind = await kindOf(entryPath);
+        if (entryKind !== 'directory') {
+          log.warn(`skipping ${entryPath}: ${describeKind(entryKind)}, not a component folder`);
+          continue;
+        }
+        const real = await realpath(entryPath);
+        const component = nameFromPath(real, env);
+        const key = `${container}/${component}`;
+        if (!found.has(key)) found.set(key, { container, component, path: real });
+      }
+    }
+  }
+  return [...found.values()];
+}
+
+async function listMarkers(kind: 'activated' | 'garbage', options: MarkerQueryOptions): Promise<ComponentKey[]> {
+  const stateDir = stateDirOf(options);
+  const base = path.join(stateDir, kind);
+  const keys: ComponentKey[] = [];
+  for (const container of await listNames(base)) {
+    if (options.container !== undefined && container !== options.container) continue;
+    for (const component of await listNames(path.join(base, container))) {
+      if ((await kindOf(stateLayout[kind](stateDir, { container, component }))) === 'file') {
+        keys.push({ container, component });
+      }
+    }
+  }
+  return keys;
+}
+
+/** The components the state dir marks as activated (`activated/<container>/<component>`). */
+export function listActivatedComponents(options: MarkerQueryOptions = {}): Promise<ComponentKey[]> {
+  return listMarkers('activated', options);
+}
+
+/** The components marked as garbage, waiting for collect-garbage (`garbage/<container>/<component>`). */
+export function listGarbageComponents(options: MarkerQueryOptions = {}): Promise<ComponentKey[]> {
+  return listMarkers('garbage', options);
+}

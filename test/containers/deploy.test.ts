@@ -1,0 +1,134 @@
+/**
+ * `dysnomia-containers --deploy` and `--collect-garbage` through the built CLI, on a components
+ * tree served by a real Dysnomia-protocol module (folders copied into a target folder).
+ */
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
+import { type Machine, useMachine, writeDirCopyModule } from '../support/machine.js';
+
+interface Setup {
+  machine: Machine;
+  env: Record<string, string>;
+  /** Target folders of the two containers. */
+  alpha: string;
+  beta: string;
+}
+
+async function setup(): Promise<Setup> {
+  const machine = await useMachine();
+  const modules = path.join(machine.root, 'modules');
+  await writeDirCopyModule(modules);
+  const alpha = path.join(machine.root, 'alpha-target');
+  const beta = path.join(machine.root, 'beta-target');
+  await machine.addContainer('alpha', { type: 'dir-copy', targetDir: alpha });
+  await machine.addContainer('beta', { type: 'dir-copy', targetDir: beta });
+  return { machine, env: { ...machine.env, DYSNOMIA_MODULES_PATH: modules }, alpha, beta };
+}
+
+const marker = (m: Machine, kind: 'activated' | 'garbage', key: string) => existsSync(path.join(m.stateDir, kind, key));
+
+describe('dysnomia-containers --deploy', () => {
+  it('activates every available component, then does nothing on a second run', async () => {
+    const { machine, env, alpha, beta } = await setup();
+    await machine.addComponent('alpha', 'one');
+    await machine.addComponent('alpha', 'two');
+    await machine.addComponent('beta', 'three');
+
+    const first = await runCli('dysnomia-containers', ['--deploy'], { env });
+    expect(first.exitCode, first.stderr).toBe(0);
+    for (const key of ['alpha/one', 'alpha/two', 'beta/three']) expect(marker(machine, 'activated', key)).toBe(true);
+    expect(existsSync(path.join(alpha, 'one', 'README'))).toBe(true);
+    expect(existsSync(path.join(alpha, 'two', 'README'))).toBe(true);
+    expect(existsSync(path.join(beta, 'three', 'README'))).toBe(true);
+    // The result table: one row per component.
+    expect(first.stdout).toMatch(/^COMPONENT\s+RESULT\s+SNAPSHOT\s+STORED\s+SECONDS$/m);
+    expect(first.stdout).toMatch(/^alpha\/one\s+done\s+-\s+0 B\s+\d+\.\d\d$/m);
+    expect(first.stdout).toMatch(/^beta\/three\s+done/m);
+    expect(first.stderr).toContain('activating alpha/one');
+
+    const second = await runCli('dysnomia-containers', ['--deploy'], { env });
+    expect(second.exitCode, second.stderr).toBe(0);
+    expect(second.stdout).toBe('');
+    expect(second.stderr).toContain('nothing to do');
+    expect((await readFile(path.join(alpha, '.log'), 'utf8')).trim().split('\n')).toEqual([
+      'activate alpha/one',
+      'activate alpha/two',
+    ]);
+  });
+
+  it('deactivates a removed component and activates an added one; collect-garbage removes the old one', async () => {
+    const { machine, env, alpha } = await setup();
+    await machine.addComponent('alpha', 'old');
+    await machine.addComponent('alpha', 'kept');
+    expect((await runCli('dysnomia-containers', ['--deploy'], { env })).exitCode).toBe(0);
+
+    await machine.removeComponent('alpha', 'old');
+    await machine.addComponent('alpha', 'new');
+    const result = await runCli('dysnomia-containers', ['--deploy', '--json'], { env });
+    expect(result.exitCode, result.stderr).toBe(0);
+    const json = JSON.parse(result.stdout) as { outcomes: { operation: string; container: string; component: string; status: string }[] };
+    expect(json.outcomes.map((o) => `${o.operation} ${o.container}/${o.component} ${o.status}`)).toEqual([
+      'deactivate alpha/old done',
+      'activate alpha/new done',
+    ]);
+    expect(marker(machine, 'activated', 'alpha/old')).toBe(false);
+    expect(marker(machine, 'garbage', 'alpha/old')).toBe(true);
+    expect(marker(machine, 'activated', 'alpha/new')).toBe(true);
+    expect(marker(machine, 'activated', 'alpha/kept')).toBe(true);
+    // Deactivation keeps the data until collect-garbage.
+    expect(existsSync(path.join(alpha, 'old'))).toBe(true);
+
+    const gc = await runCli('dysnomia-containers', ['--collect-garbage'], { env });
+    expect(gc.exitCode, gc.stderr).toBe(0);
+    expect(gc.stdout).toMatch(/^alpha\/old\s+done/m);
+    expect(existsSync(path.join(alpha, 'old'))).toBe(false);
+    expect(existsSync(path.join(alpha, 'kept'))).toBe(true);
+    expect(marker(machine, 'garbage', 'alpha/old')).toBe(false);
+  });
+
+  it('goes on past a failing component, reports every failure and exits 1', async () => {
+    const { machine, env, beta } = await setup();
+    await machine.addComponent('alpha', 'bad', { 'fail-activate': '' });
+    await machine.addComponent('beta', 'good');
+    await machine.addComponent('nocontainer', 'orphan');
+
+    const result = await runCli('dysnomia-containers', ['--deploy'], { env });
+    expect(result.exitCode).toBe(1);
+    expect(marker(machine, 'activated', 'beta/good')).toBe(true);
+    expect(existsSync(path.join(beta, 'good'))).toBe(true);
+    expect(marker(machine, 'activated', 'alpha/bad')).toBe(false);
+    expect(result.stdout).toMatch(/^alpha\/bad\s+FAILED/m);
+    expect(result.stdout).toMatch(/^beta\/good\s+done/m);
+    expect(result.stdout).toMatch(/^nocontainer\/orphan\s+FAILED/m);
+    expect(result.stderr).toContain('2 of 3 components failed');
+    expect(result.stderr).toMatch(/activate of alpha\/bad failed: \[dir-copy\] .*exit status 3/);
+    expect(result.stderr).toMatch(/activate of nocontainer\/orphan failed: no container file named "nocontainer"/);
+  });
+
+  it('warns about a stray file in the components tree and skips it', async () => {
+    const { machine, env } = await setup();
+    await machine.addComponent('alpha', 'one');
+    await writeFile(path.join(machine.componentsDir, 'stray.txt'), 'not a container folder\n');
+    await writeFile(path.join(machine.componentsDir, 'alpha', 'notes.txt'), 'not a component\n');
+
+    const result = await runCli('dysnomia-containers', ['--deploy'], { env });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).toContain(`warning: skipping ${path.join(machine.componentsDir, 'stray.txt')}: a file`);
+    expect(result.stderr).toContain(`warning: skipping ${path.join(machine.componentsDir, 'alpha', 'notes.txt')}: a file`);
+    expect(marker(machine, 'activated', 'alpha/one')).toBe(true);
+    expect(marker(machine, 'activated', 'alpha/notes.txt')).toBe(false);
+  });
+
+  it('restricts the deployment to one container with -C', async () => {
+    const { machine, env } = await setup();
+    await machine.addComponent('alpha', 'one');
+    await machine.addComponent('beta', 'two');
+    const result = await runCli('dysnomia-containers', ['--deploy', '-C', 'beta'], { env });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(marker(machine, 'activated', 'beta/two')).toBe(true);
+    expect(marker(machine, 'activated', 'alpha/one')).toBe(false);
+  });
+});
