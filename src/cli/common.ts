@@ -14,6 +14,7 @@ export function commonProgram(name: string): Command {
       outputError: (text, write) => write(text.endsWith('\n') ? text : `${text}\n`),
     })
     .showSuggestionAfterError(true)
+    .showHelpAfterError(`(${name} --help shows the usage)`)
     .allowExcessArguments(true);
 }
 

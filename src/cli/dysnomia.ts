@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { propertyString } from '../core/container-file.js';
-import { describeShell, runOperation } from '../core/dispatcher.js';
-import { UsageError } from '../core/errors.js';
+import { describeShell, type OperationRequest, runOperation } from '../core/dispatcher.js';
+import { OperationError, UsageError } from '../core/errors.js';
 import { debugFromEnv, streamLogger } from '../core/log.js';
 import { isOperation, OPERATIONS } from '../core/plugin.js';
 import { defaultStateDir } from '../core/state-dir.js';
@@ -101,25 +101,27 @@ async function main(argv: string[]): Promise<number> {
     environment: options.environment,
     type: options.type,
   });
-  const request = {
+  const request: OperationRequest = {
     operation,
     ...target,
     stateDir: defaultStateDir(),
     log,
     lockTimeoutMs,
+    // With --json, stdout carries only the result; what plugins print goes to stderr.
+    print: options.json ? (text) => process.stderr.write(text) : undefined,
   };
-  if (operation === 'shell') return shell(request, options.command);
+  if (operation === 'shell') return shell(request, options.command, options.quiet ?? false);
   const result = await runOperation(request);
   if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   log.child(target.container.type).info(result.message);
   return 0;
 }
 
-/** Starts bash with the container properties exported, as Dysnomia's --shell does. */
-async function shell(
-  request: Parameters<typeof describeShell>[0],
-  commands: string | undefined,
-): Promise<number> {
+/**
+ * Starts bash with the container properties exported, as Dysnomia's --shell does: interactive,
+ * or running `commands` and exiting with their status.
+ */
+async function shell(request: OperationRequest, commands: string | undefined, quiet: boolean): Promise<number> {
   const info = await describeShell(request);
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
@@ -134,37 +136,48 @@ async function shell(
     this_component: request.component.path,
     this_container: request.container.file ?? request.container.name,
   });
-  const help = [
-    ...info.help,
-    '',
-    'General environment variables:',
-    'this_dysnomia_module     the plugin (Dysnomia module) serving this container',
-    'this_component           path to the mutable component',
-    'this_container           path to the container configuration file',
-  ].join('\n');
-  process.stderr.write(`${help}\n`);
-  // With --command the commands run in a plain `bash -c` (as Dysnomia's appended `exit` does),
-  // without an interactive session.
-  const dir = commands === undefined ? await mkdtemp(path.join(os.tmpdir(), 'dysnomia-shell-')) : undefined;
-  try {
-    let args: string[];
-    if (dir === undefined) {
-      args = ['-c', commands!];
-    } else {
-      const rc = path.join(dir, 'rc');
-      await writeFile(rc, '[ -e ~/.bashrc ] && . ~/.bashrc\nPS1="\\n[dysnomia-shell:\\w]\\$ "\n', {
-        mode: 0o600,
-      });
-      args = ['--rcfile', rc, '-i'];
-    }
-    return await new Promise<number>((resolve, reject) => {
-      const child = spawn('bash', args, { env, stdio: 'inherit' });
-      child.on('error', reject);
-      child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
-    });
-  } finally {
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  if (!quiet) {
+    const help = [
+      ...info.help,
+      ...(info.help.length > 0 ? [''] : []),
+      'General environment variables:',
+      'this_dysnomia_module     the plugin (Dysnomia module) serving this container',
+      'this_component           path to the mutable component',
+      'this_container           path to the container configuration file',
+    ];
+    process.stderr.write(`${help.join('\n')}\n`);
   }
+  // The script holds no property values (they are in the environment), only bash set-up.
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'dysnomia-shell-'));
+  try {
+    const script = path.join(dir, 'rc');
+    const lines =
+      commands === undefined
+        ? ['[ -e ~/.bashrc ] && . ~/.bashrc', 'PS1="\\n[dysnomia-shell:\\w]\\$ "', info.rc ?? '']
+        : [info.rc ?? '', commands];
+    await writeFile(script, `${lines.join('\n')}\n`, { mode: 0o600 });
+    const args = commands === undefined ? ['--rcfile', script, '-i'] : [script];
+    return await runShell(args, env);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs bash in the foreground; Ctrl-C belongs to the shell, not to us. */
+function runShell(args: string[], env: Record<string, string>): Promise<number> {
+  const ignore = () => {};
+  process.on('SIGINT', ignore);
+  process.on('SIGQUIT', ignore);
+  return new Promise<number>((resolve, reject) => {
+    const child = spawn('bash', args, { env, stdio: 'inherit' });
+    child.on('error', (error) => reject(new OperationError(`cannot start bash for the shell: ${error.message}`, { cause: error })));
+    child.on('exit', (code, signal) =>
+      resolve(code ?? 128 + (signal ? (os.constants.signals[signal] ?? 0) : 0)),
+    );
+  }).finally(() => {
+    process.off('SIGINT', ignore);
+    process.off('SIGQUIT', ignore);
+  });
 }
 
 runProgram(PROGRAM, main);

@@ -52,6 +52,10 @@ export function exitCodeOf(error: unknown): number {
 export function runProgram(program: string, main: (argv: string[]) => Promise<number>): void {
   const argv = process.argv.slice(2);
   const debug = wantsDebug(argv);
+  // A reader that went away (`dysnomia ... | head -1`) must not abort an operation half-way.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
   main(argv).then(
     (code) => {
       process.exitCode = code;

@@ -14,9 +14,11 @@ const KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
  *
  * Dysnomia sources these files with Bash. We accept the subset that is data: `key=value` lines,
  * `#` comments, blank lines, an optional leading `export`, single- and double-quoted values (with
- * `\"`, `\\`, `\$` and `` \` `` escapes in double quotes), and arrays `key=("a" 'b' c)`. Anything
- * that would make a shell do work (`$(...)`, backticks, `$VAR`, `;`, `|`, `&`, redirections) is
- * rejected with an error naming the file, line and key, so a crafted file never runs a command.
+ * `\"`, `\\`, `\$` and `` \` `` escapes in double quotes), and one-line arrays `key=("a" 'b' c)`.
+ * As in Bash, a later assignment of the same key wins. Anything that would make a shell do work or
+ * change the value (`$(...)`, backticks, `$VAR`, `;`, `|`, `&`, redirections, an unquoted `~`, a
+ * glob in an array) is rejected with an error naming the file, line and key, so a crafted file
+ * never runs a command and every value reads exactly as it is written.
  *
  * Written by hand: shell-quote and similar libraries expand or tokenise shell syntax, which is the
  * opposite of what we need (refuse it).
@@ -26,12 +28,12 @@ export function parseContainerText(text: string, file = '<container>'): Containe
     throw new ConfigError('the file contains a NUL byte; a container file is text', { file });
   }
   const properties: ContainerProperties = {};
-  const lines = text.split(/\r?\n/);
+  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
   for (let index = 0; index < lines.length; index++) {
     const lineNumber = index + 1;
-    let line = lines[index]!.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    if (line.startsWith('export ')) line = line.slice('export '.length).trimStart();
+    // Only leading blanks go: trailing ones may be escaped (`a=x\ `) and the value parser skips the rest.
+    const line = lines[index]!.trimStart().replace(/^export\s+/, '');
+    if (line.trim() === '' || line.startsWith('#')) continue;
     const equals = line.indexOf('=');
     if (equals <= 0) {
       throw new ConfigError(`expected key=value, found ${JSON.stringify(truncate(line))}`, {
@@ -40,12 +42,11 @@ export function parseContainerText(text: string, file = '<container>'): Containe
       });
     }
     const key = line.slice(0, equals);
-    if (!KEY.test(key)) {
-      throw new ConfigError('not a valid property name (letters, digits and _ only)', {
-        file,
-        line: lineNumber,
-        key: truncate(key),
-      });
+    if (!KEY.test(key) || key === '__proto__') {
+      throw new ConfigError(
+        'not a valid property name (a letter or _, then letters, digits and _; no spaces around =)',
+        { file, line: lineNumber, key: truncate(key) },
+      );
     }
     const raw = line.slice(equals + 1);
     try {
@@ -110,7 +111,8 @@ function findArrayEnd(raw: string): number {
     else if (c === '\\') i++;
     else if (c === ')') return i;
   }
-  throw new SyntaxProblem('array value has no closing parenthesis');
+  if (quote) throw new SyntaxProblem(`${quote === '"' ? 'double' : 'single'} quote in the array is not closed`);
+  throw new SyntaxProblem('array value has no closing parenthesis (arrays must fit on one line)');
 }
 
 /** Parses one whole value; trailing `# comment` is allowed after whitespace. */
@@ -119,7 +121,7 @@ function parseWord(raw: string, topLevel: boolean): string {
   const rest = raw.slice(next).trim();
   if (rest !== '' && !rest.startsWith('#')) {
     throw new SyntaxProblem(
-      `unquoted space in value; quote it ("...") or remove ${JSON.stringify(truncate(rest))}`,
+      `unexpected text after the value: ${JSON.stringify(truncate(rest))} (a shell would run it as a command); quote the whole value if the space belongs to it`,
     );
   }
   return word;
@@ -132,9 +134,22 @@ function parseWord(raw: string, topLevel: boolean): string {
 function readWord(text: string, start: number, topLevel: boolean): [string, number] {
   let out = '';
   let i = start;
+  if (!topLevel && text[i] === '#') {
+    throw new SyntaxProblem('a comment inside an array is not supported; put the array on one line');
+  }
   while (i < text.length) {
     const c = text[i]!;
     if (/\s/.test(c)) break;
+    if (c === '~' && (i === start || text[i - 1] === ':')) {
+      throw new SyntaxProblem(
+        "an unquoted ~ would be expanded to a home folder by a shell; write the full path, or quote it ('~') to keep it",
+      );
+    }
+    if (!topLevel && '*?['.includes(c)) {
+      throw new SyntaxProblem(
+        `an unquoted ${JSON.stringify(c)} in an array would be expanded to file names by a shell; quote the item`,
+      );
+    }
     if (c === "'") {
       const end = text.indexOf("'", i + 1);
       if (end < 0) throw new SyntaxProblem('single quote is not closed');

@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { SnapshotStore } from '../snapshot-store/index.js';
-import { DysnomiaError, OperationError, throwIfAborted } from './errors.js';
+import { DysnomiaError, messageOf, OperationError, throwIfAborted } from './errors.js';
 import { withLock } from './lock.js';
 import { type Logger, silentLogger } from './log.js';
 import {
@@ -42,6 +42,8 @@ export interface OperationRequest {
   env?: NodeJS.ProcessEnv;
   /** Human output of plugins (echo, external modules). Default: process.stdout. */
   print?: (text: string) => void;
+  /** Use this plugin instead of looking the container's type up (a library caller's own plugin). */
+  plugin?: AnyPlugin;
 }
 
 /** What an operation did. */
@@ -76,7 +78,7 @@ export interface PreparedOperation {
 /** Loads the plugin for the container and validates its properties (a ConfigError if bad). */
 export async function prepare(request: OperationRequest): Promise<PreparedOperation> {
   const env = request.env ?? process.env;
-  const plugin = await loadPlugin(request.container.type, env, request.container.file);
+  const plugin = request.plugin ?? (await loadPlugin(request.container.type, env, request.container.file));
   const log = (request.log ?? silentLogger).child(plugin.type);
   const options = isPassThrough(plugin)
     ? undefined
@@ -161,19 +163,26 @@ async function dispatch(
   switch (request.operation) {
     case 'activate': {
       await call(plugin, ctx, 'activate');
-      await markActive(stateDir, key);
+      await recordMarker(request, 'activate', name, () => markActive(stateDir, key));
       return done(`activated ${name}`);
     }
     case 'deactivate': {
-      if (await isGarbage(stateDir, key)) {
-        return skipped(`${name} is already deactivated (marked as garbage); nothing to do`);
-      }
-      if (!(await isActivated(stateDir, key))) {
-        return skipped(`${name} is not activated; nothing to do`);
+      // A module keeps its own state, and Dysnomia always calls it (a service activated by a
+      // module that keeps no markers must still be stopped); a built-in plugin is called only
+      // for an activated component.
+      if (!isPassThrough(plugin)) {
+        if (await isGarbage(stateDir, key)) {
+          return skipped(`${name} is already deactivated (marked as garbage); nothing to do`);
+        }
+        if (!(await isActivated(stateDir, key))) {
+          return skipped(`${name} is not activated; nothing to do`);
+        }
       }
       await call(plugin, ctx, 'deactivate');
-      await markGarbage(stateDir, key);
-      return done(`deactivated ${name}; it is marked as garbage until collect-garbage`);
+      const marked = await recordMarker(request, 'deactivate', name, () => markGarbage(stateDir, key));
+      return marked
+        ? done(`deactivated ${name}; it is marked as garbage until collect-garbage`)
+        : done(`deactivated ${name} (module ${plugin.type}); it was not marked as activated, so no garbage mark was set`);
     }
     case 'lock':
     case 'unlock': {
@@ -185,7 +194,7 @@ async function dispatch(
         return skipped(`${name} is not marked as garbage; nothing collected`);
       }
       await call(plugin, ctx, 'collect-garbage');
-      await clearGarbage(stateDir, key);
+      await recordMarker(request, 'collect-garbage', name, () => clearGarbage(stateDir, key));
       return done(`collected ${name}`);
     }
     case 'snapshot': {
@@ -204,6 +213,26 @@ async function dispatch(
     }
     case 'shell':
       throw new OperationError('the shell operation is run through describeShell, not runOperation');
+  }
+}
+
+/**
+ * Updates a marker after the plugin succeeded. A failure here is reported as such: the work was
+ * done, only its record in the state dir is missing.
+ */
+async function recordMarker<T>(
+  request: OperationRequest,
+  operation: Operation,
+  name: string,
+  update: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await update();
+  } catch (error) {
+    throw new OperationError(
+      `${operation} of ${name} succeeded, but recording it in the state dir ${request.stateDir} failed (${messageOf(error)}); check that the state dir is a writable folder, then run the operation again`,
+      { cause: error },
+    );
   }
 }
 
@@ -304,9 +333,8 @@ async function restore(
 /** For `--shell`: how to reach the component, and the environment for the shell. */
 export async function describeShell(request: OperationRequest): Promise<ShellInfo & { module: string }> {
   const { plugin, ctx } = await prepare({ ...request, operation: 'shell' });
-  if (isPassThrough(plugin)) return { module: plugin.type, help: [] };
   const info = (await plugin.shell?.(ctx)) ?? { help: [] };
-  return { module: plugin.type, ...info };
+  return { ...info, module: info.module ?? plugin.type };
 }
 
 /** Re-export for callers that want to tell expected errors apart. */

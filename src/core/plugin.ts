@@ -91,6 +91,13 @@ export interface ShellInfo {
   help: string[];
   /** Extra environment for the shell (for example PGHOST, MYSQL_UNIX_PORT). */
   env?: Record<string, string>;
+  /**
+   * Bash lines the shell runs before the user's commands. External modules use this to be
+   * sourced with `shell`, as Dysnomia does, so what they export reaches the session.
+   */
+  rc?: string;
+  /** What `this_dysnomia_module` names in the shell (default: the type). */
+  module?: string;
 }
 
 /** The result a plugin may give back from snapshot. */
@@ -136,14 +143,17 @@ export interface Plugin<O = unknown> {
 }
 
 /**
- * A plugin that runs a Dysnomia-protocol executable. The executable keeps its own snapshots and
- * markers in DYSNOMIA_STATEDIR as Dysnomia's modules do, so the core passes every operation
- * through instead of using the store.
+ * A plugin that handles every operation itself, without the store: an external Dysnomia-protocol
+ * executable (which keeps its own snapshots and markers in DYSNOMIA_STATEDIR, as Dysnomia's
+ * modules do), or `echo`. The core passes every operation through, as Dysnomia does, except
+ * collect-garbage, which it only passes on for a component marked as garbage.
  */
 export interface PassThroughPlugin {
   readonly type: string;
   readonly passThrough: true;
   run(ctx: PluginContext<unknown>): Promise<void>;
+  /** Describes how to reach the component from a shell. */
+  shell?(ctx: PluginContext<unknown>): Promise<ShellInfo>;
 }
 
 export type AnyPlugin = Plugin<any> | PassThroughPlugin;

@@ -29,6 +29,18 @@ async function isExecutableFile(file: string): Promise<boolean> {
   }
 }
 
+async function isRegularFile(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function modulesPath(env: NodeJS.ProcessEnv): string[] {
+  return (env.DYSNOMIA_MODULES_PATH ?? '').split(':').filter((dir) => dir !== '');
+}
+
 /** Where an external module with this type name lives, searched in DYSNOMIA_MODULES_PATH. */
 export async function findModule(
   type: string,
@@ -38,11 +50,24 @@ export async function findModule(
     const file = path.resolve(type);
     return (await isExecutableFile(file)) ? file : undefined;
   }
-  if (type.includes('/')) return undefined;
-  for (const dir of (env.DYSNOMIA_MODULES_PATH ?? '').split(':')) {
-    if (dir === '') continue;
+  if (type === '' || type.includes('/')) return undefined;
+  for (const dir of modulesPath(env)) {
     const candidate = path.join(dir, type);
     if (await isExecutableFile(candidate)) return path.resolve(candidate);
+  }
+  return undefined;
+}
+
+/** A file named like the module that cannot be run, to explain why the type was not found. */
+async function findNonExecutable(type: string, env: NodeJS.ProcessEnv): Promise<string | undefined> {
+  if (isPathArgument(type)) {
+    const file = path.resolve(type);
+    return (await isRegularFile(file)) ? file : undefined;
+  }
+  if (type === '' || type.includes('/')) return undefined;
+  for (const dir of modulesPath(env)) {
+    const candidate = path.resolve(dir, type);
+    if (await isRegularFile(candidate)) return candidate;
   }
   return undefined;
 }
@@ -62,18 +87,20 @@ export async function loadPlugin(
     const { externalPlugin } = await import('../plugins/external/index.js');
     return externalPlugin(modulePath);
   }
-  if (isPathArgument(type)) {
-    throw new ConfigError(`module ${path.resolve(type)} does not exist or is not executable`, {
-      file,
-      key: 'type',
-    });
-  }
-  const load = BUILT_IN[type];
-  if (load === undefined) {
+  const load = Object.hasOwn(BUILT_IN, type) ? BUILT_IN[type] : undefined;
+  if (load !== undefined) return (await load()).default;
+  const notExecutable = await findNonExecutable(type, env);
+  if (notExecutable !== undefined) {
     throw new ConfigError(
-      `unknown type ${JSON.stringify(type)}: not a built-in plugin (${builtInTypes.join(', ')}) and no executable of that name in DYSNOMIA_MODULES_PATH (${env.DYSNOMIA_MODULES_PATH || 'unset'})`,
+      `module ${notExecutable} is not executable; make it executable (chmod +x ${notExecutable}) or fix the type`,
       { file, key: 'type' },
     );
   }
-  return (await load()).default;
+  if (isPathArgument(type)) {
+    throw new ConfigError(`module ${path.resolve(type)} does not exist`, { file, key: 'type' });
+  }
+  throw new ConfigError(
+    `unknown type ${JSON.stringify(type)}: not a built-in plugin (${builtInTypes.join(', ')}) and no executable of that name in DYSNOMIA_MODULES_PATH (${env.DYSNOMIA_MODULES_PATH || 'unset'})`,
+    { file, key: 'type' },
+  );
 }

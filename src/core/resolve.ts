@@ -56,17 +56,19 @@ export function isPathArgument(argument: string): boolean {
  * and dash stripped when the path lies in the Nix store (`/nix/store/<hash>-testdb` is `testdb`).
  */
 export function nameFromPath(argument: string, env: NodeJS.ProcessEnv = process.env): string {
-  const storeDir = (env.NIX_STORE_DIR ?? '/nix/store').replace(/\/+$/, '') + '/';
+  // As in Dysnomia's ${NIX_STORE_DIR:-/nix/store}: an empty value means the default.
+  const storeDir = (env.NIX_STORE_DIR || '/nix/store').replace(/\/+$/, '') + '/';
   const base = path.basename(argument.replace(/\/+$/, ''));
   if (argument.startsWith(storeDir) && /^[0-9a-z]{32}-./.test(base)) return base.slice(33);
   return base;
 }
 
 /** Checks that a name is usable as one state-dir path segment. */
-export function assertSafeName(name: string, what: string): string {
+export function assertSafeName(name: string, what: string, source?: string): string {
   if (name === '.' || name === '..' || !SAFE_NAME.test(name) || name.length > 200) {
+    const from = source === undefined ? '' : ` (from ${source})`;
     throw new ConfigError(
-      `${JSON.stringify(name)} is not a usable ${what} name (letters, digits and . _ - + @ = space; not . or ..)`,
+      `${JSON.stringify(name)}${from} is not a usable ${what} name: it becomes a folder name in the state dir, so use letters, digits and . _ - + @ = space (not . or .., at most 200 characters)`,
     );
   }
   return name;
@@ -122,7 +124,7 @@ export async function loadContainerFile(
   }
   properties.type = type;
   return {
-    name: assertSafeName(nameFromPath(file, env), 'container'),
+    name: assertSafeName(nameFromPath(file, env), 'container', file),
     type,
     properties,
     file,
@@ -206,5 +208,5 @@ export async function resolveComponent(
   }
   // Dysnomia resolves symlinks (readlink -f), so a profile link names the store path it points to.
   const real = await realpath(resolved);
-  return { name: assertSafeName(nameFromPath(real, env), 'component'), path: real };
+  return { name: assertSafeName(nameFromPath(real, env), 'component', real), path: real };
 }
