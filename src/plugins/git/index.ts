@@ -1,18 +1,62 @@
-/** `git-repository`: placeholder until its issue lands. */
-import { OperationError } from '../../core/errors.js';
-import type { Plugin } from '../../core/plugin.js';
+/**
+ * `git-repository`: bare git repositories as mutable components, at `<gitBaseDir>/<component>`.
+ * Snapshots are named by the state of the refs, so an unchanged repository costs one
+ * `git for-each-ref`; a changed one streams `git bundle create --all` into the store.
+ */
+import { rename, rm } from 'node:fs/promises';
+import type { Plugin, PluginContext, ShellInfo } from '../../core/plugin.js';
+import { activate } from './activate.js';
+import { exists, fsyncDir, recover, repositoryPath, tempPath } from './layout.js';
+import { type GitRepositoryOptions, PLUGIN_TYPE, parseGitOptions } from './options.js';
+import { restore } from './restore.js';
+import { identify, snapshot } from './snapshot.js';
 
-const notYet = async (): Promise<never> => {
-  throw new OperationError('the git-repository plugin is not implemented yet', { plugin: 'git-repository' });
-};
+/** collect-garbage: removes the repository (the core calls this only for a garbage component). */
+async function collectGarbage(ctx: PluginContext<GitRepositoryOptions>): Promise<void> {
+  const repo = repositoryPath(ctx.options, ctx.component);
+  await recover(repo, ctx.log);
+  if (!(await exists(repo))) {
+    ctx.log.info(`${repo} does not exist; nothing to remove`);
+    return;
+  }
+  // Renamed first, so an interrupted removal never leaves a half-deleted repository in place.
+  const doomed = tempPath(repo, 'delete');
+  await rename(repo, doomed);
+  await fsyncDir(ctx.options.baseDir);
+  await rm(doomed, { recursive: true, force: true });
+  ctx.log.info(`removed ${repo}`);
+}
 
-const plugin: Plugin<Record<string, unknown>> = {
-  type: 'git-repository',
-  parseOptions: (properties) => properties,
-  activate: notYet,
-  snapshot: notYet,
-  restore: notYet,
-  collectGarbage: notYet,
+/** shell: where the repository is and what to type to look at it. */
+async function shell(ctx: PluginContext<GitRepositoryOptions>): Promise<ShellInfo> {
+  const repo = repositoryPath(ctx.options, ctx.component);
+  const state = (await exists(repo)) ? '' : ' (does not exist yet: run --operation activate)';
+  return {
+    help: [
+      `Repository of ${ctx.component.name}: ${repo}${state}`,
+      '',
+      'Useful commands:',
+      `  git clone ${repo}                              clone it`,
+      `  git --git-dir=${repo} log --oneline --all -n 20   latest commits`,
+      `  git --git-dir=${repo} for-each-ref              every branch and tag`,
+      `  git --git-dir=${repo} fsck                      check it`,
+      '',
+      'Environment variables:',
+      'gitRepository            path to the repository',
+    ],
+    env: { gitRepository: repo },
+  };
+}
+
+const plugin: Plugin<GitRepositoryOptions> = {
+  type: PLUGIN_TYPE,
+  parseOptions: parseGitOptions,
+  activate,
+  identify,
+  snapshot,
+  restore,
+  collectGarbage,
+  shell,
 };
 
 export default plugin;

@@ -1,0 +1,116 @@
+/**
+ * Running git: simple-git for commands whose output is small, execa where bytes stream (a bundle
+ * to the store, a tar of the hooks). Every failure becomes a PluginError carrying git's stderr.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import { execa } from 'execa';
+import { type SimpleGit, simpleGit } from 'simple-git';
+import { AbortedError, PluginError } from '../../core/errors.js';
+import { PLUGIN_TYPE } from './options.js';
+
+/**
+ * The environment for git: ours without GIT_* variables, so a stray GIT_DIR or GIT_WORK_TREE in
+ * the caller's shell can never redirect a command to another repository (simple-git strips them
+ * the same way).
+ */
+export function gitEnvironment(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && !key.startsWith('GIT_')) env[key] = value;
+  }
+  return env;
+}
+
+function client(dir: string, signal?: AbortSignal): SimpleGit {
+  return simpleGit({ baseDir: dir, trimmed: false, ...(signal ? { abort: signal } : {}) });
+}
+
+/** Runs `git args...` in `dir` and returns stdout; `what` says what we were doing, for the error. */
+export async function git(dir: string, args: string[], what: string, signal?: AbortSignal): Promise<string> {
+  try {
+    return await client(dir, signal).raw(args);
+  } catch (error) {
+    if (signal?.aborted) throw new AbortedError(`${what}: cancelled`, { plugin: PLUGIN_TYPE, cause: error });
+    throw new PluginError(`${what} failed (git ${args.join(' ')})`, {
+      plugin: PLUGIN_TYPE,
+      stderr: error instanceof Error ? error.message : String(error),
+      cause: error,
+    });
+  }
+}
+
+/** Runs a command (git, tar, chown ...) whose output does not matter; fails with its stderr. */
+export async function run(
+  command: string,
+  args: string[],
+  what: string,
+  options: { cwd?: string; signal?: AbortSignal } = {},
+): Promise<void> {
+  const result = await execa(command, args, {
+    cwd: options.cwd,
+    env: gitEnvironment(),
+    extendEnv: false,
+    stdin: 'ignore',
+    reject: false,
+    cancelSignal: options.signal,
+  });
+  if (result.failed) throw commandError(command, args, what, result, options.signal);
+}
+
+function commandError(
+  command: string,
+  args: string[],
+  what: string,
+  result: { stderr?: unknown; originalMessage?: string; isCanceled?: boolean },
+  signal?: AbortSignal,
+): Error {
+  if (result.isCanceled || signal?.aborted) {
+    return new AbortedError(`${what}: cancelled`, { plugin: PLUGIN_TYPE });
+  }
+  const stderr = typeof result.stderr === 'string' && result.stderr !== '' ? result.stderr : result.originalMessage;
+  return new PluginError(`${what} failed (${command} ${args.join(' ')})`, { plugin: PLUGIN_TYPE, stderr });
+}
+
+/**
+ * The standard output of a command as a stream that ends only once the command has succeeded, and
+ * errors (with the command's stderr) if it fails, so a reader never mistakes a cut-off stream for a
+ * complete one. `onChunk` sees every chunk on its way through.
+ */
+export function commandOutput(
+  command: string,
+  args: string[],
+  what: string,
+  options: { cwd?: string; signal?: AbortSignal; onChunk?: (chunk: Buffer) => void } = {},
+): Transform {
+  const subprocess = execa(command, args, {
+    cwd: options.cwd,
+    env: gitEnvironment(),
+    extendEnv: false,
+    stdin: 'ignore',
+    buffer: { stdout: false, stderr: true },
+    reject: false,
+    cancelSignal: options.signal,
+  });
+  const finished = subprocess.then((result) => {
+    if (result.failed) throw commandError(command, args, what, result, options.signal);
+  });
+  // Without this a failure seen only through the stream would also be an unhandled rejection.
+  finished.catch(() => {});
+  const output = new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      options.onChunk?.(chunk);
+      callback(null, chunk);
+    },
+    flush(callback: TransformCallback) {
+      finished.then(() => callback(), (error: Error) => callback(error));
+    },
+    destroy(error, callback) {
+      if (subprocess.exitCode === null) subprocess.kill();
+      callback(error);
+    },
+  });
+  subprocess.stdout.on('error', (error) => output.destroy(error));
+  subprocess.stdout.pipe(output);
+  // A command that fails before writing anything still ends its stdout; flush reports the failure.
+  return output;
+}

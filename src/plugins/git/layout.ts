@@ -1,0 +1,169 @@
+/**
+ * Where a component's repository lives, the temporary folders beside it, and how a crash between
+ * two steps is repaired.
+ *
+ * Every change to a live repository is made in a folder beside it and moved into place by
+ * renaming, so the repository is always either the old one or the new one. The folders are named
+ * `.<component>.dysnomia-<kind>-<random>`:
+ *
+ * - `activate`, `restore`: a repository being built; never live, removed if found.
+ * - `old`: the previous repository, moved aside during a restore's swap. With the repository in
+ *   place it is a leftover of a finished swap and removed; with the repository missing, the crash
+ *   hit between the two renames, and it is moved back (the restore did not happen).
+ * - `delete`: a collected repository being removed; removed if found.
+ */
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { ComponentSpec } from '../../core/resolve.js';
+import type { Logger } from '../../core/log.js';
+import { ConfigError, OperationError } from '../../core/errors.js';
+import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
+
+/** The kinds of temporary folder beside a repository. */
+export type TempKind = 'activate' | 'restore' | 'old' | 'delete';
+
+const TEMP_SUFFIX = /^(activate|restore|old|delete)-[0-9a-f]{12}$/;
+
+/** The live repository of a component: `<gitBaseDir>/<component name>`. */
+export function repositoryPath(options: GitRepositoryOptions, component: ComponentSpec): string {
+  return path.join(options.baseDir, component.name);
+}
+
+/** A fresh temporary path beside the repository. */
+export function tempPath(repo: string, kind: TempKind): string {
+  return path.join(path.dirname(repo), `.${path.basename(repo)}.dysnomia-${kind}-${randomBytes(6).toString('hex')}`);
+}
+
+/** A temporary folder found beside a repository. */
+export interface Leftover {
+  kind: TempKind;
+  path: string;
+}
+
+/** The temporary folders of this repository (and only this one) in its base dir. */
+export async function leftovers(repo: string): Promise<Leftover[]> {
+  const prefix = `.${path.basename(repo)}.dysnomia-`;
+  let entries: string[];
+  try {
+    entries = await readdir(path.dirname(repo));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  const found: Leftover[] = [];
+  for (const entry of entries.sort()) {
+    if (!entry.startsWith(prefix)) continue;
+    const match = TEMP_SUFFIX.exec(entry.slice(prefix.length));
+    if (match) found.push({ kind: match[1] as TempKind, path: path.join(path.dirname(repo), entry) });
+  }
+  return found;
+}
+
+/** True when something (a folder, a file, a link) exists at `file`. */
+export async function exists(file: string): Promise<boolean> {
+  try {
+    await lstat(file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+}
+
+/**
+ * Repairs what an interrupted operation left: puts a repository moved aside back when the swap
+ * was cut between its two renames, and removes every other temporary folder. Runs under the
+ * component lock, before every operation that reads or changes the repository.
+ */
+export async function recover(repo: string, log: Logger): Promise<void> {
+  const found = await leftovers(repo);
+  if (found.length === 0) return;
+  const aside = found.filter((leftover) => leftover.kind === 'old');
+  let movedBack: Leftover | undefined;
+  if (aside.length > 0 && !(await exists(repo))) {
+    if (aside.length > 1) {
+      throw new OperationError(
+        `${repo} is missing and there are several earlier versions beside it (${aside.map((a) => path.basename(a.path)).join(', ')}); move the right one to ${repo} by hand, then run the operation again`,
+        { plugin: PLUGIN_TYPE },
+      );
+    }
+    movedBack = aside[0]!;
+    log.warn(`an earlier restore of ${repo} was interrupted during its swap; putting the previous repository back`);
+    await rename(movedBack.path, repo);
+    await fsyncDir(path.dirname(repo));
+  }
+  for (const leftover of found) {
+    if (leftover === movedBack) continue;
+    const by = leftover.kind === 'old' ? 'restore' : leftover.kind;
+    log.warn(`removing ${leftover.path}, left by an interrupted ${by}`);
+    await rm(leftover.path, { recursive: true, force: true });
+  }
+}
+
+/** Flushes a folder's entries (renames, new files) to disk. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Flushes every file and folder under `dir` to disk, so a repository renamed into place survives
+ * a power cut. Written by hand: Node has no recursive fsync and `sync -f` would flush the whole
+ * file system, everyone's writes included.
+ */
+export async function fsyncTree(dir: string): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  for (const entry of entries) {
+    const file = path.join(dir, entry.name);
+    if (entry.isDirectory()) await fsyncTree(file);
+    else if (entry.isFile()) {
+      const handle = await open(file, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    }
+  }
+  await fsyncDir(dir);
+}
+
+/**
+ * Creates gitBaseDir if needed. A path that cannot be a folder is a configuration error (exit 2);
+ * a folder we may not write is a problem of the environment (exit 1). Both name the file and key.
+ */
+export async function ensureBaseDir(options: GitRepositoryOptions): Promise<void> {
+  try {
+    await mkdir(options.baseDir, { recursive: true });
+    const probe = path.join(options.baseDir, `.dysnomia-write-test-${randomBytes(6).toString('hex')}`);
+    await mkdir(probe);
+    await rm(probe, { recursive: true, force: true });
+  } catch (error) {
+    throw baseDirError(options, error);
+  }
+}
+
+/** The error for a gitBaseDir we could not create or write. */
+export function baseDirError(options: GitRepositoryOptions, error: unknown): Error {
+  const code = (error as NodeJS.ErrnoException).code;
+  const where = { file: options.file, key: 'gitBaseDir', plugin: PLUGIN_TYPE, cause: error };
+  if (code === 'ENOTDIR' || code === 'EEXIST') {
+    return new ConfigError(`${options.baseDir} cannot be a folder: it, or a folder above it, is a file`, where);
+  }
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    const from = options.file ? ` (gitBaseDir in ${options.file})` : ' (gitBaseDir)';
+    return new OperationError(
+      `cannot write to ${options.baseDir}${from}: ${code === 'EROFS' ? 'read-only file system' : 'permission denied'}; run as a user who may write there, or change gitBaseDir`,
+      { plugin: PLUGIN_TYPE, cause: error },
+    );
+  }
+  return new OperationError(`cannot use gitBaseDir ${options.baseDir}: ${(error as Error).message}`, {
+    plugin: PLUGIN_TYPE,
+    cause: error,
+  });
+}

@@ -1,0 +1,161 @@
+/**
+ * restore: rebuilds the repository from a snapshot beside the live one, checks it, then swaps the
+ * two by renaming. Until the swap the live repository is not touched; a failure (a corrupted
+ * snapshot, a full disk, a kill) leaves it exactly as it was.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { execa } from 'execa';
+import { IntegrityError, OperationError, PluginError, throwIfAborted } from '../../core/errors.js';
+import type { PluginContext, SnapshotSource } from '../../core/plugin.js';
+import { git, gitEnvironment } from './git.js';
+import { type BundleHeader, BundleHeaderReader, identityOf, readRefState } from './identity.js';
+import { ensureBaseDir, exists, fsyncDir, fsyncTree, recover, repositoryPath, tempPath } from './layout.js';
+import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
+import { checkGroup, matchOwner, shareWithGroup } from './permissions.js';
+import { EXTRA_FILES, STREAM } from './streams.js';
+
+/** Reads a small stream of the snapshot completely (and verified) into a string. */
+async function readText(source: SnapshotSource, name: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of source.open(name)) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Copies the bundle out of the store into `file`, verified, and returns its header. */
+async function fetchBundle(ctx: PluginContext<GitRepositoryOptions>, source: SnapshotSource, file: string): Promise<BundleHeader> {
+  const reader = new BundleHeaderReader();
+  const total = source.size(STREAM.bundle);
+  let bytes = 0;
+  const watch = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      reader.push(chunk);
+      bytes += chunk.length;
+      ctx.progress('restore', bytes, total);
+      callback(null, chunk);
+    },
+  });
+  await pipeline(source.open(STREAM.bundle), watch, createWriteStream(file));
+  const header = reader.header();
+  if (header === undefined) {
+    throw new IntegrityError(`the bundle in snapshot ${source.identity} has no complete header`, { plugin: PLUGIN_TYPE });
+  }
+  return header;
+}
+
+/** Unpacks files.tar (description, hooks, info) into the new repository, modes kept. */
+async function extractFiles(source: SnapshotSource, repo: string, signal?: AbortSignal): Promise<void> {
+  const tar = execa('tar', ['-C', repo, '-xpf', '-', '--no-same-owner'], {
+    env: gitEnvironment(),
+    extendEnv: false,
+    stdin: 'pipe',
+    reject: false,
+    cancelSignal: signal,
+  });
+  try {
+    await pipeline(source.open(STREAM.files), tar.stdin);
+  } catch (error) {
+    tar.kill();
+    await tar;
+    throw error;
+  }
+  const result = await tar;
+  if (result.failed) {
+    throw new PluginError(`unpacking the hooks of snapshot ${source.identity} into ${repo} failed`, {
+      plugin: PLUGIN_TYPE,
+      stderr: result.stderr || result.originalMessage,
+    });
+  }
+}
+
+/** Builds the snapshot's repository at `staged` and checks it; `work` holds the bundle file. */
+async function stage(
+  ctx: PluginContext<GitRepositoryOptions>,
+  source: SnapshotSource,
+  work: string,
+  staged: string,
+): Promise<void> {
+  const { signal } = ctx;
+  const head = (await readText(source, STREAM.head)).trim();
+  const bundleFile = path.join(work, STREAM.bundle);
+  const header = source.streams.includes(STREAM.bundle) ? await fetchBundle(ctx, source, bundleFile) : undefined;
+
+  await git(work, ['init', '--quiet', '--bare', `--object-format=${header?.objectFormat ?? 'sha1'}`, staged], `creating ${staged}`, signal);
+  // What the snapshot had replaces what git's templates put there; no hook runs while loading.
+  for (const name of EXTRA_FILES) await rm(path.join(staged, name), { recursive: true, force: true });
+  if (header !== undefined) {
+    await git(staged, ['bundle', 'verify', '--quiet', bundleFile], `verifying the bundle of snapshot ${source.identity}`, signal);
+    const refspecs = ['+refs/*:refs/*'];
+    // A detached HEAD may name a commit no ref reaches; fetch it so the objects come along.
+    if (!head.startsWith('ref: ') && header.headOid !== undefined) refspecs.push('HEAD');
+    await git(staged, ['fetch', '--quiet', '--no-write-fetch-head', bundleFile, ...refspecs], `loading the bundle of snapshot ${source.identity}`, signal);
+  }
+  await writeFile(path.join(staged, 'HEAD'), `${head}\n`);
+  await writeFile(path.join(staged, 'config'), await readText(source, STREAM.config));
+  if (source.streams.includes(STREAM.files)) await extractFiles(source, staged, signal);
+
+  await git(staged, ['fsck', '--no-progress', '--no-dangling'], `checking the restored repository ${staged}`, signal);
+  const restored = identityOf(await readRefState(staged, signal));
+  if (restored !== source.identity) {
+    throw new IntegrityError(
+      `the repository rebuilt from snapshot ${source.identity} has different refs (identity ${restored}); the snapshot is not what it claims to be`,
+      { plugin: PLUGIN_TYPE },
+    );
+  }
+}
+
+/** Replaces the live repository by the staged one: two renames, the old one removed after. */
+async function swap(repo: string, staged: string, live: boolean): Promise<void> {
+  const aside = live ? tempPath(repo, 'old') : undefined;
+  if (aside !== undefined) await rename(repo, aside);
+  try {
+    await rename(staged, repo);
+  } catch (error) {
+    if (aside !== undefined) await rename(aside, repo);
+    throw error;
+  }
+  await fsyncDir(path.dirname(repo));
+  if (aside !== undefined) await rm(aside, { recursive: true, force: true });
+}
+
+/** restore: brings the repository to the snapshot's state, unless it is there already. */
+export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: SnapshotSource): Promise<void> {
+  const repo = repositoryPath(ctx.options, ctx.component);
+  if (source.type !== PLUGIN_TYPE) {
+    throw new OperationError(`snapshot ${source.identity} was taken by ${source.type}, not ${PLUGIN_TYPE}; it cannot be restored into ${repo}`, {
+      plugin: PLUGIN_TYPE,
+    });
+  }
+  for (const name of [STREAM.head, STREAM.config]) {
+    if (!source.streams.includes(name)) {
+      throw new IntegrityError(`snapshot ${source.identity} (${source.path}) has no ${name} stream; it is not a complete git-repository snapshot`, {
+        plugin: PLUGIN_TYPE,
+      });
+    }
+  }
+  await checkGroup(ctx.options);
+  await recover(repo, ctx.log);
+  const live = await exists(repo);
+  if (live && identityOf(await readRefState(repo, ctx.signal)) === source.identity) {
+    ctx.log.info(`${repo} already has the refs of snapshot ${source.identity}; nothing to restore`);
+    return;
+  }
+  await ensureBaseDir(ctx.options);
+  const work = tempPath(repo, 'restore');
+  await mkdir(work);
+  try {
+    const staged = path.join(work, 'repository');
+    await stage(ctx, source, work, staged);
+    if (live) await matchOwner(staged, repo, ctx.signal);
+    if (ctx.options.group !== undefined) await shareWithGroup(staged, ctx.options.group, ctx.signal);
+    await fsyncTree(staged);
+    throwIfAborted(ctx.signal, `restore of ${repo}`);
+    await swap(repo, staged, live);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  ctx.log.info(`${repo} now has the refs of snapshot ${source.identity}${live ? '; the previous repository was removed' : ''}`);
+}

@@ -1,0 +1,75 @@
+/**
+ * snapshot: streams the repository into the store. The identity is computed first (by the core,
+ * through identify) so an unchanged repository is never bundled; when it has changed, the bundle
+ * streams straight from git into the store, never to a temporary file.
+ */
+import { createReadStream } from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { OperationError } from '../../core/errors.js';
+import type { PluginContext, PluginSnapshotResult, SnapshotSink } from '../../core/plugin.js';
+import { commandOutput } from './git.js';
+import { BundleHeaderReader, identityOf, listRefs, readHead, readRefState } from './identity.js';
+import { exists, recover, repositoryPath } from './layout.js';
+import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
+import { DERIVED_FILES, EXTRA_FILES, STREAM } from './streams.js';
+
+/** The live repository, checked to exist (after repairing an interrupted operation). */
+export async function liveRepository(ctx: PluginContext<GitRepositoryOptions>): Promise<string> {
+  const repo = repositoryPath(ctx.options, ctx.component);
+  await recover(repo, ctx.log);
+  if (!(await exists(repo))) {
+    throw new OperationError(`there is no repository ${repo}; activate the component first`, { plugin: PLUGIN_TYPE });
+  }
+  return repo;
+}
+
+/** identify: the identity of the live repository's refs and HEAD. */
+export async function identify(ctx: PluginContext<GitRepositoryOptions>): Promise<string> {
+  return identityOf(await readRefState(await liveRepository(ctx), ctx.signal));
+}
+
+async function presentFiles(repo: string): Promise<string[]> {
+  const present: string[] = [];
+  for (const name of EXTRA_FILES) if (await exists(path.join(repo, name))) present.push(name);
+  return present;
+}
+
+/** snapshot: HEAD, config, the extra files and the bundle, into the sink. */
+export async function snapshot(
+  ctx: PluginContext<GitRepositoryOptions>,
+  sink: SnapshotSink,
+): Promise<PluginSnapshotResult> {
+  const repo = await liveRepository(ctx);
+  const { signal } = ctx;
+  const head = await readHead(repo);
+  await sink.addStream(STREAM.head, Readable.from([Buffer.from(`${head}\n`)]));
+  await sink.addStream(STREAM.config, createReadStream(path.join(repo, 'config')));
+  const files = await presentFiles(repo);
+  if (files.length > 0) {
+    const excludes = DERIVED_FILES.map((file) => `--exclude=./${file}`);
+    const tar = commandOutput('tar', ['-C', repo, '-cf', '-', ...excludes, ...files.map((f) => `./${f}`)], `archiving the hooks of ${repo}`, {
+      signal,
+    });
+    await sink.addStream(STREAM.files, tar);
+  }
+
+  // With no ref git refuses to make a bundle; HEAD and config are the whole state then.
+  const resolvable = head.startsWith('ref: ') ? (await listRefs(repo, signal)).length > 0 : true;
+  if (!resolvable) {
+    ctx.log.info(`${repo} has no refs yet; the snapshot holds its HEAD, config and hooks only`);
+    return { identity: identityOf({ refs: [], head }) };
+  }
+  const header = new BundleHeaderReader();
+  const bundle = commandOutput('git', ['bundle', 'create', '--quiet', '-', '--all'], `bundling ${repo}`, {
+    cwd: repo,
+    signal,
+    onChunk: (chunk) => header.push(chunk),
+  });
+  await sink.addStream(STREAM.bundle, bundle);
+  const refs = header.header();
+  if (refs === undefined) throw new OperationError(`git bundle create wrote no bundle for ${repo}`, { plugin: PLUGIN_TYPE });
+  // The bundle's own ref list names the snapshot: a push between identify and now is in the
+  // bundle, so the identity must be that of the bundle, not of the earlier look.
+  return { identity: identityOf({ refs: refs.refs, head }) };
+}
