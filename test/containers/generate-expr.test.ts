@@ -1,0 +1,98 @@
+/**
+ * `dysnomia-containers --generate-expr`: the output is valid Nix (checked with the parser in
+ * test/support, there being no nix binary here) and holds exactly the machine's properties.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
+import { containerText, useMachine } from '../support/machine.js';
+import { parseNix } from '../support/nix-parser.js';
+
+describe('dysnomia-containers --generate-expr', () => {
+  it('prints valid Nix with the machine properties, every container and the system', async () => {
+    const machine = await useMachine();
+    await writeFile(
+      machine.env.DYSNOMIA_PROPERTIES!,
+      containerText({
+        hostname: 'db1.example.org',
+        system: 'x86_64-linux',
+        supportedTypes: ['mysql-database', 'postgresql-database'],
+        tricky: 'quote " backslash \\ dollar $HOME ${interpolated} $${x} tab\there',
+      }),
+    );
+    await machine.addContainer('mysql-production', { type: 'mysql-database', mysqlPort: '3306', mysqlUsername: 'root' });
+    await machine.addContainer('postgresql-database', { type: 'postgresql-database' });
+    await machine.addContainer('9.weird name', { type: 'echo', let: 'keyword as a property name' });
+    // A folder among the container files is not a container: warned about and skipped.
+    await mkdir(path.join(machine.containersDir, 'subfolder'));
+
+    const result = await runCli('dysnomia-containers', ['--generate-expr'], { env: machine.env });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).toContain(`skipping ${path.join(machine.containersDir, 'subfolder')}: a directory`);
+    const expected = {
+      properties: {
+        hostname: 'db1.example.org',
+        system: 'x86_64-linux',
+        supportedTypes: ['mysql-database', 'postgresql-database'],
+        tricky: 'quote " backslash \\ dollar $HOME ${interpolated} $${x} tab\there',
+      },
+      containers: {
+        '9.weird name': { let: 'keyword as a property name' },
+        'mysql-production': { mysqlPort: '3306', mysqlUsername: 'root' },
+        'postgresql-database': {},
+      },
+      system: 'x86_64-linux',
+    };
+    expect(parseNix(result.stdout)).toEqual(expected);
+    // Container names that are Nix identifiers stay bare, as Dysnomia prints them.
+    expect(result.stdout).toMatch(/^ {4}mysql-production = \{$/m);
+    expect(result.stdout).toMatch(/^ {4}"9\.weird name" = \{$/m);
+
+    const json = await runCli('dysnomia-containers', ['--generate-expr', '--json'], { env: machine.env });
+    expect(json.exitCode, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual(expected);
+  });
+
+  it('gives empty properties when the properties file does not exist', async () => {
+    const machine = await useMachine();
+    await machine.addContainer('echo', { type: 'echo', greeting: 'hello' });
+    const result = await runCli('dysnomia-containers', ['--generate-expr'], { env: machine.env });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(parseNix(result.stdout)).toEqual({ properties: {}, containers: { echo: { greeting: 'hello' } } });
+  });
+
+  it('gives empty containers when the containers path does not exist', async () => {
+    const machine = await useMachine();
+    const env = { ...machine.env, DYSNOMIA_CONTAINERS_PATH: path.join(machine.root, 'missing') };
+    const result = await runCli('dysnomia-containers', ['--generate-expr'], { env });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(parseNix(result.stdout)).toEqual({ properties: {}, containers: {} });
+  });
+
+  it('names the file and line of a bad properties file, exit 2, nothing printed', async () => {
+    const machine = await useMachine();
+    await writeFile(machine.env.DYSNOMIA_PROPERTIES!, 'hostname=db1\nmem=$(free -m)\n');
+    const result = await runCli('dysnomia-containers', ['--generate-expr'], { env: machine.env });
+    expect(result.exitCode).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain(`${machine.env.DYSNOMIA_PROPERTIES}:2: mem:`);
+  });
+
+  it('names a bad container file, exit 2', async () => {
+    const machine = await useMachine();
+    await writeFile(path.join(machine.containersDir, 'broken'), 'type=echo\nvalue="unclosed\n');
+    const result = await runCli('dysnomia-containers', ['--generate-expr'], { env: machine.env });
+    expect(result.exitCode).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain(`${path.join(machine.containersDir, 'broken')}:2: value: double quote is not closed`);
+  });
+
+  it('reports a properties path that is a folder, exit 2', async () => {
+    const machine = await useMachine();
+    await mkdir(machine.env.DYSNOMIA_PROPERTIES!);
+    const result = await runCli('dysnomia-containers', ['--generate-expr'], { env: machine.env });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain(`${machine.env.DYSNOMIA_PROPERTIES}: cannot read the machine properties file (EISDIR)`);
+  });
+});
