@@ -15,6 +15,7 @@ import { isOperation, OPERATIONS } from '../core/plugin.js';
 import { defaultStateDir } from '../core/state-dir.js';
 import { resolveTarget } from '../core/target.js';
 import { commonProgram, parseLockTimeout } from './common.js';
+import { progressLine } from './progress.js';
 import { runProgram } from './run.js';
 
 const PROGRAM = 'dysnomia';
@@ -90,10 +91,12 @@ async function main(argv: string[]): Promise<number> {
     throw new UsageError('--command only makes sense with --shell');
   }
   const lockTimeoutMs = parseLockTimeout(options.lockTimeout);
+  const progress = progressLine({ program: PROGRAM });
   const log = streamLogger({
     program: PROGRAM,
     debug: options.debug || debugFromEnv(),
     quiet: options.quiet,
+    write: (line) => progress.write(line),
   });
   const target = await resolveTarget({
     container: options.container,
@@ -107,11 +110,12 @@ async function main(argv: string[]): Promise<number> {
     stateDir: defaultStateDir(),
     log,
     lockTimeoutMs,
+    onProgress: (event) => progress.update(event),
     // With --json, stdout carries only the result; what plugins print goes to stderr.
     print: options.json ? (text) => process.stderr.write(text) : undefined,
   };
   if (operation === 'shell') return shell(request, options.command, options.quiet ?? false);
-  const result = await runOperation(request);
+  const result = await runOperation(request).finally(() => progress.clear());
   if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   log.child(target.container.type).info(result.message);
   return 0;
