@@ -93,4 +93,5 @@ export {
   LockTimeoutError,
   OperationError,
   PluginError,
+  UsageError,
 } from './core/errors.js';

@@ -86,4 +86,7 @@ export async function deployerStep(signal: AbortSignal): Promise<void> {
     if (error instanceof DysnomiaError) expectTypeOf(error.exitCode).toBeNumber();
   }
   expectTypeOf(dysnomia.EXIT_USAGE).toBeNumber();
+  for (const Class of [dysnomia.UsageError, dysnomia.OperationError, dysnomia.PluginError, dysnomia.IntegrityError, dysnomia.LockTimeoutError]) {
+    expectTypeOf(new Class('message')).toExtend<DysnomiaError>();
+  }
 }

@@ -1,0 +1,124 @@
+/**
+ * The library API on one component, with a real git-repository component (no server needed):
+ * the container forms, the structured result, typed errors, cancellation before the start.
+ */
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as dysnomia from '../../src/index.js';
+import { makeBundle, makeWorkRepo, refs } from '../support/git.js';
+import { useTempDir } from '../support/temp.js';
+
+async function gitComponent(name = 'project') {
+  const dir = await useTempDir('dysnomia-api-');
+  const work = await makeWorkRepo(path.join(dir, 'work'), { commits: 2 });
+  const component = path.join(dir, 'components', name);
+  await makeBundle(work, path.join(component, 'git-repositories', 'initial.bundle'));
+  const baseDir = path.join(dir, 'repos');
+  return { dir, work, component, baseDir, stateDir: path.join(dir, 'state'), repo: path.join(baseDir, name) };
+}
+
+describe('library API: one component', () => {
+  it('activates with a container given as properties; its name in the state dir is the type', async () => {
+    const c = await gitComponent();
+    const result = await dysnomia.activate({
+      container: { type: 'git-repository', gitBaseDir: c.baseDir },
+      component: c.component,
+      stateDir: c.stateDir,
+    });
+    expect(result).toMatchObject({
+      operation: 'activate',
+      container: 'git-repository',
+      component: 'project',
+      status: 'done',
+      bytesRead: 0,
+      bytesStored: 0,
+    });
+    expect(result.durationMs).toBeGreaterThanOrEqual(0);
+    expect(await refs(c.repo)).toBe(await refs(c.work));
+    expect(existsSync(path.join(c.stateDir, 'activated', 'git-repository', 'project'))).toBe(true);
+    expect(await dysnomia.listActivatedComponents({ stateDir: c.stateDir })).toEqual([
+      { container: 'git-repository', component: 'project' },
+    ]);
+  });
+
+  it('takes { properties, name } to choose the container name, and a container file path', async () => {
+    const c = await gitComponent();
+    const named = await dysnomia.activate({
+      container: { properties: { type: 'git-repository', gitBaseDir: c.baseDir }, name: 'git-production' },
+      component: c.component,
+      stateDir: c.stateDir,
+    });
+    expect(named.container).toBe('git-production');
+
+    const file = path.join(c.dir, 'git-staging');
+    await writeFile(file, `type=git-repository\ngitBaseDir=${path.join(c.dir, 'staging-repos')}\n`);
+    const fromFile = await dysnomia.run('activate', { container: file, component: c.component, stateDir: c.stateDir });
+    expect(fromFile.container).toBe('git-staging');
+    expect(existsSync(path.join(c.dir, 'staging-repos', 'project'))).toBe(true);
+    expect(await dysnomia.listActivatedComponents({ stateDir: c.stateDir })).toEqual([
+      { container: 'git-production', component: 'project' },
+      { container: 'git-staging', component: 'project' },
+    ]);
+
+    const deactivated = await dysnomia.deactivate({ container: file, component: c.component, stateDir: c.stateDir });
+    expect(deactivated.status).toBe('done');
+    expect(await dysnomia.listGarbageComponents({ stateDir: c.stateDir })).toEqual([
+      { container: 'git-staging', component: 'project' },
+    ]);
+    const collected = await dysnomia.collectGarbage({ container: file, component: c.component, stateDir: c.stateDir });
+    expect(collected.status).toBe('done');
+    expect(existsSync(path.join(c.dir, 'staging-repos', 'project'))).toBe(false);
+    // Collecting again has nothing to do: a structured "skipped", not an error.
+    const again = await dysnomia.collectGarbage({ container: file, component: c.component, stateDir: c.stateDir });
+    expect(again.status).toBe('skipped');
+  });
+
+  it('throws ConfigError naming the key of a bad container, and changes nothing', async () => {
+    const c = await gitComponent();
+    const error = await dysnomia
+      .activate({ container: { type: 'git-repository', gitBaseDir: 'relative/path' }, component: c.component, stateDir: c.stateDir })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(dysnomia.ConfigError);
+    expect((error as dysnomia.ConfigError).key).toBe('gitBaseDir');
+    expect((error as dysnomia.ConfigError).exitCode).toBe(dysnomia.EXIT_USAGE);
+    expect(existsSync(c.stateDir)).toBe(false);
+
+    const noType = await dysnomia.activate({ container: { gitBaseDir: c.baseDir }, component: c.component }).catch((e: unknown) => e);
+    expect(noType).toBeInstanceOf(dysnomia.ConfigError);
+    expect((noType as Error).message).toContain('no type given');
+
+    const missing = await dysnomia
+      .activate({ container: { type: 'git-repository', gitBaseDir: c.baseDir }, component: path.join(c.dir, 'nope'), stateDir: c.stateDir })
+      .catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(dysnomia.ConfigError);
+    expect((missing as Error).message).toContain(`component path does not exist: ${path.join(c.dir, 'nope')}`);
+  });
+
+  it('refuses the shell operation with a UsageError (it has describeComponentShell)', async () => {
+    const c = await gitComponent();
+    const options = { container: { type: 'git-repository', gitBaseDir: c.baseDir }, component: c.component };
+    await expect(dysnomia.run('shell' as dysnomia.ComponentOperation, options)).rejects.toBeInstanceOf(dysnomia.UsageError);
+    const shell = await dysnomia.describeComponentShell(options);
+    expect(shell.module).toBe('git-repository');
+    expect(shell.help.join('\n')).toContain(c.repo);
+  });
+
+  it('does nothing when the signal has already fired: AbortedError, no repository, no marker', async () => {
+    const c = await gitComponent();
+    const controller = new AbortController();
+    controller.abort();
+    const error = await dysnomia
+      .activate({
+        container: { type: 'git-repository', gitBaseDir: c.baseDir },
+        component: c.component,
+        stateDir: c.stateDir,
+        signal: controller.signal,
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(dysnomia.AbortedError);
+    expect(existsSync(c.repo)).toBe(false);
+    expect(await dysnomia.listActivatedComponents({ stateDir: c.stateDir })).toEqual([]);
+  });
+});
