@@ -136,6 +136,11 @@ export class BundleHeaderReader {
     }
   }
 
+  /** True once the header has been seen (whether or not it parsed). */
+  done(): boolean {
+    return this.parsed !== undefined || this.failure !== undefined;
+  }
+
   /** The header, or undefined when the stream ended before it was complete; throws if it was bad. */
   header(): BundleHeader | undefined {
     if (this.failure !== undefined) throw this.failure;
@@ -150,7 +155,7 @@ export async function readBundleHeader(file: string): Promise<BundleHeader> {
   try {
     const block = Buffer.alloc(64 * 1024);
     let position = 0;
-    while (reader.header() === undefined) {
+    while (!reader.done()) {
       const { bytesRead } = await handle.read(block, 0, block.length, position);
       if (bytesRead === 0) break;
       position += bytesRead;
@@ -159,7 +164,14 @@ export async function readBundleHeader(file: string): Promise<BundleHeader> {
   } finally {
     await handle.close();
   }
-  const header = reader.header();
-  if (header === undefined) throw new OperationError(`${file} is not a git bundle (its header never ends)`, { plugin: PLUGIN_TYPE });
+  let header: BundleHeader | undefined;
+  try {
+    header = reader.header();
+  } catch (error) {
+    throw new OperationError(`${file}: ${(error as Error).message}; make it with git bundle create`, { plugin: PLUGIN_TYPE });
+  }
+  if (header === undefined) {
+    throw new OperationError(`${file}: not a git bundle (its header never ends); make it with git bundle create`, { plugin: PLUGIN_TYPE });
+  }
   return header;
 }

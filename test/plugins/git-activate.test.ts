@@ -1,0 +1,272 @@
+/**
+ * git-repository without the store: properties, activate, collect-garbage, shell, the repair of
+ * interrupted operations, and every bad input of those, through the real CLI and real git.
+ */
+import { chmod, chown, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { programPath } from '../support/cli.js';
+import { git, makeBundle, makeWorkRepo, refs } from '../support/git.js';
+import { gitSetup } from '../support/git-repository.js';
+
+const exists = (file: string) => stat(file).then(
+  () => true,
+  () => false,
+);
+
+describe('git-repository activate', () => {
+  it('creates a bare repository with every ref of the bundle and HEAD on its branch', async () => {
+    const setup = await gitSetup({ commits: 3, branches: ['dev', 'feature'], tags: ['v1.0'] });
+    const result = await setup.ok('activate');
+    expect(result.stderr).toContain(`created ${setup.repo} from 1 bundle(s)`);
+    expect(await refs(setup.repo)).toBe(await refs(setup.work));
+    expect(await git(setup.repo, 'rev-parse', '--is-bare-repository')).toBe('true');
+    expect(await git(setup.repo, 'symbolic-ref', 'HEAD')).toBe('refs/heads/main');
+    expect(await readdir(setup.baseDir)).toEqual(['project']);
+  });
+
+  it('points HEAD at the branch the bundle had checked out', async () => {
+    const setup = await gitSetup({ branches: ['dev'] });
+    await git(setup.work, 'checkout', '-q', 'dev');
+    await makeBundle(setup.work, path.join(setup.component, 'git-repositories', 'initial.bundle'));
+    await setup.ok('activate');
+    expect(await git(setup.repo, 'symbolic-ref', 'HEAD')).toBe('refs/heads/dev');
+  });
+
+  it('loads several bundles in name order, later refs winning', async () => {
+    const setup = await gitSetup({ commits: 1 });
+    const other = await makeWorkRepo(path.join(setup.dir, 'other'), { files: { 'b.txt': 'b\n' }, branches: ['extra'] });
+    await git(other, 'branch', '-m', 'main', 'other-main');
+    await makeBundle(other, path.join(setup.component, 'git-repositories', 'second.bundle'));
+    await setup.ok('activate');
+    const live = await refs(setup.repo);
+    expect(live).toContain('refs/heads/main');
+    expect(live).toContain('refs/heads/extra');
+    expect(live).toContain('refs/heads/other-main');
+    expect(await git(setup.repo, 'rev-parse', 'main')).toBe(await git(setup.work, 'rev-parse', 'main'));
+  });
+
+  it('creates an empty bare repository when the component has no bundles', async () => {
+    const setup = await gitSetup({ noBundle: true });
+    await setup.ok('activate');
+    expect(await refs(setup.repo)).toBe('');
+    expect(await git(setup.repo, 'rev-parse', '--is-bare-repository')).toBe('true');
+  });
+
+  it('leaves an existing repository alone', async () => {
+    const setup = await gitSetup();
+    await setup.ok('activate');
+    await git(setup.work, 'commit', '-q', '--allow-empty', '-m', 'pushed later');
+    await git(setup.work, 'push', '-q', setup.repo, 'main');
+    await writeFile(path.join(setup.repo, 'description'), 'edited by hand\n');
+    const before = await refs(setup.repo);
+    const result = await setup.ok('activate');
+    expect(result.stderr).toContain('exists already; nothing to do');
+    expect(await refs(setup.repo)).toBe(before);
+    expect(await readFile(path.join(setup.repo, 'description'), 'utf8')).toBe('edited by hand\n');
+  });
+
+  it('makes the repository group-shared with gitGroup', async () => {
+    const setup = await gitSetup({ properties: { gitGroup: 'daemon' } });
+    await writeFile(path.join(setup.work, 'x'), 'x');
+    await setup.ok('activate');
+    const { stdout } = await execa('getent', ['group', 'daemon']);
+    const gid = Number(stdout.split(':')[2]);
+    for (const file of ['', 'config', 'HEAD', 'objects', 'refs/heads']) {
+      const info = await stat(path.join(setup.repo, file));
+      expect(info.gid, file).toBe(gid);
+      expect(info.mode & 0o020, `${file} is group-writable`).toBe(0o020);
+      if (info.isDirectory()) expect(info.mode & 0o2000, `${file} is setgid`).toBe(0o2000);
+    }
+    expect(await git(setup.repo, 'config', 'core.sharedRepository')).toBe('group');
+    const hook = await stat(path.join(setup.repo, 'hooks', 'update.sample'));
+    expect(hook.mode & 0o2000, 'no setgid on a hook').toBe(0);
+  });
+});
+
+describe('git-repository bad input', () => {
+  it('refuses a non-bundle file in git-repositories/, naming it, and creates nothing', async () => {
+    const setup = await gitSetup();
+    const stray = path.join(setup.component, 'git-repositories', 'README.txt');
+    await writeFile(stray, 'not a bundle\n');
+    const result = await setup.run('activate');
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain(stray);
+    expect(result.stderr).toContain('only hold *.bundle files');
+    expect(await exists(setup.baseDir)).toBe(false);
+    expect(await exists(path.join(setup.stateDir, 'activated'))).toBe(false);
+  });
+
+  it('refuses a folder named like a bundle', async () => {
+    const setup = await gitSetup();
+    const folder = path.join(setup.component, 'git-repositories', 'nested.bundle');
+    await mkdir(folder);
+    const result = await setup.run('activate');
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain(folder);
+    expect(await exists(setup.repo)).toBe(false);
+  });
+
+  it('refuses git-repositories when it is a file', async () => {
+    const setup = await gitSetup({ noBundle: true });
+    await writeFile(path.join(setup.component, 'git-repositories'), 'oops');
+    const result = await setup.run('activate');
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain(path.join(setup.component, 'git-repositories'));
+    expect(result.stderr).toContain('should be a folder');
+    expect(await exists(setup.repo)).toBe(false);
+  });
+
+  it('refuses a corrupted bundle, naming it, and leaves no half-made repository', async () => {
+    const setup = await gitSetup({ commits: 20 });
+    const bundle = path.join(setup.component, 'git-repositories', 'initial.bundle');
+    const data = await readFile(bundle);
+    await writeFile(bundle, data.subarray(0, Math.floor(data.length / 2)));
+    const result = await setup.run('activate');
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain(`loading ${bundle} failed`);
+    expect(await readdir(setup.baseDir)).toEqual([]);
+  });
+
+  it('refuses a .bundle file that is no bundle at all', async () => {
+    const setup = await gitSetup();
+    const bundle = path.join(setup.component, 'git-repositories', 'initial.bundle');
+    await writeFile(bundle, 'hello\n\nworld\n');
+    const result = await setup.run('activate');
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain(`${bundle}: not a git bundle`);
+    expect(await readdir(setup.baseDir)).toEqual([]);
+  });
+
+  it('needs gitBaseDir (exit 2, naming the file and the key)', async () => {
+    const setup = await gitSetup();
+    await writeFile(setup.containerFile, 'type=git-repository\n');
+    const result = await setup.run('activate');
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain(setup.containerFile);
+    expect(result.stderr).toContain('gitBaseDir');
+    expect(result.stderr).toContain('missing');
+  });
+
+  it('refuses a relative gitBaseDir', async () => {
+    const setup = await gitSetup();
+    await writeFile(setup.containerFile, 'type=git-repository\ngitBaseDir=repos\n');
+    const result = await setup.run('activate');
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/gitBaseDir: "repos" is not an absolute path/);
+  });
+
+  it('refuses a gitBaseDir below a regular file (exit 2) and changes nothing', async () => {
+    const setup = await gitSetup();
+    const file = path.join(setup.dir, 'plain-file');
+    await writeFile(file, 'x');
+    await writeFile(setup.containerFile, `type=git-repository\ngitBaseDir=${file}/repos\n`);
+    const result = await setup.run('activate');
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain(`${setup.containerFile}: gitBaseDir: ${file}/repos cannot be a folder`);
+    expect(await readFile(file, 'utf8')).toBe('x');
+    expect(await exists(path.join(setup.stateDir, 'activated'))).toBe(false);
+  });
+
+  it('says so when gitBaseDir is not writable for the user running it (exit 1)', async () => {
+    const setup = await gitSetup();
+    await chmod(setup.dir, 0o755);
+    await mkdir(setup.baseDir, { mode: 0o755 });
+    await mkdir(setup.stateDir);
+    await chown(setup.stateDir, 65534, 65534);
+    const result = await execa(
+      'setpriv',
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, programPath('dysnomia'),
+        '--operation', 'activate', '--component', setup.component, '--container', setup.containerFile],
+      { env: { DYSNOMIA_STATEDIR: setup.stateDir, HOME: setup.stateDir }, reject: false },
+    );
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`cannot write to ${setup.baseDir} (gitBaseDir in ${setup.containerFile}): permission denied`);
+    expect(await readdir(setup.baseDir)).toEqual([]);
+  });
+
+  it('refuses an unknown gitGroup (exit 2) before creating anything', async () => {
+    const setup = await gitSetup({ properties: { gitGroup: 'no-such-group-here' } });
+    const result = await setup.run('activate');
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain(`${setup.containerFile}: gitGroup: there is no group "no-such-group-here"`);
+    expect(await exists(setup.baseDir)).toBe(false);
+  });
+
+  it('refuses a gitGroup that is not a group name', async () => {
+    const setup = await gitSetup({ properties: { gitGroup: "'a b'" } });
+    const result = await setup.run('activate');
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain('gitGroup: "a b" is not a group name');
+  });
+
+  it('refuses to snapshot a repository that was never activated', async () => {
+    const setup = await gitSetup();
+    const result = await setup.run('snapshot');
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain(`there is no repository ${setup.repo}; activate the component first`);
+  });
+});
+
+describe('git-repository collect-garbage and shell', () => {
+  it('removes the repository only once it is marked as garbage', async () => {
+    const setup = await gitSetup();
+    await setup.ok('activate');
+    await setup.ok('collect-garbage');
+    expect(await exists(setup.repo)).toBe(true);
+    await setup.ok('deactivate');
+    expect(await exists(setup.repo)).toBe(true);
+    const result = await setup.ok('collect-garbage');
+    expect(result.stderr).toContain(`removed ${setup.repo}`);
+    expect(await readdir(setup.baseDir)).toEqual([]);
+  });
+
+  it('shows the repository path and commands, and exports gitRepository', async () => {
+    const setup = await gitSetup();
+    await setup.ok('activate');
+    const result = await setup.run('shell', ['--shell', '--command', 'echo "repo=$gitRepository"']);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).toContain(`Repository of project: ${setup.repo}`);
+    expect(result.stderr).toContain(`git --git-dir=${setup.repo} log`);
+    expect(result.stdout).toContain(`repo=${setup.repo}`);
+  });
+});
+
+describe('git-repository repairs interrupted operations', () => {
+  const leftover = (setup: { baseDir: string }, name: string) => path.join(setup.baseDir, name);
+
+  it('removes temporary folders and a finished swap\'s old repository, and nothing of other components', async () => {
+    const setup = await gitSetup();
+    await setup.ok('activate');
+    const mine = ['.project.dysnomia-restore-0123456789ab', '.project.dysnomia-old-0123456789ab', '.project.dysnomia-delete-0123456789ab'];
+    const others = ['.projectx.dysnomia-old-0123456789ab', '.project.dysnomia-old-notarandom', 'project2'];
+    for (const name of [...mine, ...others]) await mkdir(leftover(setup, name), { recursive: true });
+    const result = await setup.ok('activate');
+    expect(result.stderr).toContain('left by an interrupted restore');
+    expect((await readdir(setup.baseDir)).sort()).toEqual(['project', ...others].sort());
+  });
+
+  it('puts the old repository back when a restore died between its two renames', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    await setup.ok('activate');
+    const before = await refs(setup.repo);
+    const aside = leftover(setup, '.project.dysnomia-old-00000000abcd');
+    await execa('mv', [setup.repo, aside]);
+    await mkdir(leftover(setup, '.project.dysnomia-restore-00000000abcd/repository'), { recursive: true });
+    const result = await setup.ok('activate');
+    expect(result.stderr).toContain('putting the previous repository back');
+    expect(await refs(setup.repo)).toBe(before);
+    expect(await readdir(setup.baseDir)).toEqual(['project']);
+  });
+
+  it('asks for help when several old repositories compete for the missing one', async () => {
+    const setup = await gitSetup();
+    await mkdir(leftover(setup, '.project.dysnomia-old-00000000000a'), { recursive: true });
+    await mkdir(leftover(setup, '.project.dysnomia-old-00000000000b'), { recursive: true });
+    const result = await setup.run('activate');
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain('several earlier versions');
+    expect(await exists(setup.repo)).toBe(false);
+  });
+});
