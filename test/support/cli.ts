@@ -28,9 +28,25 @@ export interface CliOptions {
   timeoutMs?: number;
 }
 
+/**
+ * The DYSNOMIA_STATEDIR a program gets when a test gives none: under a regular file, so any write
+ * fails loudly instead of touching /var/state/dysnomia or ~/.dysnomia.
+ */
+export const NO_STATE_DIR = '/dev/null/test-gave-no-DYSNOMIA_STATEDIR';
+
+/** Variables of the developer's shell that would change what the programs do. */
+const INHERITED = /^(DYSNOMIA_|NIX_STORE_DIR$|DEBUG$)/;
+
 /** Runs `node dist/cli/<program>.js ...args`. Never throws on a non-zero exit. */
 export async function runCli(program: Program, args: string[], options: CliOptions = {}): Promise<CliResult> {
-  const env = options.cleanEnv ? { PATH: process.env.PATH, HOME: process.env.HOME, ...options.env } : options.env;
+  const guarded: Record<string, string | undefined> = { DYSNOMIA_STATEDIR: NO_STATE_DIR };
+  if (!options.cleanEnv) {
+    for (const key of Object.keys(process.env)) if (INHERITED.test(key)) guarded[key] = undefined;
+    guarded.DYSNOMIA_STATEDIR = NO_STATE_DIR;
+  }
+  const env = options.cleanEnv
+    ? { PATH: process.env.PATH, HOME: process.env.HOME, ...guarded, ...options.env }
+    : { ...guarded, ...options.env };
   const result = await execa(process.execPath, [programPath(program), ...args], {
     env,
     extendEnv: !options.cleanEnv,

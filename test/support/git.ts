@@ -9,6 +9,8 @@ const GIT_ENV = {
   GIT_COMMITTER_NAME: 'Test',
   GIT_COMMITTER_EMAIL: 'test@example.com',
   GIT_CONFIG_NOSYSTEM: '1',
+  // The developer's ~/.gitconfig (commit signing, hooks, templates) must not change the repositories.
+  GIT_CONFIG_GLOBAL: '/dev/null',
 };
 
 /** Runs git in `cwd` and returns stdout; throws with git's stderr on failure. */

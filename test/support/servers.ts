@@ -44,6 +44,11 @@ const HOW_TO =
   'PostgreSQL on /var/run/postgresql or 127.0.0.1:5432 with trust auth; `bash .ci/run` starts both), ' +
   'or run a Docker engine so testcontainers can start them.';
 
+/** The host of a URL as clients take it: `[::1]` becomes `::1`. */
+function urlHost(url: URL): string {
+  return url.hostname.replace(/^\[(.*)\]$/, '$1');
+}
+
 // ---------------------------------------------------------------------------------------------
 // MariaDB / MySQL
 
@@ -119,7 +124,7 @@ export function findMysql(): Promise<MysqlServer> {
         source: 'DYSNOMIA_TEST_MYSQL_URL',
         user: decodeURIComponent(parsed.username || 'root'),
         password: decodeURIComponent(parsed.password),
-        host: parsed.hostname,
+        host: urlHost(parsed),
         port: Number(parsed.port || 3306),
       };
       if (await mysqlWorks(access)) return mysqlServer(access);
@@ -214,7 +219,7 @@ export function findPostgres(): Promise<PostgresServer> {
         source: 'DYSNOMIA_TEST_POSTGRES_URL',
         user: decodeURIComponent(parsed.username || 'postgres'),
         password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
-        host: parsed.hostname,
+        host: urlHost(parsed),
         port: Number(parsed.port || 5432),
       };
       if (await postgresWorks(access)) return postgresServer(access);

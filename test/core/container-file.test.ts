@@ -1,0 +1,271 @@
+import { access, mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import {
+  type ContainerProperties,
+  parseContainerText,
+  propertyString,
+  readContainerFile,
+} from '../../src/core/container-file.js';
+import { ConfigError } from '../../src/core/errors.js';
+import { CONTAINERS_DIR } from '../support/core.js';
+import { useTempDir } from '../support/temp.js';
+
+/** The error parseContainerText throws for `text` (fails the test if it throws none). */
+function parseError(text: string, file = '/etc/dysnomia/containers/bad'): ConfigError {
+  try {
+    parseContainerText(text, file);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error(`expected ${JSON.stringify(text)} to be rejected`);
+}
+
+async function exists(file: string): Promise<boolean> {
+  return access(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * What Bash makes of a file when it sources it (as Dysnomia does): each key's value, arrays as
+ * lists. Runs in an empty environment so nothing from ours leaks in.
+ */
+async function bashValues(file: string, keys: string[]): Promise<ContainerProperties> {
+  const script = [
+    `source ${JSON.stringify(file)} >/dev/null`,
+    ...keys.map(
+      (key) =>
+        `if declare -p ${key} 2>/dev/null | grep -q '^declare -a'; then printf 'A\\0%s\\0' "\${#${key}[@]}"; printf '%s\\0' "\${${key}[@]}"; else printf 'S\\0%s\\0' "\${${key}}"; fi`,
+    ),
+  ].join('\n');
+  const { stdout } = await execa('bash', ['-c', script], {
+    env: { PATH: process.env.PATH, HOME: '/nonexistent-home' },
+    extendEnv: false,
+    encoding: 'utf8',
+  });
+  const fields = stdout.split('\0');
+  const values: ContainerProperties = {};
+  let i = 0;
+  for (const key of keys) {
+    const kind = fields[i++];
+    if (kind === 'A') {
+      const count = Number(fields[i++]);
+      values[key] = fields.slice(i, i + count);
+      i += count;
+    } else {
+      values[key] = fields[i++]!;
+    }
+  }
+  return values;
+}
+
+describe('parseContainerText: what it accepts', () => {
+  it('reads key=value lines, skipping comments and blank lines', () => {
+    const text = '# a comment\n\ntype=mysql-database\n   # indented comment\nmysqlUsername=root\n\n';
+    expect(parseContainerText(text)).toEqual({ type: 'mysql-database', mysqlUsername: 'root' });
+  });
+
+  it('takes single quotes literally and honours double-quote escapes', () => {
+    const text = [
+      `a='single $HOME \\n "x"'`,
+      `b="double \\"q\\" \\\\ \\$HOME \\\` kept\\n"`,
+      `c='it'\\''s'`,
+      `d=un\\ quoted\\;semicolon`,
+      `e="mixed"'parts'plain`,
+      `f=a=b=c`,
+      `g=value#not-a-comment`,
+    ].join('\n');
+    expect(parseContainerText(text)).toEqual({
+      a: 'single $HOME \\n "x"',
+      b: 'double "q" \\ $HOME ` kept\\n',
+      c: "it's",
+      d: 'un quoted;semicolon',
+      e: 'mixedpartsplain',
+      f: 'a=b=c',
+      g: 'value#not-a-comment',
+    });
+  });
+
+  it('accepts an export prefix, indentation, trailing comments and empty values', () => {
+    const text = 'export a=1\n  export\tb="two words"  # comment\nc=\nd=""\ne=\'\' # empty\n';
+    expect(parseContainerText(text)).toEqual({ a: '1', b: 'two words', c: '', d: '', e: '' });
+  });
+
+  it('reads CRLF line ends and a UTF-8 byte order mark', () => {
+    expect(parseContainerText('\uFEFFtype=echo\r\nname="x y"\r\n# c\r\n')).toEqual({ type: 'echo', name: 'x y' });
+  });
+
+  it('reads one-line Bash arrays as lists', () => {
+    const text = `supportedTypes=("mysql-database" 'postgresql-database' git-repository)\nempty=()\nspaced=( "a b"  c )  # comment`;
+    expect(parseContainerText(text)).toEqual({
+      supportedTypes: ['mysql-database', 'postgresql-database', 'git-repository'],
+      empty: [],
+      spaced: ['a b', 'c'],
+    });
+  });
+
+  it('lets a later assignment of the same key win, as Bash does', () => {
+    expect(parseContainerText('type=echo\nmysqlPort=3306\nmysqlPort=3307\n')).toEqual({
+      type: 'echo',
+      mysqlPort: '3307',
+    });
+  });
+
+  it('gives the same values as Bash sourcing the same files', async () => {
+    const dir = await useTempDir();
+    const samples = [
+      path.join(CONTAINERS_DIR, 'echo-sample'),
+      path.join(CONTAINERS_DIR, 'crlf'),
+    ];
+    const inline = path.join(dir, 'inline');
+    await writeFile(
+      inline,
+      [
+        `a='single $HOME "x"'`,
+        `b="double \\"q\\" \\\\ \\$HOME \\\` a\\b"`,
+        `c='it'\\''s'`,
+        `d=un\\ quoted`,
+        `e="mixed"'parts'plain`,
+        `f=a=b=c`,
+        `g=value#not-a-comment # comment`,
+        `h=("x y" 'z' w)`,
+        `export i=exported`,
+        `j=first`,
+        `j=second`,
+        `k=`,
+      ].join('\n'),
+    );
+    samples.push(inline);
+    for (const file of samples) {
+      const ours = await readContainerFile(file);
+      // Bash keeps the \r of CRLF lines in the value; compare the CRLF file on its own below.
+      if (file.endsWith('crlf')) continue;
+      expect(ours, file).toEqual(await bashValues(file, Object.keys(ours)));
+    }
+  });
+
+  it('reads the CRLF fixture without carriage returns', async () => {
+    expect(await readContainerFile(path.join(CONTAINERS_DIR, 'crlf'))).toEqual({ type: 'echo', name: 'crlf' });
+  });
+
+  it('joins array values with spaces for modules (propertyString)', () => {
+    expect(propertyString(['a', 'b c'])).toBe('a b c');
+    expect(propertyString('x')).toBe('x');
+    expect(propertyString(undefined)).toBeUndefined();
+  });
+});
+
+describe('parseContainerText: what it rejects, naming file, line and key', () => {
+  const cases: Array<[string, string, number, string | undefined, RegExp]> = [
+    ['unterminated double quote', 'type=echo\na="open', 2, 'a', /double quote is not closed/],
+    ['unterminated single quote', "type=echo\n\nb='open", 3, 'b', /single quote is not closed/],
+    ['unterminated quote in an array', 'c=("a" "b)', 1, 'c', /double quote in the array is not closed/],
+    ['array over several lines', 'd=(\n"a"\n)', 1, 'd', /closing parenthesis/],
+    ['text after an array', 'e=(a b) c', 1, 'e', /after the array/],
+    ['key with a dash', 'my-key=1', 1, 'my-key', /not a valid property name/],
+    ['key starting with a digit', '1key=1', 1, '1key', /not a valid property name/],
+    ['space before =', 'key =1', 1, 'key ', /not a valid property name/],
+    ['__proto__', '__proto__=x', 1, '__proto__', /not a valid property name/],
+    ['array element syntax', 'a[0]=x', 1, 'a[0]', /not a valid property name/],
+    ['unquoted space in the value', 'f=two words', 1, 'f', /unexpected text after the value: "words"/],
+    ['space after =', 'g= value', 1, 'g', /unexpected text after the value: "value"/],
+    ['variable expansion', 'h=$HOME/x', 1, 'h', /\$ expansion is not supported/],
+    ['variable expansion in double quotes', 'i="${HOME}"', 1, 'i', /\$ expansion is not supported/],
+    ['unquoted tilde', 'j=~/data', 1, 'j', /~ would be expanded/],
+    ['tilde after a colon', 'k=/bin:~/bin', 1, 'k', /~ would be expanded/],
+    ['glob in an array', 'l=(*.sql)', 1, 'l', /expanded to file names/],
+    ['comment inside an array', 'm=(a #b)', 1, 'm', /comment inside an array/],
+    ['trailing backslash', 'n=abc\\', 1, 'n', /trailing backslash/],
+    ['braces', 'o={a,b}', 1, 'o', /shell syntax "\{"/],
+    ['a line that is no assignment', 'type=echo\nnonsense', 2, undefined, /expected key=value, found "nonsense"/],
+    ['a line starting with =', '=value', 1, undefined, /expected key=value/],
+  ];
+  for (const [name, text, line, key, problem] of cases) {
+    it(name, () => {
+      const error = parseError(text);
+      expect(error.file).toBe('/etc/dysnomia/containers/bad');
+      expect(error.line).toBe(line);
+      expect(error.key).toBe(key);
+      expect(error.message).toMatch(problem);
+      expect(error.message.startsWith(`/etc/dysnomia/containers/bad:${line}: ${key === undefined ? '' : `${key}: `}`)).toBe(true);
+      expect(error.exitCode).toBe(2);
+    });
+  }
+
+  it('rejects a NUL byte, naming the file', () => {
+    const error = parseError('type=echo\0\n', '/x/nul');
+    expect(error.message).toMatch(/^\/x\/nul: .*NUL byte/);
+  });
+});
+
+describe('a container file crafted to run commands when a shell sources it', () => {
+  // Each line would run `touch MARKER` if the file were sourced, as Dysnomia does.
+  const crafted: Array<[string, (marker: string) => string, string]> = [
+    ['command substitution', (m) => `type=echo\nname=$(touch ${m})`, 'name'],
+    ['command substitution in double quotes', (m) => `type=echo\nname="$(touch ${m})"`, 'name'],
+    ['backticks', (m) => `type=echo\nname=\`touch ${m}\``, 'name'],
+    ['semicolon', (m) => `type=echo\nname=x; touch ${m}`, 'name'],
+    ['semicolon without space', (m) => `type=echo\nname=x;touch ${m}`, 'name'],
+    ['pipe', (m) => `type=echo\nname=x | touch ${m}`, 'name'],
+    ['and-list', (m) => `type=echo\nname=x && touch ${m}`, 'name'],
+    ['or-list after a failing command', (m) => `type=echo\nname=x false || touch ${m}`, 'name'],
+    ['background', (m) => `type=echo\nname=x & touch ${m}`, 'name'],
+    ['redirection', (m) => `type=echo\nname=x >${m}`, 'name'],
+    ['env-prefixed command', (m) => `type=echo\nname=x touch ${m}`, 'name'],
+    ['command in an array', (m) => `type=echo\nlist=(a $(touch ${m}))`, 'list'],
+    ['process substitution in an array', (m) => `type=echo\nlist=(<(touch ${m}))`, 'list'],
+  ];
+
+  for (const [name, make, key] of crafted) {
+    it(`${name}: would run under bash, is refused here and runs nothing`, async () => {
+      const dir = await useTempDir();
+      await mkdir(path.join(dir, 'bash'));
+      await mkdir(path.join(dir, 'ours'));
+      // Proof that the file is dangerous: bash sourcing it creates the marker.
+      const bashMarker = path.join(dir, 'bash', 'ran');
+      const bashFile = path.join(dir, 'bash', 'container');
+      await writeFile(bashFile, `${make(bashMarker)}\n`);
+      await execa('bash', ['-c', `source ${JSON.stringify(bashFile)}`], { reject: false, cwd: dir });
+      expect(await exists(bashMarker), 'bash should have run the command').toBe(true);
+
+      const marker = path.join(dir, 'ours', 'ran');
+      const file = path.join(dir, 'ours', 'container');
+      await writeFile(file, `${make(marker)}\n`);
+      const error = await readContainerFile(file).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(ConfigError);
+      const config = error as ConfigError;
+      expect(config.file).toBe(file);
+      expect(config.line).toBe(2);
+      expect(config.key).toBe(key);
+      expect(config.message).toContain(`${file}:2: ${key}: `);
+      expect(await exists(marker)).toBe(false);
+    });
+  }
+});
+
+describe('readContainerFile', () => {
+  it('says when the file does not exist', async () => {
+    const dir = await useTempDir();
+    const file = path.join(dir, 'missing');
+    await expect(readContainerFile(file)).rejects.toThrow(`${file}: container file does not exist`);
+  });
+
+  it('says when the path is a folder', async () => {
+    const dir = await useTempDir();
+    await expect(readContainerFile(dir)).rejects.toThrow(`${dir}: is a directory, not a container file`);
+  });
+
+  it('says when the path cannot be read (a path under a regular file)', async () => {
+    const dir = await useTempDir();
+    await writeFile(path.join(dir, 'plain'), 'x');
+    const file = path.join(dir, 'plain', 'container');
+    await expect(readContainerFile(file)).rejects.toThrow(`${file}: cannot read container file (ENOTDIR)`);
+  });
+});

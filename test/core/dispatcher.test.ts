@@ -1,0 +1,258 @@
+/**
+ * The dispatcher's rules, through the library with small plugins written here (plugins are the
+ * extension point, so a test plugin is a real one): which operations reach the plugin, and how the
+ * activated/garbage markers follow. The same rules through the CLI and real external modules are
+ * in test/cli/dysnomia-markers.test.ts.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { describeShell, type OperationRequest, runOperation } from '../../src/core/dispatcher.js';
+import { ConfigError, OperationError, PluginError } from '../../src/core/errors.js';
+import type { Operation, PassThroughPlugin, Plugin } from '../../src/core/plugin.js';
+import { markActive, markGarbage } from '../../src/core/state-dir.js';
+import { markers, tree } from '../support/core.js';
+import { useTempDir } from '../support/temp.js';
+
+interface Recording {
+  calls: string[];
+}
+
+/** A typed plugin with only the required operations; `fail` names operations that throw. */
+function minimalPlugin(recording: Recording, fail: string[] = []): Plugin<{ host: string }> {
+  const act = (operation: string) => async () => {
+    recording.calls.push(operation);
+    if (fail.includes(operation)) throw new PluginError(`${operation} refused`, { plugin: 'minimal' });
+  };
+  return {
+    type: 'minimal',
+    parseOptions(properties, file) {
+      if (typeof properties.host !== 'string') throw new ConfigError('host is required', { file, key: 'host' });
+      return { host: properties.host };
+    },
+    activate: act('activate'),
+    snapshot: act('snapshot'),
+    restore: act('restore'),
+    collectGarbage: act('collect-garbage'),
+  };
+}
+
+async function setup() {
+  const root = await useTempDir();
+  const stateDir = path.join(root, 'state');
+  const componentPath = path.join(root, 'testcomp');
+  await mkdir(componentPath);
+  const key = { container: 'prod', component: 'testcomp' };
+  const request = (operation: Operation, plugin: Plugin<never> | PassThroughPlugin | Plugin<{ host: string }>, properties: Record<string, string> = { type: 'minimal', host: 'h' }): OperationRequest => ({
+    operation,
+    plugin,
+    stateDir,
+    container: { name: 'prod', type: String(properties.type), properties, fromEnvironment: false, file: path.join(root, 'prod') },
+    component: { name: 'testcomp', path: componentPath },
+  });
+  return { root, stateDir, key, request };
+}
+
+describe('runOperation with a typed plugin', () => {
+  it('activate calls the plugin, then marks the component active', async () => {
+    const { stateDir, request } = await setup();
+    const recording: Recording = { calls: [] };
+    const result = await runOperation(request('activate', minimalPlugin(recording)));
+    expect(recording.calls).toEqual(['activate']);
+    expect(result).toMatchObject({ operation: 'activate', container: 'prod', component: 'testcomp', status: 'done' });
+    expect(await markers(stateDir)).toEqual(['activated/prod/testcomp']);
+  });
+
+  it('default lock and unlock succeed and do nothing', async () => {
+    const { stateDir, key, request } = await setup();
+    await markActive(stateDir, key);
+    const before = await tree(stateDir);
+    const recording: Recording = { calls: [] };
+    for (const operation of ['lock', 'unlock'] as const) {
+      const result = await runOperation(request(operation, minimalPlugin(recording)));
+      expect(result.status).toBe('done');
+    }
+    expect(recording.calls).toEqual([]);
+    expect(await tree(stateDir)).toEqual(before);
+  });
+
+  it('lock and unlock reach a plugin that has them, and a refusal fails the operation', async () => {
+    const { request } = await setup();
+    const calls: string[] = [];
+    const plugin: Plugin<{ host: string }> = {
+      ...minimalPlugin({ calls }),
+      lock: async () => {
+        calls.push('lock');
+        throw new PluginError('busy, try later', { plugin: 'minimal' });
+      },
+      unlock: async () => {
+        calls.push('unlock');
+      },
+    };
+    await expect(runOperation(request('lock', plugin))).rejects.toThrow('busy, try later');
+    await runOperation(request('unlock', plugin));
+    expect(calls).toEqual(['lock', 'unlock']);
+  });
+
+  it('default deactivate only moves the mark to garbage; a second deactivate is a no-op', async () => {
+    const { stateDir, key, request } = await setup();
+    await markActive(stateDir, key);
+    const recording: Recording = { calls: [] };
+    const first = await runOperation(request('deactivate', minimalPlugin(recording)));
+    expect(first.status).toBe('done');
+    expect(await markers(stateDir)).toEqual(['garbage/prod/testcomp']);
+    const before = await tree(stateDir);
+    const second = await runOperation(request('deactivate', minimalPlugin(recording)));
+    expect(second.status).toBe('skipped');
+    expect(second.message).toMatch(/already deactivated/);
+    expect(await tree(stateDir)).toEqual(before);
+    expect(recording.calls).toEqual([]);
+  });
+
+  it('a plugin deactivate is called only for an activated component', async () => {
+    const { stateDir, key, request } = await setup();
+    const calls: string[] = [];
+    const plugin: Plugin<{ host: string }> = {
+      ...minimalPlugin({ calls }),
+      deactivate: async () => {
+        calls.push('deactivate');
+      },
+    };
+    const never = await runOperation(request('deactivate', plugin));
+    expect(never.status).toBe('skipped');
+    expect(never.message).toMatch(/not activated/);
+    expect(await tree(stateDir)).toEqual({});
+    await markActive(stateDir, key);
+    await runOperation(request('deactivate', plugin));
+    await runOperation(request('deactivate', plugin));
+    expect(calls).toEqual(['deactivate']);
+  });
+
+  it('collect-garbage acts only on a component marked as garbage, then clears the mark', async () => {
+    const { stateDir, key, request } = await setup();
+    const recording: Recording = { calls: [] };
+    await markActive(stateDir, key);
+    const active = await runOperation(request('collect-garbage', minimalPlugin(recording)));
+    expect(active.status).toBe('skipped');
+    expect(recording.calls).toEqual([]);
+    expect(await markers(stateDir)).toEqual(['activated/prod/testcomp']);
+
+    await markGarbage(stateDir, key);
+    const collected = await runOperation(request('collect-garbage', minimalPlugin(recording)));
+    expect(collected.status).toBe('done');
+    expect(recording.calls).toEqual(['collect-garbage']);
+    expect(await markers(stateDir)).toEqual([]);
+
+    const again = await runOperation(request('collect-garbage', minimalPlugin(recording)));
+    expect(again.status).toBe('skipped');
+    expect(recording.calls).toEqual(['collect-garbage']);
+  });
+
+  it('a failing plugin leaves the markers as they were', async () => {
+    const { stateDir, key, request } = await setup();
+    const failing = minimalPlugin({ calls: [] }, ['activate', 'collect-garbage']);
+    await expect(runOperation(request('activate', failing))).rejects.toBeInstanceOf(PluginError);
+    expect(await tree(stateDir)).toEqual({});
+
+    await markActive(stateDir, key);
+    await markGarbage(stateDir, key);
+    const before = await tree(stateDir);
+    await expect(runOperation(request('activate', failing))).rejects.toThrow('activate refused');
+    await expect(runOperation(request('collect-garbage', failing))).rejects.toThrow('collect-garbage refused');
+    expect(await tree(stateDir)).toEqual(before);
+
+    const deactivating: Plugin<{ host: string }> = {
+      ...minimalPlugin({ calls: [] }),
+      deactivate: async () => {
+        throw new PluginError('cannot stop', { plugin: 'minimal' });
+      },
+    };
+    await markActive(stateDir, key);
+    const active = await tree(stateDir);
+    await expect(runOperation(request('deactivate', deactivating))).rejects.toThrow('cannot stop');
+    expect(await tree(stateDir)).toEqual(active);
+  });
+
+  it('bad properties stop the operation before the plugin runs or anything is written', async () => {
+    const { stateDir, request } = await setup();
+    const recording: Recording = { calls: [] };
+    const error = await runOperation(request('activate', minimalPlugin(recording), { type: 'minimal' })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toMatch(/prod: host: host is required$/);
+    expect(recording.calls).toEqual([]);
+    expect(await tree(stateDir, true)).toEqual({});
+  });
+
+  it('when the work is done but the marker cannot be written, says so', async () => {
+    const { stateDir, request } = await setup();
+    await mkdir(stateDir);
+    await writeFile(path.join(stateDir, 'activated'), 'a file where the folder of activated marks belongs');
+    const recording: Recording = { calls: [] };
+    const error = await runOperation(request('activate', minimalPlugin(recording))).catch((e: unknown) => e);
+    expect(recording.calls).toEqual(['activate']);
+    expect(error).toBeInstanceOf(OperationError);
+    expect((error as Error).message).toContain(
+      `activate of prod/testcomp succeeded, but recording it in the state dir ${stateDir} failed (ENOTDIR`,
+    );
+  });
+
+  it('the shell operation is not run by runOperation', async () => {
+    const { request } = await setup();
+    await expect(runOperation(request('shell', minimalPlugin({ calls: [] })))).rejects.toThrow(/describeShell/);
+  });
+});
+
+describe('runOperation with a pass-through plugin', () => {
+  function passThrough(calls: string[]): PassThroughPlugin {
+    return {
+      type: 'relay',
+      passThrough: true,
+      run: async (ctx) => {
+        calls.push(ctx.operation);
+      },
+    };
+  }
+
+  it('passes every operation through; deactivate too, as Dysnomia calls its modules', async () => {
+    const { stateDir, request } = await setup();
+    const calls: string[] = [];
+    const plugin = passThrough(calls);
+    const properties = { type: 'relay' };
+    for (const operation of ['deactivate', 'lock', 'unlock', 'snapshot', 'restore'] as const) {
+      await runOperation(request(operation, plugin, properties));
+    }
+    expect(calls).toEqual(['deactivate', 'lock', 'unlock', 'snapshot', 'restore']);
+    // Nothing was activated, so deactivate set no garbage mark.
+    expect(await markers(stateDir)).toEqual([]);
+  });
+
+  it('but collect-garbage only for a component marked as garbage', async () => {
+    const { stateDir, request } = await setup();
+    const calls: string[] = [];
+    const properties = { type: 'relay' };
+    await runOperation(request('collect-garbage', passThrough(calls), properties));
+    expect(calls).toEqual([]);
+    await runOperation(request('activate', passThrough(calls), properties));
+    await runOperation(request('deactivate', passThrough(calls), properties));
+    expect(await markers(stateDir)).toEqual(['garbage/prod/testcomp']);
+    await runOperation(request('collect-garbage', passThrough(calls), properties));
+    expect(calls).toEqual(['activate', 'deactivate', 'collect-garbage']);
+    expect(await markers(stateDir)).toEqual([]);
+  });
+});
+
+describe('describeShell', () => {
+  it("returns the plugin's help and environment, and the type as module", async () => {
+    const { request } = await setup();
+    const plugin: Plugin<{ host: string }> = {
+      ...minimalPlugin({ calls: [] }),
+      shell: async (ctx) => ({ help: [`connect to ${ctx.options.host}`], env: { HOSTVAR: ctx.options.host } }),
+    };
+    expect(await describeShell(request('shell', plugin))).toEqual({
+      help: ['connect to h'],
+      env: { HOSTVAR: 'h' },
+      module: 'minimal',
+    });
+    expect(await describeShell(request('shell', minimalPlugin({ calls: [] })))).toEqual({ help: [], module: 'minimal' });
+  });
+});
