@@ -8,10 +8,9 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { execa } from 'execa';
-import { IntegrityError, OperationError, PluginError, throwIfAborted } from '../../core/errors.js';
+import { IntegrityError, OperationError, throwIfAborted } from '../../core/errors.js';
 import type { PluginContext, SnapshotSource } from '../../core/plugin.js';
-import { git, gitEnvironment } from './git.js';
+import { git, run } from './git.js';
 import { type BundleHeader, BundleHeaderReader, identityOf, readRefState } from './identity.js';
 import { ensureBaseDir, exists, fsyncDir, fsyncTree, recover, repositoryPath, tempPath } from './layout.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
@@ -46,29 +45,17 @@ async function fetchBundle(ctx: PluginContext<GitRepositoryOptions>, source: Sna
   return header;
 }
 
-/** Unpacks files.tar (description, hooks, info) into the new repository, modes kept. */
-async function extractFiles(source: SnapshotSource, repo: string, signal?: AbortSignal): Promise<void> {
-  const tar = execa('tar', ['-C', repo, '-xpf', '-', '--no-same-owner'], {
-    env: gitEnvironment(),
-    extendEnv: false,
-    stdin: 'pipe',
-    reject: false,
-    cancelSignal: signal,
+/**
+ * Unpacks files.tar (description, hooks, info) into the new repository, modes kept. The archive
+ * is copied out first: tar stops reading at its end marker, and the store's verification needs
+ * the stream read to its end.
+ */
+async function extractFiles(source: SnapshotSource, work: string, repo: string, signal?: AbortSignal): Promise<void> {
+  const archive = path.join(work, STREAM.files);
+  await pipeline(source.open(STREAM.files), createWriteStream(archive));
+  await run('tar', ['-C', repo, '-xpf', archive, '--no-same-owner'], `unpacking the hooks of snapshot ${source.identity} into ${repo}`, {
+    signal,
   });
-  try {
-    await pipeline(source.open(STREAM.files), tar.stdin);
-  } catch (error) {
-    tar.kill();
-    await tar;
-    throw error;
-  }
-  const result = await tar;
-  if (result.failed) {
-    throw new PluginError(`unpacking the hooks of snapshot ${source.identity} into ${repo} failed`, {
-      plugin: PLUGIN_TYPE,
-      stderr: result.stderr || result.originalMessage,
-    });
-  }
 }
 
 /** Builds the snapshot's repository at `staged` and checks it; `work` holds the bundle file. */
@@ -95,7 +82,7 @@ async function stage(
   }
   await writeFile(path.join(staged, 'HEAD'), `${head}\n`);
   await writeFile(path.join(staged, 'config'), await readText(source, STREAM.config));
-  if (source.streams.includes(STREAM.files)) await extractFiles(source, staged, signal);
+  if (source.streams.includes(STREAM.files)) await extractFiles(source, work, staged, signal);
 
   await git(staged, ['fsck', '--no-progress', '--no-dangling'], `checking the restored repository ${staged}`, signal);
   const restored = identityOf(await readRefState(staged, signal));
