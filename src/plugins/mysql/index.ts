@@ -1,18 +1,187 @@
-/** `mysql-database`: placeholder until its issue lands. */
+/**
+ * `mysql-database`: a MariaDB/MySQL database named after the component. Activation creates it
+ * from the component's `mysql-databases/*.sql`; snapshots are consistent mysqldumps; a restore
+ * loads into a staging database and swaps it in (swap.ts), so the live database is never lost.
+ */
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
 import { OperationError } from '../../core/errors.js';
-import type { Plugin } from '../../core/plugin.js';
+import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
+import { databaseNames, type DatabaseNames } from '../sql/names.js';
+import type { ToolOptions } from '../sql/tool.js';
+import { databaseExists, query, quoteName, withConnection, type MysqlConnection } from './client.js';
+import { DUMP_STREAM, dumpDatabase } from './dump.js';
+import { checkLoaded, loadDump, loadFile } from './load.js';
+import { describeServer, type MysqlOptions, parseMysqlOptions, PLUGIN } from './options.js';
+import { recoverSwap, swapIn } from './swap.js';
 
-const notYet = async (): Promise<never> => {
-  throw new OperationError('the mysql-database plugin is not implemented yet', { plugin: 'mysql-database' });
-};
+/** MariaDB and MySQL identifiers are at most 64 characters. */
+const MAX_NAME = 64;
 
-const plugin: Plugin<Record<string, unknown>> = {
-  type: 'mysql-database',
-  parseOptions: (properties) => properties,
-  activate: notYet,
-  snapshot: notYet,
-  restore: notYet,
-  collectGarbage: notYet,
+type Context = PluginContext<MysqlOptions>;
+
+function namesOf(ctx: Context): DatabaseNames {
+  return databaseNames(ctx.component.name, PLUGIN, MAX_NAME);
+}
+
+function toolOptions(ctx: Context): ToolOptions {
+  return { plugin: PLUGIN, signal: ctx.signal };
+}
+
+/** The component's initial scripts, in name order. */
+async function initialScripts(componentPath: string): Promise<string[]> {
+  const dir = path.join(componentPath, 'mysql-databases');
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new OperationError(`cannot read ${dir}: ${(error as Error).message}`, { plugin: PLUGIN, cause: error });
+  }
+  return entries
+    .filter((entry) => entry.name.endsWith('.sql') && !entry.isDirectory())
+    .map((entry) => entry.name)
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    .map((name) => path.join(dir, name));
+}
+
+/** Creates the staging database with the live one's character set (or the server's default). */
+async function createStaging(connection: MysqlConnection, names: DatabaseNames): Promise<void> {
+  const [live] = await query(
+    connection,
+    'SELECT DEFAULT_CHARACTER_SET_NAME AS cs, DEFAULT_COLLATION_NAME AS coll FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?',
+    [names.live],
+  );
+  const charset = live === undefined ? '' : ` CHARACTER SET ${String(live.cs)} COLLATE ${String(live.coll)}`;
+  await query(connection, `CREATE DATABASE ${quoteName(names.staging)}${charset}`);
+}
+
+async function dropStaging(connection: MysqlConnection, names: DatabaseNames): Promise<void> {
+  await query(connection, `DROP DATABASE IF EXISTS ${quoteName(names.staging)}`);
+}
+
+async function stagingTables(connection: MysqlConnection, names: DatabaseNames): Promise<string[]> {
+  const rows = await query(
+    connection,
+    "SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE <> 'VIEW'",
+    [names.staging],
+  );
+  return rows.map((row) => String(row.name));
+}
+
+async function activate(ctx: Context): Promise<void> {
+  const names = namesOf(ctx);
+  const options = ctx.options;
+  await withConnection(options, ctx.signal, async (connection) => {
+    await recoverSwap(connection, names, ctx.log);
+    if (await databaseExists(connection, names.live)) {
+      ctx.log.debug(`database ${names.live} exists; nothing to create`);
+      return;
+    }
+    const scripts = await initialScripts(ctx.component.path);
+    await createStaging(connection, names);
+    try {
+      for (const script of scripts) {
+        ctx.log.debug(`loading ${script}`);
+        await loadFile(options, names.staging, script, toolOptions(ctx));
+      }
+    } catch (error) {
+      await dropStaging(connection, names);
+      throw new OperationError(
+        `cannot create database ${names.live}: ${(error as Error).message}\nNothing was created; fix the script and activate again.`,
+        { plugin: PLUGIN, cause: error },
+      );
+    }
+    await swapIn(connection, names, options.timeoutMs / 1000, ctx.log);
+    ctx.log.info(`created database ${names.live} on ${describeServer(options)} from ${scripts.length} script(s)`);
+  });
+}
+
+async function snapshot(ctx: Context, sink: SnapshotSink): Promise<void> {
+  const names = namesOf(ctx);
+  await withConnection(ctx.options, ctx.signal, async (connection) => {
+    await recoverSwap(connection, names, ctx.log);
+    if (!(await databaseExists(connection, names.live))) {
+      throw new OperationError(`database ${names.live} does not exist on ${describeServer(ctx.options)}; activate the component first`, {
+        plugin: PLUGIN,
+      });
+    }
+  });
+  await dumpDatabase(ctx.options, names.live, sink, toolOptions(ctx));
+}
+
+async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
+  const names = namesOf(ctx);
+  const stream = source.streams.includes(DUMP_STREAM) ? DUMP_STREAM : undefined;
+  if (stream === undefined) {
+    throw new OperationError(
+      `snapshot ${source.identity} has no ${DUMP_STREAM} stream (it has: ${source.streams.join(', ') || 'none'}); it was not taken by ${PLUGIN}`,
+      { plugin: PLUGIN },
+    );
+  }
+  const options = ctx.options;
+  await withConnection(options, ctx.signal, async (connection) => {
+    await recoverSwap(connection, names, ctx.log);
+    await createStaging(connection, names);
+    const what = `loading snapshot ${source.identity} into ${names.staging}`;
+    try {
+      const report = await loadDump(options, names.staging, source.open(stream), what, toolOptions(ctx));
+      checkLoaded(report, await stagingTables(connection, names), source.size(stream), what);
+    } catch (error) {
+      await dropStaging(connection, names);
+      throw error;
+    }
+    await swapIn(connection, names, options.timeoutMs / 1000, ctx.log);
+  });
+}
+
+async function collectGarbage(ctx: Context): Promise<void> {
+  const names = namesOf(ctx);
+  await withConnection(ctx.options, ctx.signal, async (connection) => {
+    await recoverSwap(connection, names, ctx.log);
+    if (!(await databaseExists(connection, names.live))) {
+      ctx.log.info(`database ${names.live} does not exist on ${describeServer(ctx.options)}; nothing to drop`);
+      return;
+    }
+    await query(connection, `DROP DATABASE ${quoteName(names.live)}`);
+    ctx.log.info(`dropped database ${names.live} on ${describeServer(ctx.options)}`);
+  });
+}
+
+async function shell(ctx: Context): Promise<ShellInfo> {
+  const names = namesOf(ctx);
+  const options = ctx.options;
+  const env: Record<string, string> =
+    options.socket !== undefined
+      ? { MYSQL_UNIX_PORT: options.socket }
+      : { MYSQL_HOST: options.host!, MYSQL_TCP_PORT: String(options.port) };
+  const connect = options.socket !== undefined ? '' : ' --protocol=TCP';
+  const password = options.password !== undefined ? ' -p' : '';
+  return {
+    help: [
+      `This is a shell session for the MariaDB/MySQL database '${names.live}' on ${describeServer(options)}.`,
+      '',
+      'Module specific environment variables:',
+      'mysqlUsername      user with the privileges to administer the database',
+      'mysqlPassword      that user\'s password (from the container; never printed)',
+      options.socket !== undefined ? 'MYSQL_UNIX_PORT    the server\'s socket' : 'MYSQL_HOST, MYSQL_TCP_PORT  the server\'s address',
+      '',
+      'Some useful commands:',
+      `mysql --user=${options.user}${password}${connect} ${names.live}   open an interactive session on the database`,
+      `mysqldump --user=${options.user}${password}${connect} --single-transaction ${names.live} | less   look at its content`,
+    ],
+    env,
+  };
+}
+
+const plugin: Plugin<MysqlOptions> = {
+  type: PLUGIN,
+  parseOptions: parseMysqlOptions,
+  activate,
+  snapshot,
+  restore,
+  collectGarbage,
+  shell,
 };
 
 export default plugin;

@@ -1,0 +1,371 @@
+/**
+ * Swapping a loaded staging database in as the live one, on MariaDB/MySQL, which has no
+ * RENAME DATABASE. The design (docs/mysql-database.md, "How restore swaps"):
+ *
+ * - The commit point is ONE `RENAME TABLE` statement (atomic, crash-safe in MariaDB >= 10.6 and
+ *   MySQL 8): it moves every live table to the old database, every staging table to the live
+ *   database, and renames the journal table from `__dysnomia_swap` to `__dysnomia_swap_done`.
+ * - RENAME TABLE does not move views, routines or events, and refuses tables that carry
+ *   triggers. So before the commit, the definitions of everything else are read with SHOW CREATE
+ *   (with their sql_mode, character set and time zone) into the journal, in the old database;
+ *   then the triggers are dropped from the staging and the live tables. After the commit, the
+ *   live database's views, routines, events and triggers are replaced by the journal's.
+ * - A run killed at any moment leaves a state the next run recognises from the server alone:
+ *   a journal not yet renamed means "not committed": the live triggers are put back from the
+ *   journal and the helpers dropped; a renamed journal means "committed": the object
+ *   re-creation is finished, then the old tables are dropped.
+ *
+ * The live tables (the data) are therefore always fully old or fully new. What is not atomic:
+ * for the few milliseconds between dropping the triggers and re-creating them, other sessions
+ * see the tables without triggers (and after the commit, old views and routines over new tables).
+ */
+import { OperationError, messageOf } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import type { DatabaseNames } from '../sql/names.js';
+import { databaseExists, type MysqlConnection, query, quoteName } from './client.js';
+import { PLUGIN } from './options.js';
+
+const JOURNAL = '__dysnomia_swap';
+const COMMITTED = '__dysnomia_swap_done';
+/** Table names dysnomia uses inside the old database; a user table of that name is refused. */
+const RESERVED = [JOURNAL, COMMITTED];
+
+type ObjectKind = 'trigger' | 'view' | 'procedure' | 'function' | 'event';
+
+/** A schema object as SHOW CREATE gives it, with the session settings it was created under. */
+interface Definition {
+  /** `live`: a live trigger to put back on rollback; `new`: an object to create on commit. */
+  role: 'live' | 'new';
+  kind: ObjectKind;
+  name: string;
+  statement: string;
+  sqlMode: string;
+  charset: string;
+  collation: string;
+  timeZone: string;
+}
+
+type Row = Record<string, unknown>;
+
+const text = (value: unknown): string => (value === null || value === undefined ? '' : String(value));
+
+async function tablesOf(connection: MysqlConnection, schema: string): Promise<string[]> {
+  const rows = await query(
+    connection,
+    "SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE <> 'VIEW' ORDER BY TABLE_NAME",
+    [schema],
+  );
+  return rows.map((row) => text(row.name));
+}
+
+async function showCreate(
+  connection: MysqlConnection,
+  kind: ObjectKind,
+  schema: string,
+  name: string,
+  role: Definition['role'],
+): Promise<Definition> {
+  const what = kind === 'procedure' ? 'PROCEDURE' : kind === 'function' ? 'FUNCTION' : kind.toUpperCase();
+  const [row] = await query<Row>(connection, `SHOW CREATE ${what} ${quoteName(schema)}.${quoteName(name)}`);
+  if (row === undefined) throw new OperationError(`SHOW CREATE ${what} ${schema}.${name} returned nothing`, { plugin: PLUGIN });
+  const statementColumn = {
+    trigger: 'SQL Original Statement',
+    view: 'Create View',
+    procedure: 'Create Procedure',
+    function: 'Create Function',
+    event: 'Create Event',
+  }[kind];
+  const statement = text(row[statementColumn]);
+  if (statement === '') {
+    throw new OperationError(
+      `cannot read the definition of ${kind} ${schema}.${name} (SHOW CREATE gives none; the user needs more privileges)`,
+      { plugin: PLUGIN },
+    );
+  }
+  return {
+    role,
+    kind,
+    name,
+    statement,
+    sqlMode: text(row.sql_mode),
+    charset: text(row.character_set_client),
+    collation: text(row.collation_connection),
+    timeZone: text(row.time_zone),
+  };
+}
+
+/** Every trigger of a schema, in creation order (per table, timing, event and action order). */
+async function triggersOf(connection: MysqlConnection, schema: string, role: Definition['role']): Promise<Definition[]> {
+  const rows = await query(
+    connection,
+    'SELECT TRIGGER_NAME AS name FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER',
+    [schema],
+  );
+  const definitions: Definition[] = [];
+  for (const row of rows) definitions.push(await showCreate(connection, 'trigger', schema, text(row.name), role));
+  return definitions;
+}
+
+/** The views, routines and events of a schema (not its triggers). */
+async function objectsOf(connection: MysqlConnection, schema: string): Promise<Definition[]> {
+  const definitions: Definition[] = [];
+  const routines = await query(
+    connection,
+    'SELECT ROUTINE_NAME AS name, ROUTINE_TYPE AS type FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? ORDER BY ROUTINE_TYPE, ROUTINE_NAME',
+    [schema],
+  );
+  for (const routine of routines) {
+    const type = text(routine.type);
+    if (type !== 'PROCEDURE' && type !== 'FUNCTION') {
+      throw new OperationError(
+        `${type.toLowerCase()} ${schema}.${text(routine.name)} cannot be moved by dysnomia (only procedures and functions are)`,
+        { plugin: PLUGIN },
+      );
+    }
+    definitions.push(await showCreate(connection, type === 'PROCEDURE' ? 'procedure' : 'function', schema, text(routine.name), 'new'));
+  }
+  // SHOW CREATE VIEW leaves out the schema of tables in the current database, so the definitions
+  // name the staging database's tables without it and apply to the live database as they are.
+  await query(connection, `USE ${quoteName(schema)}`);
+  const views = await query(
+    connection,
+    'SELECT TABLE_NAME AS name FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME',
+    [schema],
+  );
+  for (const view of views) definitions.push(await showCreate(connection, 'view', schema, text(view.name), 'new'));
+  const events = await query(
+    connection,
+    'SELECT EVENT_NAME AS name FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? ORDER BY EVENT_NAME',
+    [schema],
+  );
+  for (const event of events) definitions.push(await showCreate(connection, 'event', schema, text(event.name), 'new'));
+  return definitions;
+}
+
+const SAFE_SETTING = /^[A-Za-z0-9_]+$/;
+
+/** Runs a CREATE statement under the session settings it was first created with. */
+async function create(connection: MysqlConnection, definition: Definition): Promise<void> {
+  await query(connection, 'SET SESSION sql_mode = ?', [definition.sqlMode]);
+  // The driver sends UTF-8, so only a UTF-8 client character set can be restored as it was.
+  const utf8 = /^utf8(mb3|mb4)?$/i.test(definition.charset);
+  if (utf8 && SAFE_SETTING.test(definition.collation)) {
+    await query(connection, `SET NAMES ${definition.charset} COLLATE ${definition.collation}`);
+  } else {
+    await query(connection, 'SET NAMES utf8mb4');
+  }
+  if (definition.timeZone !== '') await query(connection, 'SET SESSION time_zone = ?', [definition.timeZone]);
+  await query(connection, definition.statement);
+}
+
+async function createJournal(connection: MysqlConnection, names: DatabaseNames, rows: Definition[], liveCreated: boolean) {
+  const journal = `${quoteName(names.old)}.${quoteName(JOURNAL)}`;
+  await query(
+    connection,
+    `CREATE TABLE ${journal} (seq INT PRIMARY KEY, role VARCHAR(8) NOT NULL, kind VARCHAR(16) NOT NULL, name VARCHAR(64) NOT NULL, statement LONGTEXT NOT NULL, sql_mode TEXT NOT NULL, charset VARCHAR(64) NOT NULL, collation VARCHAR(64) NOT NULL, time_zone VARCHAR(64) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+  );
+  const values = [
+    [0, 'flag', 'live_created', liveCreated ? '1' : '0', '', '', '', '', ''],
+    ...rows.map((d, index) => [index + 1, d.role, d.kind, d.name, d.statement, d.sqlMode, d.charset, d.collation, d.timeZone]),
+  ];
+  await query(connection, `INSERT INTO ${journal} VALUES ?`, [values]);
+}
+
+interface Journal {
+  liveCreated: boolean;
+  definitions: Definition[];
+}
+
+async function readJournal(connection: MysqlConnection, names: DatabaseNames, table: string): Promise<Journal> {
+  const rows = await query(connection, `SELECT * FROM ${quoteName(names.old)}.${quoteName(table)} ORDER BY seq`);
+  const flag = rows.find((row) => row.role === 'flag');
+  return {
+    liveCreated: text(flag?.name) === '1',
+    definitions: rows
+      .filter((row) => row.role !== 'flag')
+      .map((row) => ({
+        role: text(row.role) as Definition['role'],
+        kind: text(row.kind) as ObjectKind,
+        name: text(row.name),
+        statement: text(row.statement),
+        sqlMode: text(row.sql_mode),
+        charset: text(row.charset),
+        collation: text(row.collation),
+        timeZone: text(row.time_zone),
+      })),
+  };
+}
+
+async function dropTriggers(connection: MysqlConnection, schema: string): Promise<void> {
+  const rows = await query(connection, 'SELECT TRIGGER_NAME AS name FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?', [schema]);
+  for (const row of rows) await query(connection, `DROP TRIGGER IF EXISTS ${quoteName(schema)}.${quoteName(text(row.name))}`);
+}
+
+/** Drops every view, routine, event and trigger of the live database. */
+async function dropObjects(connection: MysqlConnection, schema: string): Promise<void> {
+  await dropTriggers(connection, schema);
+  const views = await query(connection, 'SELECT TABLE_NAME AS name FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ?', [schema]);
+  if (views.length > 0) {
+    await query(connection, `DROP VIEW IF EXISTS ${views.map((v) => `${quoteName(schema)}.${quoteName(text(v.name))}`).join(', ')}`);
+  }
+  const routines = await query(
+    connection,
+    'SELECT ROUTINE_NAME AS name, ROUTINE_TYPE AS type FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ?',
+    [schema],
+  );
+  for (const routine of routines) {
+    const type = text(routine.type) === 'FUNCTION' ? 'FUNCTION' : 'PROCEDURE';
+    await query(connection, `DROP ${type} IF EXISTS ${quoteName(schema)}.${quoteName(text(routine.name))}`);
+  }
+  const events = await query(connection, 'SELECT EVENT_NAME AS name FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ?', [schema]);
+  for (const event of events) await query(connection, `DROP EVENT IF EXISTS ${quoteName(schema)}.${quoteName(text(event.name))}`);
+}
+
+/** Creates views until all exist: a view may use another, and we do not know their order. */
+async function createViews(connection: MysqlConnection, views: Definition[]): Promise<void> {
+  let pending = views;
+  while (pending.length > 0) {
+    const failed: Array<[Definition, unknown]> = [];
+    for (const view of pending) {
+      try {
+        await create(connection, view);
+      } catch (error) {
+        failed.push([view, error]);
+      }
+    }
+    if (failed.length === pending.length) {
+      const [view, error] = failed[0]!;
+      throw new OperationError(`cannot create view ${view.name}: ${messageOf(error)}`, { plugin: PLUGIN, cause: error });
+    }
+    pending = failed.map(([view]) => view);
+  }
+}
+
+/** After the commit: gives the live database the new objects, then drops the old data. */
+async function rollForward(connection: MysqlConnection, names: DatabaseNames, log: Logger): Promise<void> {
+  const journal = await readJournal(connection, names, COMMITTED);
+  const fresh = journal.definitions.filter((d) => d.role === 'new');
+  await dropObjects(connection, names.live);
+  await query(connection, `USE ${quoteName(names.live)}`);
+  for (const d of fresh.filter((d) => d.kind === 'procedure' || d.kind === 'function')) await create(connection, d);
+  await createViews(connection, fresh.filter((d) => d.kind === 'view'));
+  for (const d of fresh.filter((d) => d.kind === 'trigger' || d.kind === 'event')) await create(connection, d);
+  log.debug(`recreated ${fresh.length} views, routines, triggers and events in ${names.live}`);
+  await query(connection, `DROP DATABASE IF EXISTS ${quoteName(names.old)}`);
+  await query(connection, `DROP DATABASE IF EXISTS ${quoteName(names.staging)}`);
+}
+
+/** Before the commit: puts the live triggers back and drops the helpers. */
+async function rollBack(connection: MysqlConnection, names: DatabaseNames): Promise<void> {
+  if (await databaseExists(connection, names.old)) {
+    const tables = await tablesOf(connection, names.old);
+    const strangers = tables.filter((table) => table !== JOURNAL);
+    if (strangers.length > 0) {
+      throw new OperationError(
+        `${names.old} holds tables (${strangers.slice(0, 5).join(', ')}) that dysnomia did not put there; it is left alone: check it, then drop it by hand`,
+        { plugin: PLUGIN },
+      );
+    }
+    if (tables.includes(JOURNAL)) {
+      const journal = await readJournal(connection, names, JOURNAL);
+      if (await databaseExists(connection, names.live)) {
+        const live = await tablesOf(connection, names.live);
+        if (journal.liveCreated && live.length === 0) {
+          await query(connection, `DROP DATABASE ${quoteName(names.live)}`);
+        } else {
+          const present = new Set(
+            (await query(connection, 'SELECT TRIGGER_NAME AS name FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?', [names.live])).map((row) =>
+              text(row.name),
+            ),
+          );
+          await query(connection, `USE ${quoteName(names.live)}`);
+          for (const d of journal.definitions) {
+            if (d.role === 'live' && !present.has(d.name)) await create(connection, d);
+          }
+        }
+      }
+    }
+    await query(connection, `DROP DATABASE ${quoteName(names.old)}`);
+  }
+  await query(connection, `DROP DATABASE IF EXISTS ${quoteName(names.staging)}`);
+}
+
+/**
+ * Finishes or undoes a swap that an earlier run left behind (killed, or the server went away),
+ * and drops a leftover staging database. Returns true when there was something to clean up.
+ */
+export async function recoverSwap(connection: MysqlConnection, names: DatabaseNames, log: Logger): Promise<boolean> {
+  const oldExists = await databaseExists(connection, names.old);
+  const stagingExists = await databaseExists(connection, names.staging);
+  if (!oldExists && !stagingExists) return false;
+  if (oldExists && (await tablesOf(connection, names.old)).includes(COMMITTED)) {
+    log.warn(`an earlier restore of ${names.live} was interrupted after its swap; finishing it (recreating views, routines, triggers and events, dropping ${names.old})`);
+    await rollForward(connection, names, log);
+  } else {
+    log.warn(
+      `an earlier restore or activation of ${names.live} was interrupted before its swap; ${names.live} is as it was, dropping the leftover ${[stagingExists ? names.staging : '', oldExists ? names.old : ''].filter(Boolean).join(' and ')}`,
+    );
+    await rollBack(connection, names);
+  }
+  return true;
+}
+
+/**
+ * Makes the loaded staging database the live one. The live database need not exist (activation).
+ * On failure before the commit, the live database is left as it was; after it, the new data is
+ * live and the error says what could not be finished.
+ */
+export async function swapIn(connection: MysqlConnection, names: DatabaseNames, lockWaitSeconds: number, log: Logger): Promise<void> {
+  // Other sessions may hold locks on the live tables; do not queue behind them forever (and make
+  // every new query on the live database queue behind us).
+  await query(connection, 'SET SESSION lock_wait_timeout = ?', [Math.max(1, Math.ceil(lockWaitSeconds))]);
+  const stagingTables = await tablesOf(connection, names.staging);
+  const liveExists = await databaseExists(connection, names.live);
+  const liveTables = liveExists ? await tablesOf(connection, names.live) : [];
+  const reserved = [...stagingTables, ...liveTables].filter((table) => RESERVED.includes(table));
+  if (reserved.length > 0) {
+    throw new OperationError(`a table is named ${reserved[0]}, a name dysnomia reserves for its swap journal; rename it`, { plugin: PLUGIN });
+  }
+  let committed = false;
+  try {
+    await query(connection, `CREATE DATABASE ${quoteName(names.old)}`);
+    const live = liveExists ? await triggersOf(connection, names.live, 'live') : [];
+    const fresh = [...(await objectsOf(connection, names.staging)), ...(await triggersOf(connection, names.staging, 'new'))];
+    await createJournal(connection, names, [...live, ...fresh], !liveExists);
+    if (!liveExists) {
+      const [schema] = await query(
+        connection,
+        'SELECT DEFAULT_CHARACTER_SET_NAME AS cs, DEFAULT_COLLATION_NAME AS coll FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?',
+        [names.staging],
+      );
+      await query(
+        connection,
+        `CREATE DATABASE ${quoteName(names.live)} CHARACTER SET ${text(schema?.cs)} COLLATE ${text(schema?.coll)}`,
+      );
+    }
+    await dropTriggers(connection, names.staging);
+    if (liveExists) await dropTriggers(connection, names.live);
+    const moves = [
+      ...liveTables.map((t) => `${quoteName(names.live)}.${quoteName(t)} TO ${quoteName(names.old)}.${quoteName(t)}`),
+      ...stagingTables.map((t) => `${quoteName(names.staging)}.${quoteName(t)} TO ${quoteName(names.live)}.${quoteName(t)}`),
+      `${quoteName(names.old)}.${quoteName(JOURNAL)} TO ${quoteName(names.old)}.${quoteName(COMMITTED)}`,
+    ];
+    await query(connection, `RENAME TABLE ${moves.join(', ')}`);
+    committed = true;
+    log.debug(`swapped ${stagingTables.length} tables into ${names.live} (${liveTables.length} old tables moved to ${names.old})`);
+    await rollForward(connection, names, log);
+  } catch (error) {
+    if (committed) {
+      throw new OperationError(
+        `the new tables of ${names.live} are in place, but finishing the swap failed: ${messageOf(error)}; the definitions wait in ${names.old}.${COMMITTED}: fix the cause and run restore or collect-garbage again to finish`,
+        { plugin: PLUGIN, cause: error },
+      );
+    }
+    try {
+      await rollBack(connection, names);
+    } catch (undoError) {
+      log.warn(`could not undo the unfinished swap of ${names.live}: ${messageOf(undoError)}; the next restore will try again`);
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * Reading typed container properties for the SQL plugins. Every problem is a ConfigError naming
+ * the container file (when there is one) and the key.
+ */
+import { readFileSync } from 'node:fs';
+import { type ContainerProperties, propertyString } from '../../core/container-file.js';
+import { ConfigError, messageOf } from '../../core/errors.js';
+
+/** Typed access to a container's properties; `file` is named in every error. */
+export class PropertyReader {
+  constructor(
+    private readonly properties: ContainerProperties,
+    private readonly file: string | undefined,
+    private readonly plugin: string,
+  ) {}
+
+  /** The error for a bad value of `key`. */
+  error(key: string, problem: string, cause?: unknown): ConfigError {
+    const where = this.file === undefined ? ' (set in the environment)' : '';
+    return new ConfigError(`${problem}${where}`, { file: this.file, key, plugin: this.plugin, cause });
+  }
+
+  /** A string property; an empty value counts as unset, as in Dysnomia's shell modules. */
+  string(key: string): string | undefined {
+    const value = propertyString(this.properties[key]);
+    return value === undefined || value === '' ? undefined : value;
+  }
+
+  /** A TCP port number. */
+  port(key: string): number | undefined {
+    const value = this.string(key);
+    if (value === undefined) return undefined;
+    const port = Number(value);
+    if (!/^\d+$/.test(value.trim()) || port < 1 || port > 65535) {
+      throw this.error(key, `${JSON.stringify(value)} is not a port number (1-65535)`);
+    }
+    return port;
+  }
+
+  /** A duration in seconds (a number >= 0), returned in milliseconds. */
+  seconds(key: string, fallback: number): number {
+    const value = this.string(key);
+    if (value === undefined) return fallback * 1000;
+    const seconds = Number(value);
+    if (value.trim() === '' || !Number.isFinite(seconds) || seconds < 0) {
+      throw this.error(key, `${JSON.stringify(value)} is not a number of seconds (>= 0)`);
+    }
+    return Math.round(seconds * 1000);
+  }
+
+  /**
+   * A password given inline (`inlineKey`) or in a file (`fileKey`, first line, trailing newline
+   * removed). Giving both is an error, so a stale inline password never silently wins.
+   */
+  password(inlineKey: string, fileKey: string): string | undefined {
+    const inline = this.string(inlineKey);
+    const file = this.string(fileKey);
+    if (file === undefined) return inline;
+    if (inline !== undefined) {
+      throw this.error(fileKey, `set either ${inlineKey} or ${fileKey}, not both`);
+    }
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw this.error(fileKey, `cannot read the password file ${file} (${code ?? messageOf(error)})`, error);
+    }
+    const password = text.replace(/\r?\n$/, '');
+    if (password === '') throw this.error(fileKey, `the password file ${file} is empty`);
+    if (/[\r\n]/.test(password)) {
+      throw this.error(fileKey, `the password file ${file} has more than one line; it must hold only the password`);
+    }
+    return password;
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * Running the vendors' command-line tools (mysqldump, mysql, pg_dump, psql) for the SQL plugins:
+ * a dump's output goes to the snapshot store with back-pressure, a load reads a snapshot stream,
+ * and every failure becomes a PluginError carrying the tool's own words. Secrets never appear in
+ * the arguments; callers pass them in the environment or in a private option file.
+ */
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { execa, type Result } from 'execa';
+import { AbortedError, PluginError } from '../../core/errors.js';
+
+/** How to run a tool. */
+export interface ToolOptions {
+  plugin: string;
+  /** Extra environment for the tool (on top of ours). */
+  env?: Record<string, string>;
+  /** Run as this OS user (PostgreSQL peer authentication); needs root. */
+  uid?: number;
+  gid?: number;
+  signal?: AbortSignal;
+}
+
+/** The first of `names` found on PATH, or undefined. */
+export async function findTool(names: readonly string[]): Promise<string | undefined> {
+  for (const name of names) {
+    for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+      if (dir === '') continue;
+      const candidate = path.join(dir, name);
+      try {
+        await access(candidate, constants.X_OK);
+        return candidate;
+      } catch {
+        // not here
+      }
+    }
+  }
+  return undefined;
+}
+
+function spawnOptions(options: ToolOptions) {
+  return {
+    env: options.env,
+    uid: options.uid,
+    gid: options.gid,
+    // A tool run as another user may not be allowed into our working directory.
+    cwd: options.uid === undefined ? undefined : '/',
+    cancelSignal: options.signal,
+    reject: false,
+    stripFinalNewline: false,
+    maxBuffer: { stderr: 16 * 1024 * 1024 },
+  } as const;
+}
+
+/** Throws the right error for a finished tool run, or returns when it succeeded. */
+function check(result: Result, command: string, what: string, options: ToolOptions): void {
+  if (result.isCanceled) throw new AbortedError(`${what} cancelled`, { plugin: options.plugin });
+  if (result.exitCode === 0) return;
+  const tool = path.basename(command);
+  if (result.code === 'ENOENT' || (result.exitCode === undefined && result.signal === undefined)) {
+    throw new PluginError(`${what}: cannot run ${tool} (${result.originalMessage ?? result.code ?? 'unknown error'})`, {
+      plugin: options.plugin,
+      cause: result.cause,
+    });
+  }
+  const status = result.signal ? `killed by ${result.signal}` : `exit status ${result.exitCode}`;
+  throw new PluginError(`${what}: ${tool} failed (${status})`, {
+    plugin: options.plugin,
+    stderr: String(result.stderr ?? ''),
+  });
+}
+
+/** Runs a tool to completion with optional input; returns its standard output. */
+export async function runTool(
+  command: string,
+  args: string[],
+  what: string,
+  options: ToolOptions & { input?: string | Buffer },
+): Promise<string> {
+  const result = await execa(command, args, { ...spawnOptions(options), input: options.input });
+  check(result, command, what, options);
+  return String(result.stdout ?? '');
+}
+
+/**
+ * Runs a dump tool and hands its standard output to `consume` (the store), which reads it with
+ * back-pressure. Throws when the tool failed, even though `consume` already took the (truncated)
+ * stream: the caller's snapshot must then be discarded.
+ */
+export async function dumpWith(
+  command: string,
+  args: string[],
+  what: string,
+  consume: (output: Readable) => Promise<void>,
+  options: ToolOptions,
+): Promise<void> {
+  const subprocess = execa(command, args, {
+    ...spawnOptions(options),
+    stdin: 'ignore',
+    buffer: { stdout: false, stderr: true },
+  });
+  try {
+    await consume(subprocess.stdout);
+  } catch (error) {
+    subprocess.kill();
+    await subprocess;
+    throw error;
+  }
+  check(await subprocess, command, what, options);
+}
+
+/**
+ * Pipes `input` into a load tool. If the input fails (a corrupted chunk raises an IntegrityError)
+ * the tool is killed and the input's error is thrown, so a partial load never looks complete.
+ */
+export async function loadWith(
+  command: string,
+  args: string[],
+  what: string,
+  input: Readable | AsyncIterable<Uint8Array>,
+  options: ToolOptions,
+): Promise<void> {
+  const subprocess = execa(command, args, {
+    ...spawnOptions(options),
+    stdin: 'pipe',
+    stdout: 'ignore',
+    buffer: { stderr: true },
+  });
+  let inputError: unknown;
+  try {
+    await pipeline(input, subprocess.stdin);
+  } catch (error) {
+    inputError = error;
+  }
+  const brokenPipe = (inputError as NodeJS.ErrnoException | undefined)?.code === 'EPIPE';
+  if (inputError !== undefined && !brokenPipe) {
+    subprocess.kill('SIGKILL');
+    await subprocess;
+    throw inputError;
+  }
+  const result = await subprocess;
+  check(result, command, what, options);
+  if (brokenPipe) {
+    throw new PluginError(`${what}: the tool stopped reading its input before the end`, {
+      plugin: options.plugin,
+      stderr: String(result.stderr ?? ''),
+    });
+  }
+}
