@@ -21,8 +21,15 @@ export function gitEnvironment(): Record<string, string> {
   return env;
 }
 
+/**
+ * Git refuses repositories owned by another user ("dubious ownership") unless told to trust them.
+ * We run as root on repositories a `git` account owns, and only on the repositories the container
+ * names: trusting them is the point, and the check protects people wandering into folders.
+ */
+export const TRUST = 'safe.directory=*';
+
 function client(dir: string, signal?: AbortSignal): SimpleGit {
-  return simpleGit({ baseDir: dir, trimmed: false, ...(signal ? { abort: signal } : {}) });
+  return simpleGit({ baseDir: dir, trimmed: false, config: [TRUST], ...(signal ? { abort: signal } : {}) });
 }
 
 /** Runs `git args...` in `dir` and returns stdout; `what` says what we were doing, for the error. */

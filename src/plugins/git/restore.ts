@@ -136,8 +136,9 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
   try {
     const staged = path.join(work, 'repository');
     await stage(ctx, source, work, staged);
-    if (live) await matchOwner(staged, repo, ctx.signal);
+    // Group first: it rewrites the config, which must then get the owner too.
     if (ctx.options.group !== undefined) await shareWithGroup(staged, ctx.options.group, ctx.signal);
+    if (live) await matchOwner(staged, repo, ctx.signal);
     await fsyncTree(staged);
     throwIfAborted(ctx.signal, `restore of ${repo}`);
     await swap(repo, staged, live);

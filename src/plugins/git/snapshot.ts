@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { OperationError } from '../../core/errors.js';
 import type { PluginContext, PluginSnapshotResult, SnapshotSink } from '../../core/plugin.js';
-import { commandOutput } from './git.js';
+import { TRUST, commandOutput } from './git.js';
 import { BundleHeaderReader, identityOf, listRefs, readHead, readRefState } from './identity.js';
 import { exists, recover, repositoryPath } from './layout.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
@@ -61,7 +61,7 @@ export async function snapshot(
     return { identity: identityOf({ refs: [], head }) };
   }
   const header = new BundleHeaderReader();
-  const bundle = commandOutput('git', ['bundle', 'create', '--quiet', '-', '--all'], `bundling ${repo}`, {
+  const bundle = commandOutput('git', ['-c', TRUST, 'bundle', 'create', '--quiet', '-', '--all'], `bundling ${repo}`, {
     cwd: repo,
     signal,
     onChunk: (chunk) => header.push(chunk),

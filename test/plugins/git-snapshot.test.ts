@@ -1,0 +1,246 @@
+/**
+ * git-repository snapshot and restore through the real CLI, the real store and real git: what
+ * comes back, what is skipped, and what is refused.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, chown, open, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { git, refs } from '../support/git.js';
+import { type GitSetup, gitSetup } from '../support/git-repository.js';
+
+/** Refs plus what HEAD says: the state a restore must bring back. */
+async function refState(repo: string): Promise<string> {
+  // Trusted explicitly: some tests hand the repository to another user.
+  const { stdout } = await execa('git', ['-c', 'safe.directory=*', 'for-each-ref', '--format=%(objectname) %(refname)'], { cwd: repo });
+  return `${stdout.split('\n').sort().join('\n')}\nHEAD ${(await readFile(path.join(repo, 'HEAD'), 'utf8')).trim()}`;
+}
+
+async function fsckClean(repo: string): Promise<void> {
+  const result = await execa('git', ['fsck', '--no-progress', '--no-dangling'], { cwd: repo, reject: false });
+  expect(result.exitCode, result.stderr).toBe(0);
+}
+
+/** Commits a file of `size` random bytes in the work repository and pushes main to the component. */
+async function pushRandom(setup: GitSetup, file: string, size = 1000): Promise<void> {
+  await writeFile(path.join(setup.work, file), randomBytes(size));
+  await git(setup.work, 'add', file);
+  await git(setup.work, 'commit', '-q', '-m', `add ${file}`);
+  await git(setup.work, 'push', '-q', setup.repo, 'main');
+}
+
+/** The snapshot folder the latest generation points at. */
+async function latestSnapshot(setup: GitSetup): Promise<string> {
+  const generations = await setup.generations();
+  const link = path.join(setup.stateDir, 'generations', setup.containerName, 'project', generations.at(-1)!);
+  return path.resolve(path.dirname(link), await readlink(link));
+}
+
+describe('git-repository snapshot and restore', () => {
+  it('brings back the snapshot\'s refs after a force-push to an older state', async () => {
+    const setup = await gitSetup({ commits: 5 });
+    await setup.ok('activate');
+    await pushRandom(setup, 'new-work.bin');
+    const snapshotted = await refState(setup.repo);
+    await setup.ok('snapshot');
+    await git(setup.work, 'push', '-q', '--force', setup.repo, 'main~4:main');
+    expect(await refState(setup.repo)).not.toBe(snapshotted);
+
+    const result = await setup.ok('restore');
+    expect(result.stderr).toContain('the previous repository was removed');
+    expect(await refState(setup.repo)).toBe(snapshotted);
+    await fsckClean(setup.repo);
+    expect(await readdir(setup.baseDir)).toEqual(['project']);
+  });
+
+  it('keeps every branch, annotated and lightweight tag, other refs, and HEAD\'s branch', async () => {
+    const setup = await gitSetup({ commits: 3, branches: ['dev', 'feature'], tags: ['light'] });
+    await git(setup.work, 'branch', 'release/1.x', 'main~1');
+    await git(setup.work, 'tag', '-a', 'v1.0', '-m', 'release 1.0', 'dev');
+    await setup.ok('activate');
+    await git(setup.work, 'push', '-q', setup.repo, 'refs/tags/v1.0', 'release/1.x', 'main:refs/notes/commits', 'dev:refs/custom/x');
+    await git(setup.repo, 'symbolic-ref', 'HEAD', 'refs/heads/release/1.x');
+    const snapshotted = await refState(setup.repo);
+    await setup.ok('snapshot');
+
+    await git(setup.work, 'push', '-q', setup.repo, ':refs/heads/dev', ':refs/tags/v1.0', ':refs/tags/light', ':refs/custom/x');
+    await git(setup.repo, 'symbolic-ref', 'HEAD', 'refs/heads/main');
+    await setup.ok('restore');
+    expect(await refState(setup.repo)).toBe(snapshotted);
+    expect(await git(setup.repo, 'cat-file', '-t', 'v1.0')).toBe('tag');
+    await fsckClean(setup.repo);
+  });
+
+  it('keeps a hook (with its exec bit), a config key and the description', async () => {
+    const setup = await gitSetup();
+    await setup.ok('activate');
+    const hook = path.join(setup.repo, 'hooks', 'post-receive');
+    await writeFile(hook, '#!/bin/sh\necho received\n', { mode: 0o755 });
+    await git(setup.repo, 'config', 'receive.denyNonFastForwards', 'true');
+    await git(setup.repo, 'config', 'dysnomia.test', 'kept');
+    await writeFile(path.join(setup.repo, 'description'), 'the project repository\n');
+    await setup.ok('snapshot');
+
+    await pushRandom(setup, 'later.bin');
+    await rm(hook);
+    await git(setup.repo, 'config', '--unset', 'dysnomia.test');
+    await writeFile(path.join(setup.repo, 'description'), 'changed\n');
+    await setup.ok('restore');
+    expect(await readFile(hook, 'utf8')).toBe('#!/bin/sh\necho received\n');
+    expect((await stat(hook)).mode & 0o777).toBe(0o755);
+    expect(await git(setup.repo, 'config', 'dysnomia.test')).toBe('kept');
+    expect(await git(setup.repo, 'config', 'receive.denyNonFastForwards')).toBe('true');
+    expect(await readFile(path.join(setup.repo, 'description'), 'utf8')).toBe('the project repository\n');
+  });
+
+  it('does not bundle an unchanged repository (a broken pack goes unnoticed) and makes no new generation', async () => {
+    const setup = await gitSetup({ commits: 3 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    expect(await setup.generations()).toEqual(['1']);
+    // With its objects gone, git bundle create must fail: only a snapshot that skips it succeeds.
+    await rm(path.join(setup.repo, 'objects', 'pack'), { recursive: true });
+    const result = await setup.ok('snapshot');
+    expect(result.stderr).toContain('unchanged');
+    expect(await setup.generations()).toEqual(['1']);
+  });
+
+  it('fails a snapshot whose bundle cannot be made, and keeps no snapshot of it', async () => {
+    const setup = await gitSetup({ commits: 3 });
+    await setup.ok('activate');
+    await rm(path.join(setup.repo, 'objects', 'pack'), { recursive: true });
+    const result = await setup.run('snapshot');
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain(`bundling ${setup.repo} failed`);
+    expect(await setup.generations()).toEqual([]);
+  });
+
+  it('does nothing when the live repository already has the snapshot\'s refs', async () => {
+    const setup = await gitSetup();
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    const before = await stat(setup.repo);
+    const result = await setup.ok('restore');
+    expect(result.stderr).toContain('nothing to restore');
+    expect((await stat(setup.repo)).ino).toBe(before.ino);
+  });
+
+  it('round-trips an empty repository (no refs yet)', async () => {
+    const setup = await gitSetup({ noBundle: true });
+    await setup.ok('activate');
+    const empty = await refState(setup.repo);
+    await setup.ok('snapshot');
+    expect(await setup.generations()).toEqual(['1']);
+    await setup.ok('snapshot');
+    expect(await setup.generations()).toEqual(['1']);
+    await pushRandom(setup, 'first.bin');
+    await setup.ok('restore');
+    expect(await refState(setup.repo)).toBe(empty);
+    expect(await refs(setup.repo)).toBe('');
+  });
+
+  it('round-trips a detached HEAD', async () => {
+    const setup = await gitSetup({ commits: 3 });
+    await setup.ok('activate');
+    const older = await git(setup.repo, 'rev-parse', 'main~1');
+    await writeFile(path.join(setup.repo, 'HEAD'), `${older}\n`);
+    await setup.ok('snapshot');
+    await writeFile(path.join(setup.repo, 'HEAD'), 'ref: refs/heads/main\n');
+    await setup.ok('restore');
+    expect((await readFile(path.join(setup.repo, 'HEAD'), 'utf8')).trim()).toBe(older);
+  });
+
+  it('restores into a missing repository (after collect-garbage)', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    await setup.ok('activate');
+    await pushRandom(setup, 'x.bin');
+    const snapshotted = await refState(setup.repo);
+    await setup.ok('snapshot');
+    await setup.ok('deactivate');
+    await setup.ok('collect-garbage');
+    await setup.ok('restore');
+    expect(await refState(setup.repo)).toBe(snapshotted);
+  });
+
+  it('keeps the owner of the repository it replaces, and the gitGroup', async () => {
+    const setup = await gitSetup({ commits: 2, properties: { gitGroup: 'daemon' } });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    await pushRandom(setup, 'x.bin');
+    await execa('chown', ['-R', 'nobody', setup.repo]);
+    await setup.ok('restore');
+    const { stdout } = await execa('getent', ['group', 'daemon']);
+    const gid = Number(stdout.split(':')[2]);
+    for (const file of ['', 'HEAD', 'config', 'objects/pack', 'refs/heads/main']) {
+      const info = await stat(path.join(setup.repo, file));
+      expect(info.uid, file).toBe(65534);
+      expect(info.gid, file).toBe(gid);
+      expect(info.mode & 0o020, `${file} is group-writable`).toBe(0o020);
+    }
+  });
+
+  it('restores a repository of 10,000 commits', async () => {
+    const setup = await gitSetup({ commits: 10_000, branches: ['dev'] });
+    await setup.ok('activate');
+    expect(await git(setup.repo, 'rev-list', '--count', 'main')).toBe('10001');
+    const snapshotted = await refState(setup.repo);
+    await setup.ok('snapshot');
+    await git(setup.work, 'push', '-q', '--force', setup.repo, 'main~9000:main', ':refs/heads/dev');
+    await setup.ok('restore');
+    expect(await refState(setup.repo)).toBe(snapshotted);
+    expect(await git(setup.repo, 'rev-list', '--count', 'main')).toBe('10001');
+    await fsckClean(setup.repo);
+  });
+});
+
+describe('git-repository restore refuses bad snapshots', () => {
+  it('refuses a corrupted snapshot and leaves the live repository untouched', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    await setup.ok('activate');
+    await pushRandom(setup, 'big.bin', 2_000_000);
+    await setup.ok('snapshot');
+    await git(setup.work, 'push', '-q', '--force', setup.repo, 'main~2:main');
+    await writeFile(path.join(setup.repo, 'description'), 'live, after the accident\n');
+    const live = await refState(setup.repo);
+    const inode = (await stat(setup.repo)).ino;
+
+    // Flip bytes in the middle of the snapshot's largest data file (the bundle's chunks).
+    const folder = await latestSnapshot(setup);
+    const files = await Promise.all(
+      (await readdir(folder)).map(async (name) => ({ file: path.join(folder, name), size: (await stat(path.join(folder, name))).size })),
+    );
+    const largest = files.sort((a, b) => b.size - a.size)[0]!;
+    const handle = await open(largest.file, 'r+');
+    await handle.write(Buffer.from('corrupted!'), 0, 10, Math.floor(largest.size / 2));
+    await handle.close();
+
+    const result = await setup.run('restore');
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/corrupt|checksum|integrity|mismatch/i);
+    expect(await refState(setup.repo)).toBe(live);
+    expect(await readFile(path.join(setup.repo, 'description'), 'utf8')).toBe('live, after the accident\n');
+    expect((await stat(setup.repo)).ino).toBe(inode);
+    expect(await readdir(setup.baseDir)).toEqual(['project']);
+  });
+
+  it('refuses to restore when gitBaseDir became unwritable, leaving the live repository', async () => {
+    const setup = await gitSetup();
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    await pushRandom(setup, 'x.bin');
+    const live = await refState(setup.repo);
+    await chmod(setup.dir, 0o755);
+    await execa('chown', ['-R', 'nobody', setup.stateDir, setup.repo]);
+    await chown(setup.component, 65534, 65534);
+    const result = await execa(
+      'setpriv',
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia.js'),
+        '--operation', 'restore', '--component', setup.component, '--container', setup.containerFile],
+      { env: { DYSNOMIA_STATEDIR: setup.stateDir, HOME: setup.stateDir }, reject: false },
+    );
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`cannot write to ${setup.baseDir}`);
+    expect(await refState(setup.repo)).toBe(live);
+  });
+});
