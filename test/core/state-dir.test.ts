@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -93,7 +94,7 @@ describe('markers', () => {
 
   it('a state dir that cannot be written is an error, not a silent no-op', async () => {
     const dir = await useTempDir();
-    await import('node:fs/promises').then((fs) => fs.writeFile(path.join(dir, 'file'), ''));
+    await writeFile(path.join(dir, 'file'), '');
     await expect(markActive(path.join(dir, 'file', 'state'), key)).rejects.toThrow(/ENOTDIR/);
   });
 });

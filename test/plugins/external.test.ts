@@ -1,0 +1,163 @@
+/**
+ * The external plugin: Dysnomia's module protocol, through `dysnomia` and real executable modules
+ * (test/fixtures/modules). A module is called as `<module> <operation> <component> <container>`.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { MODULES_DIR, markers, recordedCalls, tree, useStage } from '../support/core.js';
+
+/** Variables a POSIX shell sets by itself, whatever environment it was given. */
+const SHELL_OWN = new Set(['PWD', 'SHLVL', '_', 'OLDPWD']);
+
+describe('external modules: how they are found', () => {
+  it('by type name in DYSNOMIA_MODULES_PATH', async () => {
+    const stage = await useStage();
+    await stage.module('recorder', { as: 'my-service' });
+    const file = await stage.container('prod', `type=my-service\nrecordTo=${stage.log}\n`);
+    const result = await stage.dysnomia(['-o', 'activate', '-c', stage.component, '-C', file]);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).toContain('dysnomia: [my-service] activated prod/testcomp');
+    expect((await recordedCalls(stage.log)).length).toBe(1);
+  });
+
+  it('by path in type, absolute or relative to the working folder', async () => {
+    const stage = await useStage();
+    const module = await stage.module('recorder');
+    for (const type of [module, './modules/recorder']) {
+      const file = await stage.container('prod', `type=${type}\nrecordTo=${stage.log}\n`);
+      const result = await stage.dysnomia(['-o', 'lock', '-c', stage.component, '-C', file], { env: { DYSNOMIA_MODULES_PATH: undefined } });
+      expect(result.exitCode, result.stderr).toBe(0);
+    }
+    expect((await recordedCalls(stage.log)).map((call) => call.args)).toEqual([
+      ['lock', stage.component, 'prod'],
+      ['lock', stage.component, 'prod'],
+    ]);
+  });
+});
+
+describe('external modules: what they get', () => {
+  it('with a container file: the properties, DYSNOMIA_STATEDIR and PATH, and none of the caller\'s variables', async () => {
+    const stage = await useStage();
+    await stage.module('recorder');
+    const file = await stage.container(
+      'prod',
+      `type=recorder\nrecordTo=${stage.log}\nmysqlUsername=root\nspaced="a b"\nlist=(x "y z")\nPATH=/from/the/file\n`,
+    );
+    const result = await stage.dysnomia(['-o', 'activate', '-c', stage.component, '-C', file], {
+      env: { CALLER_ONLY: 'must-not-leak', PATH: `/caller/bin:${process.env.PATH}` },
+    });
+    expect(result.exitCode, result.stderr).toBe(0);
+    const [call] = await recordedCalls(stage.log);
+    expect(call!.args).toEqual(['activate', stage.component, 'prod']);
+    const own = Object.fromEntries(Object.entries(call!.env).filter(([key]) => !SHELL_OWN.has(key)));
+    expect(own).toEqual({
+      recordTo: stage.log,
+      mysqlUsername: 'root',
+      spaced: 'a b',
+      list: 'x y z',
+      DYSNOMIA_STATEDIR: stage.stateDir,
+      // As in Dysnomia, the caller's PATH wins over a PATH property.
+      PATH: `/caller/bin:${process.env.PATH}`,
+    });
+  });
+
+  it('with --environment: the whole environment, plus DYSNOMIA_STATEDIR', async () => {
+    const stage = await useStage();
+    await stage.module('recorder');
+    const result = await stage.dysnomia(['-o', 'activate', '-c', stage.component, '-E', '-t', 'recorder'], {
+      env: { recordTo: stage.log, CALLER_VAR: 'passed', HOME: '/home/someone' },
+    });
+    expect(result.exitCode, result.stderr).toBe(0);
+    const [call] = await recordedCalls(stage.log);
+    expect(call!.args).toEqual(['activate', stage.component, 'recorder']);
+    expect(call!.env).toMatchObject({
+      CALLER_VAR: 'passed',
+      HOME: '/home/someone',
+      PATH: process.env.PATH,
+      DYSNOMIA_STATEDIR: stage.stateDir,
+      DYSNOMIA_MODULES_PATH: stage.modulesDir,
+    });
+    expect(call!.env.type).toBeUndefined();
+  });
+
+  it("stdin is empty, not the caller's, so a module cannot hang waiting for input", async () => {
+    const stage = await useStage();
+    await stage.module('reads-stdin');
+    const file = await stage.container('prod', 'type=reads-stdin\n');
+    const result = await stage.dysnomia(['-o', 'activate', '-c', stage.component, '-C', file], { input: 'typed by a user\n' });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stdout).toBe('read: []\n');
+  });
+});
+
+describe('external modules: output and exit status', () => {
+  it('passes stdout and stderr through', async () => {
+    const stage = await useStage();
+    await stage.module('recorder');
+    const file = await stage.container('prod', `type=recorder\nrecordTo=${stage.log}\n`);
+    const result = await stage.dysnomia(['-o', 'snapshot', '-c', stage.component, '-C', file]);
+    expect(result.stdout).toBe(`recorder: snapshot ${stage.component} prod\n`);
+    expect(result.stderr).toContain('recorder: on stderr during snapshot\n');
+  });
+
+  it('passes large output through byte for byte, multi-byte characters intact', async () => {
+    const stage = await useStage();
+    await stage.module('big-output');
+    const file = await stage.container('prod', 'type=big-output\n');
+    const result = await stage.dysnomia(['-o', 'activate', '-c', stage.component, '-C', file]);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stdout).toBe(`x${'é'.repeat(100_000)}\n`);
+  });
+
+  it('a module exiting non-zero: exit 1, naming the module and operation, its stderr shown, markers unchanged', async () => {
+    const stage = await useStage();
+    const module = await stage.module('failing');
+    const file = await stage.container('prod', `type=failing\nrecordTo=${stage.log}\n`);
+    for (const operation of ['activate', 'snapshot', 'restore', 'lock']) {
+      const result = await stage.dysnomia(['-o', operation, '-c', stage.component, '-C', file]);
+      expect(result.exitCode).toBe(1);
+      expect(result.stderr).toContain(`failing: refusing to ${operation} ${stage.component} (on purpose)`);
+      expect(result.stderr).toContain(
+        `dysnomia: [failing] module ${module} (${operation} of testcomp) failed with exit status 3 (its own messages, if any, are above)\n`,
+      );
+    }
+    expect(await tree(stage.stateDir)).toEqual({});
+  });
+
+  it('a module that cannot be started (its #! names no program): exit 1, saying so', async () => {
+    const stage = await useStage();
+    const module = await stage.module('bad-interpreter');
+    const file = await stage.container('prod', 'type=bad-interpreter\n');
+    const result = await stage.dysnomia(['-o', 'activate', '-c', stage.component, '-C', file]);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain(`dysnomia: [bad-interpreter] cannot run module ${module} (activate of testcomp); check its first line (#!)`);
+    expect(await markers(stage.stateDir)).toEqual([]);
+  });
+
+  it('a module killed by a signal: exit 1, naming the signal', async () => {
+    const stage = await useStage();
+    const module = await stage.module('killed');
+    const file = await stage.container('prod', 'type=killed\n');
+    const result = await stage.dysnomia(['-o', 'activate', '-c', stage.component, '-C', file]);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain(`module ${module} (activate of testcomp) was killed by SIGKILL`);
+    expect(await markers(stage.stateDir)).toEqual([]);
+  });
+
+  it('a module file that is not executable is refused (exit 2) and never run', async () => {
+    const stage = await useStage();
+    const module = await stage.module('not-executable', { mode: 0o644 });
+    const file = await stage.container('prod', `type=not-executable\nrecordTo=${stage.log}\n`);
+    const result = await stage.dysnomia(['-o', 'activate', '-c', stage.component, '-C', file]);
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain(`module ${module} is not executable`);
+    expect(await recordedCalls(stage.log)).toEqual([]);
+  });
+
+  it('the fixture modules are what the tests think they are', async () => {
+    // A fixture silently changed to succeed would make the failure tests above meaningless.
+    expect(await readFile(path.join(MODULES_DIR, 'failing'), 'utf8')).toContain('exit 3');
+    expect(await readFile(path.join(MODULES_DIR, 'bad-interpreter'), 'utf8')).toMatch(/^#!\/nonexistent\//);
+  });
+});
