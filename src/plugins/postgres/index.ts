@@ -1,18 +1,169 @@
-/** `postgresql-database`: placeholder until its issue lands. */
+/**
+ * `postgresql-database`: a PostgreSQL database named after the component. Activation creates it
+ * from the component's `postgresql-databases/*.sql`; snapshots are consistent pg_dumps; a restore
+ * loads into a staging database and swaps the names in one transaction (swap.ts), so the live
+ * database is never lost.
+ */
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
 import { OperationError } from '../../core/errors.js';
-import type { Plugin } from '../../core/plugin.js';
+import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
+import { databaseNames, type DatabaseNames } from '../sql/names.js';
+import { databaseExists, withSession, withToolAccess } from './client.js';
+import { DUMP_STREAM, dumpDatabase } from './dump.js';
+import { loadDump, loadFile } from './load.js';
+import { describeServer, parsePostgresOptions, PLUGIN, type PostgresOptions } from './options.js';
+import { createStaging, dropDatabase, recoverSwap, swapIn } from './swap.js';
 
-const notYet = async (): Promise<never> => {
-  throw new OperationError('the postgresql-database plugin is not implemented yet', { plugin: 'postgresql-database' });
-};
+/** PostgreSQL identifiers are at most 63 bytes. */
+const MAX_NAME = 63;
 
-const plugin: Plugin<Record<string, unknown>> = {
-  type: 'postgresql-database',
-  parseOptions: (properties) => properties,
-  activate: notYet,
-  snapshot: notYet,
-  restore: notYet,
-  collectGarbage: notYet,
+type Context = PluginContext<PostgresOptions>;
+
+function namesOf(ctx: Context): DatabaseNames {
+  return databaseNames(ctx.component.name, PLUGIN, MAX_NAME);
+}
+
+/** The component's initial scripts, in name order. */
+async function initialScripts(componentPath: string): Promise<string[]> {
+  const dir = path.join(componentPath, 'postgresql-databases');
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new OperationError(`cannot read ${dir}: ${(error as Error).message}`, { plugin: PLUGIN, cause: error });
+  }
+  return entries
+    .filter((entry) => entry.name.endsWith('.sql') && !entry.isDirectory())
+    .map((entry) => entry.name)
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    .map((name) => path.join(dir, name));
+}
+
+async function activate(ctx: Context): Promise<void> {
+  const names = namesOf(ctx);
+  const options = ctx.options;
+  await withSession(options, ctx.log, ctx.signal, async (session) => {
+    await recoverSwap(session, names, options.timeoutMs, ctx.log);
+    if (await databaseExists(session, names.live)) {
+      ctx.log.debug(`database ${names.live} exists; nothing to create`);
+      return;
+    }
+    const scripts = await initialScripts(ctx.component.path);
+    await createStaging(session, names);
+    try {
+      await withToolAccess(options, session, ctx.signal, async (tool) => {
+        for (const script of scripts) {
+          ctx.log.debug(`loading ${script}`);
+          await loadFile(options, names.staging, script, tool);
+        }
+      });
+    } catch (error) {
+      await dropDatabase(session, names.staging, 'to drop it', options.timeoutMs, ctx.log);
+      throw new OperationError(
+        `cannot create database ${names.live}: ${(error as Error).message}\nNothing was created; fix the script and activate again.`,
+        { plugin: PLUGIN, cause: error },
+      );
+    }
+    await swapIn(session, names, options.timeoutMs, ctx.log);
+    ctx.log.info(`created database ${names.live} on ${describeServer(options)} from ${scripts.length} script(s)`);
+  });
+}
+
+async function snapshot(ctx: Context, sink: SnapshotSink): Promise<void> {
+  const names = namesOf(ctx);
+  const options = ctx.options;
+  await withSession(options, ctx.log, ctx.signal, async (session) => {
+    if (!(await databaseExists(session, names.live))) {
+      throw new OperationError(`database ${names.live} does not exist on ${describeServer(options)}; activate the component first`, {
+        plugin: PLUGIN,
+      });
+    }
+    await withToolAccess(options, session, ctx.signal, (tool) => dumpDatabase(options, names.live, sink, tool));
+  });
+}
+
+async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
+  const names = namesOf(ctx);
+  if (!source.streams.includes(DUMP_STREAM)) {
+    throw new OperationError(
+      `snapshot ${source.identity} has no ${DUMP_STREAM} stream (it has: ${source.streams.join(', ') || 'none'}); it was not taken by ${PLUGIN}`,
+      { plugin: PLUGIN },
+    );
+  }
+  const options = ctx.options;
+  await withSession(options, ctx.log, ctx.signal, async (session) => {
+    await recoverSwap(session, names, options.timeoutMs, ctx.log);
+    await createStaging(session, names);
+    try {
+      await withToolAccess(options, session, ctx.signal, (tool) =>
+        loadDump(
+          options,
+          names.staging,
+          source.open(DUMP_STREAM),
+          source.size(DUMP_STREAM),
+          `loading snapshot ${source.identity} into ${names.staging}`,
+          tool,
+        ),
+      );
+    } catch (error) {
+      await dropDatabase(session, names.staging, 'to drop it', options.timeoutMs, ctx.log);
+      throw error;
+    }
+    await swapIn(session, names, options.timeoutMs, ctx.log);
+  });
+}
+
+async function collectGarbage(ctx: Context): Promise<void> {
+  const names = namesOf(ctx);
+  const options = ctx.options;
+  await withSession(options, ctx.log, ctx.signal, async (session) => {
+    await recoverSwap(session, names, options.timeoutMs, ctx.log);
+    if (!(await databaseExists(session, names.live))) {
+      ctx.log.info(`database ${names.live} does not exist on ${describeServer(options)}; nothing to drop`);
+      return;
+    }
+    await dropDatabase(session, names.live, 'to drop it (collect-garbage)', options.timeoutMs, ctx.log);
+    ctx.log.info(`dropped database ${names.live} on ${describeServer(options)}`);
+  });
+}
+
+async function shell(ctx: Context): Promise<ShellInfo> {
+  const names = namesOf(ctx);
+  const options = ctx.options;
+  const host = options.socketDir ?? options.host!;
+  const asUser = process.getuid?.() === 0 && options.socketDir !== undefined && options.user !== 'root';
+  return {
+    help: [
+      `This is a shell session for the PostgreSQL database '${names.live}' on ${describeServer(options)}.`,
+      '',
+      'Module specific environment variables:',
+      'postgresqlUsername  role with the privileges to administer the database',
+      'PGHOST, PGPORT, PGUSER, PGDATABASE  set so that psql reaches the database',
+      '',
+      'Some useful commands:',
+      'psql                open a PostgreSQL interactive terminal on the database',
+      ...(asUser
+        ? [
+            `su ${options.user} -s /bin/sh    open a shell as the OS user ${options.user} (needed for peer authentication on the socket)`,
+            `runuser -u ${options.user} -- psql --host=${host} --port=${options.port} ${names.live}   psql as that user`,
+          ]
+        : []),
+      ...(options.password !== undefined ? ['(psql asks for the password; it is in the container, never printed)'] : []),
+    ],
+    env: { PGHOST: host, PGPORT: String(options.port), PGUSER: options.user, PGDATABASE: names.live },
+  };
+}
+
+const plugin: Plugin<PostgresOptions> = {
+  type: PLUGIN,
+  parseOptions: parsePostgresOptions,
+  activate,
+  snapshot,
+  restore,
+  collectGarbage,
+  shell,
 };
 
 export default plugin;

@@ -1,0 +1,132 @@
+/**
+ * Swapping a loaded staging database in as the live one, on PostgreSQL: both renames run in ONE
+ * transaction (ALTER DATABASE ... RENAME is transactional), so the live name always points at
+ * the complete old or the complete new database; the old one is dropped only after the commit.
+ * Other sessions on the live database must go first: they are terminated, with a log line
+ * naming them. A killed run leaves at most the staging or the old database behind, never a
+ * missing or half-loaded live one; the next restore, activation or collect-garbage drops them.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { messageOf, OperationError } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import type { DatabaseNames } from '../sql/names.js';
+import { databaseExists, type PgSession, quoteLiteral, quoteName } from './client.js';
+import { PLUGIN } from './options.js';
+
+/** Terminates every other session on `database`; logs who they were. */
+export async function terminateSessions(session: PgSession, database: string, why: string, log: Logger): Promise<void> {
+  const rows = await session.query<{ pid: number; usename: string | null; application_name: string | null; terminated: boolean }>(
+    `SELECT pid, usename, application_name, pg_terminate_backend(pid) AS terminated
+       FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
+    [database],
+  );
+  if (rows.length > 0) {
+    const who = rows.map((r) => `pid ${r.pid} (${r.usename ?? '?'}${r.application_name ? `, ${r.application_name}` : ''})`);
+    log.info(`terminating ${rows.length} session(s) connected to database ${database} ${why}: ${who.join(', ')}`);
+  }
+}
+
+/** "database is being accessed by other users": someone connected between terminate and act. */
+function isBusy(error: unknown): boolean {
+  return (error as { code?: string }).code === '55006';
+}
+
+/** Runs `act` after terminating the sessions on `database`, retrying while new ones arrive. */
+async function whileAlone(
+  session: PgSession,
+  database: string,
+  why: string,
+  timeoutMs: number,
+  log: Logger,
+  act: () => Promise<void>,
+): Promise<void> {
+  const deadline = performance.now() + Math.max(timeoutMs, 1000);
+  for (;;) {
+    await terminateSessions(session, database, why, log);
+    try {
+      return await act();
+    } catch (error) {
+      if (!isBusy(error) || performance.now() > deadline) throw error;
+      await sleep(100);
+    }
+  }
+}
+
+/** Drops a database, terminating its sessions first. */
+export async function dropDatabase(session: PgSession, database: string, why: string, timeoutMs: number, log: Logger): Promise<void> {
+  await whileAlone(session, database, why, timeoutMs, log, async () => {
+    await session.query(`DROP DATABASE IF EXISTS ${quoteName(database)}`);
+  });
+}
+
+/** Drops what an interrupted run left behind. Returns true when there was something. */
+export async function recoverSwap(session: PgSession, names: DatabaseNames, timeoutMs: number, log: Logger): Promise<boolean> {
+  let found = false;
+  for (const leftover of [names.staging, names.old]) {
+    if (!(await databaseExists(session, leftover))) continue;
+    found = true;
+    log.warn(`dropping ${leftover}, left behind by an interrupted restore or activation of ${names.live} (${names.live} itself is complete)`);
+    await dropDatabase(session, leftover, 'to drop it', timeoutMs, log);
+  }
+  return found;
+}
+
+/**
+ * Creates the staging database. With a live database, its encoding, locale and owner are kept
+ * (they are the database's, not the dump's); otherwise the server's defaults apply, as with
+ * createdb.
+ */
+export async function createStaging(session: PgSession, names: DatabaseNames): Promise<void> {
+  // to_jsonb: the locale columns differ between server versions (daticulocale, datlocale).
+  const [row] = await session.query<{ d: Record<string, unknown>; encoding: string; owner: string }>(
+    `SELECT to_jsonb(d) AS d, pg_encoding_to_char(encoding) AS encoding, pg_get_userbyid(datdba) AS owner
+       FROM pg_database d WHERE datname = $1`,
+    [names.live],
+  );
+  if (row === undefined) {
+    await session.query(`CREATE DATABASE ${quoteName(names.staging)}`);
+    return;
+  }
+  const d = row.d;
+  const clauses = [
+    'TEMPLATE template0',
+    `ENCODING ${quoteLiteral(row.encoding)}`,
+    `LC_COLLATE ${quoteLiteral(String(d.datcollate))}`,
+    `LC_CTYPE ${quoteLiteral(String(d.datctype))}`,
+    `OWNER ${quoteName(row.owner)}`,
+  ];
+  const locale = d.datlocale ?? d.daticulocale;
+  if (d.datlocprovider === 'i') clauses.push('LOCALE_PROVIDER icu', `ICU_LOCALE ${quoteLiteral(String(locale))}`);
+  if (d.datlocprovider === 'b') clauses.push('LOCALE_PROVIDER builtin', `BUILTIN_LOCALE ${quoteLiteral(String(locale))}`);
+  await session.query(`CREATE DATABASE ${quoteName(names.staging)} ${clauses.join(' ')}`);
+}
+
+/**
+ * Makes the staging database the live one. If anything fails before the commit, the live
+ * database is untouched; the caller drops the staging database.
+ */
+export async function swapIn(session: PgSession, names: DatabaseNames, timeoutMs: number, log: Logger): Promise<void> {
+  if (!(await databaseExists(session, names.live))) {
+    await session.query(`ALTER DATABASE ${quoteName(names.staging)} RENAME TO ${quoteName(names.live)}`);
+    return;
+  }
+  await whileAlone(session, names.live, 'to swap in the restored copy', timeoutMs, log, async () => {
+    await session.query('BEGIN');
+    try {
+      await session.query(`ALTER DATABASE ${quoteName(names.live)} RENAME TO ${quoteName(names.old)}`);
+      await session.query(`ALTER DATABASE ${quoteName(names.staging)} RENAME TO ${quoteName(names.live)}`);
+      await session.query('COMMIT');
+    } catch (error) {
+      await session.query('ROLLBACK').catch(() => {});
+      throw error;
+    }
+  });
+  try {
+    await dropDatabase(session, names.old, 'to drop the replaced copy', timeoutMs, log);
+  } catch (error) {
+    throw new OperationError(
+      `the restored ${names.live} is in place, but dropping the replaced copy ${names.old} failed: ${messageOf(error)}; the next restore or collect-garbage drops it`,
+      { plugin: PLUGIN, cause: error },
+    );
+  }
+}
