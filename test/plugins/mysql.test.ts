@@ -1,0 +1,238 @@
+/**
+ * mysql-database on the real MariaDB/MySQL server: the shared lifecycle suite, activation
+ * (script order, a failing script, an existing database), collect-garbage, shell, and every bad
+ * input: properties, component names, a wrong password, a server that is down.
+ */
+import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
+import { lifecycleSuite } from '../support/lifecycle.js';
+import { findMysql } from '../support/servers.js';
+import { DYSNOMIA_TESTDB, mysqlSetup, writeContainer } from '../support/sql-setup.js';
+import { uniqueName, useTempDir } from '../support/temp.js';
+
+lifecycleSuite('mysql-database', {
+  async setup() {
+    const setup = await mysqlSetup({ scripts: { 'testdb.sql': DYSNOMIA_TESTDB } });
+    const rows = async () => JSON.stringify(await setup.query('SELECT Test FROM test ORDER BY Test'));
+    return {
+      properties: setup.properties,
+      componentPath: setup.component,
+      exists: setup.exists,
+      state: rows,
+      change: async () => {
+        await setup.query("INSERT INTO test VALUES ('Bye world')");
+      },
+      // The databases are dropped when the test finishes (sql-setup registers that).
+      cleanup: async () => {},
+    };
+  },
+});
+
+describe('mysql-database activate', () => {
+  it('creates the database and loads the scripts in name order; a second activate changes nothing', async () => {
+    const setup = await mysqlSetup({
+      scripts: {
+        '02-data.sql': "INSERT INTO t VALUES (1, 'one');\n",
+        '01-schema.sql': 'CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(10));\n',
+        '10-more.sql': "INSERT INTO t SELECT id + 1, 'two' FROM t;\n",
+        'notes.txt': 'not SQL, never loaded',
+      },
+    });
+    const result = await setup.ok('activate');
+    expect(result.stderr).toContain(`created database ${setup.name}`);
+    expect(await setup.query('SELECT id, s FROM t ORDER BY id')).toEqual([
+      { id: 1, s: 'one' },
+      { id: 2, s: 'two' },
+    ]);
+    await setup.query("INSERT INTO t VALUES (3, 'three')");
+    await setup.ok('activate');
+    expect(await setup.query('SELECT COUNT(*) AS n FROM t')).toEqual([{ n: 3 }]);
+    expect(await setup.databases()).toEqual([setup.name]);
+  });
+
+  it('creates an empty database when the component has no scripts', async () => {
+    const setup = await mysqlSetup();
+    await setup.ok('activate');
+    expect(await setup.exists()).toBe(true);
+    expect(await setup.query('SHOW TABLES')).toEqual([]);
+  });
+
+  it('on a failing script: reports the file and the server error, and leaves no database behind', async () => {
+    const setup = await mysqlSetup({
+      scripts: {
+        '01-ok.sql': 'CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO t VALUES (1);\n',
+        '02-bad.sql': 'INSERT INTO t VALUES (2);\nINSERT INTO no_such_table VALUES (3);\nINSERT INTO t VALUES (4);\n',
+        '03-never.sql': 'CREATE TABLE never (id INT);\n',
+      },
+    });
+    const result = await setup.run('activate');
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain('02-bad.sql');
+    expect(result.stderr).toMatch(/ERROR 1146 .*at line 2.*no_such_table/);
+    expect(result.stderr).toContain('Nothing was created');
+    expect(await setup.databases()).toEqual([]);
+    // A retry after fixing the script starts clean.
+    await writeFile(path.join(setup.component, 'mysql-databases', '02-bad.sql'), 'INSERT INTO t VALUES (2);\n');
+    await setup.ok('activate');
+    expect(await setup.query('SELECT id FROM t ORDER BY id')).toEqual([{ id: 1 }, { id: 2 }]);
+    expect(await setup.query('SHOW TABLES')).toEqual([{ [`Tables_in_${setup.name}`]: 'never' }, { [`Tables_in_${setup.name}`]: 't' }]);
+  });
+
+  it('keeps views, routines, triggers and events of the initial scripts', async () => {
+    const setup = await mysqlSetup({
+      scripts: {
+        '01.sql': [
+          'CREATE TABLE t (id INT PRIMARY KEY);',
+          'CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, msg TEXT);',
+          "CREATE TRIGGER t_ins AFTER INSERT ON t FOR EACH ROW INSERT INTO audit (msg) VALUES (CONCAT('added ', NEW.id));",
+          'CREATE VIEW v AS SELECT id * 2 AS doubled FROM t;',
+          'CREATE FUNCTION twice(x INT) RETURNS INT DETERMINISTIC RETURN x * 2;',
+          'CREATE EVENT tidy ON SCHEDULE EVERY 1 DAY STARTS \'2030-01-01 00:00:00\' DISABLE DO DELETE FROM audit;',
+          '',
+        ].join('\n'),
+      },
+    });
+    await setup.ok('activate');
+    await setup.query('INSERT INTO t VALUES (21)');
+    expect(await setup.query('SELECT msg FROM audit')).toEqual([{ msg: 'added 21' }]);
+    expect(await setup.query('SELECT doubled, twice(5) AS f FROM v')).toEqual([{ doubled: 42, f: 10 }]);
+    expect(await setup.query('SELECT EVENT_NAME AS e FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE()')).toEqual([
+      { e: 'tidy' },
+    ]);
+  });
+});
+
+describe('mysql-database collect-garbage and shell', () => {
+  it('drops the database only after deactivate', async () => {
+    const setup = await mysqlSetup({ scripts: { 'a.sql': DYSNOMIA_TESTDB } });
+    await setup.ok('activate');
+    await setup.ok('collect-garbage');
+    expect(await setup.exists()).toBe(true);
+    await setup.ok('deactivate');
+    expect(await setup.exists()).toBe(true);
+    const result = await setup.ok('collect-garbage');
+    expect(result.stderr).toContain(`dropped database ${setup.name}`);
+    expect(await setup.exists()).toBe(false);
+  });
+
+  it('shell prints how to reach the database, sets MYSQL_UNIX_PORT, and never shows the password', async () => {
+    const setup = await mysqlSetup({ properties: { mysqlPassword: 'pw-never-shown-7731' } });
+    const result = await runCli(
+      'dysnomia',
+      ['--shell', '--component', setup.component, '--container', setup.containerFile, '--command', 'echo "socket=$MYSQL_UNIX_PORT"'],
+      { env: { DYSNOMIA_STATEDIR: setup.stateDir } },
+    );
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).toContain(`mysql --user=${setup.properties.mysqlUsername} -p`);
+    expect(result.stderr).toContain(setup.name);
+    expect(result.stderr).not.toContain('pw-never-shown-7731');
+    const socket = setup.properties.mysqlSocket;
+    if (socket !== undefined) expect(result.stdout).toContain(`socket=${socket}`);
+    else expect(result.stdout).toContain('socket=');
+  });
+});
+
+describe('mysql-database bad input', () => {
+  it('refuses an injection attempt in the component name with exit 2, before anything runs', async () => {
+    const server = await findMysql();
+    const dir = await useTempDir();
+    const canary = uniqueName('canary');
+    await server.query(`CREATE DATABASE ${canary}`);
+    try {
+      const stateDir = path.join(dir, 'state');
+      const container = path.join(dir, 'c');
+      await writeContainer(container, server.properties);
+      for (const name of [`x;drop database ${canary}`, `x\`; drop database ${canary}; --`, 'has space', 'dotted.name', `${canary}__dys_new`]) {
+        const component = path.join(dir, name);
+        await mkdir(path.join(component, 'mysql-databases'), { recursive: true });
+        await writeFile(path.join(component, 'mysql-databases', 'a.sql'), 'CREATE TABLE t (id INT);\n');
+        // The core refuses names that cannot be a state-dir folder for every operation; the plugin
+        // refuses the rest whenever it is called (restore and collect-garbage of a component with
+        // no snapshot and no garbage mark never reach it, and do nothing).
+        const core = /[;`]/.test(name);
+        for (const operation of core ? ['activate', 'snapshot', 'restore', 'collect-garbage'] : ['activate', 'snapshot']) {
+          const result = await runCli('dysnomia', ['--operation', operation, '--component', component, '--container', container], {
+            env: { DYSNOMIA_STATEDIR: stateDir },
+          });
+          expect(result.exitCode, `${name} ${operation}: ${result.stderr}`).toBe(2);
+          expect(result.stderr).toMatch(/not a usable component name|cannot be a database name|reserves/);
+        }
+      }
+      expect(await server.query('SHOW DATABASES LIKE ?', [canary])).toHaveLength(1);
+      expect(await server.query("SHOW DATABASES LIKE 'x%'")).toEqual([]);
+      expect(await readdir(stateDir).catch(() => [])).not.toContain('activated');
+    } finally {
+      await server.query(`DROP DATABASE IF EXISTS ${canary}`);
+    }
+  });
+
+  it('names the container file and key of a bad property (exit 2)', async () => {
+    const setup = await mysqlSetup();
+    const cases: Array<[Record<string, string>, string, RegExp]> = [
+      [{ mysqlPort: 'abc' }, 'mysqlPort', /"abc" is not a port number/],
+      [{ mysqlPort: '70000' }, 'mysqlPort', /not a port number/],
+      [{ timeout: '-3' }, 'timeout', /not a number of seconds/],
+      [{ timeout: 'soon' }, 'timeout', /not a number of seconds/],
+      [{ mysqlPasswordFile: '/dev/null/nope' }, 'mysqlPasswordFile', /cannot read the password file \/dev\/null\/nope \(ENOTDIR\)/],
+      [{ mysqlPasswordFile: setup.dir }, 'mysqlPasswordFile', /cannot read the password file .* \(EISDIR\)/],
+      [{ mysqlPassword: 'a', mysqlPasswordFile: '/etc/hostname' }, 'mysqlPasswordFile', /either mysqlPassword or mysqlPasswordFile/],
+      [{ mysqlHost: '127.0.0.1', mysqlSocket: '/run/x.sock' }, 'mysqlHost', /both mysqlSocket and mysqlHost/],
+    ];
+    for (const [properties, key, message] of cases) {
+      const result = await setup.run('activate', { properties });
+      expect(result.exitCode, result.stderr).toBe(2);
+      expect(result.stderr).toContain(`-container-`);
+      expect(result.stderr).toContain(`: ${key}: `);
+      expect(result.stderr).toMatch(message);
+    }
+    expect(await setup.databases()).toEqual([]);
+  });
+
+  it('reads the password from mysqlPasswordFile, and says so when it is wrong (exit 1)', async () => {
+    const server = await findMysql();
+    const user = uniqueName('u');
+    await server.query('CREATE USER ?@? IDENTIFIED BY ?', [user, 'localhost', 'right "pass\\word #1']);
+    await server.query('CREATE USER ?@? IDENTIFIED BY ?', [user, '127.0.0.1', 'right "pass\\word #1']);
+    try {
+      await server.query('GRANT ALL ON *.* TO ?@?', [user, 'localhost']);
+      await server.query('GRANT ALL ON *.* TO ?@?', [user, '127.0.0.1']);
+      const setup = await mysqlSetup({ properties: { mysqlUsername: user }, scripts: { 'a.sql': DYSNOMIA_TESTDB } });
+      const passwordFile = path.join(setup.dir, 'password');
+      await writeFile(passwordFile, 'right "pass\\word #1\n');
+      await chmod(passwordFile, 0o600);
+
+      const wrong = await setup.run('activate', { properties: { mysqlPassword: 'wrong' } });
+      expect(wrong.exitCode, wrong.stderr).toBe(1);
+      expect(wrong.stderr).toContain(`cannot log in to the MariaDB/MySQL server`);
+      expect(wrong.stderr).toContain(JSON.stringify(user));
+      expect(wrong.stderr).toContain('check mysqlUsername and mysqlPassword');
+      expect(wrong.stderr).not.toContain('right "pass');
+      expect(await setup.databases()).toEqual([]);
+
+      const right = await setup.run('activate', { properties: { mysqlPasswordFile: passwordFile } });
+      expect(right.exitCode, right.stderr).toBe(0);
+      expect(await setup.query('SELECT Test FROM test')).toEqual([{ Test: 'Hello world' }]);
+    } finally {
+      await server.query('DROP USER IF EXISTS ?@?, ?@?', [user, 'localhost', user, '127.0.0.1']);
+    }
+  });
+
+  it('fails clearly after `timeout` when the server is down (closed port, missing socket)', async () => {
+    const setup = await mysqlSetup();
+    for (const properties of [
+      { mysqlHost: '127.0.0.1', mysqlPort: '1', mysqlSocket: '', timeout: '2' },
+      { mysqlSocket: path.join(setup.dir, 'no-such.sock'), mysqlHost: '', mysqlPort: '', timeout: '2' },
+    ]) {
+      const started = performance.now();
+      const result = await setup.run('activate', { properties });
+      const seconds = (performance.now() - started) / 1000;
+      expect(result.exitCode, result.stderr).toBe(1);
+      expect(result.stderr).toMatch(/the MariaDB\/MySQL server at \S+ did not answer within 2 s \(.*(ECONNREFUSED|ENOENT).*\); start the server/);
+      expect(seconds).toBeGreaterThanOrEqual(1.8);
+    }
+    const marker = await readdir(path.join(setup.stateDir, 'activated')).catch(() => []);
+    expect(marker).toEqual([]);
+  });
+});
