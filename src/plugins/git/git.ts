@@ -3,7 +3,6 @@
  * to the store, a tar of the hooks). Every failure becomes a PluginError carrying git's stderr.
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import { execa } from 'execa';
 import { type SimpleGit, simpleGit } from 'simple-git';
 import { AbortedError, PluginError } from '../../core/errors.js';
 import { PLUGIN_TYPE } from './options.js';
@@ -28,6 +27,12 @@ export function gitEnvironment(): Record<string, string> {
  */
 export const TRUST = 'safe.directory=*';
 
+/**
+ * execa, loaded on first use: it costs more start-up time than the whole snapshot of an unchanged
+ * repository, which needs only simple-git.
+ */
+const loadExeca = () => import('execa');
+
 function client(dir: string, signal?: AbortSignal): SimpleGit {
   return simpleGit({ baseDir: dir, trimmed: false, config: [TRUST], ...(signal ? { abort: signal } : {}) });
 }
@@ -46,6 +51,13 @@ export async function git(dir: string, args: string[], what: string, signal?: Ab
   }
 }
 
+/** True when a command exits with status 0 (for questions such as `getent group NAME`). */
+export async function succeeds(command: string, args: string[]): Promise<boolean> {
+  const { execa } = await loadExeca();
+  const result = await execa(command, args, { env: gitEnvironment(), extendEnv: false, stdin: 'ignore', reject: false });
+  return result.exitCode === 0;
+}
+
 /** Runs a command (git, tar, chown ...) whose output does not matter; fails with its stderr. */
 export async function run(
   command: string,
@@ -53,6 +65,7 @@ export async function run(
   what: string,
   options: { cwd?: string; signal?: AbortSignal } = {},
 ): Promise<void> {
+  const { execa } = await loadExeca();
   const result = await execa(command, args, {
     cwd: options.cwd,
     env: gitEnvironment(),
@@ -83,12 +96,13 @@ function commandError(
  * errors (with the command's stderr) if it fails, so a reader never mistakes a cut-off stream for a
  * complete one. `onChunk` sees every chunk on its way through.
  */
-export function commandOutput(
+export async function commandOutput(
   command: string,
   args: string[],
   what: string,
   options: { cwd?: string; signal?: AbortSignal; onChunk?: (chunk: Buffer) => void } = {},
-): Transform {
+): Promise<Transform> {
+  const { execa } = await loadExeca();
   const subprocess = execa(command, args, {
     cwd: options.cwd,
     env: gitEnvironment(),

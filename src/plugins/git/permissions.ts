@@ -4,16 +4,14 @@
  * account that pushes to it can still write after a restore run as root.
  */
 import { stat } from 'node:fs/promises';
-import { execa } from 'execa';
 import { ConfigError } from '../../core/errors.js';
-import { git, gitEnvironment, run } from './git.js';
+import { git, run, succeeds } from './git.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
 
 /** Fails with a ConfigError naming gitGroup when the group does not exist on this machine. */
 export async function checkGroup(options: GitRepositoryOptions): Promise<void> {
   if (options.group === undefined) return;
-  const result = await execa('getent', ['group', options.group], { env: gitEnvironment(), reject: false });
-  if (result.exitCode !== 0) {
+  if (!(await succeeds('getent', ['group', options.group]))) {
     throw new ConfigError(`there is no group ${JSON.stringify(options.group)} on this machine (getent group found none)`, {
       file: options.file,
       key: 'gitGroup',

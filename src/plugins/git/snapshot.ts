@@ -48,7 +48,7 @@ export async function snapshot(
   const files = await presentFiles(repo);
   if (files.length > 0) {
     const excludes = DERIVED_FILES.map((file) => `--exclude=./${file}`);
-    const tar = commandOutput('tar', ['-C', repo, '-cf', '-', ...excludes, ...files.map((f) => `./${f}`)], `archiving the hooks of ${repo}`, {
+    const tar = await commandOutput('tar', ['-C', repo, '-cf', '-', ...excludes, ...files.map((f) => `./${f}`)], `archiving the hooks of ${repo}`, {
       signal,
     });
     await sink.addStream(STREAM.files, tar);
@@ -61,7 +61,7 @@ export async function snapshot(
     return { identity: identityOf({ refs: [], head }) };
   }
   const header = new BundleHeaderReader();
-  const bundle = commandOutput('git', ['-c', TRUST, 'bundle', 'create', '--quiet', '-', '--all'], `bundling ${repo}`, {
+  const bundle = await commandOutput('git', ['-c', TRUST, 'bundle', 'create', '--quiet', '-', '--all'], `bundling ${repo}`, {
     cwd: repo,
     signal,
     onChunk: (chunk) => header.push(chunk),
