@@ -201,6 +201,14 @@ describe('git-repository bad input', () => {
     expect(result.stderr).toContain('gitGroup: "a b" is not a group name');
   });
 
+  it('refuses to snapshot a folder that is not a bare repository', async () => {
+    const setup = await gitSetup();
+    await makeWorkRepo(setup.repo);
+    const result = await setup.run('snapshot');
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain(`${setup.repo} is not a bare git repository (it has no HEAD)`);
+  });
+
   it('refuses to snapshot a repository that was never activated', async () => {
     const setup = await gitSetup();
     const result = await setup.run('snapshot');

@@ -180,6 +180,30 @@ describe('git-repository snapshot and restore', () => {
     }
   });
 
+  it('round-trips a SHA-256 repository', async () => {
+    const setup = await gitSetup();
+    const work = path.join(setup.dir, 'work256');
+    await execa('git', ['init', '-q', '--object-format=sha256', '-b', 'main', work]);
+    await writeFile(path.join(work, 'a.txt'), 'a\n');
+    await git(work, 'add', 'a.txt');
+    await git(work, 'commit', '-q', '-m', 'first');
+    await rm(path.join(setup.component, 'git-repositories', 'initial.bundle'));
+    await git(work, 'bundle', 'create', '-q', path.join(setup.component, 'git-repositories', 'initial.bundle'), '--all');
+    await setup.ok('activate');
+    expect(await git(setup.repo, 'rev-parse', '--show-object-format')).toBe('sha256');
+    await writeFile(path.join(work, 'b.txt'), 'b\n');
+    await git(work, 'add', 'b.txt');
+    await git(work, 'commit', '-q', '-m', 'second');
+    await git(work, 'push', '-q', setup.repo, 'main');
+    const snapshotted = await refState(setup.repo);
+    await setup.ok('snapshot');
+    await git(work, 'push', '-q', '--force', setup.repo, 'main~1:main');
+    await setup.ok('restore');
+    expect(await refState(setup.repo)).toBe(snapshotted);
+    expect(await git(setup.repo, 'rev-parse', '--show-object-format')).toBe('sha256');
+    await fsckClean(setup.repo);
+  });
+
   it('restores a repository of 10,000 commits', async () => {
     const setup = await gitSetup({ commits: 10_000, branches: ['dev'] });
     await setup.ok('activate');

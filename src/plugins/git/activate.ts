@@ -7,7 +7,7 @@ import path from 'node:path';
 import { ConfigError, DysnomiaError, OperationError } from '../../core/errors.js';
 import type { PluginContext } from '../../core/plugin.js';
 import { git } from './git.js';
-import { type Ref, listRefs, readBundleHeader } from './identity.js';
+import { type Ref, listRefs, objectFormat, readBundleHeader } from './identity.js';
 import { baseDirError, ensureBaseDir, exists, fsyncDir, fsyncTree, recover, repositoryPath, tempPath } from './layout.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
 import { checkGroup, shareWithGroup } from './permissions.js';
@@ -73,12 +73,13 @@ async function build(staging: string, bundles: string[], ctx: PluginContext<GitR
   const { signal } = ctx;
   const baseDir = path.dirname(staging);
   const branch = await defaultBranch(baseDir, signal);
-  await git(baseDir, ['init', '--quiet', '--bare', `--initial-branch=${branch}`, staging], `creating ${staging}`, signal);
-  const heads: string[] = [];
+  const headers = [];
+  for (const bundle of bundles) headers.push(await readBundleHeader(bundle));
+  const format = objectFormat(headers[0]);
+  await git(baseDir, ['init', '--quiet', '--bare', `--initial-branch=${branch}`, ...format, staging], `creating ${staging}`, signal);
+  const heads = headers.flatMap((header) => (header.headOid === undefined ? [] : [header.headOid]));
   for (const bundle of bundles) {
     ctx.log.info(`loading ${bundle}`);
-    const header = await readBundleHeader(bundle);
-    if (header.headOid !== undefined) heads.push(header.headOid);
     await git(staging, ['bundle', 'verify', '--quiet', bundle], `verifying ${bundle}`, signal);
     await git(staging, ['fetch', '--quiet', '--no-write-fetch-head', bundle, '+refs/*:refs/*'], `loading ${bundle}`, signal);
   }

@@ -106,6 +106,11 @@ export function parseBundleHeader(text: string): BundleHeader {
   return header;
 }
 
+/** The `git init` option for a bundle's object format; none for sha1, which every git knows. */
+export function objectFormat(header: BundleHeader | undefined): string[] {
+  return header === undefined || header.objectFormat === 'sha1' ? [] : [`--object-format=${header.objectFormat}`];
+}
+
 /** The header's end: the blank line before the pack data. */
 const HEADER_END = Buffer.from('\n\n');
 

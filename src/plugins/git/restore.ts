@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { IntegrityError, OperationError, throwIfAborted } from '../../core/errors.js';
 import type { PluginContext, SnapshotSource } from '../../core/plugin.js';
 import { git, run } from './git.js';
-import { type BundleHeader, BundleHeaderReader, identityOf, readRefState } from './identity.js';
+import { type BundleHeader, BundleHeaderReader, identityOf, objectFormat, readRefState } from './identity.js';
 import { ensureBaseDir, exists, fsyncDir, fsyncTree, recover, repositoryPath, tempPath } from './layout.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
 import { checkGroup, matchOwner, shareWithGroup } from './permissions.js';
@@ -70,7 +70,7 @@ async function stage(
   const bundleFile = path.join(work, STREAM.bundle);
   const header = source.streams.includes(STREAM.bundle) ? await fetchBundle(ctx, source, bundleFile) : undefined;
 
-  await git(work, ['init', '--quiet', '--bare', `--object-format=${header?.objectFormat ?? 'sha1'}`, staged], `creating ${staged}`, signal);
+  await git(work, ['init', '--quiet', '--bare', ...objectFormat(header), staged], `creating ${staged}`, signal);
   // What the snapshot had replaces what git's templates put there; no hook runs while loading.
   for (const name of EXTRA_FILES) await rm(path.join(staged, name), { recursive: true, force: true });
   if (header !== undefined) {

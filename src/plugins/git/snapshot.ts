@@ -21,6 +21,13 @@ export async function liveRepository(ctx: PluginContext<GitRepositoryOptions>): 
   if (!(await exists(repo))) {
     throw new OperationError(`there is no repository ${repo}; activate the component first`, { plugin: PLUGIN_TYPE });
   }
+  for (const part of ['HEAD', 'config', 'objects', 'refs']) {
+    if (!(await exists(path.join(repo, part)))) {
+      throw new OperationError(`${repo} is not a bare git repository (it has no ${part}); gitBaseDir must hold bare repositories`, {
+        plugin: PLUGIN_TYPE,
+      });
+    }
+  }
   return repo;
 }
 
