@@ -135,12 +135,17 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
   await mkdir(work);
   try {
     const staged = path.join(work, 'repository');
-    await stage(ctx, source, work, staged);
-    // Group first: it rewrites the config, which must then get the owner too.
-    if (ctx.options.group !== undefined) await shareWithGroup(staged, ctx.options.group, ctx.signal);
-    if (live) await matchOwner(staged, repo, ctx.signal);
-    await fsyncTree(staged);
-    throwIfAborted(ctx.signal, `restore of ${repo}`);
+    try {
+      await stage(ctx, source, work, staged);
+      // Group first: it rewrites the config, which must then get the owner too.
+      if (ctx.options.group !== undefined) await shareWithGroup(staged, ctx.options.group, ctx.signal);
+      if (live) await matchOwner(staged, repo, ctx.signal);
+      await fsyncTree(staged);
+      throwIfAborted(ctx.signal, `restore of ${repo}`);
+    } catch (error) {
+      ctx.log.warn(`restore stopped before the swap: ${live ? `${repo} is unchanged` : `${repo} was not created`}`);
+      throw error;
+    }
     await swap(repo, staged, live);
   } finally {
     await rm(work, { recursive: true, force: true });
