@@ -1,0 +1,83 @@
+/**
+ * Cancellation through an AbortSignal, on a real git-repository component: an aborted snapshot
+ * leaves no partial snapshot behind, an aborted restore leaves the live component untouched.
+ * The signal fires from the first progress event, i.e. while data is flowing.
+ */
+import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as dysnomia from '../../src/index.js';
+import { git, makeBundle, makeWorkRepo, refs } from '../support/git.js';
+import { useTempDir } from '../support/temp.js';
+
+/** Visible entries of a folder (none if it does not exist). */
+async function entries(dir: string): Promise<string[]> {
+  return readdir(dir).catch(() => []);
+}
+
+async function bigGitComponent() {
+  const dir = await useTempDir('dysnomia-cancel-');
+  // Incompressible content, so the snapshot streams for a while and reports progress more than once.
+  const files: Record<string, string> = {};
+  for (let i = 0; i < 4; i++) files[`blob-${i}.bin`] = randomBytes(3 * 1024 * 1024).toString('base64');
+  const work = await makeWorkRepo(path.join(dir, 'work'), { files, commits: 50 });
+  const component = path.join(dir, 'components', 'big');
+  await makeBundle(work, path.join(component, 'git-repositories', 'initial.bundle'));
+  const baseDir = path.join(dir, 'repos');
+  const stateDir = path.join(dir, 'state');
+  const options = { container: { type: 'git-repository', gitBaseDir: baseDir }, component, stateDir };
+  await dysnomia.activate(options);
+  return { dir, work, options, stateDir, repo: path.join(baseDir, 'big') };
+}
+
+function abortOnFirstProgress() {
+  const controller = new AbortController();
+  const stages: string[] = [];
+  return {
+    signal: controller.signal,
+    stages,
+    onProgress: (event: dysnomia.ProgressEvent) => {
+      stages.push(event.stage);
+      controller.abort(new Error('test cancels'));
+    },
+  };
+}
+
+describe('cancellation', () => {
+  it('an aborted snapshot leaves no snapshot folder and no generation', async () => {
+    const c = await bigGitComponent();
+    const abort = abortOnFirstProgress();
+    const error = await dysnomia.snapshot({ ...c.options, signal: abort.signal, onProgress: abort.onProgress }).catch((e: unknown) => e);
+    expect(abort.stages.length).toBeGreaterThan(0);
+    expect(error).toBeInstanceOf(dysnomia.AbortedError);
+    expect(await entries(path.join(c.stateDir, 'generations', 'git-repository', 'big'))).toEqual([]);
+    expect(await entries(path.join(c.stateDir, 'snapshots', 'git-repository', 'big'))).toEqual([]);
+
+    // The store is usable afterwards: a complete snapshot is generation 1.
+    const result = await dysnomia.snapshot(c.options);
+    expect(result.snapshot?.generation).toBe(1);
+  });
+
+  it('an aborted restore leaves the live repository as it was', async () => {
+    const c = await bigGitComponent();
+    await dysnomia.snapshot(c.options);
+    const snapshotted = await refs(c.repo);
+    // Change the live repository: a new commit pushed to main.
+    await git(c.work, 'commit', '--allow-empty', '-q', '-m', 'after the snapshot');
+    await git(c.work, 'push', '-q', c.repo, 'main');
+    const live = await refs(c.repo);
+
+    const abort = abortOnFirstProgress();
+    const error = await dysnomia.restore({ ...c.options, signal: abort.signal, onProgress: abort.onProgress }).catch((e: unknown) => e);
+    expect(abort.stages.length).toBeGreaterThan(0);
+    expect(error).toBeInstanceOf(dysnomia.AbortedError);
+    expect(await refs(c.repo)).toBe(live);
+    expect(await git(c.repo, 'fsck', '--no-progress')).toBe('');
+
+    // A restore that runs to the end brings the snapshot's state back.
+    await dysnomia.restore(c.options);
+    expect(await refs(c.repo)).toBe(snapshotted);
+    expect(snapshotted).not.toBe(live);
+  });
+});
