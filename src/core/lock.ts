@@ -1,3 +1,24 @@
+/**
+ * Cross-process locks with a shared and an exclusive mode, stale-lock takeover and a bounded wait.
+ *
+ * Hand-written on purpose: proper-lockfile (the well-kept choice) has no shared mode and decides
+ * staleness by mtime, which would take over the lock of a live but slow dump. Here a lock is a
+ * directory holding one small JSON file per holder (pid, host, process start time, since). A
+ * holder whose process is gone on this host is stale and is removed with a warning.
+ *
+ * Mutual exclusion without a kernel lock: a taker first publishes its own holder file (atomic
+ * rename), then lists the directory and backs off if it sees a conflicting holder. Of two takers
+ * that conflict, the one that lists second always sees the other, so both can never proceed;
+ * when both see each other both back off with a random delay and one wins the next round. An
+ * exclusive taker that waits leaves a `wait` file, which makes new shared takers queue behind it,
+ * so a stream of overlapping snapshots cannot starve gc.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { AbortedError, LockTimeoutError, OperationError, messageOf } from './errors.js';
 import type { Logger } from './log.js';
 
 /** How to take a lock. */
@@ -10,15 +31,274 @@ export interface LockOptions {
   signal?: AbortSignal;
 }
 
+export type LockMode = 'shared' | 'exclusive';
+
+/** What a lock's holder file records. */
+export interface LockHolder {
+  mode: LockMode | 'wait';
+  pid: number;
+  host: string;
+  /** When the lock was taken (or the wait began), ISO 8601. */
+  since: string;
+  what: string;
+  /** The holder process's start time in clock ticks since boot (Linux), to detect pid reuse. */
+  processStart?: number;
+}
+
+/** A lock being held; release it exactly once. */
+export interface HeldLock {
+  readonly file: string;
+  readonly mode: LockMode;
+  release(): Promise<void>;
+}
+
 /**
- * Runs `fn` while holding the lock file `file` in the given mode. Placeholder until the store
- * issue lands the real implementation (shared/exclusive, stale takeover, timeout).
+ * Runs `fn` while holding the lock `file` (a directory, created when missing) in the given mode.
+ * Throws LockTimeoutError when `timeoutMs` passes first, AbortedError when `signal` fires.
  */
 export async function withLock<T>(
-  _file: string,
-  _mode: 'shared' | 'exclusive',
-  _options: LockOptions,
+  file: string,
+  mode: LockMode,
+  options: LockOptions,
   fn: () => Promise<T>,
 ): Promise<T> {
-  return fn();
+  const lock = await acquireLock(file, mode, options);
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}
+
+const HOST = os.hostname();
+const TEMP_PREFIX = '.tmp-';
+/** Holder files this process has published and not yet removed, for cleanup on exit. */
+const published = new Set<string>();
+/** Shared locks this process holds, by lock file, so a nested shared take never queues. */
+const sharedHeld = new Map<string, number>();
+let exitHookInstalled = false;
+
+/** Takes the lock and returns a handle; see {@link withLock}. */
+export async function acquireLock(file: string, mode: LockMode, options: LockOptions): Promise<HeldLock> {
+  const dir = path.resolve(file);
+  await ensureLockDir(dir);
+  installExitHook();
+  const started = Date.now();
+  const nonce = `${process.pid}-${randomBytes(6).toString('hex')}`;
+  const mine = path.join(dir, `${mode}-${nonce}.json`);
+  const waitFile = path.join(dir, `wait-${nonce}.json`);
+  let waitPublished = false;
+  let told = false;
+  let delay = 10;
+  try {
+    for (;;) {
+      if (options.signal?.aborted) throw new AbortedError(`cancelled while waiting for ${options.what}`);
+      await publish(dir, mine, holder(mode, options.what));
+      const others = await liveHolders(dir, [mine, waitFile], options.log);
+      const conflict = others.find((other) => conflicts(mode, other, sharedHeld.has(dir)));
+      if (conflict === undefined) {
+        if (mode === 'shared') sharedHeld.set(dir, (sharedHeld.get(dir) ?? 0) + 1);
+        return handle(dir, mine, mode);
+      }
+      await unpublish(mine);
+      if (mode === 'exclusive' && !waitPublished) {
+        await publish(dir, waitFile, holder('wait', options.what));
+        waitPublished = true;
+      }
+      const { holder: blocker } = conflict;
+      const by = `pid ${blocker.pid}${blocker.host === HOST ? '' : ` on ${blocker.host}`} since ${blocker.since}`;
+      if (!told) {
+        options.log?.info(`waiting for ${options.what}: ${describeHolder(blocker)} holds it (${by}; lock ${dir})`);
+        told = true;
+      }
+      const elapsed = Date.now() - started;
+      if (options.timeoutMs !== undefined && elapsed >= options.timeoutMs) {
+        throw new LockTimeoutError(
+          `gave up after ${formatSeconds(options.timeoutMs)} waiting for ${options.what}: ` +
+            `${describeHolder(blocker)} holds it (${by}; lock ${dir}); try again later or raise --lock-timeout`,
+        );
+      }
+      let wait = delay * (0.5 + Math.random());
+      if (options.timeoutMs !== undefined) wait = Math.min(wait, Math.max(1, options.timeoutMs - elapsed));
+      await sleep(wait, options.signal);
+      delay = Math.min(delay * 1.5, 250);
+    }
+  } finally {
+    if (waitPublished) await unpublish(waitFile);
+  }
+}
+
+function describeHolder(holder: LockHolder): string {
+  if (holder.mode === 'wait') return `a queued gc or import (${holder.what})`;
+  return `${holder.mode === 'shared' ? 'a shared holder' : 'another process'} (${holder.what})`;
+}
+
+function formatSeconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
+}
+
+function conflicts(mode: LockMode, other: { holder: LockHolder }, alreadyShared: boolean): boolean {
+  if (mode === 'exclusive') return other.holder.mode !== 'wait';
+  if (other.holder.mode === 'exclusive') return true;
+  return other.holder.mode === 'wait' && !alreadyShared;
+}
+
+function holder(mode: LockHolder['mode'], what: string): LockHolder {
+  const start = processStartTime(process.pid);
+  return {
+    mode,
+    pid: process.pid,
+    host: HOST,
+    since: new Date().toISOString(),
+    what,
+    ...(start === undefined ? {} : { processStart: start }),
+  };
+}
+
+function handle(dir: string, mine: string, mode: LockMode): HeldLock {
+  let released = false;
+  return {
+    file: dir,
+    mode,
+    release: async () => {
+      if (released) return;
+      released = true;
+      if (mode === 'shared') {
+        const count = (sharedHeld.get(dir) ?? 1) - 1;
+        if (count <= 0) sharedHeld.delete(dir);
+        else sharedHeld.set(dir, count);
+      }
+      await unpublish(mine);
+    },
+  };
+}
+
+async function ensureLockDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (error) {
+    throw new OperationError(
+      `cannot create the lock ${dir}: ${messageOf(error)}; check that the state dir exists and is writable`,
+      { cause: error },
+    );
+  }
+}
+
+async function publish(dir: string, file: string, content: LockHolder): Promise<void> {
+  const temp = path.join(dir, `${TEMP_PREFIX}${path.basename(file)}`);
+  try {
+    await writeFile(temp, `${JSON.stringify(content)}\n`);
+    await rename(temp, file);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw new OperationError(`cannot write the lock file ${file}: ${messageOf(error)}`, { cause: error });
+  }
+  published.add(file);
+}
+
+async function unpublish(file: string): Promise<void> {
+  published.delete(file);
+  await rm(file, { force: true });
+}
+
+/** The holders of a lock other than `exclude`, with stale ones (dead pid on this host) removed. */
+async function liveHolders(
+  dir: string,
+  exclude: string[],
+  log: Logger | undefined,
+): Promise<{ file: string; holder: LockHolder }[]> {
+  const result: { file: string; holder: LockHolder }[] = [];
+  for (const name of await readdir(dir)) {
+    const file = path.join(dir, name);
+    if (exclude.includes(file)) continue;
+    if (name.startsWith(TEMP_PREFIX)) {
+      if (isDead(pidOfTemp(name))) await rm(file, { force: true });
+      continue;
+    }
+    if (!name.endsWith('.json')) continue;
+    const info = await readHolder(file);
+    if (info === undefined) continue;
+    if (isStale(info)) {
+      await rm(file, { force: true });
+      if (info.mode !== 'wait') {
+        log?.warn(
+          `took over the stale lock ${dir}: its ${info.mode} holder, pid ${info.pid} (since ${info.since}, ${info.what}), is no longer running`,
+        );
+      }
+      continue;
+    }
+    result.push({ file, holder: info });
+  }
+  return result;
+}
+
+async function readHolder(file: string): Promise<LockHolder | undefined> {
+  try {
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as LockHolder;
+    if (typeof parsed.pid !== 'number' || typeof parsed.host !== 'string') return undefined;
+    return parsed;
+  } catch {
+    // Vanished between readdir and read (released), or not ours: not a holder.
+    return undefined;
+  }
+}
+
+function pidOfTemp(name: string): number | undefined {
+  const match = /^\.tmp-[a-z]+-(\d+)-/.exec(name);
+  return match ? Number(match[1]) : undefined;
+}
+
+function isDead(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/** True when the holder ran on this host and its process is gone (or its pid was reused). */
+export function isStale(info: LockHolder): boolean {
+  if (info.host !== HOST) return false;
+  if (isDead(info.pid)) return true;
+  if (info.processStart === undefined) return false;
+  const start = processStartTime(info.pid);
+  return start !== undefined && start !== info.processStart;
+}
+
+/** A process's start time in clock ticks since boot (Linux `/proc/PID/stat` field 22). */
+export function processStartTime(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const value = Number(fields[19]);
+    return Number.isFinite(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      signal?.removeEventListener('abort', aborted);
+      resolve();
+    }
+    function aborted(): void {
+      clearTimeout(timer);
+      reject(new AbortedError('cancelled while waiting for a lock'));
+    }
+    signal?.addEventListener('abort', aborted, { once: true });
+  });
+}
+
+/** Removes this process's holder files when it exits without releasing (process.exit, a signal). */
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const file of published) rmSync(file, { force: true });
+  });
 }

@@ -1,0 +1,104 @@
+/** Small file-system helpers for crash-safe writes: temp names, fsync, atomic replace. */
+import { randomBytes } from 'node:crypto';
+import { lstat, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+
+/** Every temporary name in the store starts with this; listings skip such names. */
+export const TEMP_PREFIX = '.tmp-';
+
+/** A fresh temporary name carrying our pid, so a later run can tell whether its writer is gone. */
+export function tempName(suffix = ''): string {
+  return `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}${suffix}`;
+}
+
+/** True for names made by {@link tempName} (or any other hidden name the store must ignore). */
+export function isHiddenName(name: string): boolean {
+  return name.startsWith('.');
+}
+
+/** The pid in a temporary name, if it has one. */
+export function pidOfTempName(name: string): number | undefined {
+  const match = /^\.tmp-(\d+)-/.exec(name);
+  return match ? Number(match[1]) : undefined;
+}
+
+/** True when the process is known to be gone (ESRCH); false when alive or unknown. */
+export function processIsGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/** Flushes a file or directory to disk. */
+export async function fsyncPath(file: string): Promise<void> {
+  const handle = await open(file, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes `data` to `file` atomically and durably: temp file beside it, fsync, rename, fsync dir. */
+export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+  const temp = path.join(path.dirname(file), tempName());
+  try {
+    const handle = await open(temp, 'w', 0o644);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, file);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+  await fsyncPath(path.dirname(file));
+}
+
+/** Entry names of a directory, or [] when it does not exist. */
+export async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      return [];
+    }
+    throw error;
+  }
+}
+
+/** True when the path exists (symlinks are not followed). */
+export async function exists(file: string): Promise<boolean> {
+  try {
+    await lstat(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** True when the path is a directory (following symlinks). */
+export async function isDirectory(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Removes temporary entries in `dir` whose writing process is gone. */
+export async function removeDeadTemps(dir: string, all = false): Promise<void> {
+  for (const name of await readdirOrEmpty(dir)) {
+    if (!name.startsWith(TEMP_PREFIX)) continue;
+    const pid = pidOfTempName(name);
+    if (all || (pid !== undefined && pid !== process.pid && processIsGone(pid))) {
+      await rm(path.join(dir, name), { recursive: true, force: true });
+    }
+  }
+}

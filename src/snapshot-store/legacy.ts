@@ -1,0 +1,158 @@
+/**
+ * Snapshot folders written by the original Dysnomia: a single `dump.sql.xz`, `dump.pgsql.xz` or
+ * `dump.xz` and no manifest. They are listed, checked and restored like ours; the stream a plugin
+ * reads is the decompressed dump (`dump.sql`, `dump.pgsql` or `dump`), produced by the `xz` binary.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { execa } from 'execa';
+import { IntegrityError, OperationError, messageOf } from '../core/errors.js';
+import type { SnapshotSource } from '../core/plugin.js';
+import { readdirOrEmpty } from './fs-util.js';
+
+/** Dysnomia's dump files and the stream name each one gives. */
+export const LEGACY_DUMPS: Readonly<Record<string, string>> = {
+  'dump.sql.xz': 'dump.sql',
+  'dump.pgsql.xz': 'dump.pgsql',
+  'dump.xz': 'dump',
+};
+
+/** The Dysnomia dump file in a folder, when the folder is in Dysnomia's format. */
+export async function legacyDumpOf(folder: string): Promise<string | undefined> {
+  const names = (await readdirOrEmpty(folder)).filter((name) => !name.startsWith('.'));
+  if (names.length !== 1) return undefined;
+  return LEGACY_DUMPS[names[0]!] === undefined ? undefined : names[0];
+}
+
+/**
+ * Dysnomia's checksum of a snapshot folder (`computeOutputHash` in its util): the SHA-256 of the
+ * output of `find .`, an empty line, then the content of every file in `find . -type f` order.
+ * Run with the same tools so the order of entries is the one Dysnomia saw.
+ */
+export async function dysnomiaFolderHash(folder: string): Promise<string> {
+  const hash = createHash('sha256');
+  const script = 'find . && echo && find . -type f | while IFS= read -r file; do cat "$file"; done';
+  const subprocess = execa('sh', ['-c', script], {
+    cwd: folder,
+    buffer: { stdout: false, stderr: true },
+    stdin: 'ignore',
+    reject: false,
+  });
+  for await (const piece of subprocess.stdout) hash.update(piece as Buffer);
+  const result = await subprocess;
+  if (result.exitCode !== 0) {
+    throw new OperationError(`cannot compute the checksum of ${folder}: ${String(result.stderr).trim() || `exit code ${result.exitCode}`}`);
+  }
+  return `sha256:${hash.digest('hex')}`;
+}
+
+/** SHA-256 of a file, hex. */
+export async function fileSha256(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const piece of createReadStream(file)) hash.update(piece as Buffer);
+  return hash.digest('hex');
+}
+
+/** A snapshot folder in Dysnomia's format. */
+export class LegacySnapshot implements SnapshotSource {
+  readonly type = 'dysnomia';
+  readonly streams: string[];
+  private readonly file: string;
+
+  constructor(
+    readonly path: string,
+    readonly identity: string,
+    dumpFile: string,
+    private readonly logicalSize: number | undefined,
+    /** The checksums/ file for this folder, if the store has one. */
+    private readonly checksumPath: string | undefined,
+    private readonly where: string,
+  ) {
+    this.file = join(this.path, dumpFile);
+    this.streams = [LEGACY_DUMPS[dumpFile]!];
+  }
+
+  /** Opens a Dysnomia folder; undefined when the folder is not in that format. */
+  static async load(folder: string, checksumPath: string | undefined, where: string): Promise<LegacySnapshot | undefined> {
+    const dump = await legacyDumpOf(folder);
+    if (dump === undefined) return undefined;
+    return new LegacySnapshot(folder, basename(folder), dump, await xzSize(join(folder, dump)), checksumPath, where);
+  }
+
+  size(name: string): number | undefined {
+    return name === this.streams[0] ? this.logicalSize : undefined;
+  }
+
+  open(name: string): Readable {
+    if (name !== this.streams[0]) {
+      throw new OperationError(`${this.where} has no stream ${JSON.stringify(name)} (it has: ${this.streams[0]})`);
+    }
+    return Readable.from(this.decompress(), { objectMode: false });
+  }
+
+  /** The decompressed dump; xz checks its own CRC, and a failure surfaces before the end. */
+  private async *decompress(): AsyncGenerator<Buffer> {
+    const subprocess = execa('xz', ['-dc', '--', this.file], {
+      buffer: { stdout: false, stderr: true },
+      stdin: 'ignore',
+      reject: false,
+    });
+    try {
+      for await (const piece of subprocess.stdout) yield piece as Buffer;
+    } finally {
+      if (!subprocess.stdout.readableEnded) subprocess.kill();
+    }
+    const result = await subprocess;
+    if (result.exitCode !== 0) {
+      throw new IntegrityError(
+        `${this.where}: ${basename(this.file)} cannot be decompressed: ${String(result.stderr).trim() || `xz exit code ${result.exitCode}`}; the snapshot is damaged`,
+      );
+    }
+  }
+
+  async verify(): Promise<void> {
+    const test = await execa('xz', ['-t', '--', this.file], { reject: false, stdin: 'ignore' });
+    if (test.exitCode !== 0) {
+      throw new IntegrityError(`${this.where}: ${basename(this.file)} is damaged: ${String(test.stderr).trim()}`);
+    }
+    let recorded: string | undefined;
+    if (this.checksumPath !== undefined) {
+      try {
+        recorded = (await readFile(this.checksumPath, 'utf8')).trim();
+      } catch {
+        recorded = undefined;
+      }
+    }
+    if (recorded !== undefined) {
+      const actual = await dysnomiaFolderHash(this.path);
+      if (actual !== recorded) {
+        throw new IntegrityError(`${this.where}: the folder does not match its checksum (recorded ${recorded}, actual ${actual})`);
+      }
+    } else if (/^[0-9a-f]{64}$/.test(this.identity)) {
+      const actual = await fileSha256(this.file);
+      if (actual !== this.identity) {
+        throw new IntegrityError(
+          `${this.where}: ${basename(this.file)} does not match the snapshot's name (its SHA-256 is ${actual})`,
+        );
+      }
+    }
+  }
+}
+
+/** The uncompressed size of an .xz file from its index (`xz --robot --list`), if xz can tell. */
+async function xzSize(file: string): Promise<number | undefined> {
+  try {
+    const result = await execa('xz', ['--robot', '--list', '--', file], { reject: false, stdin: 'ignore' });
+    if (result.exitCode !== 0) return undefined;
+    const totals = String(result.stdout)
+      .split('\n')
+      .find((line) => line.startsWith('totals\t'));
+    const value = Number(totals?.split('\t')[4]);
+    return Number.isSafeInteger(value) ? value : undefined;
+  } catch (error) {
+    throw new OperationError(`cannot run xz to read ${file}: ${messageOf(error)}; is xz installed?`, { cause: error });
+  }
+}

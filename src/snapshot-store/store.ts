@@ -1,0 +1,240 @@
+/**
+ * The snapshot store: takes snapshots through a plugin's sink and hands back the latest one.
+ * See docs/snapshot-store.md for the layout and the guarantees.
+ */
+import { mkdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { AbortedError, IntegrityError, OperationError, messageOf } from '../core/errors.js';
+import { withLock } from '../core/lock.js';
+import { type Logger, silentLogger } from '../core/log.js';
+import type { PluginSnapshotResult, SnapshotSink, SnapshotSource } from '../core/plugin.js';
+import { type ComponentKey, stateLayout } from '../core/state-dir.js';
+import type { KnownSnapshot } from './chunk-processor.js';
+import { isDirectory, removeDeadTemps, writeFileAtomic } from './fs-util.js';
+import { addGeneration, latestGeneration, listGenerations } from './generations.js';
+import {
+  assertIdentity,
+  assertKey,
+  checksumFile,
+  relativePath,
+  snapshotDir,
+  storeLockFile,
+} from './layout.js';
+import { dysnomiaFolderHash, LegacySnapshot } from './legacy.js';
+import { MANIFEST_FILE } from './manifest.js';
+import { readManifest, StoredSnapshot } from './reader.js';
+import { SnapshotWriter, type WriteTuning } from './writer.js';
+
+export interface StoreOptions {
+  log?: Logger;
+  /** Bound on waiting for locks, in milliseconds (undefined: wait forever). */
+  lockTimeoutMs?: number;
+  /** The clock for creation and generation times (tests fake it). */
+  now?: () => Date;
+  /** Chunk size, compression level and pack size; the defaults suit database dumps. */
+  tuning?: WriteTuning;
+}
+
+export interface WriteParams {
+  /** The plugin type, recorded in the manifest. */
+  type: string;
+  /** An identity computed before writing; when a snapshot with it exists, `fill` is skipped. */
+  naturalIdentity?: string;
+  signal?: AbortSignal;
+  /** Called with the logical bytes consumed so far. */
+  onProgress?: (bytes: number) => void;
+}
+
+/** What a snapshot did. */
+export interface SnapshotOutcome {
+  identity: string;
+  /** The generation number now pointing at the snapshot. */
+  generation: number;
+  /** False when the latest generation already pointed at this identity (Dysnomia's rule). */
+  newGeneration: boolean;
+  /** False when a folder with this identity already existed. */
+  newSnapshot: boolean;
+  /** Logical bytes the plugin wrote. */
+  bytesRead: number;
+  /** Bytes newly added to the pool (after dedup and compression). */
+  bytesStored: number;
+  /** Absolute path of the snapshot folder. */
+  path: string;
+}
+
+/** How many recent snapshots of a component a new one deduplicates against. */
+const DEDUP_DEPTH = 3;
+
+export class SnapshotStore {
+  constructor(
+    readonly stateDir: string,
+    readonly options: StoreOptions = {},
+  ) {}
+
+  private get log(): Logger {
+    return this.options.log ?? silentLogger;
+  }
+
+  private now(): Date {
+    return this.options.now?.() ?? new Date();
+  }
+
+  /**
+   * Takes a snapshot of a component through `fill`, which writes its streams into the sink.
+   * Resolves to undefined when `fill` wrote no stream and gave no identity (nothing to keep).
+   */
+  async write(
+    key: ComponentKey,
+    params: WriteParams,
+    fill: (sink: SnapshotSink) => Promise<PluginSnapshotResult | void>,
+  ): Promise<SnapshotOutcome | undefined> {
+    assertKey(key);
+    if (params.naturalIdentity !== undefined) assertIdentity(params.naturalIdentity);
+    return this.withStoreLock('shared', `the snapshot store (snapshot of ${key.container}/${key.component})`, params.signal, async () => {
+      const snapshots = stateLayout.snapshots(this.stateDir, key);
+      await mkdirOrExplain(snapshots, this.stateDir);
+      await removeDeadTemps(snapshots);
+      await removeDeadTemps(stateLayout.pool(this.stateDir));
+      if (params.naturalIdentity !== undefined && (await isDirectory(snapshotDir(this.stateDir, key, params.naturalIdentity)))) {
+        return this.finish(key, params.naturalIdentity, { newSnapshot: false, bytesRead: 0, bytesStored: 0 });
+      }
+      const writer = new SnapshotWriter({
+        stateDir: this.stateDir,
+        key,
+        known: await this.knownSnapshots(key),
+        tuning: this.options.tuning,
+        signal: params.signal,
+        onProgress: params.onProgress,
+      });
+      try {
+        const result = await fill(writer.sink);
+        await writer.settle();
+        if (params.signal?.aborted) throw new AbortedError('snapshot cancelled', { cause: params.signal.reason });
+        const natural = result?.identity ?? params.naturalIdentity;
+        const identity = natural ?? (writer.streams.length > 0 ? writer.contentSha256() : undefined);
+        if (identity === undefined) {
+          await writer.discard();
+          return undefined;
+        }
+        assertIdentity(identity);
+        const newSnapshot = await writer.commit({
+          identity,
+          identityKind: natural === undefined ? 'content' : 'natural',
+          type: params.type,
+          created: this.now(),
+        });
+        return await this.finish(key, identity, {
+          newSnapshot,
+          bytesRead: writer.bytesRead,
+          bytesStored: writer.bytesStored,
+        });
+      } catch (error) {
+        await writer.discard();
+        throw error;
+      }
+    });
+  }
+
+  /** The snapshot the latest generation points at, or undefined when there is none. */
+  async latest(key: ComponentKey): Promise<SnapshotSource | undefined> {
+    assertKey(key);
+    const generation = await latestGeneration(this.stateDir, key);
+    if (generation === undefined) return undefined;
+    return this.open(key, generation.identity, `generation ${generation.number} of ${key.container}/${key.component}`);
+  }
+
+  /**
+   * Opens any snapshot folder of a component (ours or Dysnomia's). `via` says how it was reached,
+   * for the error when the folder is missing.
+   */
+  async open(key: ComponentKey, identity: string, via?: string): Promise<StoredSnapshot | LegacySnapshot> {
+    const folder = snapshotDir(this.stateDir, key, identity);
+    const rel = relativePath(key, identity);
+    if (!(await isDirectory(folder))) {
+      throw new IntegrityError(`${via ? `${via} points at` : 'there is no'} snapshot ${rel}${via ? ', which is missing' : ''}`);
+    }
+    if (await isFile(path.join(folder, MANIFEST_FILE))) return StoredSnapshot.load(folder, rel);
+    const legacy = await LegacySnapshot.load(folder, checksumFile(this.stateDir, key, identity), rel);
+    if (legacy !== undefined) return legacy;
+    throw new IntegrityError(`${rel} is not a snapshot: its folder has neither manifest.json nor a Dysnomia dump (dump.sql.xz, dump.pgsql.xz, dump.xz)`);
+  }
+
+  /** Writes the checksum if missing, then applies the generation rule. */
+  private async finish(
+    key: ComponentKey,
+    identity: string,
+    counts: { newSnapshot: boolean; bytesRead: number; bytesStored: number },
+  ): Promise<SnapshotOutcome> {
+    await this.ensureChecksum(key, identity);
+    const { generation, newGeneration } = await addGeneration(this.stateDir, key, identity, this.options.now?.());
+    return { identity, generation, newGeneration, ...counts, path: snapshotDir(this.stateDir, key, identity) };
+  }
+
+  /** Writes `checksums/<container>/<component>/<id>` for a snapshot folder unless it exists. */
+  async ensureChecksum(key: ComponentKey, identity: string): Promise<void> {
+    const file = checksumFile(this.stateDir, key, identity);
+    if (await isFile(file)) return;
+    const folder = snapshotDir(this.stateDir, key, identity);
+    const checksum = (await isFile(path.join(folder, MANIFEST_FILE)))
+      ? `sha256:${(await readManifest(folder, relativePath(key, identity))).contentSha256}`
+      : await dysnomiaFolderHash(folder);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFileAtomic(file, checksum);
+  }
+
+  /** The recent snapshots of a component whose chunks a new snapshot can reuse. */
+  private async knownSnapshots(key: ComponentKey): Promise<KnownSnapshot[]> {
+    const identities: string[] = [];
+    for (const generation of (await listGenerations(this.stateDir, key)).reverse()) {
+      if (!identities.includes(generation.identity)) identities.push(generation.identity);
+      if (identities.length === DEDUP_DEPTH) break;
+    }
+    const known: KnownSnapshot[] = [];
+    for (const identity of identities) {
+      const folder = snapshotDir(this.stateDir, key, identity);
+      if (!(await isFile(path.join(folder, MANIFEST_FILE)))) continue;
+      try {
+        const snapshot = await StoredSnapshot.load(folder, relativePath(key, identity));
+        await snapshot.verifyIndexes();
+        known.push({
+          folder,
+          packs: snapshot.manifest.packs,
+          indexFiles: snapshot.manifest.streams.map((stream) => path.join(folder, stream.index)),
+        });
+      } catch (error) {
+        this.log.warn(`not reusing data of ${relativePath(key, identity)}: ${messageOf(error)}`);
+      }
+    }
+    return known;
+  }
+
+  /** Runs `fn` under the store lock. */
+  withStoreLock<T>(mode: 'shared' | 'exclusive', what: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    return withLock(
+      storeLockFile(this.stateDir),
+      mode,
+      { what, timeoutMs: this.options.lockTimeoutMs, log: this.log, signal },
+      fn,
+    );
+  }
+}
+
+async function isFile(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Creates a store directory, or says clearly that the state dir cannot be written. */
+export async function mkdirOrExplain(dir: string, stateDir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (error) {
+    throw new OperationError(
+      `cannot write to the state dir ${stateDir} (creating ${dir}): ${messageOf(error)}; check DYSNOMIA_STATEDIR and its permissions`,
+      { cause: error },
+    );
+  }
+}

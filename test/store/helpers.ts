@@ -1,0 +1,60 @@
+/** Helpers for the store tests: deterministic pseudo-random dumps and a store in a temp dir. */
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { Logger } from '../../src/core/log.js';
+import type { SnapshotSource } from '../../src/core/plugin.js';
+
+/** Text that looks like a SQL dump (compressible, varied), deterministic for a seed. */
+export function fakeDump(size: number, seed = 1): Buffer {
+  const out = Buffer.alloc(size);
+  let state = seed >>> 0 || 1;
+  const next = () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return state >>> 0;
+  };
+  const words = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel', 'india', 'juliet'];
+  let at = 0;
+  let row = 0;
+  while (at < size) {
+    row += 1;
+    const line = `${row}\t${words[next() % 10]}-${next() % 100000}\t${(next() % 100000) / 100}\t${next().toString(16)}\n`;
+    at += out.write(line, at);
+  }
+  return out;
+}
+
+/** A readable that emits `data` in pieces of `piece` bytes. */
+export function streamOf(data: Uint8Array, piece = 65536): Readable {
+  return Readable.from(
+    (function* () {
+      for (let at = 0; at < data.length; at += piece) yield Buffer.from(data.subarray(at, at + piece));
+    })(),
+    { objectMode: false },
+  );
+}
+
+/** Reads a whole stream of a snapshot. */
+export async function readAll(source: SnapshotSource, name: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of source.open(name)) parts.push(part as Buffer);
+  return Buffer.concat(parts);
+}
+
+export function sha256(data: Uint8Array | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** A logger that records lines. */
+export function recordingLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const logger: Logger & { lines: string[] } = {
+    lines,
+    info: (message) => lines.push(`info: ${message}`),
+    warn: (message) => lines.push(`warn: ${message}`),
+    debug: () => {},
+    child: () => logger,
+  };
+  return logger;
+}

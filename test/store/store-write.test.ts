@@ -1,0 +1,127 @@
+import { readdir, readlink, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { IntegrityError } from '../../src/core/errors.js';
+import { SnapshotStore } from '../../src/snapshot-store/index.js';
+import { useTempDir } from '../support/temp.js';
+import { fakeDump, readAll, sha256, streamOf } from './helpers.js';
+
+const key = { container: 'mysql-production', component: 'testdb' };
+
+describe('SnapshotStore.write and latest', () => {
+  it('stores a stream, names it by its sha256 and reads it back verified', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir);
+    const dump = fakeDump(9_000_000); // larger than one batch: goes through the worker
+    const outcome = await store.write(key, { type: 'test' }, async (sink) => {
+      await sink.addStream('dump.sql', streamOf(dump));
+    });
+    expect(outcome).toMatchObject({ identity: sha256(dump), generation: 1, newGeneration: true, newSnapshot: true });
+    expect(outcome!.bytesRead).toBe(dump.length);
+    expect(outcome!.bytesStored).toBeGreaterThan(0);
+    expect(outcome!.bytesStored).toBeLessThan(dump.length);
+    const link = await readlink(path.join(stateDir, 'generations', key.container, key.component, '1'));
+    expect(link).toBe(`../../../snapshots/${key.container}/${key.component}/${sha256(dump)}`);
+    const checksum = await readFile(path.join(stateDir, 'checksums', key.container, key.component, sha256(dump)), 'utf8');
+    expect(checksum).toBe(`sha256:${sha256(dump)}`);
+    const source = await store.latest(key);
+    expect(source?.streams).toEqual(['dump.sql']);
+    expect(source?.size('dump.sql')).toBe(dump.length);
+    expect((await readAll(source!, 'dump.sql')).equals(dump)).toBe(true);
+    await source!.verify();
+  });
+
+  it('returns undefined and keeps nothing when fill writes no stream', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir);
+    expect(await store.write(key, { type: 'test' }, async () => {})).toBeUndefined();
+    expect(await store.latest(key)).toBeUndefined();
+    expect(await readdir(path.join(stateDir, 'snapshots', key.container, key.component))).toEqual([]);
+  });
+
+  it('applies the generation rules: same as latest, new, and back to an older one', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir);
+    const a = fakeDump(200_000, 1);
+    const b = fakeDump(200_000, 2);
+    const put = (data: Buffer) => store.write(key, { type: 'test' }, (sink) => sink.addStream('dump.sql', streamOf(data)));
+    expect(await put(a)).toMatchObject({ generation: 1, newGeneration: true, newSnapshot: true });
+    expect(await put(a)).toMatchObject({ generation: 1, newGeneration: false, newSnapshot: false });
+    expect(await put(b)).toMatchObject({ generation: 2, newGeneration: true, newSnapshot: true });
+    expect(await put(a)).toMatchObject({ generation: 3, newGeneration: true, newSnapshot: false, identity: sha256(a) });
+    const source = await store.latest(key);
+    expect(source?.identity).toBe(sha256(a));
+    expect((await readdir(path.join(stateDir, 'snapshots', key.container, key.component))).sort()).toEqual(
+      [sha256(a), sha256(b)].sort(),
+    );
+  });
+
+  it('skips fill when a snapshot with the natural identity exists', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir);
+    let calls = 0;
+    const fill = async (sink: Parameters<Parameters<SnapshotStore['write']>[2]>[0]) => {
+      calls += 1;
+      await sink.addStream('repo.bundle', streamOf(fakeDump(10_000)));
+    };
+    expect(await store.write(key, { type: 'git', naturalIdentity: 'abc123' }, fill)).toMatchObject({ identity: 'abc123', generation: 1 });
+    expect(await store.write(key, { type: 'git', naturalIdentity: 'abc123' }, fill)).toMatchObject({
+      identity: 'abc123',
+      newGeneration: false,
+      newSnapshot: false,
+      bytesRead: 0,
+    });
+    expect(calls).toBe(1);
+  });
+
+  it('uses the identity fill returns, and hashes several streams by their sha256sum listing', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir);
+    const natural = await store.write(key, { type: 'git' }, async (sink) => {
+      await sink.addStream('a', streamOf(Buffer.from('one')));
+      return { identity: 'refs-1' };
+    });
+    expect(natural?.identity).toBe('refs-1');
+    const other = { container: 'c', component: 'two-streams' };
+    const multi = await store.write(other, { type: 'test' }, async (sink) => {
+      await sink.addStream('schema.sql', streamOf(Buffer.from('create table t;\n')));
+      await sink.addStream('data.sql', streamOf(Buffer.from('insert into t;\n')));
+    });
+    const listing = `${sha256('create table t;\n')}  schema.sql\n${sha256('insert into t;\n')}  data.sql\n`;
+    expect(multi?.identity).toBe(sha256(listing));
+    const source = await store.latest(other);
+    expect(source?.streams).toEqual(['schema.sql', 'data.sql']);
+    expect((await readAll(source!, 'data.sql')).toString()).toBe('insert into t;\n');
+  });
+
+  it('rejects a stream name that is not a plain file name and keeps nothing', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir);
+    await expect(
+      store.write(key, { type: 'test' }, (sink) => sink.addStream('../escape', streamOf(Buffer.from('x')))),
+    ).rejects.toThrow(/plain file name/);
+    expect(await store.latest(key)).toBeUndefined();
+    expect(await readdir(path.join(stateDir, 'snapshots', key.container, key.component))).toEqual([]);
+  });
+
+  it('makes a read of a corrupted chunk fail with an IntegrityError naming snapshot and chunk', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir);
+    const dump = fakeDump(500_000);
+    const outcome = await store.write(key, { type: 'test' }, (sink) => sink.addStream('dump.sql', streamOf(dump)));
+    const folder = outcome!.path;
+    const pack = (await readdir(folder)).find((name) => name.endsWith('.pack'))!;
+    const { chmod, open } = await import('node:fs/promises');
+    await chmod(path.join(folder, pack), 0o644);
+    const handle = await open(path.join(folder, pack), 'r+');
+    const byte = Buffer.alloc(1);
+    await handle.read(byte, 0, 1, 100);
+    byte[0] = byte[0]! ^ 0xff;
+    await handle.write(byte, 0, 1, 100);
+    await handle.close();
+    const source = await store.latest(key);
+    const error = await readAll(source!, 'dump.sql').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(IntegrityError);
+    expect(String((error as Error).message)).toMatch(new RegExp(`${key.container}/${key.component}/${outcome!.identity}: stream dump.sql: chunk 0`));
+  });
+});
