@@ -7,7 +7,7 @@
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execa, type Result } from 'execa';
 import { AbortedError, PluginError } from '../../core/errors.js';
@@ -101,14 +101,26 @@ export async function dumpWith(
     stdin: 'ignore',
     buffer: { stdout: false, stderr: true },
   });
+  // execa resumes an unbuffered stdout that nobody reads by the next tick, dropping its data; a
+  // consumer that first does some I/O (the store opens its files) would get a truncated dump.
+  // Piping at once keeps every byte, with back-pressure.
+  const output = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const piping = pipeline(subprocess.stdout, output).catch((error: unknown) => error);
   try {
-    await consume(subprocess.stdout);
+    await consume(output);
   } catch (error) {
     subprocess.kill();
     await subprocess;
     throw error;
   }
-  check(await subprocess, command, what, options);
+  const [result, pipeError] = await Promise.all([subprocess, piping]);
+  check(result, command, what, options);
+  if (pipeError !== undefined) {
+    throw new PluginError(`${what}: reading the output of ${path.basename(command)} failed: ${String(pipeError)}`, {
+      plugin: options.plugin,
+      cause: pipeError,
+    });
+  }
 }
 
 /**
