@@ -5,7 +5,7 @@
  */
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { OperationError } from '../../core/errors.js';
+import { DysnomiaError, OperationError } from '../../core/errors.js';
 import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
 import { databaseNames, type DatabaseNames } from '../sql/names.js';
 import type { ToolOptions } from '../sql/tool.js';
@@ -69,6 +69,12 @@ async function stagingTables(connection: MysqlConnection, names: DatabaseNames):
   return rows.map((row) => String(row.name));
 }
 
+/** Adds to a failed restore's error that the live database was not touched. */
+function unchanged(error: unknown, live: string): unknown {
+  if (error instanceof DysnomiaError) error.message += `\nThe live database ${live} is unchanged: the restore stopped before the swap.`;
+  return error;
+}
+
 async function activate(ctx: Context): Promise<void> {
   const names = namesOf(ctx);
   const options = ctx.options;
@@ -129,7 +135,7 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
       checkLoaded(report, await stagingTables(connection, names), source.size(stream), what);
     } catch (error) {
       await dropStaging(connection, names);
-      throw error;
+      throw unchanged(error, names.live);
     }
     await swapIn(connection, names, options.timeoutMs / 1000, ctx.log);
   });

@@ -6,7 +6,7 @@
  */
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { OperationError } from '../../core/errors.js';
+import { DysnomiaError, OperationError } from '../../core/errors.js';
 import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
 import { databaseNames, type DatabaseNames } from '../sql/names.js';
 import { databaseExists, withSession, withToolAccess } from './client.js';
@@ -39,6 +39,12 @@ async function initialScripts(componentPath: string): Promise<string[]> {
     .map((entry) => entry.name)
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
     .map((name) => path.join(dir, name));
+}
+
+/** Adds to a failed restore's error that the live database was not touched. */
+function unchanged(error: unknown, live: string): unknown {
+  if (error instanceof DysnomiaError) error.message += `\nThe live database ${live} is unchanged: the restore stopped before the swap.`;
+  return error;
 }
 
 async function activate(ctx: Context): Promise<void> {
@@ -109,7 +115,7 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
       );
     } catch (error) {
       await dropDatabase(session, names.staging, 'to drop it', options.timeoutMs, ctx.log);
-      throw error;
+      throw unchanged(error, names.live);
     }
     await swapIn(session, names, options.timeoutMs, ctx.log);
   });

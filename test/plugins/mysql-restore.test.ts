@@ -1,0 +1,313 @@
+/**
+ * mysql-database snapshots and restores on the real server: what a naive dump loses comes back
+ * (routines, triggers, events, views, utf8mb4 text, binary strings, NULLs), an unchanged database
+ * keeps its identity, and a restore never loses the live database: not on a corrupted snapshot,
+ * not on a load error, not when killed at any moment (through the CLI, and statement by statement
+ * through the swap itself).
+ */
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import mysql from 'mysql2/promise';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { silentLogger } from '../../src/core/log.js';
+import type { MysqlConnection } from '../../src/plugins/mysql/client.js';
+import { recoverSwap, swapIn } from '../../src/plugins/mysql/swap.js';
+import { databaseNames } from '../../src/plugins/sql/names.js';
+import { findMysql } from '../support/servers.js';
+import { mysqlSetup, type SqlSetup } from '../support/sql-setup.js';
+import { uniqueName } from '../support/temp.js';
+
+/** Every byte value, as MySQL hex. */
+const ALL_BYTES = Buffer.from(Array.from({ length: 256 }, (_, i) => i)).toString('hex');
+const TEXT = "utf8mb4: 🦄 漢字 Ünïcödé ‘quotes’ 'single' \"double\" back\\slash tab\t newline\n end";
+
+const RICH_SCHEMA = [
+  'CREATE TABLE data (id INT PRIMARY KEY, txt TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin, bin BLOB, vb VARBINARY(300), maybe VARCHAR(10), amount DECIMAL(30,10), at DATETIME(6), js JSON);',
+  'CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, msg VARCHAR(200));',
+  'CREATE TABLE parent (id INT PRIMARY KEY);',
+  'CREATE TABLE child (id INT PRIMARY KEY, parent_id INT, CONSTRAINT fk_child_parent FOREIGN KEY (parent_id) REFERENCES parent (id));',
+  "CREATE TRIGGER data_ins BEFORE INSERT ON data FOR EACH ROW SET NEW.maybe = IFNULL(NEW.maybe, 'trig');",
+  "CREATE TRIGGER data_audit AFTER INSERT ON data FOR EACH ROW INSERT INTO audit (msg) VALUES (CONCAT('inserted ', NEW.id));",
+  'CREATE VIEW data_view AS SELECT id, LENGTH(bin) AS len FROM data;',
+  'CREATE VIEW data_view2 AS SELECT COUNT(*) AS n FROM data_view;',
+  'CREATE FUNCTION twice(x INT) RETURNS INT DETERMINISTIC RETURN x * 2;',
+  "CREATE PROCEDURE add_row(IN i INT) INSERT INTO data (id, txt) VALUES (i, 'from procedure');",
+  "CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY STARTS '2031-01-01 03:00:00' DISABLE COMMENT 'kept' DO DELETE FROM audit;",
+  '',
+].join('\n');
+
+async function fillRich(setup: SqlSetup): Promise<void> {
+  await setup.query('INSERT INTO data VALUES (1, ?, UNHEX(?), UNHEX(?), NULL, 12345678901234567890.0123456789, ?, ?)', [
+    TEXT,
+    ALL_BYTES,
+    ALL_BYTES,
+    '2024-02-29 23:59:59.123456',
+    JSON.stringify({ emoji: '🦄', nested: [1, null, 'x'] }),
+  ]);
+  await setup.query("INSERT INTO data (id, txt, bin, maybe) VALUES (2, '', '', '')");
+  await setup.query('INSERT INTO data (id) VALUES (3)');
+  await setup.query('INSERT INTO parent VALUES (1), (2)');
+  await setup.query('INSERT INTO child VALUES (10, 1), (11, 2), (12, NULL)');
+}
+
+/** Everything a restore must bring back, as text. */
+async function richState(setup: SqlSetup): Promise<string> {
+  const rows = await setup.query(
+    'SELECT id, HEX(txt) AS txt, HEX(bin) AS bin, HEX(vb) AS vb, maybe, maybe IS NULL AS maybe_null, CAST(amount AS CHAR) AS amount, CAST(at AS CHAR) AS at, js FROM data ORDER BY id',
+  );
+  const other = await setup.query('SELECT (SELECT GROUP_CONCAT(msg ORDER BY id) FROM audit) AS audit, (SELECT GROUP_CONCAT(CONCAT(id, ":", IFNULL(parent_id, "-")) ORDER BY id) FROM child) AS child');
+  const objects = await setup.query(
+    `SELECT 'trigger' AS kind, TRIGGER_NAME AS name, ACTION_STATEMENT AS body FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()
+     UNION ALL SELECT 'view', TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()
+     UNION ALL SELECT ROUTINE_TYPE, ROUTINE_NAME, ROUTINE_DEFINITION FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()
+     UNION ALL SELECT 'event', EVENT_NAME, CONCAT(STATUS, ' ', STARTS, ' ', EVENT_COMMENT, ' ', EVENT_DEFINITION) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE()
+     ORDER BY 1, 2`,
+  );
+  const fk = await setup.query(
+    "SELECT CONSTRAINT_NAME AS name FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() ORDER BY 1",
+  );
+  return JSON.stringify({ rows, other, objects, fk }, null, 1);
+}
+
+/** Damages every kind of thing the snapshot holds. */
+async function mangle(setup: SqlSetup): Promise<void> {
+  await setup.query('DROP TRIGGER data_ins');
+  await setup.query('DROP VIEW data_view2');
+  await setup.query('DROP PROCEDURE add_row');
+  await setup.query('DROP EVENT nightly');
+  await setup.query("UPDATE data SET txt = 'changed', bin = NULL WHERE id = 1");
+  await setup.query('DELETE FROM child WHERE id = 12');
+  await setup.query('CREATE TABLE extra (id INT)');
+  await setup.query('CREATE VIEW extra_view AS SELECT 1 AS one');
+}
+
+/** The biggest pack file of the latest snapshot, with one byte flipped in its middle. */
+async function corruptSnapshot(setup: SqlSetup): Promise<string> {
+  const folders = await setup.snapshots();
+  const newest = (await Promise.all(folders.map(async (f) => ({ f, t: (await stat(f)).mtimeMs })))).sort((a, b) => b.t - a.t)[0]!.f;
+  const packs = (await readdir(newest)).filter((name) => name.endsWith('.pack'));
+  const sized = await Promise.all(packs.map(async (name) => ({ file: path.join(newest, name), size: (await stat(path.join(newest, name))).size })));
+  const biggest = sized.sort((a, b) => b.size - a.size)[0]!;
+  const data = await readFile(biggest.file);
+  data[Math.floor(data.length / 2)]! ^= 0xff;
+  await writeFile(biggest.file, data);
+  return biggest.file;
+}
+
+/** Makes `big` hold 2^doublings rows of 64 hex characters each. */
+function bigTable(doublings: number): string {
+  const lines = ['CREATE TABLE big (id INT PRIMARY KEY, s CHAR(64) NOT NULL);', "INSERT INTO big VALUES (1, SHA2('1', 256));"];
+  for (let i = 0; i < doublings; i++) {
+    lines.push('INSERT INTO big SELECT id + (SELECT MAX(id) FROM big), SHA2(id + (SELECT MAX(id) FROM big), 256) FROM big;');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+describe('mysql-database snapshot and restore', () => {
+  it('brings back routines, triggers, events, views, foreign keys, utf8mb4, binary strings and NULLs', async () => {
+    const setup = await mysqlSetup({ scripts: { '01-schema.sql': RICH_SCHEMA } });
+    await setup.ok('activate');
+    await fillRich(setup);
+    const before = await richState(setup);
+    expect(before).toContain('"maybe": "trig"'); // the BEFORE trigger ran
+    expect(before).toContain('inserted 1');
+
+    await setup.ok('snapshot');
+    await setup.ok('snapshot');
+    expect(await setup.generations()).toEqual(['1']);
+
+    await mangle(setup);
+    expect(await richState(setup)).not.toBe(before);
+    await setup.ok('restore');
+    expect(await richState(setup)).toBe(before);
+    expect(await setup.query('SHOW TABLES LIKE ?', ['extra'])).toEqual([]);
+    expect(await setup.databases()).toEqual([setup.name]);
+
+    // The restored objects work, and a snapshot of the restored database is the same snapshot.
+    await setup.query('CALL add_row(4)');
+    expect(await setup.query('SELECT maybe, twice(21) AS f FROM data WHERE id = 4')).toEqual([{ maybe: 'trig', f: 42 }]);
+    await setup.query('DELETE FROM data WHERE id = 4');
+    await setup.query("DELETE FROM audit WHERE msg = 'inserted 4'");
+    await setup.query('ALTER TABLE audit AUTO_INCREMENT = 1');
+    await setup.ok('snapshot');
+    expect(await setup.generations()).toEqual(['1']);
+  });
+
+  it('refuses a corrupted snapshot and leaves the live database as it was', async () => {
+    const setup = await mysqlSetup({ scripts: { '01.sql': bigTable(14) } });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    await setup.query('DELETE FROM big WHERE id % 3 = 0');
+    const live = JSON.stringify(await setup.query('SELECT COUNT(*) AS n, SUM(CRC32(s)) AS c FROM big'));
+    const pack = await corruptSnapshot(setup);
+
+    const result = await setup.run('restore');
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toMatch(/does not match its checksum/);
+    expect(result.stderr).toContain(`The live database ${setup.name} is unchanged`);
+    expect(JSON.stringify(await setup.query('SELECT COUNT(*) AS n, SUM(CRC32(s)) AS c FROM big'))).toBe(live);
+    expect(await setup.databases()).toEqual([setup.name]);
+    expect(pack).toMatch(/\.pack$/);
+  });
+
+  it('stops at a load error and leaves the live database as it was', async () => {
+    const server = await findMysql();
+    const setup = await mysqlSetup({ scripts: { '01.sql': 'CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO t VALUES (1), (2);\n' } });
+    const other = `${setup.name}_x`;
+    await server.query(`CREATE DATABASE ${other}`);
+    try {
+      await server.query(`CREATE TABLE ${other}.o (id INT)`);
+      await setup.ok('activate');
+      // A view on another database's table: the dump is fine, its load fails once that is gone.
+      await setup.query(`CREATE VIEW v AS SELECT id FROM ${other}.o`);
+      await setup.ok('snapshot');
+      await server.query(`DROP DATABASE ${other}`);
+      await setup.query('INSERT INTO t VALUES (3)');
+
+      const result = await setup.run('restore');
+      expect(result.exitCode, result.stderr).toBe(1);
+      expect(result.stderr).toContain(`loading snapshot`);
+      expect(result.stderr).toMatch(/ERROR 1146 .*doesn't exist/);
+      expect(result.stderr).toContain(`The live database ${setup.name} is unchanged`);
+      expect(await setup.query('SELECT id FROM t ORDER BY id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
+      expect(await setup.query('SELECT COUNT(*) AS n FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()')).toEqual([{ n: 1 }]);
+      expect(await setup.databases()).toEqual([setup.name]);
+    } finally {
+      await server.query(`DROP DATABASE IF EXISTS ${other}`);
+    }
+  });
+
+  it('survives SIGKILL at any moment of a restore: the data is fully old or fully new', { timeout: 300_000 }, async () => {
+    const setup = await mysqlSetup({ scripts: { '01.sql': `${bigTable(16)}${RICH_SCHEMA}` } });
+    await setup.ok('activate');
+    await fillRich(setup);
+    await setup.ok('snapshot');
+    const fresh = JSON.stringify(await setup.query('SELECT COUNT(*) AS n FROM big'));
+    const damage = async () => {
+      await setup.query('DELETE FROM big WHERE id % 2 = 0');
+      await setup.query('DROP VIEW IF EXISTS data_view2');
+    };
+    await damage();
+    const old = JSON.stringify(await setup.query('SELECT COUNT(*) AS n FROM big'));
+
+    const started = performance.now();
+    await setup.ok('restore');
+    const duration = performance.now() - started;
+    expect(JSON.stringify(await setup.query('SELECT COUNT(*) AS n FROM big'))).toBe(fresh);
+
+    const outcomes: string[] = [];
+    for (const fraction of [0.1, 0.3, 0.5, 0.7, 0.85, 0.92, 0.96, 0.99]) {
+      if (JSON.stringify(await setup.query('SELECT COUNT(*) AS n FROM big')) === fresh) await damage();
+      const child = setup.spawn('restore');
+      await new Promise((resolve) => setTimeout(resolve, fraction * duration));
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // it had finished
+      }
+      await child;
+      const count = JSON.stringify(await setup.query('SELECT COUNT(*) AS n FROM big'));
+      expect([old, fresh], `after a kill at ${Math.round(fraction * 100)}%`).toContain(count);
+      outcomes.push(count === old ? 'old' : 'new');
+      // The next operation finishes or undoes what the kill left, and the objects are whole.
+      await setup.ok('activate');
+      expect(await setup.databases()).toEqual([setup.name]);
+      expect(await setup.query('SELECT COUNT(*) AS n FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()')).toEqual([{ n: 2 }]);
+      expect([old, fresh]).toContain(JSON.stringify(await setup.query('SELECT COUNT(*) AS n FROM big')));
+    }
+    expect(outcomes).toContain('old');
+  });
+});
+
+describe('mysql-database swap, cut after every statement', () => {
+  it('is fully old or fully new after recovery, wherever the connection died', { timeout: 300_000 }, async () => {
+    const server = await findMysql();
+    const setup = await mysqlSetup({ scripts: { '01-schema.sql': RICH_SCHEMA } });
+    const names = databaseNames(setup.name, 'mysql-database', 64);
+    const connect = () =>
+      mysql.createConnection({
+        user: server.user,
+        password: server.password,
+        socketPath: server.socket,
+        host: server.host,
+        port: server.port,
+      });
+    await setup.ok('activate');
+    await fillRich(setup);
+    const newState = await richState(setup);
+    // A template of the new content, copied into the staging database before every round, as a
+    // restore would have loaded it.
+    const template = uniqueName('tpl');
+    const tables = ['parent', 'data', 'audit', 'child'];
+    const copyTables = async (from: string, to: string) => {
+      const connection = await connect();
+      try {
+        await connection.query(`CREATE DATABASE ${to}`);
+        await connection.query(`USE ${to}`);
+        await connection.query('SET foreign_key_checks = 0');
+        for (const table of tables) {
+          const [[created]] = (await connection.query(`SHOW CREATE TABLE ${from}.${table}`)) as unknown as [[Record<string, string>]];
+          await connection.query(created['Create Table']!);
+          await connection.query(`INSERT INTO ${to}.${table} SELECT * FROM ${from}.${table}`);
+        }
+      } finally {
+        await connection.end();
+      }
+    };
+    const stage = async () => {
+      await copyTables(template, names.staging);
+      const connection = await connect();
+      try {
+        await connection.query(`USE ${names.staging}`);
+        for (const statement of RICH_SCHEMA.split('\n').filter((line) => /^CREATE (TRIGGER|VIEW|FUNCTION|PROCEDURE|EVENT)/.test(line))) {
+          await connection.query(statement);
+        }
+      } finally {
+        await connection.end();
+      }
+    };
+    await copyTables(names.live, template);
+    onTestFinished(() => server.query(`DROP DATABASE IF EXISTS ${template}`).then(() => {}));
+    await mangle(setup);
+    const oldState = await richState(setup);
+
+    const outcomes = new Set<string>();
+    for (let cut = 0; ; cut++) {
+      await stage();
+      const connection = await connect();
+      let calls = 0;
+      const dying = new Proxy(connection, {
+        get(target, property, receiver) {
+          if (property === 'query') {
+            return (...args: unknown[]) => {
+              if (calls++ >= cut) return Promise.reject(new Error('connection cut'));
+              return (target.query as (...a: unknown[]) => Promise<unknown>)(...args);
+            };
+          }
+          return Reflect.get(target, property, receiver);
+        },
+      }) as MysqlConnection;
+      let finished = true;
+      try {
+        await swapIn(dying, names, 10, silentLogger);
+      } catch {
+        finished = false;
+      }
+      await connection.end();
+      const recovery = await connect();
+      try {
+        await recoverSwap(recovery, names, silentLogger);
+      } finally {
+        await recovery.end();
+      }
+      const state = await richState(setup);
+      expect([oldState, newState], `cut after ${cut} statements`).toContain(state);
+      outcomes.add(state === oldState ? 'old' : 'new');
+      expect(await setup.databases()).toEqual([setup.name]);
+      if (finished) break;
+      // Back to the old state for the next round.
+      if (state === newState) await mangle(setup);
+    }
+    expect([...outcomes].sort()).toEqual(['new', 'old']);
+  });
+});
