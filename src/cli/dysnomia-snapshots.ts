@@ -1,8 +1,316 @@
 #!/usr/bin/env node
-/** `dysnomia-snapshots`: placeholder until its issue lands. */
-import { UsageError } from '../core/errors.js';
+/**
+ * `dysnomia-snapshots`: queries, checks, collects and moves the snapshots in the state dir, with
+ * Dysnomia's options. The logic lives in src/snapshot-store; this file parses and prints.
+ */
+import { readFile } from 'node:fs/promises';
+import { Option } from 'commander';
+import { UsageError, messageOf } from '../core/errors.js';
+import { debugFromEnv, type Logger, streamLogger } from '../core/log.js';
+import { assertSafeName, nameFromPath } from '../core/resolve.js';
+import { defaultStateDir } from '../core/state-dir.js';
+import {
+  checkSnapshots,
+  collectGarbage,
+  type ComponentFilter,
+  exportSnapshot,
+  type GcReport,
+  importSnapshotFolder,
+  importSnapshotStream,
+  type ImportOutcome,
+  listPoolPacks,
+  printMissing,
+  queryAll,
+  queryLatest,
+  resolvePaths,
+} from '../snapshot-store/index.js';
+import { commonProgram, parseLockTimeout } from './common.js';
 import { runProgram } from './run.js';
 
-runProgram('dysnomia-snapshots', async () => {
-  throw new UsageError('dysnomia-snapshots is not implemented yet in this version');
-});
+const PROGRAM = 'dysnomia-snapshots';
+
+const OPERATIONS = ['queryLatest', 'queryAll', 'printMissing', 'resolve', 'gc', 'import', 'export', 'listPacks'] as const;
+
+interface SnapshotsOptions {
+  queryLatest?: boolean;
+  queryAll?: boolean;
+  printMissing?: boolean;
+  resolve?: boolean;
+  gc?: boolean;
+  import?: boolean;
+  export?: string;
+  listPacks?: boolean;
+  check?: boolean;
+  container?: string;
+  component?: string;
+  keep?: string;
+  keepDaily?: string;
+  keepWeekly?: string;
+  keepMonthly?: string;
+  dryRun?: boolean;
+  have?: string;
+  base?: string;
+  json?: boolean;
+  quiet?: boolean;
+  debug?: boolean;
+  lockTimeout?: string;
+}
+
+function program() {
+  return commonProgram(PROGRAM)
+    .usage('[OPTION] OPERATION [PATH...]')
+    .description(
+      'Manages the store of snapshots: the generations of logical state of the mutable\n' +
+        'components hosted in containers.',
+    )
+    .option('--query-latest', 'print the relative paths of the latest snapshots')
+    .option('--query-all', 'print the relative paths of all snapshot generations')
+    .option('--check', 'with --query-latest or --query-all: verify each snapshot completely')
+    .option('--print-missing', 'print the given relative paths that are not in the store')
+    .option('--resolve', 'print the absolute folders of the given relative paths')
+    .option('--gc', 'remove old generations, the snapshots they alone used, and unused pool data')
+    .option('--import', 'import snapshot folders (PATH...), or a stream made by --export (-)')
+    .option('--export <path>', 'write a tar stream of the snapshot CONTAINER/COMPONENT/ID to stdout')
+    .option('--list-packs', 'print the hashes of the packs in the pool (for --export --have)')
+    .option('-C, --container <container>', 'name of (or path to) the container')
+    .option('-c, --component <component>', 'name of (or path to) the component')
+    .option('--keep <n>', 'with --gc: generations to keep per component (default: 1)')
+    .option('--keep-daily <n>', 'with --gc: also keep the newest generation of each of the last N days')
+    .option('--keep-weekly <n>', 'with --gc: also keep the newest generation of each of the last N weeks')
+    .option('--keep-monthly <n>', 'with --gc: also keep the newest generation of each of the last N months')
+    .option('--dry-run', 'with --gc: say what would be removed, remove nothing')
+    .option('--have <file>', 'with --export: leave out the packs listed in FILE (from --list-packs on the receiver; - for stdin)')
+    .option('--base <path>', 'with --export: leave out the packs of this snapshot, which the receiver has')
+    .option('--json', 'print results as JSON on stdout')
+    .addOption(new Option('--lock-timeout <seconds>', 'give up waiting for a lock after this many seconds'))
+    .option('-q, --quiet', 'print only warnings and errors on stderr')
+    .option('--debug', 'show stack traces and debug output (also DEBUG=dysnomia)')
+    .addHelpText(
+      'after',
+      `
+Environment:
+  DYSNOMIA_STATEDIR  the state dir (default: /var/state/dysnomia as root, else ~/.dysnomia)
+
+Moving a snapshot to another machine:
+  dysnomia-snapshots --export C/c/ID | ssh host dysnomia-snapshots --import -
+  ssh host dysnomia-snapshots --list-packs > have
+  dysnomia-snapshots --export C/c/ID --have have | ssh host dysnomia-snapshots --import -
+
+Exit status: 0 done, 1 an operation or check failed, 2 a usage error.`,
+    );
+}
+
+/** A -C/-c argument as a name: a path gives its basename, Nix store hash stripped. */
+function filterName(value: string | undefined, what: 'container' | 'component'): string | undefined {
+  if (value === undefined) return undefined;
+  if (value === '') throw new UsageError(`--${what} is empty`);
+  return assertSafeName(nameFromPath(value), what);
+}
+
+function count(option: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (value.trim() === '' || !Number.isSafeInteger(number) || number < 0) {
+    throw new UsageError(`${option} ${JSON.stringify(value)}: expected a whole number of generations >= 0`);
+  }
+  return number;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const command = program();
+  command.parse(argv, { from: 'user' });
+  const options = command.opts<SnapshotsOptions>();
+  const args = command.args;
+  const chosen = OPERATIONS.filter((operation) => options[operation] !== undefined && options[operation] !== false);
+  if (chosen.length === 0) throw new UsageError('no operation given (for example --query-all or --gc); see --help');
+  if (chosen.length > 1) throw new UsageError(`give one operation at a time (got ${chosen.map(flagOf).join(' and ')})`);
+  const operation = chosen[0]!;
+  if (options.check && operation !== 'queryLatest' && operation !== 'queryAll') {
+    throw new UsageError('--check goes with --query-latest or --query-all');
+  }
+  const gcOnly = ['keep', 'keepDaily', 'keepWeekly', 'keepMonthly', 'dryRun'] as const;
+  for (const option of gcOnly) {
+    if (options[option] !== undefined && operation !== 'gc') throw new UsageError(`${flagOf(option)} goes with --gc`);
+  }
+  if ((options.have !== undefined || options.base !== undefined) && operation !== 'export') {
+    throw new UsageError(`${options.have !== undefined ? '--have' : '--base'} goes with --export`);
+  }
+  const takesPaths = operation === 'printMissing' || operation === 'resolve' || operation === 'import';
+  if (!takesPaths && args.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args[0])}; see --help`);
+  const lockTimeoutMs = parseLockTimeout(options.lockTimeout);
+  const log = streamLogger({ program: PROGRAM, debug: options.debug || debugFromEnv(), quiet: options.quiet });
+  const stateDir = defaultStateDir();
+  const filter: ComponentFilter = {
+    container: filterName(options.container, 'container'),
+    component: filterName(options.component, 'component'),
+  };
+  const print = (text: string) => process.stdout.write(text);
+  const json = (value: unknown) => print(`${JSON.stringify(value, null, 2)}\n`);
+
+  switch (operation) {
+    case 'queryLatest':
+    case 'queryAll': {
+      const entries = operation === 'queryLatest' ? await queryLatest(stateDir, filter) : await queryAll(stateDir, filter);
+      if (!options.check) {
+        if (options.json) json(entries);
+        else for (const entry of entries) print(`${entry.path}\n`);
+        return 0;
+      }
+      const results = await checkSnapshots(stateDir, entries);
+      if (options.json) json(results);
+      else for (const result of results) print(`${result.path}\n`);
+      const failed = results.filter((result) => !result.ok);
+      for (const result of failed) for (const problem of result.problems) process.stderr.write(`${PROGRAM}: check failed: ${problem}\n`);
+      log.info(
+        failed.length === 0
+          ? `checked ${results.length} snapshot${results.length === 1 ? '' : 's'}: all intact`
+          : `checked ${results.length} snapshots: ${failed.length} damaged (${failed.map((r) => r.path).join(', ')})`,
+      );
+      return failed.length === 0 ? 0 : 1;
+    }
+    case 'printMissing': {
+      const missing = await printMissing(stateDir, args);
+      if (options.json) json(missing);
+      else for (const rel of missing) print(`${rel}\n`);
+      return 0;
+    }
+    case 'resolve': {
+      const folders = await resolveExisting(stateDir, args);
+      if (options.json) json(folders);
+      else for (const folder of folders) print(`${folder}\n`);
+      return 0;
+    }
+    case 'gc': {
+      const report = await collectGarbage(stateDir, {
+        ...filter,
+        policy: {
+          last: count('--keep', options.keep) ?? (anyRetention(options) ? 0 : 1),
+          daily: count('--keep-daily', options.keepDaily),
+          weekly: count('--keep-weekly', options.keepWeekly),
+          monthly: count('--keep-monthly', options.keepMonthly),
+        },
+        dryRun: options.dryRun,
+        log,
+        lockTimeoutMs,
+      });
+      if (options.json) json(report);
+      summarizeGc(report, log);
+      return 0;
+    }
+    case 'import': {
+      if (args.length === 0) throw new UsageError('--import needs PATH... (snapshot folders) or - (a stream on stdin)');
+      if (args.includes('-') && args.length > 1) throw new UsageError('--import - reads one stream from stdin; give no other paths with it');
+      const importOptions = { container: filter.container, component: filter.component, log, lockTimeoutMs };
+      const outcomes: ImportOutcome[] = [];
+      for (const arg of args) {
+        const outcome =
+          arg === '-'
+            ? await importSnapshotStream(stateDir, process.stdin, importOptions)
+            : await importSnapshotFolder(stateDir, arg, importOptions);
+        outcomes.push(outcome);
+        log.info(describeImport(outcome));
+      }
+      if (options.json) json(outcomes);
+      return 0;
+    }
+    case 'export': {
+      if (process.stdout.isTTY) throw new UsageError('--export writes a tar stream: redirect stdout to a file or a pipe');
+      const outcome = await exportSnapshot(stateDir, options.export!, process.stdout, {
+        have: options.have === undefined ? undefined : await readPackList(options.have),
+        base: options.base,
+        log,
+        lockTimeoutMs,
+      });
+      log.info(
+        `exported ${outcome.path}: ${outcome.packsSent} pack${outcome.packsSent === 1 ? '' : 's'} sent, ${outcome.packsOmitted} left out (the receiver has them), ${formatBytes(outcome.bytesSent)}`,
+      );
+      return 0;
+    }
+    case 'listPacks': {
+      const packs = await listPoolPacks(stateDir);
+      if (options.json) json(packs);
+      else for (const pack of packs) print(`${pack}\n`);
+      return 0;
+    }
+  }
+}
+
+function flagOf(option: string): string {
+  return `--${option.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`;
+}
+
+function anyRetention(options: SnapshotsOptions): boolean {
+  return options.keepDaily !== undefined || options.keepWeekly !== undefined || options.keepMonthly !== undefined;
+}
+
+/** `--resolve`: like Dysnomia, but a path that is not in the store is an error, not a guess. */
+async function resolveExisting(stateDir: string, rels: string[]): Promise<string[]> {
+  const folders = resolvePaths(stateDir, rels);
+  const missing = await printMissing(stateDir, rels);
+  if (missing.length > 0) {
+    throw new UsageError(
+      `no such snapshot in ${stateDir}: ${missing.join(', ')}; see --query-all for the snapshots it has`,
+    );
+  }
+  return folders;
+}
+
+async function readPackList(file: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`--have ${file}: cannot read it: ${messageOf(error)}`);
+  }
+  const packs: string[] = [];
+  text.split('\n').forEach((raw, index) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    if (!/^[0-9a-f]{64}$/.test(line)) {
+      throw new UsageError(`--have ${file}:${index + 1}: ${JSON.stringify(line)} is not a pack hash (64 hex digits, as --list-packs prints)`);
+    }
+    packs.push(line);
+  });
+  return packs;
+}
+
+async function readStdin(): Promise<string> {
+  const parts: Buffer[] = [];
+  for await (const part of process.stdin) parts.push(part as Buffer);
+  return Buffer.concat(parts).toString('utf8');
+}
+
+function describeImport(outcome: ImportOutcome): string {
+  const where = outcome.newGeneration ? `generation ${outcome.generation}` : `already generation ${outcome.generation}`;
+  if (!outcome.newSnapshot) return `${outcome.path}: the store has it already; ${where}`;
+  return `imported ${outcome.path} as ${where}: ${outcome.packsReceived} pack${outcome.packsReceived === 1 ? '' : 's'} copied (${formatBytes(outcome.bytesReceived)}), ${outcome.packsLinked} already in the pool`;
+}
+
+function summarizeGc(report: GcReport, log: Logger): void {
+  const verb = report.dryRun ? 'would remove' : 'removed';
+  const parts = [
+    plural(report.generationsRemoved.length, 'generation'),
+    plural(report.snapshotsRemoved.length, 'snapshot'),
+    plural(report.packsRemoved, 'pool pack'),
+  ];
+  if (report.tempsRemoved > 0) parts.push(plural(report.tempsRemoved, 'leftover of an interrupted write', 'leftovers of interrupted writes'));
+  log.info(`gc${report.dryRun ? ' (dry run)' : ''}: ${verb} ${parts.join(', ')}; ${report.dryRun ? 'would free' : 'freed'} ${formatBytes(report.bytesFreed)}`);
+}
+
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+runProgram(PROGRAM, main);

@@ -14,3 +14,27 @@ export { chunkingFor, type ChunkingOptions, DEFAULT_CHUNKING } from './chunker.j
 export { StoredSnapshot } from './reader.js';
 export { LegacySnapshot } from './legacy.js';
 export { parseRelativePath, relativePath, type SnapshotRef } from './layout.js';
+export {
+  checkSnapshots,
+  type CheckResult,
+  type ComponentFilter,
+  listComponents,
+  printMissing,
+  queryAll,
+  queryLatest,
+  resolvePaths,
+  type SnapshotEntry,
+} from './query.js';
+export { collectGarbage, type GcOptions, type GcReport } from './gc.js';
+export { generationsToKeep, type RetentionPolicy } from './retention.js';
+export {
+  type ExportOptions,
+  type ExportOutcome,
+  exportSnapshot,
+  type ImportOptions,
+  type ImportOutcome,
+  importSnapshotFolder,
+  importSnapshotStream,
+  listPoolPacks,
+} from './transfer.js';
+export { listGenerations, type Generation } from './generations.js';

@@ -1,0 +1,199 @@
+/**
+ * `--gc`: removes generation links the retention policy does not keep, then snapshot folders no
+ * generation refers to, then pool files no folder links (link count 1), and leftovers of
+ * interrupted writes. Runs under the exclusive store lock, so no snapshot is being written.
+ */
+import { lstat, rm, rmdir } from 'node:fs/promises';
+import path from 'node:path';
+import { silentLogger, type Logger } from '../core/log.js';
+import { type ComponentKey, stateLayout } from '../core/state-dir.js';
+import { exists, isHiddenName, readdirOrEmpty, TEMP_PREFIX } from './fs-util.js';
+import { type Generation, listGenerations, listTimedGenerations, type TimedGeneration } from './generations.js';
+import { checksumFile, packOfFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
+import { type ComponentFilter, listComponents } from './query.js';
+import { generationsToKeep, needsTimes, type RetentionPolicy, validatePolicy } from './retention.js';
+import { SnapshotStore } from './store.js';
+
+export interface GcOptions extends ComponentFilter {
+  policy: RetentionPolicy;
+  /** Report what would go, change nothing. */
+  dryRun?: boolean;
+  log?: Logger;
+  lockTimeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** What gc removed (or, with dryRun, would remove). */
+export interface GcReport {
+  dryRun: boolean;
+  /** `container/component/N` of each generation link. */
+  generationsRemoved: string[];
+  /** `container/component/id` of each snapshot folder. */
+  snapshotsRemoved: string[];
+  packsRemoved: number;
+  /** Leftovers of interrupted writes. */
+  tempsRemoved: number;
+  /** Bytes of disk space given back. */
+  bytesFreed: number;
+}
+
+interface Plan {
+  generations: { key: ComponentKey; generation: Generation }[];
+  folders: { key: ComponentKey; identity: string }[];
+  temps: string[];
+  packs: string[];
+  bytes: number;
+}
+
+/** Collects garbage in the store; see the module comment. */
+export async function collectGarbage(stateDir: string, options: GcOptions): Promise<GcReport> {
+  const policy = validatePolicy(options.policy);
+  const log = options.log ?? silentLogger;
+  const dryRun = options.dryRun ?? false;
+  if (!(await exists(stateDir))) return report(emptyPlan(), dryRun);
+  const store = new SnapshotStore(stateDir, { log, lockTimeoutMs: options.lockTimeoutMs });
+  return store.withStoreLock('exclusive', 'the snapshot store (gc)', options.signal, async () => {
+    const plan = await makePlan(stateDir, options, policy);
+    const verb = dryRun ? 'would remove' : 'removing';
+    for (const { key, generation } of plan.generations) {
+      log.info(`${verb} generation ${key.container}/${key.component}/${generation.number} (-> ${generation.identity})`);
+      if (!dryRun) await rm(generation.file, { force: true });
+    }
+    for (const { key, identity } of plan.folders) {
+      log.info(`${verb} snapshot ${relativePath(key, identity)}`);
+      if (!dryRun) {
+        await rm(snapshotDir(stateDir, key, identity), { recursive: true, force: true });
+        await rm(checksumFile(stateDir, key, identity), { force: true });
+      }
+    }
+    if (!dryRun) {
+      for (const temp of plan.temps) await rm(temp, { recursive: true, force: true });
+      for (const pack of plan.packs) await rm(poolPackPath(stateDir, pack), { force: true });
+      await pruneEmptyDirs(stateDir);
+    }
+    return report(plan, dryRun);
+  });
+}
+
+function emptyPlan(): Plan {
+  return { generations: [], folders: [], temps: [], packs: [], bytes: 0 };
+}
+
+function report(plan: Plan, dryRun: boolean): GcReport {
+  return {
+    dryRun,
+    generationsRemoved: plan.generations.map(({ key, generation }) => `${key.container}/${key.component}/${generation.number}`),
+    snapshotsRemoved: plan.folders.map(({ key, identity }) => relativePath(key, identity)),
+    packsRemoved: plan.packs.length,
+    tempsRemoved: plan.temps.length,
+    bytesFreed: plan.bytes,
+  };
+}
+
+async function makePlan(stateDir: string, filter: ComponentFilter, policy: RetentionPolicy): Promise<Plan> {
+  const plan = emptyPlan();
+  const referenced = new Map<string, Set<string>>();
+  for (const key of await listComponents(stateDir, filter)) {
+    const generations: TimedGeneration[] = needsTimes(policy)
+      ? await listTimedGenerations(stateDir, key)
+      : (await listGenerations(stateDir, key)).map((generation) => ({ ...generation, time: new Date(0) }));
+    const keep = generationsToKeep(generations, policy);
+    const kept = new Set<string>();
+    for (const generation of generations) {
+      if (keep.has(generation.number)) kept.add(generation.identity);
+      else plan.generations.push({ key, generation });
+    }
+    referenced.set(keyString(key), kept);
+  }
+  // Pool links that go away with the folders, by pack name.
+  const drops = new Map<string, number>();
+  for (const key of await snapshotComponents(stateDir, filter)) {
+    const kept = referenced.get(keyString(key)) ?? new Set<string>();
+    const dir = stateLayout.snapshots(stateDir, key);
+    for (const name of await readdirOrEmpty(dir)) {
+      if (name.startsWith(TEMP_PREFIX)) plan.temps.push(path.join(dir, name));
+      else if (isHiddenName(name) || kept.has(name)) continue;
+      else plan.folders.push({ key, identity: name });
+      plan.bytes += await folderBytes(stateDir, path.join(dir, name), drops);
+    }
+  }
+  const pool = stateLayout.pool(stateDir);
+  for (const name of await readdirOrEmpty(pool)) {
+    const file = path.join(pool, name);
+    if (name.startsWith(TEMP_PREFIX)) {
+      plan.temps.push(file);
+      plan.bytes += await sizeOf(file);
+      continue;
+    }
+    for (const packFile of await readdirOrEmpty(file)) {
+      const pack = packOfFileName(packFile);
+      if (pack === undefined) continue;
+      const info = await lstat(path.join(file, packFile)).catch(() => undefined);
+      if (info === undefined) continue;
+      if (info.nlink - (drops.get(pack) ?? 0) <= 1) {
+        plan.packs.push(pack);
+        plan.bytes += info.size;
+      }
+    }
+  }
+  return plan;
+}
+
+function keyString(key: ComponentKey): string {
+  return `${key.container}/${key.component}`;
+}
+
+/** The components that have a snapshots folder, narrowed by the filter. */
+async function snapshotComponents(stateDir: string, filter: ComponentFilter): Promise<ComponentKey[]> {
+  const root = path.join(stateDir, 'snapshots');
+  const keys: ComponentKey[] = [];
+  const containers = filter.container !== undefined ? [filter.container] : await readdirOrEmpty(root);
+  for (const container of containers.filter((name) => !isHiddenName(name))) {
+    const components =
+      filter.component !== undefined ? [filter.component] : await readdirOrEmpty(path.join(root, container));
+    for (const component of components.filter((name) => !isHiddenName(name))) keys.push({ container, component });
+  }
+  return keys;
+}
+
+/**
+ * Bytes a folder's removal frees by itself (files with no other link), counting each pack that is
+ * a link of the pool's copy in `drops` instead, so the pool sweep can tell which packs go.
+ */
+async function folderBytes(stateDir: string, folder: string, drops: Map<string, number>): Promise<number> {
+  let bytes = 0;
+  for (const name of await readdirOrEmpty(folder)) {
+    const info = await lstat(path.join(folder, name)).catch(() => undefined);
+    if (info === undefined) continue;
+    const pack = packOfFileName(name);
+    if (pack !== undefined) {
+      const pooled = await lstat(poolPackPath(stateDir, pack)).catch(() => undefined);
+      if (pooled !== undefined && pooled.ino === info.ino && pooled.dev === info.dev) {
+        drops.set(pack, (drops.get(pack) ?? 0) + 1);
+        continue;
+      }
+    }
+    if (info.isDirectory()) bytes += await folderBytes(stateDir, path.join(folder, name), drops);
+    else if (info.nlink <= 1) bytes += info.size;
+  }
+  return bytes;
+}
+
+async function sizeOf(file: string): Promise<number> {
+  const info = await lstat(file).catch(() => undefined);
+  return info?.isFile() ? info.size : 0;
+}
+
+/** Removes component and container folders that gc left empty. */
+async function pruneEmptyDirs(stateDir: string): Promise<void> {
+  for (const kind of ['generations', 'snapshots', 'checksums']) {
+    const root = path.join(stateDir, kind);
+    for (const container of await readdirOrEmpty(root)) {
+      const containerDir = path.join(root, container);
+      for (const component of await readdirOrEmpty(containerDir)) {
+        await rmdir(path.join(containerDir, component)).catch(() => {});
+      }
+      await rmdir(containerDir).catch(() => {});
+    }
+  }
+}

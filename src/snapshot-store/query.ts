@@ -1,0 +1,152 @@
+/**
+ * Queries over the generations (`--query-latest`, `--query-all`), `--check`, `--resolve` and
+ * `--print-missing`: what dysnomia-snapshots answers without changing anything.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { messageOf, UsageError } from '../core/errors.js';
+import type { ComponentKey } from '../core/state-dir.js';
+import { exists, isHiddenName, readdirOrEmpty } from './fs-util.js';
+import { type Generation, latestGeneration, listGenerations } from './generations.js';
+import { checksumFile, parseRelativePath, relativePath, snapshotDir } from './layout.js';
+import { LegacySnapshot } from './legacy.js';
+import { StoredSnapshot } from './reader.js';
+import { SnapshotStore } from './store.js';
+
+/** Which components a query covers; undefined means all. Names, not paths. */
+export interface ComponentFilter {
+  container?: string;
+  component?: string;
+}
+
+/** One generation as the queries report it. */
+export interface SnapshotEntry {
+  container: string;
+  component: string;
+  generation: number;
+  identity: string;
+  /** `container/component/identity`, as Dysnomia prints it. */
+  path: string;
+}
+
+/** The components that have generations, in name order, narrowed by the filter. */
+export async function listComponents(stateDir: string, filter: ComponentFilter = {}): Promise<ComponentKey[]> {
+  const root = path.join(stateDir, 'generations');
+  const containers = filter.container !== undefined ? [filter.container] : await visibleNames(root);
+  const keys: ComponentKey[] = [];
+  for (const container of containers) {
+    const components =
+      filter.component !== undefined ? [filter.component] : await visibleNames(path.join(root, container));
+    for (const component of components) keys.push({ container, component });
+  }
+  return keys;
+}
+
+async function visibleNames(dir: string): Promise<string[]> {
+  return (await readdirOrEmpty(dir)).filter((name) => !isHiddenName(name)).sort();
+}
+
+function entryOf(key: ComponentKey, generation: Generation): SnapshotEntry {
+  return {
+    container: key.container,
+    component: key.component,
+    generation: generation.number,
+    identity: generation.identity,
+    path: relativePath(key, generation.identity),
+  };
+}
+
+/** `--query-latest`: the latest generation of each component. */
+export async function queryLatest(stateDir: string, filter: ComponentFilter = {}): Promise<SnapshotEntry[]> {
+  const result: SnapshotEntry[] = [];
+  for (const key of await listComponents(stateDir, filter)) {
+    const latest = await latestGeneration(stateDir, key);
+    if (latest !== undefined) result.push(entryOf(key, latest));
+  }
+  return result;
+}
+
+/** `--query-all`: every generation of each component, oldest first. */
+export async function queryAll(stateDir: string, filter: ComponentFilter = {}): Promise<SnapshotEntry[]> {
+  const result: SnapshotEntry[] = [];
+  for (const key of await listComponents(stateDir, filter)) {
+    for (const generation of await listGenerations(stateDir, key)) result.push(entryOf(key, generation));
+  }
+  return result;
+}
+
+/** The outcome of checking one snapshot. */
+export interface CheckResult {
+  path: string;
+  ok: boolean;
+  /** What is wrong, when not ok. */
+  problems: string[];
+}
+
+/**
+ * `--check`: verifies each distinct snapshot the entries name: the manifest's own checksum, every
+ * chunk, each stream's size and hash, and the checksum file. Dysnomia's folders: `xz -t` and its
+ * folder checksum.
+ */
+export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[]): Promise<CheckResult[]> {
+  const store = new SnapshotStore(stateDir);
+  const seen = new Set<string>();
+  const results: CheckResult[] = [];
+  for (const entry of entries) {
+    if (seen.has(entry.path)) continue;
+    seen.add(entry.path);
+    const key = { container: entry.container, component: entry.component };
+    const problems: string[] = [];
+    try {
+      const snapshot = await store.open(key, entry.identity, `generation ${entry.generation} of ${key.container}/${key.component}`);
+      await snapshot.verify();
+      if (snapshot instanceof StoredSnapshot) {
+        const recorded = await readChecksum(checksumFile(stateDir, key, entry.identity));
+        const expected = `sha256:${snapshot.manifest.contentSha256}`;
+        if (recorded !== undefined && recorded !== expected) {
+          problems.push(`${entry.path}: its checksum file says ${recorded}, but the snapshot's content is ${expected}`);
+        }
+        if (snapshot.manifest.identity !== entry.identity) {
+          problems.push(`${entry.path}: its manifest names the identity ${snapshot.manifest.identity}`);
+        }
+      } else if (!(snapshot instanceof LegacySnapshot)) {
+        problems.push(`${entry.path}: not a snapshot folder`);
+      }
+    } catch (error) {
+      problems.push(messageOf(error));
+    }
+    results.push({ path: entry.path, ok: problems.length === 0, problems });
+  }
+  return results;
+}
+
+async function readChecksum(file: string): Promise<string | undefined> {
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** `--resolve`: the absolute folder of each relative path. Usage error for anything else. */
+export function resolvePaths(stateDir: string, rels: string[]): string[] {
+  return rels.map((rel) => {
+    if (path.isAbsolute(rel) || rel.split('/').includes('..')) {
+      throw new UsageError(
+        `${JSON.stringify(rel)} is not a relative snapshot path inside the store: expected CONTAINER/COMPONENT/ID as printed by --query-all`,
+      );
+    }
+    const { key, identity } = parseRelativePath(rel);
+    return snapshotDir(stateDir, key, identity);
+  });
+}
+
+/** `--print-missing`: the relative paths that have no folder in the store. */
+export async function printMissing(stateDir: string, rels: string[]): Promise<string[]> {
+  const missing: string[] = [];
+  for (const rel of rels) {
+    const [folder] = resolvePaths(stateDir, [rel]);
+    if (!(await exists(folder!))) missing.push(rel);
+  }
+  return missing;
+}

@@ -1,0 +1,148 @@
+/**
+ * A snapshot folder being imported: assembled under a temporary name beside the store's folders,
+ * verified completely, and only then committed (its new packs linked into the pool, the folder
+ * renamed to its identity). A failed import removes the temporary folder and leaves the pool and
+ * every other folder as they were.
+ */
+import { createHash } from 'node:crypto';
+import { link, mkdir, open, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { IntegrityError, OperationError, messageOf } from '../core/errors.js';
+import { type ComponentKey, stateLayout } from '../core/state-dir.js';
+import { exists, fsyncPath, tempName } from './fs-util.js';
+import { packFileName, poolPackPath, snapshotDir } from './layout.js';
+import { legacyDumpOf, LegacySnapshot } from './legacy.js';
+import { MANIFEST_FILE } from './manifest.js';
+import { StoredSnapshot } from './reader.js';
+import { mkdirOrExplain } from './store.js';
+
+export class Staging {
+  readonly folder: string;
+  /** Packs received (not found in the pool), to link into the pool on commit. */
+  private readonly received: string[] = [];
+  /** Packs received (copied, not linked), and their bytes. */
+  packsReceived = 0;
+  bytesReceived = 0;
+  packsLinked = 0;
+
+  private constructor(
+    private readonly stateDir: string,
+    private readonly key: ComponentKey,
+  ) {
+    this.folder = path.join(stateLayout.snapshots(stateDir, key), tempName());
+  }
+
+  /** Creates the temporary folder. */
+  static async create(stateDir: string, key: ComponentKey): Promise<Staging> {
+    const staging = new Staging(stateDir, key);
+    await mkdirOrExplain(path.dirname(staging.folder), stateDir);
+    await mkdir(staging.folder);
+    return staging;
+  }
+
+  /** True when the pool holds this pack. */
+  hasInPool(pack: string): Promise<boolean> {
+    return exists(poolPackPath(this.stateDir, pack));
+  }
+
+  /** Links a pack the pool already has into the folder. */
+  async linkFromPool(pack: string): Promise<void> {
+    await link(poolPackPath(this.stateDir, pack), path.join(this.folder, packFileName(pack)));
+    this.packsLinked += 1;
+  }
+
+  /**
+   * Writes a file from `data`. For a pack (`expectedPack` given) the content must hash to its
+   * name: that keeps the pool's rule that a pack is named by its content.
+   */
+  async addFile(name: string, data: Readable | AsyncIterable<Uint8Array>, expectedPack?: string): Promise<void> {
+    const file = path.join(this.folder, name);
+    const handle = await open(file, 'wx', 0o444);
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      for await (const piece of data) {
+        const bytes = piece as Uint8Array;
+        hash.update(bytes);
+        size += bytes.length;
+        await handle.write(bytes);
+      }
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    if (expectedPack !== undefined) {
+      const actual = hash.digest('hex');
+      if (actual !== expectedPack) {
+        throw new IntegrityError(`pack ${expectedPack} is damaged: its content hashes to ${actual}`);
+      }
+      this.received.push(expectedPack);
+      this.packsReceived += 1;
+      this.bytesReceived += size;
+    }
+  }
+
+  /** Verifies the assembled folder completely; returns the opened snapshot. */
+  async verify(where: string): Promise<StoredSnapshot | LegacySnapshot> {
+    if (await exists(path.join(this.folder, MANIFEST_FILE))) {
+      const snapshot = await StoredSnapshot.load(this.folder, where);
+      for (const pack of snapshot.manifest.packs) {
+        if (!(await exists(path.join(this.folder, packFileName(pack))))) {
+          throw new IntegrityError(`${where}: pack ${pack} is missing`);
+        }
+      }
+      await snapshot.verify();
+      return snapshot;
+    }
+    const legacy = await LegacySnapshot.load(this.folder, undefined, where);
+    if (legacy === undefined || (await legacyDumpOf(this.folder)) === undefined) {
+      throw new IntegrityError(`${where}: neither manifest.json nor a Dysnomia dump was received`);
+    }
+    await legacy.verify();
+    return legacy;
+  }
+
+  /**
+   * Links the received packs into the pool and renames the folder to `identity`. Returns false
+   * (and discards this copy) when the store already has a folder of that identity.
+   */
+  async commit(identity: string): Promise<boolean> {
+    const poolDirs = new Set<string>();
+    for (const pack of this.received) {
+      const pooled = poolPackPath(this.stateDir, pack);
+      await mkdir(path.dirname(pooled), { recursive: true });
+      const mine = path.join(this.folder, packFileName(pack));
+      try {
+        await link(mine, pooled);
+        poolDirs.add(path.dirname(pooled));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        // Arrived meanwhile: use the pool's copy so the bytes are on disk once.
+        const temp = path.join(this.folder, tempName('.pack'));
+        await link(pooled, temp);
+        await rename(temp, mine);
+      }
+    }
+    for (const dir of poolDirs) await fsyncPath(dir);
+    await fsyncPath(this.folder);
+    const target = snapshotDir(this.stateDir, this.key, identity);
+    try {
+      await rename(this.folder, target);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY' || code === 'EEXIST') {
+        await this.discard();
+        return false;
+      }
+      throw new OperationError(`cannot move the imported snapshot into place (${target}): ${messageOf(error)}`, { cause: error });
+    }
+    await fsyncPath(path.dirname(target));
+    return true;
+  }
+
+  /** Removes the temporary folder. */
+  async discard(): Promise<void> {
+    await rm(this.folder, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,441 @@
+/**
+ * Moving snapshots between stores: `--import PATH` (a folder copied with cp -a, scp -r or tar),
+ * `--export REL` (a tar stream of the folder) and `--import -` (such a stream on stdin).
+ *
+ * The stream is a plain tar: first `dysnomia-export.json` (what the snapshot is and which packs
+ * were left out), then the folder's files under `<identity>/`. Packs the receiver already has can
+ * be left out (`have`, or `base`: a snapshot the receiver has), so moving a snapshot again after a
+ * small change sends only the new packs. `tar -x` of a stream that leaves nothing out gives a
+ * folder that `--import PATH` accepts.
+ */
+import { createReadStream } from 'node:fs';
+import { lstat, readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { type Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { IntegrityError, OperationError, UsageError, messageOf } from '../core/errors.js';
+import { acquireLock, type HeldLock } from '../core/lock.js';
+import { type Logger, silentLogger } from '../core/log.js';
+import { type ComponentKey, stateLayout } from '../core/state-dir.js';
+import { isDirectory, readdirOrEmpty } from './fs-util.js';
+import { addGeneration } from './generations.js';
+import {
+  assertIdentity,
+  assertKey,
+  componentLockFile,
+  packFileName,
+  packOfFileName,
+  parseRelativePath,
+  relativePath,
+  snapshotDir,
+  storeLockFile,
+} from './layout.js';
+import { LEGACY_DUMPS, legacyDumpOf } from './legacy.js';
+import { indexFileName, MANIFEST_FILE, type Manifest } from './manifest.js';
+import { readManifest } from './reader.js';
+import { Staging } from './staging.js';
+import { SnapshotStore } from './store.js';
+
+/** Options of the imports. */
+export interface ImportOptions {
+  /** Container name to file the snapshot under (default: from the manifest, the stream or the path). */
+  container?: string;
+  /** Component name (default as for container). */
+  component?: string;
+  log?: Logger;
+  lockTimeoutMs?: number;
+  signal?: AbortSignal;
+  /** The clock for the new generation's time. */
+  now?: () => Date;
+}
+
+/** What an import did. */
+export interface ImportOutcome {
+  container: string;
+  component: string;
+  identity: string;
+  /** `container/component/identity`. */
+  path: string;
+  generation: number;
+  newGeneration: boolean;
+  /** False when the store had this snapshot already. */
+  newSnapshot: boolean;
+  /** Packs copied into the pool, and their bytes. */
+  packsReceived: number;
+  bytesReceived: number;
+  /** Packs the pool had already (linked, not copied). */
+  packsLinked: number;
+}
+
+/** Options of {@link exportSnapshot}. */
+export interface ExportOptions {
+  /** Pack hashes the receiver has (from its {@link listPoolPacks}); they are left out. */
+  have?: Iterable<string>;
+  /** A snapshot (`container/component/id`) the receiver has; the packs it links are left out. */
+  base?: string;
+  log?: Logger;
+  lockTimeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** What an export sent. */
+export interface ExportOutcome {
+  path: string;
+  identity: string;
+  packsSent: number;
+  packsOmitted: number;
+  /** Bytes of file content in the stream. */
+  bytesSent: number;
+}
+
+const EXPORT_HEADER = 'dysnomia-export.json';
+const EXPORT_FORMAT = 'dysnomia-export';
+const MAX_HEADER = 1024 * 1024;
+
+interface ExportHeader {
+  format: typeof EXPORT_FORMAT;
+  version: 1;
+  container: string;
+  component: string;
+  identity: string;
+  /** Packs the manifest lists that the stream does not carry. */
+  omittedPacks: string[];
+}
+
+/** The hashes of every pack in a store's pool (what a receiver tells a sender it has). */
+export async function listPoolPacks(stateDir: string): Promise<string[]> {
+  const pool = stateLayout.pool(stateDir);
+  const packs: string[] = [];
+  for (const fanout of (await readdirOrEmpty(pool)).sort()) {
+    if (fanout.startsWith('.')) continue;
+    for (const name of (await readdirOrEmpty(path.join(pool, fanout))).sort()) {
+      const pack = packOfFileName(name);
+      if (pack !== undefined) packs.push(pack);
+    }
+  }
+  return packs;
+}
+
+/** Takes the component lock, then the shared store lock, and runs `fn`. */
+async function withImportLocks<T>(stateDir: string, key: ComponentKey, options: ImportOptions, fn: () => Promise<T>): Promise<T> {
+  const lockOptions = { timeoutMs: options.lockTimeoutMs, log: options.log, signal: options.signal };
+  const held: HeldLock[] = [];
+  try {
+    held.push(
+      await acquireLock(componentLockFile(stateDir, key), 'exclusive', {
+        ...lockOptions,
+        what: `component ${key.container}/${key.component} (import)`,
+      }),
+    );
+    held.push(
+      await acquireLock(storeLockFile(stateDir), 'shared', {
+        ...lockOptions,
+        what: `the snapshot store (import into ${key.container}/${key.component})`,
+      }),
+    );
+    return await fn();
+  } finally {
+    for (const lock of held.reverse()) await lock.release();
+  }
+}
+
+/** Checksum and generation for a snapshot that is in place. */
+async function finishImport(
+  stateDir: string,
+  key: ComponentKey,
+  identity: string,
+  options: ImportOptions,
+  counts: Pick<ImportOutcome, 'newSnapshot' | 'packsReceived' | 'bytesReceived' | 'packsLinked'>,
+): Promise<ImportOutcome> {
+  const store = new SnapshotStore(stateDir, { log: options.log });
+  await store.ensureChecksum(key, identity);
+  const { generation, newGeneration } = await addGeneration(stateDir, key, identity, options.now?.());
+  return {
+    container: key.container,
+    component: key.component,
+    identity,
+    path: relativePath(key, identity),
+    generation,
+    newGeneration,
+    ...counts,
+  };
+}
+
+/** Container and component from `.../snapshots/<container>/<component>/<id>`, if the path has that form. */
+function keyFromPath(folder: string): Partial<ComponentKey> {
+  const parts = folder.split(path.sep);
+  if (parts.length >= 4 && parts[parts.length - 4] === 'snapshots') {
+    return { container: parts[parts.length - 3], component: parts[parts.length - 2] };
+  }
+  return {};
+}
+
+function chooseKey(options: ImportOptions, ...sources: Partial<ComponentKey>[]): ComponentKey {
+  const container = options.container ?? sources.find((s) => s.container)?.container;
+  const component = options.component ?? sources.find((s) => s.component)?.component;
+  if (container === undefined || component === undefined) {
+    throw new UsageError(
+      `cannot tell which ${container === undefined ? 'container' : 'component'} the snapshot belongs to; give -C CONTAINER and -c COMPONENT`,
+    );
+  }
+  return assertKey({ container, component });
+}
+
+/**
+ * `--import PATH`: copies a snapshot folder (ours or Dysnomia's) into the store, verified before it
+ * is accepted. Packs the pool has are linked, not copied. The source folder is left as it was.
+ */
+export async function importSnapshotFolder(stateDir: string, folder: string, options: ImportOptions = {}): Promise<ImportOutcome> {
+  const source = path.resolve(folder);
+  if (!(await isDirectory(source))) throw new UsageError(`cannot import ${folder}: it is not a folder`);
+  const hasManifest = (await lstat(path.join(source, MANIFEST_FILE)).catch(() => undefined)) !== undefined;
+  const legacyDump = hasManifest ? undefined : await legacyDumpOf(source);
+  if (!hasManifest && legacyDump === undefined) {
+    throw new UsageError(
+      `cannot import ${folder}: it is not a snapshot folder (no manifest.json, and not a single ${Object.keys(LEGACY_DUMPS).join(', ')})`,
+    );
+  }
+  const manifest = hasManifest ? await readManifest(source, `cannot import ${folder}`) : undefined;
+  const key = chooseKey(options, manifest ?? {}, keyFromPath(source));
+  const identity = assertIdentity(manifest?.identity ?? path.basename(source));
+  const where = `cannot import ${folder}`;
+  return withImportLocks(stateDir, key, options, async () => {
+    const target = snapshotDir(stateDir, key, identity);
+    const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };
+    if (await isDirectory(target)) return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
+    const staging = await Staging.create(stateDir, key);
+    try {
+      if (manifest !== undefined) {
+        await stageFiles(staging, source, manifest);
+      } else {
+        await staging.addFile(legacyDump!, createReadStream(path.join(source, legacyDump!)));
+      }
+      await staging.verify(where);
+      const newSnapshot = await staging.commit(identity);
+      return finishImport(stateDir, key, identity, options, {
+        newSnapshot,
+        packsReceived: newSnapshot ? staging.packsReceived : 0,
+        bytesReceived: newSnapshot ? staging.bytesReceived : 0,
+        packsLinked: staging.packsLinked,
+      });
+    } catch (error) {
+      await staging.discard();
+      throw error;
+    }
+  });
+}
+
+async function stageFiles(staging: Staging, source: string, manifest: Manifest): Promise<void> {
+  await staging.addFile(MANIFEST_FILE, createReadStream(path.join(source, MANIFEST_FILE)));
+  for (const [position] of manifest.streams.entries()) {
+    await staging.addFile(indexFileName(position), createReadStream(path.join(source, indexFileName(position))));
+  }
+  for (const pack of new Set(manifest.packs)) {
+    if (await staging.hasInPool(pack)) {
+      await staging.linkFromPool(pack);
+      continue;
+    }
+    const file = path.join(source, packFileName(pack));
+    if (!(await stat(file).catch(() => undefined))) {
+      throw new IntegrityError(`cannot import ${source}: pack ${pack} is missing from the folder (and this store does not have it)`);
+    }
+    await staging.addFile(packFileName(pack), createReadStream(file), pack);
+  }
+}
+
+/**
+ * `--export REL`: writes a tar stream of a snapshot folder to `out` (and ends it), leaving out the
+ * packs the receiver has (see {@link ExportOptions}).
+ */
+export async function exportSnapshot(stateDir: string, rel: string, out: Writable, options: ExportOptions = {}): Promise<ExportOutcome> {
+  const { key, identity } = parseRelativePath(rel);
+  const store = new SnapshotStore(stateDir, { log: options.log, lockTimeoutMs: options.lockTimeoutMs });
+  return store.withStoreLock('shared', `the snapshot store (export of ${rel})`, options.signal, async () => {
+    const folder = snapshotDir(stateDir, key, identity);
+    if (!(await isDirectory(folder))) {
+      throw new UsageError(`there is no snapshot ${rel} in ${stateDir}; see --query-all for the snapshots it has`);
+    }
+    const omit = new Set<string>(options.have ?? []);
+    if (options.base !== undefined) {
+      const base = parseRelativePath(options.base);
+      const baseFolder = snapshotDir(stateDir, base.key, base.identity);
+      if (!(await isDirectory(baseFolder))) throw new UsageError(`--base ${options.base}: there is no such snapshot in ${stateDir}`);
+      for (const name of await readdir(baseFolder)) {
+        const pack = packOfFileName(name);
+        if (pack !== undefined) omit.add(pack);
+      }
+    }
+    const files: { name: string; file: string; size: number }[] = [];
+    const omitted: string[] = [];
+    const addFile = async (name: string) => {
+      const file = path.join(folder, name);
+      files.push({ name, file, size: (await stat(file)).size });
+    };
+    if ((await lstat(path.join(folder, MANIFEST_FILE)).catch(() => undefined)) !== undefined) {
+      const manifest = await readManifest(folder, rel);
+      await addFile(MANIFEST_FILE);
+      for (const stream of manifest.streams) await addFile(stream.index);
+      for (const pack of new Set(manifest.packs)) {
+        if (omit.has(pack)) omitted.push(pack);
+        else await addFile(packFileName(pack));
+      }
+    } else {
+      const dump = await legacyDumpOf(folder);
+      if (dump === undefined) throw new IntegrityError(`${rel} is not a snapshot folder; nothing to export`);
+      await addFile(dump);
+    }
+    const header: ExportHeader = {
+      format: EXPORT_FORMAT,
+      version: 1,
+      container: key.container,
+      component: key.component,
+      identity,
+      omittedPacks: omitted,
+    };
+    const pack = tar.pack();
+    const writing = pipeline(pack, out);
+    try {
+      await addEntry(pack, EXPORT_HEADER, Buffer.from(`${JSON.stringify(header, null, 2)}\n`));
+      for (const entry of files) {
+        if (options.signal?.aborted) throw new OperationError(`export of ${rel} cancelled`);
+        await addStreamEntry(pack, `${identity}/${entry.name}`, entry.size, createReadStream(entry.file));
+      }
+      pack.finalize();
+    } catch (error) {
+      pack.destroy(error as Error);
+      await writing.catch(() => {});
+      throw error;
+    }
+    await writing;
+    return {
+      path: rel,
+      identity,
+      packsSent: files.filter((entry) => packOfFileName(entry.name) !== undefined).length,
+      packsOmitted: omitted.length,
+      bytesSent: files.reduce((sum, entry) => sum + entry.size, 0),
+    };
+  });
+}
+
+function addEntry(pack: tar.Pack, name: string, data: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    pack.entry({ name, size: data.length, mode: 0o644, mtime: new Date(0) }, data, (error) => (error ? reject(error) : resolve()));
+  });
+}
+
+async function addStreamEntry(pack: tar.Pack, name: string, size: number, data: Readable): Promise<void> {
+  let done!: (error?: Error | null) => void;
+  const finished = new Promise<void>((resolve, reject) => {
+    done = (error) => (error ? reject(error) : resolve());
+  });
+  const entry = pack.entry({ name, size, mode: 0o444, mtime: new Date(0) }, done);
+  await pipeline(data, entry);
+  await finished;
+}
+
+/**
+ * `--import -`: reads a stream made by {@link exportSnapshot} and imports it like a folder. Packs
+ * the stream leaves out must be in this store's pool, or the import fails and changes nothing.
+ */
+export async function importSnapshotStream(stateDir: string, input: Readable, options: ImportOptions = {}): Promise<ImportOutcome> {
+  const extract = tar.extract();
+  const feeding = pipeline(input, extract).catch((error: unknown) => {
+    extract.destroy(error as Error);
+  });
+  const entries = extract[Symbol.asyncIterator]();
+  try {
+    const first = await entries.next();
+    if (first.done || first.value.header.name !== EXPORT_HEADER) {
+      if (!first.done) first.value.resume();
+      throw new UsageError(`the input is not a snapshot stream made by dysnomia-snapshots --export (it does not start with ${EXPORT_HEADER})`);
+    }
+    const header = parseHeader(await readSmall(first.value as AsyncIterable<Buffer>, MAX_HEADER));
+    const key = chooseKey(options, header);
+    const identity = assertIdentity(header.identity);
+    const where = `cannot import the stream of ${relativePath(key, identity)}`;
+    const outcome = await withImportLocks(stateDir, key, options, async () => {
+      const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };
+      if (await isDirectory(snapshotDir(stateDir, key, identity))) {
+        for (let next = await entries.next(); !next.done; next = await entries.next()) next.value.resume();
+        return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
+      }
+      const staging = await Staging.create(stateDir, key);
+      try {
+        for (let next = await entries.next(); !next.done; next = await entries.next()) {
+          const entry = next.value;
+          const name = entryName(entry.header, identity, where);
+          await staging.addFile(name, entry as AsyncIterable<Uint8Array>, packOfFileName(name));
+        }
+        for (const pack of header.omittedPacks) {
+          if (!(await staging.hasInPool(pack))) {
+            throw new IntegrityError(
+              `${where}: the stream leaves out pack ${pack}, which this store does not have; export again without --have/--base, or with --have listing this store's packs (--list-packs)`,
+            );
+          }
+          await staging.linkFromPool(pack);
+        }
+        await staging.verify(where);
+        const newSnapshot = await staging.commit(identity);
+        return finishImport(stateDir, key, identity, options, {
+          newSnapshot,
+          packsReceived: newSnapshot ? staging.packsReceived : 0,
+          bytesReceived: newSnapshot ? staging.bytesReceived : 0,
+          packsLinked: staging.packsLinked,
+        });
+      } catch (error) {
+        await staging.discard();
+        throw error;
+      }
+    });
+    await feeding;
+    return outcome;
+  } catch (error) {
+    extract.destroy();
+    input.resume();
+    if (error instanceof UsageError || error instanceof IntegrityError || error instanceof OperationError) throw error;
+    throw new IntegrityError(`cannot read the snapshot stream: ${messageOf(error)}`, { cause: error });
+  }
+}
+
+function parseHeader(text: string): ExportHeader {
+  let header: ExportHeader;
+  try {
+    header = JSON.parse(text) as ExportHeader;
+  } catch (error) {
+    throw new IntegrityError(`the stream's ${EXPORT_HEADER} is not valid JSON (${messageOf(error)})`);
+  }
+  if (header.format !== EXPORT_FORMAT || header.version !== 1) {
+    throw new IntegrityError(`the stream's ${EXPORT_HEADER} has an unknown format; is this dysnomia older than the sender?`);
+  }
+  if (!Array.isArray(header.omittedPacks) || !header.omittedPacks.every((p) => typeof p === 'string' && /^[0-9a-f]{64}$/.test(p))) {
+    throw new IntegrityError(`the stream's ${EXPORT_HEADER} has a bad list of omitted packs`);
+  }
+  return header;
+}
+
+/** The file name of a stream entry inside the snapshot folder; anything else is refused. */
+function entryName(header: tar.Header, identity: string, where: string): string {
+  const prefix = `${identity}/`;
+  const name = header.name.startsWith(prefix) ? header.name.slice(prefix.length) : '';
+  const allowed =
+    name === MANIFEST_FILE ||
+    /^stream-[0-9]+\.chunks$/.test(name) ||
+    packOfFileName(name) !== undefined ||
+    LEGACY_DUMPS[name] !== undefined;
+  if ((header.type ?? 'file') !== 'file' || !allowed) {
+    throw new IntegrityError(`${where}: unexpected entry ${JSON.stringify(header.name)} in the stream`);
+  }
+  return name;
+}
+
+async function readSmall(entry: AsyncIterable<Buffer>, limit: number): Promise<string> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const part of entry) {
+    size += part.length;
+    if (size > limit) throw new IntegrityError(`the stream's ${EXPORT_HEADER} is larger than ${limit} bytes`);
+    parts.push(part);
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
