@@ -7,6 +7,7 @@ import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
+import { watchSecrets } from '../support/sql-secrets.js';
 import { lifecycleSuite } from '../support/lifecycle.js';
 import { findMysql } from '../support/servers.js';
 import { DYSNOMIA_TESTDB, mysqlSetup, writeContainer } from '../support/sql-setup.js';
@@ -234,5 +235,33 @@ describe('mysql-database bad input', () => {
     }
     const marker = await readdir(path.join(setup.stateDir, 'activated')).catch(() => []);
     expect(marker).toEqual([]);
+  });
+});
+
+describe('mysql-database secrets', () => {
+  it('never puts the password on a command line, and removes its private option file', async () => {
+    const server = await findMysql();
+    const user = uniqueName('u');
+    const password = `pw-${uniqueName('s')}`;
+    await server.query('CREATE USER ?@? IDENTIFIED BY ?', [user, 'localhost', password]);
+    try {
+      await server.query('GRANT ALL ON *.* TO ?@?', [user, 'localhost']);
+      const rows = ['CREATE TABLE big (id INT PRIMARY KEY, s CHAR(64));', "INSERT INTO big VALUES (1, SHA2('1', 256));"];
+      for (let i = 0; i < 13; i++) rows.push('INSERT INTO big SELECT id + (SELECT MAX(id) FROM big), SHA2(id, 256) FROM big;');
+      const setup = await mysqlSetup({ properties: { mysqlUsername: user, mysqlPassword: password }, scripts: { '01.sql': `${rows.join('\n')}\n` } });
+      const tmp = path.join(setup.dir, 'tmp');
+      await mkdir(tmp);
+      for (const operation of ['activate', 'snapshot', 'restore']) {
+        const seen = await watchSecrets(password, tmp, () => setup.run(operation, { env: { TMPDIR: tmp } }));
+        expect(seen.result.exitCode, seen.result.stderr).toBe(0);
+        expect(seen.commandLines, `${operation}: the password on a command line`).toEqual([]);
+        expect(seen.badModes, `${operation}: secret files readable by others`).toEqual([]);
+        expect(await readdir(tmp), `${operation} left files in TMPDIR`).toEqual([]);
+        if (operation !== 'activate') expect(seen.secretFiles, `${operation} used no option file`).toBeGreaterThan(0);
+      }
+      expect(await setup.query('SELECT COUNT(*) AS n FROM big')).toEqual([{ n: 8192 }]);
+    } finally {
+      await server.query('DROP USER IF EXISTS ?@?', [user, 'localhost']);
+    }
   });
 });
