@@ -8,10 +8,12 @@ import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
-import { execa } from 'execa';
 import { IntegrityError, OperationError, messageOf } from '../core/errors.js';
 import type { SnapshotSource } from '../core/plugin.js';
 import { readdirOrEmpty } from './fs-util.js';
+
+/** execa, loaded on first use: importing it costs about 0.1 s of every program's start-up. */
+const loadExeca = async () => (await import('execa')).execa;
 
 /** Dysnomia's dump files and the stream name each one gives. */
 export const LEGACY_DUMPS: Readonly<Record<string, string>> = {
@@ -35,7 +37,7 @@ export async function legacyDumpOf(folder: string): Promise<string | undefined> 
 export async function dysnomiaFolderHash(folder: string): Promise<string> {
   const hash = createHash('sha256');
   const script = 'find . && echo && find . -type f | while IFS= read -r file; do cat "$file"; done';
-  const subprocess = execa('sh', ['-c', script], {
+  const subprocess = (await loadExeca())('sh', ['-c', script], {
     cwd: folder,
     buffer: { stdout: false, stderr: true },
     stdin: 'ignore',
@@ -95,7 +97,7 @@ export class LegacySnapshot implements SnapshotSource {
 
   /** The decompressed dump; xz checks its own CRC, and a failure surfaces before the end. */
   private async *decompress(): AsyncGenerator<Buffer> {
-    const subprocess = execa('xz', ['-dc', '--', this.file], {
+    const subprocess = (await loadExeca())('xz', ['-dc', '--', this.file], {
       buffer: { stdout: false, stderr: true },
       stdin: 'ignore',
       reject: false,
@@ -114,7 +116,7 @@ export class LegacySnapshot implements SnapshotSource {
   }
 
   async verify(): Promise<void> {
-    const test = await execa('xz', ['-t', '--', this.file], { reject: false, stdin: 'ignore' });
+    const test = await (await loadExeca())('xz', ['-t', '--', this.file], { reject: false, stdin: 'ignore' });
     if (test.exitCode !== 0) {
       throw new IntegrityError(`${this.where}: ${basename(this.file)} is damaged: ${String(test.stderr).trim()}`);
     }
@@ -145,7 +147,7 @@ export class LegacySnapshot implements SnapshotSource {
 /** The uncompressed size of an .xz file from its index (`xz --robot --list`), if xz can tell. */
 async function xzSize(file: string): Promise<number | undefined> {
   try {
-    const result = await execa('xz', ['--robot', '--list', '--', file], { reject: false, stdin: 'ignore' });
+    const result = await (await loadExeca())('xz', ['--robot', '--list', '--', file], { reject: false, stdin: 'ignore' });
     if (result.exitCode !== 0) return undefined;
     const totals = String(result.stdout)
       .split('\n')
