@@ -191,7 +191,10 @@ async function publish(dir: string, file: string, content: LockHolder): Promise<
     await rename(temp, file);
   } catch (error) {
     await rm(temp, { force: true });
-    throw new OperationError(`cannot write the lock file ${file}: ${messageOf(error)}`, { cause: error });
+    throw new OperationError(
+      `cannot write the lock file ${file}: ${messageOf(error)}; check that the state dir exists and is writable`,
+      { cause: error },
+    );
   }
   published.add(file);
 }

@@ -5,7 +5,7 @@
  * every other folder as they were.
  */
 import { createHash } from 'node:crypto';
-import { link, mkdir, open, rename, rm } from 'node:fs/promises';
+import { link, mkdir, open, rename, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { IntegrityError, OperationError, messageOf } from '../core/errors.js';
@@ -33,10 +33,17 @@ export class Staging {
     this.folder = path.join(stateLayout.snapshots(stateDir, key), tempName());
   }
 
-  /** Creates the temporary folder. */
+  /** Folders made for this import, removed again if it fails (innermost first). */
+  private createdDirs: string[] = [];
+
+  /** Creates the temporary folder (and the component's snapshots folder if needed). */
   static async create(stateDir: string, key: ComponentKey): Promise<Staging> {
     const staging = new Staging(stateDir, key);
-    await mkdirOrExplain(path.dirname(staging.folder), stateDir);
+    const component = path.dirname(staging.folder);
+    for (const dir of [component, path.dirname(component), path.dirname(path.dirname(component))]) {
+      if (!(await exists(dir))) staging.createdDirs.push(dir);
+    }
+    await mkdirOrExplain(component, stateDir);
     await mkdir(staging.folder);
     return staging;
   }
@@ -137,12 +144,15 @@ export class Staging {
       }
       throw new OperationError(`cannot move the imported snapshot into place (${target}): ${messageOf(error)}`, { cause: error });
     }
+    this.createdDirs = [];
     await fsyncPath(path.dirname(target));
     return true;
   }
 
-  /** Removes the temporary folder. */
+  /** Removes the temporary folder, and the folders made for it when they are still empty. */
   async discard(): Promise<void> {
     await rm(this.folder, { recursive: true, force: true });
+    for (const dir of this.createdDirs) await rmdir(dir).catch(() => {});
+    this.createdDirs = [];
   }
 }

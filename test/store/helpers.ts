@@ -58,3 +58,25 @@ export function recordingLogger(): Logger & { lines: string[] } {
   };
   return logger;
 }
+
+/** Every path under `dir` (except locks/) with its kind, size or link target, for "nothing changed" checks. */
+export async function treeOf(dir: string): Promise<string[]> {
+  const { lstat, readdir, readlink } = await import('node:fs/promises');
+  const path = await import('node:path');
+  const out: string[] = [];
+  const walk = async (rel: string) => {
+    const full = path.join(dir, rel);
+    const info = await lstat(full).catch(() => undefined);
+    if (info === undefined) return;
+    if (info.isSymbolicLink()) out.push(`${rel} -> ${await readlink(full)}`);
+    else if (info.isDirectory()) {
+      if (rel !== '') out.push(`${rel}/`);
+      for (const name of (await readdir(full)).sort()) {
+        if (rel === '' && name === 'locks') continue;
+        await walk(rel === '' ? name : `${rel}/${name}`);
+      }
+    } else out.push(`${rel} ${info.size} ${info.nlink}`);
+  };
+  await walk('');
+  return out;
+}

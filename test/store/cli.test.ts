@@ -1,0 +1,355 @@
+import { chmod, cp, mkdir, open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { SnapshotStore } from '../../src/snapshot-store/index.js';
+import { runCli } from '../support/cli.js';
+import { useTempDir } from '../support/temp.js';
+import { fakeDump, readAll, sha256, streamOf, treeOf } from './helpers.js';
+
+const key = { container: 'mysql-production', component: 'testdb' };
+
+async function storeWith(stateDir: string, ...dumps: Buffer[]) {
+  const store = new SnapshotStore(stateDir);
+  const outcomes = [];
+  for (const dump of dumps) {
+    outcomes.push(await store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(dump))));
+  }
+  return { store, outcomes: outcomes.map((o) => o!) };
+}
+
+function snapshots(stateDir: string, args: string[], input?: string | Buffer) {
+  return runCli('dysnomia-snapshots', args, { env: { DYSNOMIA_STATEDIR: stateDir }, input });
+}
+
+async function flipByte(file: string, offset: number): Promise<void> {
+  await chmod(file, 0o644);
+  const handle = await open(file, 'r+');
+  const byte = Buffer.alloc(1);
+  await handle.read(byte, 0, 1, offset);
+  byte[0] = byte[0]! ^ 0x01;
+  await handle.write(byte, 0, 1, offset);
+  await handle.close();
+}
+
+async function poolPacks(stateDir: string): Promise<string[]> {
+  const pool = path.join(stateDir, 'pool');
+  const result: string[] = [];
+  for (const fanout of await readdir(pool).catch(() => [] as string[])) {
+    for (const name of await readdir(path.join(pool, fanout))) result.push(name);
+  }
+  return result.sort();
+}
+
+describe('dysnomia-snapshots queries', () => {
+  it('prints latest and all generations as container/component/id, and as JSON', async () => {
+    const stateDir = await useTempDir();
+    const a = fakeDump(100_000, 1);
+    const b = fakeDump(100_000, 2);
+    await storeWith(stateDir, a, b);
+    const all = await snapshots(stateDir, ['--query-all']);
+    expect(all.exitCode).toBe(0);
+    expect(all.stdout).toBe(`${key.container}/${key.component}/${sha256(a)}\n${key.container}/${key.component}/${sha256(b)}\n`);
+    const latest = await snapshots(stateDir, ['--query-latest', '-C', key.container, '-c', '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-testdb']);
+    expect(latest.stdout).toBe(`${key.container}/${key.component}/${sha256(b)}\n`);
+    const other = await snapshots(stateDir, ['--query-all', '-C', 'other']);
+    expect(other.stdout).toBe('');
+    const json = JSON.parse((await snapshots(stateDir, ['--query-latest', '--json'])).stdout);
+    expect(json).toEqual([{ ...key, generation: 2, identity: sha256(b), path: `${key.container}/${key.component}/${sha256(b)}` }]);
+  });
+
+  it('resolves paths and prints the missing ones', async () => {
+    const stateDir = await useTempDir();
+    const a = fakeDump(50_000);
+    await storeWith(stateDir, a);
+    const rel = `${key.container}/${key.component}/${sha256(a)}`;
+    const resolved = await snapshots(stateDir, ['--resolve', rel]);
+    expect(resolved.stdout).toBe(`${path.join(stateDir, 'snapshots', rel)}\n`);
+    const missing = await snapshots(stateDir, ['--print-missing', rel, `${key.container}/${key.component}/abc`]);
+    expect(missing.stdout).toBe(`${key.container}/${key.component}/abc\n`);
+  });
+});
+
+describe('dysnomia-snapshots --check', () => {
+  it('passes on intact snapshots and names the snapshot and chunk of a flipped byte in a pack', async () => {
+    const stateDir = await useTempDir();
+    const a = fakeDump(300_000, 1);
+    const { outcomes } = await storeWith(stateDir, a, fakeDump(300_000, 2));
+    expect((await snapshots(stateDir, ['--query-all', '--check'])).exitCode).toBe(0);
+    const pack = (await readdir(outcomes[0]!.path)).find((name) => name.endsWith('.pack'))!;
+    await flipByte(path.join(outcomes[0]!.path, pack), 2000);
+    const result = await snapshots(stateDir, ['--query-all', '--check']);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(new RegExp(`check failed: ${key.container}/${key.component}/${sha256(a)}: stream dump.sql: chunk \\d+ \\(pack ${pack.slice(0, 64)}`));
+    expect(result.stderr).toContain('1 damaged');
+    expect((await snapshots(stateDir, ['--query-latest', '--check'])).exitCode).toBe(0);
+  });
+
+  it('finds a flipped byte in the manifest', async () => {
+    const stateDir = await useTempDir();
+    const { outcomes } = await storeWith(stateDir, fakeDump(100_000));
+    const manifest = path.join(outcomes[0]!.path, 'manifest.json');
+    const text = await readFile(manifest, 'utf8');
+    await flipByte(manifest, text.indexOf('"created"') + 15);
+    const result = await snapshots(stateDir, ['--query-all', '--check']);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/manifest\.json does not match its own checksum/);
+    expect(result.stderr).toContain(outcomes[0]!.identity);
+  });
+
+  it('finds a checksum file that disagrees with the snapshot', async () => {
+    const stateDir = await useTempDir();
+    const { outcomes } = await storeWith(stateDir, fakeDump(100_000));
+    await writeFile(path.join(stateDir, 'checksums', key.container, key.component, outcomes[0]!.identity), `sha256:${'0'.repeat(64)}`);
+    const result = await snapshots(stateDir, ['--query-all', '--check']);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/its checksum file says sha256:0+/);
+  });
+});
+
+describe('dysnomia-snapshots --gc', () => {
+  it('keeps 3, then 1, then 0 generations, and sweeps pool data no folder links', async () => {
+    const stateDir = await useTempDir();
+    const dumps = [1, 2, 3, 4, 5].map((seed) => fakeDump(200_000, seed));
+    await storeWith(stateDir, ...dumps);
+    const before = await poolPacks(stateDir);
+    const three = await snapshots(stateDir, ['--gc', '--keep', '3']);
+    expect(three.exitCode).toBe(0);
+    expect(three.stderr).toMatch(/removed 2 generations, 2 snapshots, 2 pool packs; freed \d/);
+    expect((await snapshots(stateDir, ['--query-all'])).stdout.trim().split('\n').map((l) => l.split('/')[2])).toEqual(
+      dumps.slice(2).map((d) => sha256(d)),
+    );
+    expect(await poolPacks(stateDir)).toHaveLength(before.length - 2);
+    expect((await snapshots(stateDir, ['--gc'])).exitCode).toBe(0);
+    expect((await snapshots(stateDir, ['--query-all'])).stdout).toBe(`${key.container}/${key.component}/${sha256(dumps[4]!)}\n`);
+    expect((await snapshots(stateDir, ['--query-all', '--check'])).exitCode).toBe(0);
+    const zero = await snapshots(stateDir, ['--gc', '--keep', '0']);
+    expect(zero.stderr).toMatch(/removed 1 generation, 1 snapshot, 1 pool pack/);
+    expect((await snapshots(stateDir, ['--query-all'])).stdout).toBe('');
+    expect(await poolPacks(stateDir)).toEqual([]);
+    expect(await readdir(path.join(stateDir, 'snapshots'))).toEqual([]);
+    expect(await readdir(path.join(stateDir, 'checksums'))).toEqual([]);
+  });
+
+  it('keeps a snapshot that a kept generation still names, and changes nothing on --dry-run', async () => {
+    const stateDir = await useTempDir();
+    const a = fakeDump(100_000, 1);
+    const b = fakeDump(100_000, 2);
+    await storeWith(stateDir, a, b, a);
+    const tree = await treeOf(stateDir);
+    const dry = await snapshots(stateDir, ['--gc', '--dry-run', '--json']);
+    expect(dry.exitCode).toBe(0);
+    expect(JSON.parse(dry.stdout)).toMatchObject({
+      dryRun: true,
+      generationsRemoved: [`${key.container}/${key.component}/1`, `${key.container}/${key.component}/2`],
+      snapshotsRemoved: [`${key.container}/${key.component}/${sha256(b)}`],
+    });
+    expect(dry.stderr).toMatch(/would remove 2 generations, 1 snapshot/);
+    expect(await treeOf(stateDir)).toEqual(tree);
+    const real = await snapshots(stateDir, ['--gc', '--json']);
+    const report = JSON.parse(real.stdout);
+    expect(report.bytesFreed).toBe(JSON.parse(dry.stdout).bytesFreed);
+    expect((await snapshots(stateDir, ['--query-all'])).stdout).toBe(`${key.container}/${key.component}/${sha256(a)}\n`);
+    expect((await snapshots(stateDir, ['--query-all', '--check'])).exitCode).toBe(0);
+  });
+
+  it('keeps daily, weekly and monthly generations (restic semantics) with a fake clock', async () => {
+    const stateDir = await useTempDir();
+    // Two snapshots a day, at 01:00 and 13:00 local time, from 2024-01-01 for 70 days.
+    const times: Date[] = [];
+    for (let day = 0; day < 70; day += 1) {
+      for (const hour of [1, 13]) times.push(new Date(2024, 0, 1 + day, hour));
+    }
+    let clock = times[0]!;
+    const store = new SnapshotStore(stateDir, { now: () => clock });
+    for (const [i, time] of times.entries()) {
+      clock = time;
+      await store.write(key, { type: 't' }, (sink) => sink.addStream('dump.sql', streamOf(Buffer.from(`night ${i}\n`))));
+    }
+    const result = await snapshots(stateDir, ['--gc', '--keep-daily', '3', '--keep-weekly', '2', '--keep-monthly', '3', '--json']);
+    expect(result.exitCode).toBe(0);
+    const kept = JSON.parse((await snapshots(stateDir, ['--query-all', '--json'])).stdout) as { generation: number }[];
+    const keptTimes = kept.map((entry) => times[entry.generation - 1]!.toISOString());
+    const local = (y: number, m: number, d: number) => new Date(y, m, d, 13).toISOString();
+    // Newest of the last 3 days; of the last 2 ISO weeks (Sun 10 Mar, Sun 3 Mar);
+    // of the last 3 months (10 Mar, 29 Feb, 31 Jan).
+    expect(keptTimes.sort()).toEqual(
+      [local(2024, 0, 31), local(2024, 1, 29), local(2024, 2, 3), local(2024, 2, 8), local(2024, 2, 9), local(2024, 2, 10)].sort(),
+    );
+    const combined = await snapshots(stateDir, ['--gc', '--keep', '4', '--keep-monthly', '1', '--json']);
+    expect(JSON.parse(combined.stdout).generationsRemoved).toHaveLength(2);
+  });
+});
+
+describe('dysnomia-snapshots --import', () => {
+  it('imports a cp -a copy into a fresh state dir, verified, and links pool data it has', async () => {
+    const source = await useTempDir();
+    const target = await useTempDir();
+    const base = fakeDump(6_000_000, 7);
+    const changed = Buffer.concat([base.subarray(0, 3_000_000), Buffer.from('a small change\n'), base.subarray(3_000_000)]);
+    const { outcomes } = await storeWith(source, base, changed);
+    const copies = await useTempDir();
+    for (const outcome of outcomes) {
+      await execa('cp', ['-a', outcome.path, copies]);
+    }
+    const first = await snapshots(target, ['--import', '-C', key.container, '-c', key.component, path.join(copies, outcomes[0]!.identity), '--json']);
+    expect(first.exitCode, first.stderr).toBe(0);
+    expect(JSON.parse(first.stdout)[0]).toMatchObject({ identity: sha256(base), generation: 1, newSnapshot: true, packsLinked: 0 });
+    // The second snapshot's folder names the first one's packs too: those are linked, not copied.
+    const second = await snapshots(target, ['--import', path.join(copies, outcomes[1]!.identity), '--json']);
+    expect(second.exitCode, second.stderr).toBe(0);
+    const outcome = JSON.parse(second.stdout)[0];
+    expect(outcome).toMatchObject({ container: key.container, component: key.component, identity: sha256(changed), generation: 2 });
+    expect(outcome.packsLinked).toBeGreaterThan(0);
+    expect(outcome.bytesReceived).toBeLessThan(base.length / 10);
+    expect((await snapshots(target, ['--query-all', '--check'])).exitCode).toBe(0);
+    const store = new SnapshotStore(target);
+    expect((await readAll((await store.latest(key))!, 'dump.sql')).equals(changed)).toBe(true);
+    for (const name of await readdir(path.join(copies, outcomes[1]!.identity))) {
+      if (!name.endsWith('.pack')) continue;
+      expect((await stat(path.join(target, 'snapshots', key.container, key.component, sha256(changed), name))).nlink).toBeGreaterThanOrEqual(2);
+    }
+    const again = await snapshots(target, ['--import', path.join(copies, outcomes[1]!.identity)]);
+    expect(again.stderr).toMatch(/the store has it already; already generation 2/);
+  });
+
+  it('refuses a folder with a bad manifest or a corrupted chunk, and changes nothing', async () => {
+    const source = await useTempDir();
+    const target = await useTempDir();
+    const { outcomes } = await storeWith(source, fakeDump(400_000, 3));
+    await storeWith(target, fakeDump(100_000, 4));
+    const tree = await treeOf(target);
+    const copies = await useTempDir();
+    const badManifest = path.join(copies, 'bad-manifest', outcomes[0]!.identity);
+    const badChunk = path.join(copies, 'bad-chunk', outcomes[0]!.identity);
+    await cp(outcomes[0]!.path, badManifest, { recursive: true });
+    await cp(outcomes[0]!.path, badChunk, { recursive: true });
+    const manifest = path.join(badManifest, 'manifest.json');
+    await flipByte(manifest, (await readFile(manifest, 'utf8')).indexOf('"type"') + 10);
+    const pack = (await readdir(badChunk)).find((name) => name.endsWith('.pack'))!;
+    await flipByte(path.join(badChunk, pack), 500);
+    const one = await snapshots(target, ['--import', badManifest]);
+    expect(one.exitCode).toBe(1);
+    expect(one.stderr).toMatch(/cannot import .*bad-manifest.*manifest\.json does not match its own checksum/);
+    const two = await snapshots(target, ['--import', '-C', 'c', '-c', 'd', badChunk]);
+    expect(two.exitCode).toBe(1);
+    expect(two.stderr).toMatch(new RegExp(`pack ${pack.slice(0, 64)} is damaged`));
+    const notSnapshot = await snapshots(target, ['--import', '-C', 'c', '-c', 'd', copies]);
+    expect(notSnapshot.exitCode).toBe(2);
+    expect(notSnapshot.stderr).toMatch(/is not a snapshot folder/);
+    expect(await treeOf(target)).toEqual(tree);
+  });
+});
+
+describe('dysnomia-snapshots --export and --import -', () => {
+  it('moves a snapshot through a pipe, and sends only new packs the second time', async () => {
+    const source = await useTempDir();
+    const target = await useTempDir();
+    const base = fakeDump(40_000_000, 9);
+    const changed = Buffer.concat([base.subarray(0, 20_000_000), Buffer.from('one changed row\n'), base.subarray(20_000_100)]);
+    const { outcomes } = await storeWith(source, base);
+    const rel = (identity: string) => `${key.container}/${key.component}/${identity}`;
+    const sh = (command: string) =>
+      execa('sh', ['-c', command], { env: { SRC: source, DST: target, CLI: path.resolve('dist/cli/dysnomia-snapshots.js'), NODE: process.execPath }, reject: false });
+    const first = await sh(`DYSNOMIA_STATEDIR="$SRC" "$NODE" "$CLI" --export ${rel(outcomes[0]!.identity)} | DYSNOMIA_STATEDIR="$DST" "$NODE" "$CLI" --import - --json`);
+    expect(first.exitCode, first.stderr).toBe(0);
+    expect(JSON.parse(first.stdout)[0]).toMatchObject({ identity: sha256(base), newSnapshot: true, packsLinked: 0 });
+    const firstBytes = JSON.parse(first.stdout)[0].bytesReceived;
+    const { store } = await storeWith(source, changed);
+    void store;
+    const have = await sh(`DYSNOMIA_STATEDIR="$DST" "$NODE" "$CLI" --list-packs`);
+    const second = await sh(
+      `DYSNOMIA_STATEDIR="$DST" "$NODE" "$CLI" --list-packs > "$DST.have" && DYSNOMIA_STATEDIR="$SRC" "$NODE" "$CLI" --export ${rel(sha256(changed))} --have "$DST.have" | DYSNOMIA_STATEDIR="$DST" "$NODE" "$CLI" --import - --json`,
+    );
+    expect(second.exitCode, second.stderr).toBe(0);
+    const outcome = JSON.parse(second.stdout)[0];
+    expect(outcome.packsLinked).toBeGreaterThan(0);
+    expect(outcome.bytesReceived).toBeLessThan(firstBytes / 10);
+    expect(have.stdout.trim().split('\n').length).toBeGreaterThan(0);
+    const viaBase = await sh(
+      `DYSNOMIA_STATEDIR="$SRC" "$NODE" "$CLI" --export ${rel(sha256(changed))} --base ${rel(sha256(base))} > "$DST.tar"`,
+    );
+    expect(viaBase.stderr).toMatch(/left out/);
+    const received = new SnapshotStore(target);
+    expect((await readAll((await received.latest(key))!, 'dump.sql')).equals(changed)).toBe(true);
+    expect((await snapshots(target, ['--query-all', '--check'])).exitCode).toBe(0);
+  });
+
+  it('refuses a stream that leaves out a pack the receiver lacks, and changes nothing', async () => {
+    const source = await useTempDir();
+    const target = await useTempDir();
+    const a = fakeDump(2_000_000, 1);
+    const b = Buffer.concat([a, Buffer.from('more\n')]);
+    await storeWith(source, a, b);
+    const stream = await execa(process.execPath, [path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', `${key.container}/${key.component}/${sha256(b)}`, '--base', `${key.container}/${key.component}/${sha256(a)}`], {
+      env: { DYSNOMIA_STATEDIR: source },
+      encoding: 'buffer',
+    });
+    await mkdir(target, { recursive: true });
+    const tree = await treeOf(target);
+    const result = await snapshots(target, ['--import', '-'], Buffer.from(stream.stdout));
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/the stream leaves out pack [0-9a-f]{64}, which this store does not have/);
+    expect(await treeOf(target)).toEqual(tree);
+    const garbage = await snapshots(target, ['--import', '-'], 'not a tar stream at all');
+    expect(garbage.exitCode).not.toBe(0);
+    expect(await treeOf(target)).toEqual(tree);
+  });
+});
+
+describe('dysnomia-snapshots bad input', () => {
+  it('rejects --keep -1, an unknown path, a path outside the store, and no operation', async () => {
+    const stateDir = await useTempDir();
+    await storeWith(stateDir, fakeDump(50_000));
+    const tree = await treeOf(stateDir);
+    const keep = await snapshots(stateDir, ['--gc', '--keep', '-1']);
+    expect(keep.exitCode).toBe(2);
+    expect(keep.stderr).toContain('--keep "-1": expected a whole number of generations >= 0');
+    const unknown = await snapshots(stateDir, ['--resolve', `${key.container}/${key.component}/nope`]);
+    expect(unknown.exitCode).toBe(2);
+    expect(unknown.stderr).toMatch(/no such snapshot in .*: mysql-production\/testdb\/nope/);
+    const exported = await snapshots(stateDir, ['--export', 'a/b/c']);
+    expect(exported.exitCode).toBe(2);
+    expect(exported.stderr).toMatch(/there is no snapshot a\/b\/c/);
+    for (const outside of ['/etc/passwd', '../../etc/passwd', 'a/../../b']) {
+      const result = await snapshots(stateDir, ['--resolve', outside]);
+      expect(result.exitCode, outside).toBe(2);
+      expect(result.stderr).toContain(JSON.stringify(outside));
+    }
+    const none = await snapshots(stateDir, []);
+    expect(none.exitCode).toBe(2);
+    expect(none.stderr).toMatch(/no operation given/);
+    const two = await snapshots(stateDir, ['--gc', '--query-all']);
+    expect(two.exitCode).toBe(2);
+    expect(await treeOf(stateDir)).toEqual(tree);
+  });
+
+  it('says the state dir is not writable, and changes nothing', async () => {
+    const stateDir = await useTempDir();
+    const { outcomes } = await storeWith(stateDir, fakeDump(50_000, 1), fakeDump(50_000, 2));
+    const copy = await useTempDir();
+    await execa('cp', ['-a', outcomes[0]!.path, copy]);
+    await chmod(path.dirname(stateDir), 0o755);
+    await chmod(stateDir, 0o755);
+    const tree = await treeOf(stateDir);
+    const asNobody = (args: string[]) =>
+      execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), ...args], {
+        env: { DYSNOMIA_STATEDIR: stateDir },
+        reject: false,
+      });
+    await chmod(copy, 0o755);
+    const gc = await asNobody(['--gc']);
+    expect(gc.exitCode).toBe(1);
+    expect(gc.stderr).toMatch(/lock.*store\.lock.*check that the state dir exists and is writable/);
+    const imported = await asNobody(['--import', '-C', 'x', '-c', 'y', path.join(copy, outcomes[0]!.identity)]);
+    expect(imported.exitCode).toBe(1);
+    expect(imported.stderr).toMatch(/writable/);
+    const underFile = path.join(stateDir, 'checksums', key.container, key.component, outcomes[0]!.identity, 'state');
+    const notDir = await runCli('dysnomia-snapshots', ['--import', '-C', 'x', '-c', 'y', path.join(copy, outcomes[0]!.identity)], {
+      env: { DYSNOMIA_STATEDIR: underFile },
+    });
+    expect(notDir.exitCode).toBe(1);
+    expect(notDir.stderr).toMatch(/not a directory|ENOTDIR/);
+    expect(await treeOf(stateDir)).toEqual(tree);
+  });
+});

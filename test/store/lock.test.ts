@@ -1,0 +1,136 @@
+import { spawn } from 'node:child_process';
+import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { AbortedError, LockTimeoutError } from '../../src/core/errors.js';
+import { withLock } from '../../src/core/lock.js';
+import { useTempDir } from '../support/temp.js';
+import { recordingLogger } from './helpers.js';
+
+const holderScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'lock-holder.mjs');
+
+/** Starts a process that holds the lock for `holdMs`; resolves once it holds it. */
+async function holdInChild(file: string, mode: 'shared' | 'exclusive', holdMs: number) {
+  const child = spawn(process.execPath, [holderScript, file, mode, String(holdMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (data: Buffer) => {
+      if (data.toString().includes('locked')) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`lock holder exited early with ${code}`)));
+  });
+  return child;
+}
+
+/** The pid of a process that has exited. */
+async function deadPid(): Promise<number> {
+  const child = await execa(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+  return Number(child.stdout);
+}
+
+describe('withLock', () => {
+  it('keeps three processes incrementing a counter from losing updates', async () => {
+    const dir = await useTempDir();
+    const counter = path.join(dir, 'counter');
+    await writeFile(counter, '0');
+    const lock = path.join(dir, 'counter.lock');
+    await Promise.all(
+      [1, 2, 3].map(() => execa(process.execPath, [holderScript, lock, 'exclusive', '5', counter, '15'])),
+    );
+    expect(await readFile(counter, 'utf8')).toBe('45');
+    expect(await readdir(lock)).toEqual([]);
+  });
+
+  it('lets shared holders in together and keeps an exclusive taker waiting until they leave', async () => {
+    const dir = await useTempDir();
+    const lock = path.join(dir, 'store.lock');
+    const child = await holdInChild(lock, 'shared', 800);
+    let insideShared = false;
+    await withLock(lock, 'shared', { what: 'x' }, async () => {
+      insideShared = true;
+    });
+    expect(insideShared).toBe(true);
+    const log = recordingLogger();
+    const started = Date.now();
+    await withLock(lock, 'exclusive', { what: 'the store for gc', log }, async () => {
+      expect(child.exitCode).not.toBeNull();
+    });
+    expect(Date.now() - started).toBeGreaterThan(200);
+    const waits = log.lines.filter((line) => line.includes('waiting for the store for gc'));
+    expect(waits).toHaveLength(1);
+    expect(waits[0]).toContain(`pid ${child.pid}`);
+  });
+
+  it('times out with a LockTimeoutError naming the holder', async () => {
+    const dir = await useTempDir();
+    const lock = path.join(dir, 'component.lock');
+    const child = await holdInChild(lock, 'exclusive', 5000);
+    try {
+      const error = await withLock(lock, 'shared', { what: 'component c/db', timeoutMs: 300 }, async () => 'got it').catch(
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(LockTimeoutError);
+      expect((error as Error).message).toMatch(/gave up after 0\.3 s waiting for component c\/db/);
+      expect((error as Error).message).toContain(`pid ${child.pid}`);
+      expect((error as Error).message).toContain('--lock-timeout');
+    } finally {
+      child.kill();
+    }
+  });
+
+  it('takes over a lock whose holder process is gone, with a warning', async () => {
+    const dir = await useTempDir();
+    const lock = path.join(dir, 'stale.lock');
+    await mkdir(lock);
+    const pid = await deadPid();
+    const holder = { mode: 'exclusive', pid, host: os.hostname(), since: '2024-01-01T03:00:00.000Z', what: 'a crashed snapshot' };
+    await writeFile(path.join(lock, `exclusive-${pid}-abc.json`), JSON.stringify(holder));
+    const log = recordingLogger();
+    const result = await withLock(lock, 'exclusive', { what: 'x', log, timeoutMs: 2000 }, async () => 'done');
+    expect(result).toBe('done');
+    const warning = log.lines.find((line) => line.startsWith('warn:'));
+    expect(warning).toContain('took over the stale lock');
+    expect(warning).toContain(`pid ${pid}`);
+    expect(warning).toContain('a crashed snapshot');
+    expect(await readdir(lock)).toEqual([]);
+  });
+
+  it('does not take over a lock held by a live process on another host', async () => {
+    const dir = await useTempDir();
+    const lock = path.join(dir, 'remote.lock');
+    await mkdir(lock);
+    const holder = { mode: 'exclusive', pid: 1, host: 'some-other-host', since: '2024-01-01T03:00:00.000Z', what: 'remote gc' };
+    await writeFile(path.join(lock, 'exclusive-1-abc.json'), JSON.stringify(holder));
+    const error = await withLock(lock, 'shared', { what: 'x', timeoutMs: 200 }, async () => 'no').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LockTimeoutError);
+    expect((error as Error).message).toContain('on some-other-host');
+  });
+
+  it('stops waiting when the signal fires', async () => {
+    const dir = await useTempDir();
+    const lock = path.join(dir, 'abort.lock');
+    const child = await holdInChild(lock, 'exclusive', 5000);
+    try {
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 150);
+      const error = await withLock(lock, 'exclusive', { what: 'x', signal: controller.signal }, async () => 'no').catch(
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(AbortedError);
+      expect((await readdir(lock)).filter((name) => !name.includes(String(child.pid)))).toEqual([]);
+    } finally {
+      child.kill();
+    }
+  });
+
+  it('says clearly when the lock cannot be created', async () => {
+    const dir = await useTempDir();
+    await writeFile(path.join(dir, 'file'), '');
+    const error = await withLock(path.join(dir, 'file', 'locks', 'x.lock'), 'shared', { what: 'x' }, async () => 1).catch(
+      (e: unknown) => e,
+    );
+    expect((error as Error).message).toMatch(/cannot create the lock .*file\/locks\/x\.lock.*writable/);
+  });
+});
