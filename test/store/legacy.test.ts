@@ -1,0 +1,107 @@
+import { createHash } from 'node:crypto';
+import { chmod, mkdir, open, readFile, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { IntegrityError } from '../../src/core/errors.js';
+import { SnapshotStore } from '../../src/snapshot-store/index.js';
+import { runCli } from '../support/cli.js';
+import { useTempDir } from '../support/temp.js';
+import { fakeDump, readAll, sha256, streamOf } from './helpers.js';
+
+const key = { container: 'postgresql-database', component: 'testdb' };
+
+/**
+ * Builds a snapshot as Dysnomia's modules do: `<dump> | xz > dump.pgsql.xz`, the folder named by
+ * the SHA-256 of that file, generation N, and the checksum of computeOutputHash: the SHA-256 of
+ * `find .` output, an empty line, then the file's content (written with `echo -n`).
+ */
+async function dysnomiaSnapshot(stateDir: string, dump: Buffer, file = 'dump.pgsql.xz', generation = 1) {
+  const xz = Buffer.from((await execa('xz', ['-c'], { input: dump, encoding: 'buffer' })).stdout);
+  const id = sha256(xz);
+  const folder = path.join(stateDir, 'snapshots', key.container, key.component, id);
+  await mkdir(folder, { recursive: true });
+  await writeFile(path.join(folder, file), xz);
+  const generations = path.join(stateDir, 'generations', key.container, key.component);
+  await mkdir(generations, { recursive: true });
+  await symlink(`../../../snapshots/${key.container}/${key.component}/${id}`, path.join(generations, String(generation)));
+  const checksum = createHash('sha256').update(`.\n./${file}\n\n`).update(xz).digest('hex');
+  const checksums = path.join(stateDir, 'checksums', key.container, key.component);
+  await mkdir(checksums, { recursive: true });
+  await writeFile(path.join(checksums, id), `sha256:${checksum}`);
+  return { id, folder, xz, checksum: `sha256:${checksum}` };
+}
+
+const cli = (stateDir: string, args: string[]) => runCli('dysnomia-snapshots', args, { env: { DYSNOMIA_STATEDIR: stateDir } });
+
+describe("Dysnomia's own snapshot folders", () => {
+  it('are listed, checked and restored as the decompressed dump', async () => {
+    const stateDir = await useTempDir();
+    const dump = fakeDump(400_000, 5);
+    const { id } = await dysnomiaSnapshot(stateDir, dump);
+    expect((await cli(stateDir, ['--query-all'])).stdout).toBe(`${key.container}/${key.component}/${id}\n`);
+    const check = await cli(stateDir, ['--query-latest', '--check']);
+    expect(check.exitCode, check.stderr).toBe(0);
+    const store = new SnapshotStore(stateDir);
+    const source = await store.latest(key);
+    expect(source?.identity).toBe(id);
+    expect(source?.streams).toEqual(['dump.pgsql']);
+    expect(source?.size('dump.pgsql')).toBe(dump.length);
+    expect((await readAll(source!, 'dump.pgsql')).equals(dump)).toBe(true);
+  });
+
+  it('keeps history: a new snapshot on top is generation 2, and gc removes the old folder', async () => {
+    const stateDir = await useTempDir();
+    const { id } = await dysnomiaSnapshot(stateDir, fakeDump(100_000, 1), 'dump.sql.xz');
+    const store = new SnapshotStore(stateDir);
+    const next = await store.write(key, { type: 'postgresql-database' }, (sink) => sink.addStream('dump.pgsql', streamOf(fakeDump(100_000, 2))));
+    expect(next?.generation).toBe(2);
+    expect((await cli(stateDir, ['--query-all', '--check'])).exitCode).toBe(0);
+    const gc = await cli(stateDir, ['--gc']);
+    expect(gc.stderr).toContain(`removing snapshot ${key.container}/${key.component}/${id}`);
+    expect((await cli(stateDir, ['--query-all'])).stdout).toBe(`${key.container}/${key.component}/${next!.identity}\n`);
+  });
+
+  it('reports a damaged dump: --check fails and a read ends in an IntegrityError', async () => {
+    const stateDir = await useTempDir();
+    const { id, folder } = await dysnomiaSnapshot(stateDir, fakeDump(300_000, 3));
+    const file = path.join(folder, 'dump.pgsql.xz');
+    await chmod(file, 0o644);
+    const handle = await open(file, 'r+');
+    const byte = Buffer.alloc(1);
+    await handle.read(byte, 0, 1, 20_000);
+    byte[0] = byte[0]! ^ 0x10;
+    await handle.write(byte, 0, 1, 20_000);
+    await handle.close();
+    const check = await cli(stateDir, ['--query-all', '--check']);
+    expect(check.exitCode).toBe(1);
+    expect(check.stderr).toContain(`check failed: ${key.container}/${key.component}/${id}: dump.pgsql.xz is damaged`);
+    const source = await new SnapshotStore(stateDir).latest(key);
+    const error = await readAll(source!, 'dump.pgsql').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(IntegrityError);
+  });
+
+  it('finds a folder that no longer matches its Dysnomia checksum', async () => {
+    const stateDir = await useTempDir();
+    const { id } = await dysnomiaSnapshot(stateDir, fakeDump(50_000, 3));
+    await writeFile(path.join(stateDir, 'checksums', key.container, key.component, id), `sha256:${'1'.repeat(64)}`);
+    const check = await cli(stateDir, ['--query-all', '--check']);
+    expect(check.exitCode).toBe(1);
+    expect(check.stderr).toMatch(/does not match its checksum/);
+  });
+
+  it('are imported into a fresh store with the checksum Dysnomia would compute', async () => {
+    const source = await useTempDir();
+    const target = await useTempDir();
+    const dump = fakeDump(200_000, 8);
+    const { id, folder, checksum } = await dysnomiaSnapshot(source, dump, 'dump.sql.xz');
+    const copy = path.join(await useTempDir(), id);
+    await execa('cp', ['-a', folder, copy]);
+    const result = await cli(target, ['--import', '-C', key.container, '-c', key.component, copy]);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(await readFile(path.join(target, 'checksums', key.container, key.component, id), 'utf8')).toBe(checksum);
+    expect((await cli(target, ['--query-all', '--check'])).exitCode).toBe(0);
+    const latest = await new SnapshotStore(target).latest(key);
+    expect((await readAll(latest!, 'dump.sql')).equals(dump)).toBe(true);
+  });
+});
