@@ -30,7 +30,17 @@ export type {
   ProgressEvent,
 } from './api/options.js';
 export type { OperationResult } from './core/dispatcher.js';
-export type { Operation, ShellInfo } from './core/plugin.js';
+export type {
+  AnyPlugin,
+  Operation,
+  PassThroughPlugin,
+  Plugin,
+  PluginContext,
+  PluginSnapshotResult,
+  ShellInfo,
+  SnapshotSink,
+  SnapshotSource,
+} from './core/plugin.js';
 export { OPERATIONS } from './core/plugin.js';
 
 // The machine: queries and actions over every component.

@@ -4,7 +4,7 @@
 import type { ContainerProperties } from '../core/container-file.js';
 import type { OperationRequest } from '../core/dispatcher.js';
 import type { Logger } from '../core/log.js';
-import type { Operation, ProgressEvent as CoreProgressEvent } from '../core/plugin.js';
+import type { AnyPlugin, Operation, ProgressEvent as CoreProgressEvent } from '../core/plugin.js';
 import type { ContainerSpec } from '../core/resolve.js';
 import { defaultStateDir } from '../core/state-dir.js';
 import { resolveContainer, resolveTarget } from '../core/target.js';
@@ -50,6 +50,8 @@ export interface ComponentOptions extends CommonOptions {
   container: ContainerInput;
   /** The component: a directory path, or a name searched in DYSNOMIA_COMPONENTS_PATH/<container>/. */
   component: string;
+  /** Your own plugin for this call, instead of the one the container's type names. */
+  plugin?: AnyPlugin;
 }
 
 /** True for `{ properties: {...}, name? }`; a plain properties object never has an object value. */
@@ -81,7 +83,7 @@ export async function toRequest(operation: Operation, options: ComponentOptions)
     component: options.component,
     env: options.env,
   });
-  return { operation, ...target, ...requestSettings(options) };
+  return { operation, ...target, ...requestSettings(options), plugin: options.plugin };
 }
 
 /** The non-target part of a dispatcher request. */

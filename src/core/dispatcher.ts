@@ -3,6 +3,7 @@
  * the component, call the plugin, keep the markers, and report what happened.
  */
 import path from 'node:path';
+import { PassThrough, pipeline, Readable } from 'node:stream';
 import { SnapshotStore } from '../snapshot-store/index.js';
 import { DysnomiaError, messageOf, OperationError, throwIfAborted } from './errors.js';
 import { withLock } from './lock.js';
@@ -15,6 +16,7 @@ import {
   type PluginContext,
   type ProgressEvent,
   type ShellInfo,
+  type SnapshotSink,
 } from './plugin.js';
 import { loadPlugin } from './registry.js';
 import type { ComponentSpec, ContainerSpec } from './resolve.js';
@@ -275,7 +277,7 @@ async function snapshot(
       signal: request.signal,
       onProgress: (bytes) => ctx.progress('snapshot', bytes),
     },
-    (sink) => plugin.snapshot(ctx, sink),
+    (sink) => plugin.snapshot(ctx, readingAtOnce(sink)),
   );
   const name = `${key.container}/${key.component}`;
   if (outcome === undefined) {
@@ -300,6 +302,21 @@ async function snapshot(
     },
     bytesRead: outcome.bytesRead,
     bytesStored: outcome.bytesStored,
+  };
+}
+
+/**
+ * A sink that starts reading each stream the moment the plugin hands it over. The store may take
+ * streams one after the other, and Node discards what a child process wrote to a stdout nobody
+ * reads when the process exits: a dump that ends before its turn would be stored truncated.
+ */
+function readingAtOnce(sink: SnapshotSink): SnapshotSink {
+  return {
+    addStream: (name, data) => {
+      if (!(data instanceof Readable)) return sink.addStream(name, data);
+      // pipeline (not pipe) passes a failing source's error on, so the store never waits forever.
+      return sink.addStream(name, pipeline(data, new PassThrough(), () => {}));
+    },
   };
 }
 

@@ -1,0 +1,89 @@
+/**
+ * A nightly `dysnomia-containers --snapshot` over three containers, one of whose database
+ * servers has become unreachable: the others are snapshotted, the failure is reported, the exit
+ * status is 1. Real MariaDB and git; the unreachable server is a closed port.
+ */
+import { createServer } from 'node:net';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { runCli } from '../support/cli.js';
+import { makeBundle, makeWorkRepo } from '../support/git.js';
+import { useMachine } from '../support/machine.js';
+import { findMysql } from '../support/servers.js';
+import { uniqueName } from '../support/temp.js';
+
+/** A TCP port on 127.0.0.1 that nothing listens on. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function generations(stateDir: string, key: string): Promise<string[]> {
+  return readdir(path.join(stateDir, 'generations', key)).catch(() => []);
+}
+
+describe('nightly dysnomia-containers --snapshot', () => {
+  it('snapshots the reachable components, reports the unreachable one, exits 1', async () => {
+    const mysql = await findMysql();
+    const machine = await useMachine();
+    const shop = uniqueName('shop');
+    const archive = uniqueName('archive');
+    onTestFinished(async () => {
+      for (const db of [shop, archive]) await mysql.query(`DROP DATABASE IF EXISTS \`${db}\``);
+    });
+
+    await machine.addContainer('mysql-production', mysql.properties);
+    await machine.addContainer('mysql-legacy', mysql.properties);
+    await machine.addContainer('git-repository', { type: 'git-repository', gitBaseDir: path.join(machine.root, 'repos') });
+    await machine.addComponent('mysql-production', shop, {
+      'mysql-databases/schema.sql': 'CREATE TABLE orders (id INT PRIMARY KEY, item VARCHAR(40));\nINSERT INTO orders VALUES (1, "tea");\n',
+    });
+    await machine.addComponent('mysql-legacy', archive, {
+      'mysql-databases/schema.sql': 'CREATE TABLE old (id INT PRIMARY KEY);\n',
+    });
+    const work = await makeWorkRepo(path.join(machine.root, 'work'), { commits: 3 });
+    const project = await machine.addComponent('git-repository', 'project', {});
+    await makeBundle(work, path.join(project, 'git-repositories', 'initial.bundle'));
+
+    const deployed = await runCli('dysnomia-containers', ['--deploy'], { env: machine.env });
+    expect(deployed.exitCode, deployed.stderr).toBe(0);
+
+    // The legacy server goes away: its container now points at a closed port, with a short timeout.
+    await machine.addContainer('mysql-legacy', {
+      type: 'mysql-database',
+      mysqlUsername: mysql.user,
+      mysqlHost: '127.0.0.1',
+      mysqlPort: String(await closedPort()),
+      timeout: '2',
+    });
+
+    const nightly = await runCli('dysnomia-containers', ['--snapshot'], { env: machine.env });
+    expect(nightly.exitCode).toBe(1);
+    expect(nightly.stdout).toMatch(new RegExp(`^git-repository/project\\s+done\\s+[0-9a-f]{12}\\s+\\d`, 'm'));
+    expect(nightly.stdout).toMatch(new RegExp(`^mysql-production/${shop}\\s+done\\s+[0-9a-f]{12}\\s+\\d`, 'm'));
+    expect(nightly.stdout).toMatch(new RegExp(`^mysql-legacy/${archive}\\s+FAILED\\s+-\\s+-`, 'm'));
+    expect(nightly.stderr).toContain('1 of 3 components failed:');
+    expect(nightly.stderr).toMatch(new RegExp(`snapshot of mysql-legacy/${archive} failed: \\[mysql-database\\] .*127\\.0\\.0\\.1`));
+    expect(await generations(machine.stateDir, `mysql-production/${shop}`)).toEqual(['1']);
+    expect(await generations(machine.stateDir, 'git-repository/project')).toEqual(['1']);
+    expect(await generations(machine.stateDir, `mysql-legacy/${archive}`)).toEqual([]);
+
+    // The next night, with nothing changed: no new generations, and the failure is still loud.
+    const again = await runCli('dysnomia-containers', ['--snapshot', '--json'], { env: machine.env });
+    expect(again.exitCode).toBe(1);
+    const json = JSON.parse(again.stdout) as {
+      failed: number;
+      outcomes: { component: string; status: string; result?: { snapshot?: { generation?: number } }; error?: { plugin?: string } }[];
+    };
+    expect(json.failed).toBe(1);
+    expect(json.outcomes.map((o) => [o.component, o.status, o.result?.snapshot?.generation ?? o.error?.plugin])).toEqual([
+      ['project', 'skipped', 1],
+      [archive, 'failed', 'mysql-database'],
+      [shop, 'skipped', 1],
+    ]);
+  });
+});
