@@ -329,7 +329,7 @@ describe('dysnomia-snapshots bad input', () => {
     const { outcomes } = await storeWith(stateDir, fakeDump(50_000, 1), fakeDump(50_000, 2));
     const copy = await useTempDir();
     await execa('cp', ['-a', outcomes[0]!.path, copy]);
-    await chmod(path.dirname(stateDir), 0o755);
+    // Never chmod path.dirname(stateDir): that is /tmp itself, and MariaDB needs it 1777.
     await chmod(stateDir, 0o755);
     const tree = await treeOf(stateDir);
     const asNobody = (args: string[]) =>
