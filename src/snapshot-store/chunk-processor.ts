@@ -55,6 +55,7 @@ export class ChunkProcessor {
   private knownLocations = new Uint32Array(4 * 1024);
   private knownCount = 0;
   private nextNewId = 0;
+  private scratch = new Uint8Array(0);
   private readonly cctx: { compress(dst: Uint8Array, src: Uint8Array, level: number): number };
   /** Packs of the known snapshots, by the ids used in KNOWN results. */
   readonly knownPacks: KnownPack[] = [];
@@ -116,7 +117,8 @@ export class ChunkProcessor {
       bound += this.deps.zstd.compressBound(cuts[i]! - start);
       start = cuts[i]!;
     }
-    const output = new Uint8Array(bound);
+    if (this.scratch.length < bound) this.scratch = new Uint8Array(bound);
+    const output = this.scratch;
     let written = 0;
     start = 0;
     for (let i = 0; i < count; i += 1) {
@@ -145,6 +147,7 @@ export class ChunkProcessor {
       }
       start = end;
     }
-    return { hashes, kinds, refs, compressed: output.subarray(0, written) };
+    // A copy of exactly the compressed bytes: the scratch buffer stays here for the next batch.
+    return { hashes, kinds, refs, compressed: output.slice(0, written) };
   }
 }

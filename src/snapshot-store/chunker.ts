@@ -101,6 +101,8 @@ export interface Batch {
 export class Batcher {
   private buffer: Uint8Array;
   private length = 0;
+  /** Buffers of processed batches, reused instead of allocating (see {@link recycle}). */
+  private readonly spare: ArrayBuffer[] = [];
 
   constructor(
     private readonly chunker: Chunker,
@@ -111,6 +113,16 @@ export class Batcher {
 
   private capacity(): number {
     return this.batchSize + this.chunker.max;
+  }
+
+  /** Hands back the buffer of a batch that is no longer needed. */
+  recycle(buffer: ArrayBuffer): void {
+    if (buffer.byteLength === this.capacity() && this.spare.length < 4) this.spare.push(buffer);
+  }
+
+  private freshBuffer(): Uint8Array {
+    const spare = this.spare.pop();
+    return spare === undefined ? new Uint8Array(this.capacity()) : new Uint8Array(spare);
   }
 
   /** Adds bytes; returns the batches that became complete. */
@@ -151,7 +163,7 @@ export class Batcher {
       cuts.push(position);
     }
     const full = this.buffer;
-    this.buffer = new Uint8Array(this.capacity());
+    this.buffer = this.freshBuffer();
     this.buffer.set(full.subarray(position, this.length));
     this.length -= position;
     return { data: full.subarray(0, position), cuts: Uint32Array.from(cuts) };

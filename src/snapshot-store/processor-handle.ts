@@ -27,6 +27,8 @@ export interface ProcessorOptions {
   known: KnownSnapshot[];
   /** Run in a worker thread (for streams larger than one batch). */
   worker: boolean;
+  /** Receives each batch's buffer back once the batch is processed, for reuse. */
+  recycle?: (buffer: ArrayBuffer) => void;
 }
 
 const require = createRequire(import.meta.url);
@@ -42,7 +44,11 @@ function startInline(options: ProcessorOptions): ProcessorHandle {
   const processor = new ChunkProcessor(deps, options.level, options.known);
   return {
     knownPacks: processor.knownPacks,
-    process: async (batch) => processor.process(batch.data, batch.cuts),
+    process: async (batch) => {
+      const result = processor.process(batch.data, batch.cuts);
+      options.recycle?.(batch.data.buffer as ArrayBuffer);
+      return result;
+    },
     close: async () => {},
   };
 }
@@ -58,8 +64,8 @@ parentPort.postMessage({ type: 'ready', knownPacks: processor.knownPacks });
 parentPort.on('message', (message) => {
   const data = new Uint8Array(message.buffer, message.offset, message.length);
   const result = processor.process(data, message.cuts);
-  parentPort.postMessage({ type: 'result', id: message.id, result },
-    [result.hashes.buffer, result.kinds.buffer, result.refs.buffer, result.compressed.buffer]);
+  parentPort.postMessage({ type: 'result', id: message.id, result, input: message.buffer },
+    [result.hashes.buffer, result.kinds.buffer, result.refs.buffer, result.compressed.buffer, message.buffer]);
 });
 `;
 
@@ -70,7 +76,7 @@ interface Pending {
 
 type WorkerMessage =
   | { type: 'ready'; knownPacks: KnownPack[] }
-  | { type: 'result'; id: number; result: BatchResult };
+  | { type: 'result'; id: number; result: BatchResult; input: ArrayBuffer };
 
 async function startWorker(options: ProcessorOptions): Promise<ProcessorHandle> {
   const worker = new Worker(WORKER_SOURCE, {
@@ -113,6 +119,7 @@ async function startWorker(options: ProcessorOptions): Promise<ProcessorHandle> 
     if (message.type !== 'result') return;
     const entry = pending.get(message.id);
     pending.delete(message.id);
+    options.recycle?.(message.input);
     entry?.resolve(message.result);
   });
   worker.on('error', (error) => failAll(new OperationError(`the chunk worker failed: ${error.message}`, { cause: error })));

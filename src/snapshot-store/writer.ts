@@ -94,6 +94,8 @@ export class SnapshotWriter {
   /** Locations of chunks new in this write: slot, offset, length, rawLength per new id. */
   private newLocations = new Uint32Array(4 * 1024);
   private processor: ProcessorHandle | undefined;
+  /** The batcher of the stream being stored. */
+  private batcher: Batcher | undefined;
   private pack: OpenPack | undefined;
   private queue: Promise<void> = Promise.resolve();
   private closed = false;
@@ -146,6 +148,7 @@ export class SnapshotWriter {
     try {
       const hash = createHash('sha256');
       const batcher = new Batcher(new Chunker(this.chunking), this.batchSize);
+      this.batcher = batcher;
       const inFlight: Promise<BatchResult>[] = [];
       let size = 0;
       let chunks = 0;
@@ -193,7 +196,12 @@ export class SnapshotWriter {
   }
 
   private async processorFor(full: boolean): Promise<ProcessorHandle> {
-    this.processor ??= await startProcessor({ level: this.level, known: this.options.known, worker: full });
+    this.processor ??= await startProcessor({
+      level: this.level,
+      known: this.options.known,
+      worker: full,
+      recycle: (buffer) => this.batcher?.recycle(buffer),
+    });
     return this.processor;
   }
 
