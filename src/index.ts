@@ -80,6 +80,25 @@ export {
   outcomesToJson,
 } from './api/report.js';
 
+// Moving state between containers and machines.
+export {
+  commandTransport,
+  dysnomiaCommands,
+  type DysnomiaCommandsOptions,
+  migrate,
+  type MigrateOptions,
+  type MigrateResult,
+  MigrationError,
+  type MigrationSide,
+  type MigrationSideName,
+  type MigrationStep,
+  type MigrationTransport,
+  shellQuote,
+  type TargetRestoreReport,
+  type TransportCommands,
+} from './api/migrate.js';
+export type { ExportOutcome, ImportOutcome } from './snapshot-store/index.js';
+
 // Containers, components, state dir.
 export type { ContainerProperties, PropertyValue } from './core/container-file.js';
 export { parseContainerText, readContainerFile } from './core/container-file.js';

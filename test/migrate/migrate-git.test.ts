@@ -1,0 +1,176 @@
+/**
+ * migrate() with real git repositories between two containers and two state dirs on this
+ * machine: by the library call, through a real `sh -c` transport running the built programs, and
+ * by a plain shell pipeline of the CLIs. A target that refuses the import leaves the source
+ * activated and unchanged, and the error names the target.
+ */
+import { existsSync } from 'node:fs';
+import { readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import * as dysnomia from '../../src/index.js';
+import { git, makeBundle, makeWorkRepo, refs } from '../support/git.js';
+import { programWords } from '../support/migrate.js';
+import { useTempDir } from '../support/temp.js';
+
+async function twoSides() {
+  const dir = await useTempDir('dysnomia-migrate-');
+  const work = await makeWorkRepo(path.join(dir, 'work'), { commits: 20, branches: ['dev'], tags: ['v1'] });
+  const component = path.join(dir, 'components', 'project');
+  await makeBundle(work, path.join(component, 'git-repositories', 'initial.bundle'));
+  const a = { container: { properties: { type: 'git-repository', gitBaseDir: path.join(dir, 'a-repos') }, name: 'git-a' }, stateDir: path.join(dir, 'a-state') };
+  const b = { container: { properties: { type: 'git-repository', gitBaseDir: path.join(dir, 'b-repos') }, name: 'git-b' }, stateDir: path.join(dir, 'b-state') };
+  await dysnomia.activate({ ...a, component });
+  const aRepo = path.join(dir, 'a-repos', 'project');
+  const bRepo = path.join(dir, 'b-repos', 'project');
+  /** Pushes a new commit with `content` to the source's live repository. */
+  const change = async (content: string) => {
+    await writeFile(path.join(work, 'change.txt'), content);
+    await git(work, 'add', '-A');
+    await git(work, 'commit', '-q', '-m', `change ${content.length}`);
+    await git(work, 'push', '-q', aRepo, 'main');
+  };
+  return { dir, work, component, a, b, aRepo, bRepo, change };
+}
+
+const activated = (stateDir: string, container: string) => existsSync(path.join(stateDir, 'activated', container, 'project'));
+
+describe('migrate (git-repository)', () => {
+  it('moves the state by the library call; a second migration sends only the new packs', async () => {
+    const s = await twoSides();
+    await s.change('first change\n'.repeat(1000));
+    const events: dysnomia.ProgressEvent[] = [];
+    const first = await dysnomia.migrate({ component: s.component, from: s.a, to: s.b, onProgress: (e) => events.push(e) });
+    expect(await refs(s.bRepo)).toBe(await refs(s.aRepo));
+    expect(first.identity).toMatch(/^[0-9a-f]{40,64}$/);
+    expect(first.snapshot.snapshot?.generation).toBe(1);
+    expect(first.activated?.operation).toBe('activate');
+    expect(first.restore).toMatchObject({ operation: 'restore', status: 'done', container: 'git-b', snapshot: { identity: first.identity } });
+    expect(first.import).toMatchObject({ container: 'git-b', component: 'project', identity: first.identity, newSnapshot: true, generation: 1 });
+    expect(first.transfer.packsSent).toBeGreaterThan(0);
+    expect(first.transfer.packsOmitted).toBe(0);
+    expect(events.some((e) => e.operation === 'migrate' && e.stage === 'transfer' && e.bytes > 0)).toBe(true);
+    expect(events.some((e) => e.operation === 'snapshot')).toBe(true);
+    expect(activated(s.a.stateDir, 'git-a')).toBe(true);
+    expect(activated(s.b.stateDir, 'git-b')).toBe(true);
+
+    await s.change('second change\n');
+    const second = await dysnomia.migrate({ component: s.component, from: s.a, to: s.b });
+    expect(await refs(s.bRepo)).toBe(await refs(s.aRepo));
+    expect(second.identity).not.toBe(first.identity);
+    expect(second.activated).toBeUndefined();
+    expect(second.transfer.packsOmitted).toBeGreaterThan(0);
+    expect(second.transfer.bytesSent).toBeLessThan(first.transfer.bytesSent);
+    expect(await readdir(path.join(s.b.stateDir, 'generations', 'git-b', 'project'))).toEqual(['1', '2']);
+  });
+
+  it('moves the state through a real sh -c transport running the built programs', async () => {
+    const s = await twoSides();
+    const transport = () =>
+      dysnomia.commandTransport(
+        dysnomia.dysnomiaCommands({
+          container: path.join(s.dir, 'git-b'),
+          component: s.component,
+          env: { DYSNOMIA_STATEDIR: s.b.stateDir },
+          programs: { dysnomia: programWords('dysnomia'), dysnomiaSnapshots: programWords('dysnomia-snapshots') },
+        }),
+      );
+    await writeFile(path.join(s.dir, 'git-b'), `type=git-repository\ngitBaseDir=${path.join(s.dir, 'b-repos')}\n`);
+    const first = await dysnomia.migrate({ component: s.component, from: s.a, to: transport() });
+    expect(await refs(s.bRepo)).toBe(await refs(s.aRepo));
+    expect(first.transfer.packsOmitted).toBe(0);
+    expect(activated(s.b.stateDir, 'git-b')).toBe(true);
+
+    await s.change('over the pipe\n');
+    const second = await dysnomia.migrate({ component: s.component, from: s.a, to: transport() });
+    expect(await refs(s.bRepo)).toBe(await refs(s.aRepo));
+    expect(second.transfer.packsOmitted).toBeGreaterThan(0);
+    expect(second.transfer.bytesSent).toBeLessThan(first.transfer.bytesSent);
+  });
+
+  it('moves the state by a shell pipeline of the CLIs (Disnix style)', async () => {
+    const s = await twoSides();
+    const containerA = path.join(s.dir, 'git-a');
+    const containerB = path.join(s.dir, 'git-b');
+    await writeFile(containerA, `type=git-repository\ngitBaseDir=${path.join(s.dir, 'a-repos')}\n`);
+    await writeFile(containerB, `type=git-repository\ngitBaseDir=${path.join(s.dir, 'b-repos')}\n`);
+    const q = (words: string[]) => words.map(dysnomia.shellQuote).join(' ');
+    const dys = q(programWords('dysnomia'));
+    const snaps = q(programWords('dysnomia-snapshots'));
+    const script = [
+      'set -e',
+      `export DYSNOMIA_STATEDIR=${dysnomia.shellQuote(s.a.stateDir)}`,
+      `${dys} --operation snapshot --container ${q([containerA])} --component ${q([s.component])}`,
+      `rel=$(${snaps} --query-latest -C git-a -c project)`,
+      `DYSNOMIA_STATEDIR=${q([s.b.stateDir])} ${snaps} --list-packs > have`,
+      `${snaps} --export "$rel" --have have | DYSNOMIA_STATEDIR=${q([s.b.stateDir])} ${snaps} --import -C git-b -c project -`,
+      `DYSNOMIA_STATEDIR=${q([s.b.stateDir])} ${dys} --operation activate --container ${q([containerB])} --component ${q([s.component])}`,
+      `DYSNOMIA_STATEDIR=${q([s.b.stateDir])} ${dys} --operation restore --container ${q([containerB])} --component ${q([s.component])}`,
+    ].join('\n');
+    await s.change('piped by hand\n');
+    const result = await execa('sh', ['-c', script], { cwd: s.dir, reject: false });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(await refs(s.bRepo)).toBe(await refs(s.aRepo));
+  });
+
+  it('a target that refuses the import leaves the source activated and unchanged; the error names the target', async () => {
+    const s = await twoSides();
+    await s.change('kept on the source\n');
+    const before = await refs(s.aRepo);
+    const generationsBefore = await readdir(path.join(s.a.stateDir, 'activated', 'git-a'));
+
+    const refusing = dysnomia.commandTransport({
+      description: 'db2 over ssh',
+      receive: 'cat > /dev/null; echo "no space left on device" >&2; exit 1',
+      restore: 'echo restore must not run >&2; exit 1',
+    });
+    const error = await dysnomia.migrate({ component: s.component, from: s.a, to: refusing }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(dysnomia.MigrationError);
+    const migration = error as dysnomia.MigrationError;
+    expect(migration.side).toBe('target');
+    expect(migration.step).toBe('import');
+    expect(migration.exitCode).toBe(1);
+    expect(migration.message).toContain('the import of git-a/project on db2 over ssh (the target refused it) failed');
+    expect(migration.message).toContain('no space left on device');
+    expect(migration.message).toContain('the source is unchanged and still activated');
+    expect(await refs(s.aRepo)).toBe(before);
+    expect(await readdir(path.join(s.a.stateDir, 'activated', 'git-a'))).toEqual(generationsBefore);
+
+    // A local target whose state dir cannot be written (under a regular file): refused the same way.
+    const blocker = path.join(s.dir, 'blocker');
+    await writeFile(blocker, 'a file, not a folder\n');
+    const local = await dysnomia
+      .migrate({ component: s.component, from: s.a, to: { ...s.b, stateDir: path.join(blocker, 'state') } })
+      .catch((e: unknown) => e);
+    expect(local).toBeInstanceOf(dysnomia.MigrationError);
+    expect((local as dysnomia.MigrationError).side).toBe('target');
+    expect((local as Error).message).toMatch(/on the target|the target refused it/);
+    expect(await refs(s.aRepo)).toBe(before);
+    expect(activated(s.a.stateDir, 'git-a')).toBe(true);
+    expect(existsSync(s.bRepo)).toBe(false);
+
+    // The source was unlocked: its component can be snapshotted right away.
+    const after = await dysnomia.snapshot({ ...s.a, component: s.component, lockTimeoutMs: 2000 });
+    expect(after.snapshot?.identity).toBeDefined();
+  });
+
+  it('refuses a target that is the source, and a target container that does not load, naming the side', async () => {
+    const s = await twoSides();
+    const same = await dysnomia.migrate({ component: s.component, from: s.a, to: s.a }).catch((e: unknown) => e);
+    expect(same).toBeInstanceOf(dysnomia.MigrationError);
+    expect((same as dysnomia.MigrationError).side).toBe('target');
+    expect((same as dysnomia.MigrationError).exitCode).toBe(2);
+    expect((same as Error).message).toContain('the source and the target are the same');
+
+    const bad = await dysnomia
+      .migrate({ component: s.component, from: s.a, to: { container: path.join(s.dir, 'missing-container'), stateDir: s.b.stateDir } })
+      .catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(dysnomia.MigrationError);
+    expect((bad as dysnomia.MigrationError).side).toBe('target');
+    expect((bad as dysnomia.MigrationError).cause).toBeInstanceOf(dysnomia.ConfigError);
+    expect((bad as Error).message).toContain('container file does not exist');
+    // Nothing was snapshotted on the source.
+    expect(existsSync(path.join(s.a.stateDir, 'generations'))).toBe(false);
+  });
+});
