@@ -97,7 +97,23 @@ export {
   type TargetRestoreReport,
   type TransportCommands,
 } from './api/migrate.js';
-export type { ExportOutcome, ImportOutcome } from './snapshot-store/index.js';
+
+// The snapshot store.
+export {
+  allSnapshots,
+  checkSnapshots,
+  collectSnapshotGarbage,
+  exportSnapshot,
+  type ExportSnapshotOptions,
+  importSnapshot,
+  type ImportSnapshotOptions,
+  latestSnapshots,
+  listPacks,
+  type SnapshotGcOptions,
+  type SnapshotQueryOptions,
+  type StoreCallOptions,
+} from './api/snapshots.js';
+export type { CheckResult, ExportOutcome, GcReport, ImportOutcome, SnapshotEntry } from './snapshot-store/index.js';
 
 // Containers, components, state dir.
 export type { ContainerProperties, PropertyValue } from './core/container-file.js';

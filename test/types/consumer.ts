@@ -77,6 +77,36 @@ export async function deployerStep(signal: AbortSignal): Promise<void> {
   expectTypeOf(dysnomia.toNixExpression(machine)).toBeString();
   expectTypeOf(dysnomia.formatOutcomeTable(nightly.outcomes)).toBeString();
 
+  // Moving state, and the store.
+  const moved = await dysnomia.migrate({
+    component: '/nix/store/00000000000000000000000000000000-shopdb',
+    from: { container: 'mysql-production', stateDir: '/var/state/dysnomia' },
+    to: dysnomia.commandTransport(dysnomia.dysnomiaCommands({ via: 'ssh db2', container: 'mysql-production', component: 'shopdb' })),
+    signal,
+  });
+  expectTypeOf(moved).toEqualTypeOf<dysnomia.MigrateResult>();
+  expectTypeOf(moved.identity).toBeString();
+  expectTypeOf(moved.transfer.bytesSent).toBeNumber();
+  expectTypeOf(moved.restore).toEqualTypeOf<OperationResult | undefined>();
+  await dysnomia.migrate({ component: './db', from: { container: 'a' }, to: { container: { type: 'mysql-database' }, stateDir: '/b' } });
+  // @ts-expect-error a migration needs a target
+  await dysnomia.migrate({ component: './db', from: { container: 'a' } });
+  // @ts-expect-error a transport must be able to receive the stream
+  await dysnomia.migrate({ component: './db', from: { container: 'a' }, to: { description: 'x', listPacks: async () => undefined, restore: async () => {} } });
+  try {
+    await dysnomia.migrate({ component: './db', from: { container: 'a' }, to: { container: 'b', stateDir: '/b' } });
+  } catch (error) {
+    if (error instanceof dysnomia.MigrationError) {
+      expectTypeOf(error.side).toEqualTypeOf<'source' | 'target'>();
+      expectTypeOf(error).toExtend<dysnomia.OperationError>();
+    }
+  }
+  expectTypeOf(dysnomia.latestSnapshots({ container: 'mysql-production' })).resolves.toEqualTypeOf<dysnomia.SnapshotEntry[]>();
+  expectTypeOf(dysnomia.collectSnapshotGarbage({ keep: 3, keepDaily: 7 })).resolves.toEqualTypeOf<dysnomia.GcReport>();
+  expectTypeOf(dysnomia.listPacks()).resolves.toEqualTypeOf<string[]>();
+  // @ts-expect-error a snapshot is named by its relative path, a string
+  await dysnomia.exportSnapshot({ snapshot: 3, to: process.stdout });
+
   // Errors are classes a caller can tell apart.
   try {
     await dysnomia.collectGarbage(options);
