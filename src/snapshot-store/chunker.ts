@@ -108,7 +108,8 @@ export class Batcher {
     private readonly chunker: Chunker,
     private readonly batchSize = 4 * 1024 * 1024,
   ) {
-    this.buffer = new Uint8Array(this.capacity());
+    // Small at first: most streams of small components never fill a batch.
+    this.buffer = new Uint8Array(Math.min(64 * 1024, this.capacity()));
   }
 
   private capacity(): number {
@@ -130,13 +131,21 @@ export class Batcher {
     const batches: Batch[] = [];
     let offset = 0;
     while (offset < data.length) {
+      if (this.length === this.buffer.length && this.buffer.length < this.capacity()) this.grow(data.length - offset);
       const take = Math.min(data.length - offset, this.buffer.length - this.length);
       this.buffer.set(data.subarray(offset, offset + take), this.length);
       this.length += take;
       offset += take;
-      if (this.length === this.buffer.length) batches.push(this.cutFull());
+      if (this.length === this.capacity()) batches.push(this.cutFull());
     }
     return batches;
+  }
+
+  private grow(wanted: number): void {
+    const size = Math.min(this.capacity(), Math.max(this.buffer.length * 2, this.length + wanted));
+    const grown = new Uint8Array(size);
+    grown.set(this.buffer.subarray(0, this.length));
+    this.buffer = grown;
   }
 
   /** Cuts everything left (the stream has ended); undefined when nothing is left. */

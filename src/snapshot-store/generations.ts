@@ -2,7 +2,8 @@
  * Generation symlinks, exactly as Dysnomia makes them:
  * `generations/<container>/<component>/<N> -> ../../../snapshots/<container>/<component>/<id>`.
  */
-import { lstat, lutimes, mkdir, readlink, symlink } from 'node:fs/promises';
+import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
+import { lutimes, mkdir, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { fsyncPath, readdirOrEmpty } from './fs-util.js';
@@ -23,10 +24,19 @@ export interface TimedGeneration extends Generation {
 
 const NUMBER = /^[1-9][0-9]*$/;
 
-/** The generations of a component, oldest first. */
+/**
+ * The generations of a component, oldest first. Synchronous calls on purpose: a component may
+ * have thousands of links, and a thread-pool round trip per readlink costs more than the call.
+ */
 export async function listGenerations(stateDir: string, key: ComponentKey): Promise<Generation[]> {
   const dir = stateLayout.generations(stateDir, key);
-  const numbers = (await readdirOrEmpty(dir))
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const numbers = names
     .filter((name) => NUMBER.test(name))
     .map(Number)
     .sort((a, b) => a - b);
@@ -34,7 +44,7 @@ export async function listGenerations(stateDir: string, key: ComponentKey): Prom
   for (const number of numbers) {
     const file = path.join(dir, String(number));
     try {
-      result.push({ number, identity: path.basename(await readlink(file)), file });
+      result.push({ number, identity: path.basename(readlinkSync(file)), file });
     } catch {
       // Not a symlink (a stray file) or removed meanwhile: not a generation.
     }
@@ -47,7 +57,7 @@ export async function listTimedGenerations(stateDir: string, key: ComponentKey):
   const result: TimedGeneration[] = [];
   for (const generation of await listGenerations(stateDir, key)) {
     try {
-      result.push({ ...generation, time: (await lstat(generation.file)).mtime });
+      result.push({ ...generation, time: lstatSync(generation.file).mtime });
     } catch {
       // Removed meanwhile.
     }
@@ -63,7 +73,7 @@ export async function latestGeneration(stateDir: string, key: ComponentKey): Pro
   for (const number of numbers) {
     const file = path.join(dir, String(number));
     try {
-      return { number, identity: path.basename(await readlink(file)), file };
+      return { number, identity: path.basename(readlinkSync(file)), file };
     } catch {
       // Not a symlink: skip it.
     }
