@@ -50,7 +50,8 @@ export function progressLine(options: ProgressLineOptions): ProgressLine {
   let phase: { key: string; started: number; startBytes: number } | undefined;
 
   const draw = (text: string) => {
-    const width = Math.max((stream.columns ?? 80) - 1, 10);
+    // A terminal of unknown size (columns 0 or unset) is taken as 80 wide.
+    const width = Math.max((stream.columns || 80) - 1, 10);
     shown = text.length > width ? `${text.slice(0, width - 3)}...` : text;
     stream.write(`${ERASE_LINE}${shown}`);
   };

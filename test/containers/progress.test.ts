@@ -77,6 +77,13 @@ describe('progress line', () => {
     expect(stream.output).toBe(before);
   });
 
+  it('takes a terminal of unknown width (0 columns, as under script(1)) as 80 wide', () => {
+    const stream = fakeStream(true, 0);
+    const line = progressLine({ program: 'dysnomia', stream });
+    line.update(event(5));
+    expect(screen(stream.output)).toBe('dysnomia: snapshot testdb: dump 5 B');
+  });
+
   it('cuts the line to the terminal width', () => {
     const stream = fakeStream(true, 30);
     const line = progressLine({ program: 'dysnomia', stream });
