@@ -1,7 +1,7 @@
 import { readdir, readlink, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { IntegrityError } from '../../src/core/errors.js';
+import { AbortedError, IntegrityError } from '../../src/core/errors.js';
 import { SnapshotStore } from '../../src/snapshot-store/index.js';
 import { useTempDir } from '../support/temp.js';
 import { fakeDump, readAll, sha256, streamOf } from './helpers.js';
@@ -123,5 +123,41 @@ describe('SnapshotStore.write and latest', () => {
     const error = await readAll(source!, 'dump.sql').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(IntegrityError);
     expect(String((error as Error).message)).toMatch(new RegExp(`${key.container}/${key.component}/${outcome!.identity}: stream dump.sql: chunk 0`));
+  });
+});
+
+describe('SnapshotStore.write cancellation and failure', () => {
+  it('leaves no snapshot, no generation and no temporary folder when aborted mid-stream', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir);
+    const controller = new AbortController();
+    const dump = fakeDump(12_000_000);
+    async function* slow() {
+      for (let at = 0; at < dump.length; at += 1 << 20) {
+        if (at >= 6 << 20) controller.abort();
+        yield dump.subarray(at, at + (1 << 20));
+      }
+    }
+    const error = await store
+      .write(key, { type: 'test', signal: controller.signal }, (sink) => sink.addStream('dump.sql', slow()))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AbortedError);
+    expect(await store.latest(key)).toBeUndefined();
+    expect(await readdir(path.join(stateDir, 'snapshots', key.container, key.component))).toEqual([]);
+    const pool = await readdir(path.join(stateDir, 'pool')).catch(() => [] as string[]);
+    expect(pool.filter((name) => name.startsWith('.tmp-'))).toEqual([]);
+  });
+
+  it('keeps nothing when the plugin fails after writing part of a stream', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir);
+    await store.write(key, { type: 'test' }, (sink) => sink.addStream('dump.sql', streamOf(fakeDump(100_000, 1))));
+    const failing = store.write(key, { type: 'test' }, async (sink) => {
+      await sink.addStream('dump.sql', streamOf(fakeDump(100_000, 2)));
+      throw new Error('pg_dump exited with code 1');
+    });
+    await expect(failing).rejects.toThrow('pg_dump exited with code 1');
+    expect((await readdir(path.join(stateDir, 'generations', key.container, key.component)))).toEqual(['1']);
+    expect(await readdir(path.join(stateDir, 'snapshots', key.container, key.component))).toHaveLength(1);
   });
 });
