@@ -47,9 +47,8 @@ export async function loadDump(
 ): Promise<LoadReport> {
   const { client } = await findMysqlTools();
   const merger = new InsertMerger();
-  input.on('error', (error) => merger.destroy(error));
   await withToolAccess(options, (defaults) =>
-    loadWith(client, clientArguments(defaults, database, true), what, input.pipe(merger), tool),
+    loadWith(client, clientArguments(defaults, database, true), what, input, tool, [merger]),
   );
   return { bytes: merger.bytes, tables: merger.tables };
 }

@@ -8,6 +8,7 @@ import { OperationError } from '../../core/errors.js';
 import { loadWith, type ToolOptions } from '../sql/tool.js';
 import { connectionArguments, findPgTools } from './client.js';
 import { PLUGIN, type PostgresOptions } from './options.js';
+import { knowsRestrict, RestrictGuard } from './restrict.js';
 
 function psqlArguments(options: PostgresOptions, database: string): string[] {
   return [...connectionArguments(options, database), '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--file=-'];
@@ -39,8 +40,8 @@ class TailKeeper extends Transform {
 }
 
 /**
- * Loads a plain pg_dump stream into `database`, then checks that the whole stream arrived and
- * ended with pg_dump's last line.
+ * Loads a plain pg_dump stream into `database` under a fresh `\restrict` guard (restrict.ts),
+ * then checks that the whole stream arrived and ended with pg_dump's last line.
  */
 export async function loadDump(
   options: PostgresOptions,
@@ -52,8 +53,8 @@ export async function loadDump(
 ): Promise<void> {
   const { psql } = await findPgTools();
   const keeper = new TailKeeper();
-  input.on('error', (error) => keeper.destroy(error));
-  await loadWith(psql, psqlArguments(options, database), what, input.pipe(keeper), tool);
+  const guard = (await knowsRestrict(psql, tool)) ? [new RestrictGuard()] : [];
+  await loadWith(psql, psqlArguments(options, database), what, input, tool, [keeper, ...guard]);
   if (expectedBytes !== undefined && keeper.bytes !== expectedBytes) {
     throw new OperationError(`${what}: read ${keeper.bytes} bytes of ${expectedBytes}; the snapshot stream ended early`, {
       plugin: PLUGIN,

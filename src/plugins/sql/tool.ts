@@ -7,7 +7,7 @@
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execa, type Result } from 'execa';
 import { AbortedError, PluginError } from '../../core/errors.js';
@@ -124,15 +124,17 @@ export async function dumpWith(
 }
 
 /**
- * Pipes `input` into a load tool. If the input fails (a corrupted chunk raises an IntegrityError)
- * the tool is killed and the input's error is thrown, so a partial load never looks complete.
+ * Pipes `input`, through `transforms`, into a load tool. If the input fails (a corrupted chunk
+ * raises an IntegrityError) the tool is killed and the input's error is thrown, so a partial load
+ * never looks complete.
  */
 export async function loadWith(
   command: string,
   args: string[],
   what: string,
-  input: Readable | AsyncIterable<Uint8Array>,
+  input: Readable,
   options: ToolOptions,
+  transforms: Transform[] = [],
 ): Promise<void> {
   const subprocess = execa(command, args, {
     ...spawnOptions(options),
@@ -142,7 +144,7 @@ export async function loadWith(
   });
   let inputError: unknown;
   try {
-    await pipeline(input, subprocess.stdin);
+    await pipeline([input, ...transforms, subprocess.stdin]);
   } catch (error) {
     inputError = error;
   }

@@ -1,0 +1,89 @@
+/**
+ * psql's `\restrict KEY` guard (CVE-2025-8714): in a restored dump, no psql meta-command runs
+ * until `\unrestrict KEY`, so a hostile origin server cannot make the restore run commands.
+ * pg_dump (since 13.22, 14.19, 15.14, 16.10, 17.6) writes the pair with a random key, which
+ * would make every dump of an unchanged database different. So a snapshot is stored without the
+ * pair (pg_dump gets our key, and exactly those two lines are taken out), and a restore wraps the
+ * stream in a pair with a fresh key that the stored data cannot know.
+ */
+import { randomBytes } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { runTool, type ToolOptions } from '../sql/tool.js';
+
+/** The first minor release of each major version that knows `\restrict`. */
+const FIRST: Record<number, number> = { 13: 22, 14: 19, 15: 14, 16: 10, 17: 6 };
+
+const known = new Map<string, Promise<boolean>>();
+
+/** True when this pg_dump or psql knows the guard (from `--version`). */
+export function knowsRestrict(tool: string, options: ToolOptions): Promise<boolean> {
+  let answer = known.get(tool);
+  if (answer === undefined) {
+    answer = runTool(tool, ['--version'], `asking ${tool} for its version`, options).then((text) => {
+      const match = /(\d+)\.(\d+)/.exec(text);
+      if (match === null) return false;
+      const [major, minor] = [Number(match[1]), Number(match[2])];
+      return major >= 18 || (FIRST[major] !== undefined && minor >= FIRST[major]!);
+    });
+    known.set(tool, answer);
+  }
+  return answer;
+}
+
+/** A random key of letters and digits. */
+export function restrictKey(): string {
+  return randomBytes(24).toString('hex');
+}
+
+/**
+ * Removes the lines `\restrict KEY` and `\unrestrict KEY` (KEY being ours) from a dump; every
+ * other byte passes unchanged. Written by hand: a byte-exact line filter, which no library offers.
+ */
+export class RestrictRemover extends Transform {
+  private readonly patterns: Buffer[];
+  private readonly keep: number;
+  private carry = Buffer.alloc(0);
+
+  constructor(key: string) {
+    super();
+    this.patterns = [Buffer.from(`\n\\restrict ${key}\n`), Buffer.from(`\n\\unrestrict ${key}\n`)];
+    this.keep = Math.max(...this.patterns.map((p) => p.length)) - 1;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    let data = this.carry.length > 0 ? Buffer.concat([this.carry, chunk]) : chunk;
+    for (const pattern of this.patterns) {
+      const at = data.indexOf(pattern);
+      // Keep the newline in front of the line, drop the line itself.
+      if (at >= 0) data = Buffer.concat([data.subarray(0, at + 1), data.subarray(at + pattern.length)]);
+    }
+    const cut = Math.max(0, data.length - this.keep);
+    this.carry = Buffer.from(data.subarray(cut));
+    callback(null, data.subarray(0, cut));
+  }
+
+  override _flush(callback: TransformCallback): void {
+    callback(null, this.carry);
+  }
+}
+
+/** Puts the stream between a fresh `\\restrict` and `\\unrestrict` pair. */
+export class RestrictGuard extends Transform {
+  private readonly key = restrictKey();
+  private started = false;
+
+  private start(): void {
+    if (!this.started) this.push(Buffer.from(`\\restrict ${this.key}\n`));
+    this.started = true;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.start();
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.start();
+    callback(null, Buffer.from(`\n\\unrestrict ${this.key}\n`));
+  }
+}
