@@ -4,7 +4,8 @@
  * pg_dump (since 13.22, 14.19, 15.14, 16.10, 17.6) writes the pair with a random key, which
  * would make every dump of an unchanged database different. So a snapshot is stored without the
  * pair (pg_dump gets our key, and exactly those two lines are taken out), and a restore wraps the
- * stream in a pair with a fresh key that the stored data cannot know.
+ * stream in a pair with a fresh key that the stored data cannot know (a Dysnomia snapshot made by
+ * a recent pg_dump keeps its own pair).
  */
 import { randomBytes } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -67,23 +68,38 @@ export class RestrictRemover extends Transform {
   }
 }
 
-/** Puts the stream between a fresh `\\restrict` and `\\unrestrict` pair. */
+/** How far into a dump pg_dump's own `\\restrict` line may be (it is the fifth line). */
+const LOOKAHEAD = 4096;
+const OWN_GUARD = /^\\restrict \S+$/m;
+
+/**
+ * Puts the stream between a fresh `\\restrict` and `\\unrestrict` pair, unless the dump brings its
+ * own (a Dysnomia snapshot made by a recent pg_dump): psql refuses a second `\\restrict`.
+ */
 export class RestrictGuard extends Transform {
   private readonly key = restrictKey();
-  private started = false;
+  private head: Buffer[] = [];
+  private headLength = 0;
+  private guarded: boolean | undefined;
 
-  private start(): void {
-    if (!this.started) this.push(Buffer.from(`\\restrict ${this.key}\n`));
-    this.started = true;
+  private decide(): void {
+    const head = Buffer.concat(this.head);
+    this.guarded = !OWN_GUARD.test(head.subarray(0, LOOKAHEAD).toString('latin1'));
+    if (this.guarded) this.push(Buffer.from(`\\restrict ${this.key}\n`));
+    this.push(head);
+    this.head = [];
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.start();
-    callback(null, chunk);
+    if (this.guarded !== undefined) return callback(null, chunk);
+    this.head.push(chunk);
+    this.headLength += chunk.length;
+    if (this.headLength >= LOOKAHEAD) this.decide();
+    callback();
   }
 
   override _flush(callback: TransformCallback): void {
-    this.start();
-    callback(null, Buffer.from(`\n\\unrestrict ${this.key}\n`));
+    if (this.guarded === undefined) this.decide();
+    callback(null, this.guarded ? Buffer.from(`\n\\unrestrict ${this.key}\n`) : undefined);
   }
 }
