@@ -8,7 +8,7 @@ import { AbortedError, messageOf } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
 import { type ComponentSpec, type ContainerSpec, findContainerFile, loadContainerFile } from '../core/resolve.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
-import type { ComponentOperation } from './operations.js';
+import { type ComponentOperation, whenAborted } from './operations.js';
 import { type CommonOptions, requestSettings, stateDirOf } from './options.js';
 import {
   listActivatedComponents,
@@ -81,12 +81,11 @@ async function runJobs(jobs: Job[], options: BatchOptions): Promise<BatchResult>
       try {
         const container = await loadContainer(job.key.container);
         const component: ComponentSpec = { name: job.key.component, path: job.componentPath };
-        const result = await runOperation({
-          operation: job.operation,
-          container,
-          component,
-          ...requestSettings(options),
-        });
+        const result = await whenAborted(
+          options.signal,
+          job.operation,
+          runOperation({ operation: job.operation, container, component, ...requestSettings(options) }),
+        );
         outcome = { ...base, status: result.status, result, durationMs: result.durationMs };
       } catch (error) {
         const durationMs = Math.round(performance.now() - started);

@@ -24,6 +24,7 @@ import {
   listPoolPacks,
   relativePath,
 } from '../snapshot-store/index.js';
+import { whenAborted } from './operations.js';
 import { type ContainerInput, type ProgressEvent, stateDirOf, toContainerSpec } from './options.js';
 
 /** One end of a migration on this machine: a container and its state dir. */
@@ -134,7 +135,11 @@ async function step<T>(side: MigrationSideName, name: MigrationStep, what: strin
  * Moves a component's state from `from` to `to`; see the module comment for the steps. Throws a
  * {@link MigrationError}; the source is left activated and unchanged whatever happens.
  */
-export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
+export function migrate(options: MigrateOptions): Promise<MigrateResult> {
+  return whenAborted(options.signal, `migration of ${options.component} (the source is unchanged and still activated)`, migrateSteps(options));
+}
+
+async function migrateSteps(options: MigrateOptions): Promise<MigrateResult> {
   const started = performance.now();
   const env = options.env ?? process.env;
   const log = options.log ?? silentLogger;

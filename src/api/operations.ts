@@ -2,7 +2,7 @@
  * One operation on one component: the library form of `dysnomia --operation OP`.
  */
 import { describeShell, type OperationResult, runOperation } from '../core/dispatcher.js';
-import { UsageError } from '../core/errors.js';
+import { AbortedError, UsageError } from '../core/errors.js';
 import type { Operation, ShellInfo } from '../core/plugin.js';
 import { type ComponentOptions, toRequest } from './options.js';
 
@@ -17,7 +17,22 @@ export async function run(operation: ComponentOperation, options: ComponentOptio
   if ((operation as Operation) === 'shell') {
     throw new UsageError('the shell operation has no library form; use describeComponentShell');
   }
-  return runOperation(await toRequest(operation, options));
+  return whenAborted(options.signal, operation, runOperation(await toRequest(operation, options)));
+}
+
+/**
+ * A call whose signal fired rejects with AbortedError, whatever a tool or stream threw on the
+ * way out (Node's AbortError, a killed process), so callers can tell cancellation apart.
+ */
+export async function whenAborted<T>(signal: AbortSignal | undefined, what: string, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (signal?.aborted && !(error instanceof AbortedError)) {
+      throw new AbortedError(`${what} cancelled`, { cause: error });
+    }
+    throw error;
+  }
 }
 
 /** Deploys the component into the container (creates the database with its initial state). */
