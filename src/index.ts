@@ -69,6 +69,7 @@ export {
   type MachineDescription,
   propertiesFile,
   readMachineProperties,
+  toDotGraph,
   toNixExpression,
 } from './api/machine.js';
 export {

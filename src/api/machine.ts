@@ -11,7 +11,7 @@ import {
   readContainerFile,
 } from '../core/container-file.js';
 import { ConfigError } from '../core/errors.js';
-import { listContainers, type QueryOptions } from './queries.js';
+import { type AvailableComponent, listContainers, type QueryOptions } from './queries.js';
 
 const DEFAULT_PROPERTIES_FILE = '/etc/dysnomia/properties';
 
@@ -104,6 +104,22 @@ export function toNixExpression(description: MachineDescription): string {
   }
   lines.push('  };');
   if (description.system !== undefined) lines.push(`  system = ${nixValue(description.system)};`);
+  lines.push('}');
+  return `${lines.join('\n')}\n`;
+}
+
+/** `--generate-dot`: a Graphviz graph with a cluster per container holding its components. */
+export function toDotGraph(components: readonly AvailableComponent[]): string {
+  const quote = (text: string) => JSON.stringify(text);
+  const lines = ['digraph G {'];
+  for (const name of [...new Set(components.map((c) => c.container))]) {
+    lines.push(`  subgraph ${quote(`cluster_${name}`)} {`, '    style=filled;', `    label=${quote(name)};`);
+    lines.push('    fillcolor=grey;', '    node [style=filled,fillcolor=white,color=black];');
+    for (const c of components.filter((c) => c.container === name)) {
+      lines.push(`    ${quote(`${c.container}/${c.component}`)} [label=${quote(c.component)}];`);
+    }
+    lines.push('  }');
+  }
   lines.push('}');
   return `${lines.join('\n')}\n`;
 }

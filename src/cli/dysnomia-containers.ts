@@ -14,7 +14,7 @@ import {
   runOnActivated,
   snapshotAll,
 } from '../api/batch.js';
-import { describeMachine, toNixExpression } from '../api/machine.js';
+import { describeMachine, toDotGraph, toNixExpression } from '../api/machine.js';
 import { listActivatedComponents, listAvailableComponents, listContainers } from '../api/queries.js';
 import { formatFailures, formatOutcomeTable, outcomesToJson } from '../api/report.js';
 import { EXIT_FAILED, EXIT_OK, UsageError } from '../core/errors.js';
@@ -161,7 +161,7 @@ async function main(argv: string[]): Promise<number> {
       return EXIT_OK;
     }
     case 'generateDot':
-      print(await graph(container, log));
+      print(toDotGraph(await listAvailableComponents({ container, log })));
       return EXIT_OK;
     default:
       break;
@@ -258,24 +258,6 @@ async function confirmRestore(): Promise<boolean> {
   } finally {
     reader.close();
   }
-}
-
-/** `--generate-dot`: a Graphviz graph with a cluster per container holding its available components. */
-async function graph(container: string | undefined, log: Logger): Promise<string> {
-  const components = await listAvailableComponents({ container, log });
-  const containers = [...new Set(components.map((c) => c.container))];
-  const quote = (text: string) => JSON.stringify(text);
-  const lines = ['digraph G {'];
-  for (const name of containers) {
-    lines.push(`  subgraph ${quote(`cluster_${name}`)} {`, '    style=filled;', `    label=${quote(name)};`);
-    lines.push('    fillcolor=grey;', '    node [style=filled,fillcolor=white,color=black];');
-    for (const c of components.filter((c) => c.container === name)) {
-      lines.push(`    ${quote(`${c.container}/${c.component}`)} [label=${quote(c.component)}];`);
-    }
-    lines.push('  }');
-  }
-  lines.push('}');
-  return `${lines.join('\n')}\n`;
 }
 
 runProgram(PROGRAM, main);

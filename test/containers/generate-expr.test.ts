@@ -96,3 +96,36 @@ describe('dysnomia-containers --generate-expr', () => {
     expect(result.stderr).toContain(`${machine.env.DYSNOMIA_PROPERTIES}: cannot read the machine properties file (EISDIR)`);
   });
 });
+
+describe('dysnomia-containers --generate-dot', () => {
+  it('prints a cluster per container holding its available components', async () => {
+    const machine = await useMachine();
+    await machine.addComponent('mysql-database', 'shop');
+    await machine.addComponent('mysql-database', 'crm');
+    await machine.addComponent('git-repository', 'project');
+    const result = await runCli('dysnomia-containers', ['--generate-dot'], { env: machine.env });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stdout).toBe(
+      [
+        'digraph G {',
+        '  subgraph "cluster_git-repository" {',
+        '    style=filled;',
+        '    label="git-repository";',
+        '    fillcolor=grey;',
+        '    node [style=filled,fillcolor=white,color=black];',
+        '    "git-repository/project" [label="project"];',
+        '  }',
+        '  subgraph "cluster_mysql-database" {',
+        '    style=filled;',
+        '    label="mysql-database";',
+        '    fillcolor=grey;',
+        '    node [style=filled,fillcolor=white,color=black];',
+        '    "mysql-database/crm" [label="crm"];',
+        '    "mysql-database/shop" [label="shop"];',
+        '  }',
+        '}',
+        '',
+      ].join('\n'),
+    );
+  });
+});
