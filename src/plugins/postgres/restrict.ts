@@ -20,13 +20,16 @@ const known = new Map<string, Promise<boolean>>();
 export function knowsRestrict(tool: string, options: ToolOptions): Promise<boolean> {
   let answer = known.get(tool);
   if (answer === undefined) {
-    answer = runTool(tool, ['--version'], `asking ${tool} for its version`, options).then((text) => {
+    // Not cancellable, and a failure is not remembered: one cancelled operation must not decide
+    // for the next ones in this process.
+    answer = runTool(tool, ['--version'], `asking ${tool} for its version`, { ...options, signal: undefined }).then((text) => {
       const match = /(\d+)\.(\d+)/.exec(text);
       if (match === null) return false;
       const [major, minor] = [Number(match[1]), Number(match[2])];
       return major >= 18 || (FIRST[major] !== undefined && minor >= FIRST[major]!);
     });
     known.set(tool, answer);
+    answer.catch(() => known.delete(tool));
   }
   return answer;
 }
