@@ -147,9 +147,9 @@ async function main() {
     }
     if (options.only.includes('git')) results.git = await gitFigures({ pairs: options.pairs, mib: options.gitMib, log });
     if (options.only.includes('store')) {
-      const store = await storeFigures(common);
-      if (store.skipped) results.skipped.push(store.skipped);
-      else results.store = store;
+      const { skipped, ...store } = await storeFigures(common);
+      results.store = store;
+      results.skipped.push(...skipped);
     }
   } finally {
     await rm(workDir, { recursive: true, force: true });

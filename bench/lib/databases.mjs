@@ -21,7 +21,8 @@ export async function scaledScript(file, scale) {
   const text = await readFile(file, 'utf8');
   if (scale === 1) return text;
   const found = new Set();
-  const scaled = text.replace(new RegExp(`\\b(${SCALED.join('|')})\\b`, 'g'), (number) => {
+  // Not \b: in `seq_1_to_800000` the underscore is a word character.
+  const scaled = text.replace(new RegExp(`(?<![0-9])(${SCALED.join('|')})(?![0-9])`, 'g'), (number) => {
     found.add(number);
     return String(Math.max(1, Math.round(Number(number) * scale)));
   });
