@@ -27,7 +27,7 @@ export interface BatchOptions extends CommonOptions {
 /** What happened to one component in a machine-wide action. */
 export interface ComponentOutcome extends ComponentKey {
   operation: ComponentOperation;
-  /** `failed`: it threw (see `error`); `cancelled`: not attempted because the signal fired. */
+  /** `failed`: it threw (see `error`); `cancelled`: stopped or never started because the signal fired. */
   status: 'done' | 'skipped' | 'failed' | 'cancelled';
   /** The operation's result, when it did not fail. */
   result?: OperationResult;
