@@ -217,6 +217,16 @@ function loginError(options: PostgresOptions, error: unknown): OperationError {
   });
 }
 
+/** A second session, on `database`, reached the way `control` reaches the server. */
+export async function sessionOn(control: PgSession, options: PostgresOptions, database: string): Promise<PgSession> {
+  try {
+    if (control.runAs !== undefined) return await helperSession(options, database, control.runAs);
+    return await directSession(options, database, options.timeoutMs);
+  } catch (error) {
+    throw loginError(options, error);
+  }
+}
+
 /** Runs `work` with a session that is always closed afterwards. */
 export async function withSession<T>(
   options: PostgresOptions,

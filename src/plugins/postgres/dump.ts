@@ -1,34 +1,180 @@
-/** Snapshots of a PostgreSQL database: one consistent pg_dump, streamed into the store. */
+/**
+ * Snapshots of a PostgreSQL database: one consistent plain-SQL dump, streamed into the store.
+ *
+ * pg_dump copies rows in their physical order, which moves with every update and with every
+ * insert that reuses space VACUUM freed, so a night of small changes touches the dump all over.
+ * So tables with a primary key have their rows copied in key order instead, all inside one
+ * snapshot (docs/postgresql-database.md, "Snapshots"):
+ *
+ * 1. a session on the database opens a REPEATABLE READ transaction and exports its snapshot;
+ * 2. `pg_dump --snapshot --section=pre-data` writes the schema;
+ * 3. `pg_dump --snapshot --section=data --exclude-table-data=<keyed tables>` writes everything
+ *    else of the data section: tables without a key, sequence values, large objects;
+ * 4. one psql, importing the same snapshot, writes `COPY ... FROM stdin` blocks for the keyed
+ *    tables from `COPY (SELECT <columns pg_dump would copy> FROM ONLY t ORDER BY <key>)`;
+ * 5. `pg_dump --snapshot --section=post-data` writes indexes, constraints and triggers.
+ *
+ * The result is a plain dump that psql loads like any other. Tables whose names are not plain
+ * identifiers keep pg_dump's own copy, as do servers older than 12 (the whole database then).
+ */
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { OperationError } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
 import type { SnapshotSink } from '../../core/plugin.js';
 import { dumpWith, type ToolOptions } from '../sql/tool.js';
-import { connectionArguments, findPgTools } from './client.js';
-import type { PostgresOptions } from './options.js';
+import { connectionArguments, findPgTools, type PgSession, sessionOn } from './client.js';
+import { PLUGIN, type PostgresOptions } from './options.js';
 import { knowsRestrict, RestrictRemover, restrictKey } from './restrict.js';
 
 /** The stream name, as in Dysnomia's snapshots (`dump.pgsql.xz` there, uncompressed here). */
 export const DUMP_STREAM = 'dump.pgsql';
 
+/** How rows are ordered in a dump: by primary key where there is one, or as pg_dump finds them. */
+export type RowOrder = 'key' | 'physical';
+
+/** A table whose rows we copy ourselves, in key order. */
+interface KeyedTable {
+  schema: string;
+  table: string;
+  columns: string[];
+  key: string[];
+}
+
+const PLAIN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Tables pg_dump would copy that have a primary key, in the exporting transaction. */
+async function keyedTables(session: PgSession): Promise<KeyedTable[]> {
+  const rows = await session.query<{ schema: string; table: string; columns: string[] | null; key: string[] | null }>(
+    `SELECT n.nspname AS schema, c.relname AS table,
+            (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') AS columns,
+            (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i
+               CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+              WHERE i.indrelid = c.oid AND i.indisprimary) AS key
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind = 'r' AND c.relpersistence IN ('p', 'u')
+        AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+      ORDER BY 1, 2`,
+  );
+  return rows
+    .filter((row) => row.key !== null && row.columns !== null)
+    .map((row) => ({ schema: row.schema, table: row.table, columns: row.columns!, key: row.key! }))
+    .filter((t) => [t.schema, t.table, ...t.columns, ...t.key].every((name) => PLAIN.test(name)));
+}
+
+const q = (name: string) => `"${name}"`;
+
+/** The psql script writing the keyed tables' COPY blocks from the exported snapshot. */
+function copyScript(tables: KeyedTable[], snapshot: string, encoding: string, serverVersion: number): string {
+  const lines = [
+    '\\pset format unaligned',
+    '\\pset tuples_only on',
+    `SET client_encoding = '${encoding}';`,
+    // pg_dump's settings, so that values read back exactly.
+    'SET DateStyle = ISO;',
+    'SET IntervalStyle = postgres;',
+    ...(serverVersion < 120000 ? ['SET extra_float_digits = 3;'] : []),
+    'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;',
+    `SET TRANSACTION SNAPSHOT '${snapshot}';`,
+    'SET row_security = off;',
+  ];
+  for (const t of tables) {
+    const name = `${q(t.schema)}.${q(t.table)}`;
+    const columns = t.columns.map(q).join(', ');
+    lines.push(
+      `SELECT E'--\\n-- Data for Name: ${t.table}; Type: TABLE DATA; Schema: ${t.schema} (in primary key order)\\n--\\n';`,
+      `SELECT 'COPY ${name} (${columns}) FROM stdin;';`,
+      `COPY (SELECT ${columns} FROM ONLY ${name} ORDER BY ${t.key.map(q).join(', ')}) TO STDOUT;`,
+      `SELECT E'\\\\.\\n\\n';`,
+    );
+  }
+  lines.push('COMMIT;', '');
+  return lines.join('\n');
+}
+
+/** Pipes one part of the dump into `out` without ending it, leaving out our `\restrict` pair. */
+function part(out: PassThrough, key: string | undefined) {
+  return async (output: Readable) => {
+    if (key === undefined) await pipeline(output, out, { end: false });
+    else await pipeline(output, new RestrictRemover(key), out, { end: false });
+  };
+}
+
 /**
- * Dumps `database` (plain SQL, one snapshot for the whole dump) into the sink; throws if pg_dump
- * failed, so the truncated stream is discarded. pg_dump gives up on a table lock held longer than
- * the timeout instead of hanging behind it. The `\restrict` pair is left out (restrict.ts).
+ * Dumps `database` into the sink; throws if any tool failed, so the stream is discarded. pg_dump
+ * gives up on a table lock held longer than the timeout instead of hanging behind it.
  */
 export async function dumpDatabase(
   options: PostgresOptions,
+  control: PgSession,
   database: string,
   sink: SnapshotSink,
   tool: ToolOptions,
+  log: Logger,
+  order: RowOrder = 'key',
 ): Promise<void> {
-  const { dump } = await findPgTools();
-  const args = [...connectionArguments(options, database), `--lock-wait-timeout=${Math.max(1000, options.timeoutMs)}`];
-  if (!(await knowsRestrict(dump, tool))) {
-    await dumpWith(dump, args, `dumping ${database}`, (output) => sink.addStream(DUMP_STREAM, output), tool);
-    return;
+  const { dump, psql } = await findPgTools();
+  const key = (await knowsRestrict(dump, tool)) ? restrictKey() : undefined;
+  const common = [
+    ...connectionArguments(options, database),
+    `--lock-wait-timeout=${Math.max(1000, options.timeoutMs)}`,
+    ...(key === undefined ? [] : [`--restrict-key=${key}`]),
+  ];
+  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const stored = sink.addStream(DUMP_STREAM, out);
+  // A store that gives up stops reading: end the pipes, so the tools are stopped, not stuck.
+  stored.catch((error: unknown) => out.destroy(error as Error));
+  try {
+    if (order === 'physical' || control.serverVersion < 120000) {
+      await dumpWith(dump, common, `dumping ${database}`, part(out, key), tool);
+    } else {
+      await keyOrderedDump(options, control, database, { dump, psql, common, out, key, tool, log });
+    }
+    out.end();
+  } catch (error) {
+    out.destroy(error as Error);
+    throw error;
   }
-  const key = restrictKey();
-  await dumpWith(dump, [...args, `--restrict-key=${key}`], `dumping ${database}`, async (output) => {
-    const remover = new RestrictRemover(key);
-    await Promise.all([pipeline(output, remover), sink.addStream(DUMP_STREAM, remover)]);
-  }, tool);
+  await stored;
+}
+
+interface DumpParts {
+  dump: string;
+  psql: string;
+  common: string[];
+  out: PassThrough;
+  key: string | undefined;
+  tool: ToolOptions;
+  log: Logger;
+}
+
+async function keyOrderedDump(options: PostgresOptions, control: PgSession, database: string, p: DumpParts): Promise<void> {
+  const exporter = await sessionOn(control, options, database);
+  try {
+    await exporter.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+    const [exported] = await exporter.query<{ id: string; encoding: string }>(
+      'SELECT pg_export_snapshot() AS id, pg_encoding_to_char(encoding) AS encoding FROM pg_database WHERE datname = current_database()',
+    );
+    if (exported === undefined) throw new OperationError(`cannot export a snapshot of ${database}`, { plugin: PLUGIN });
+    const tables = await keyedTables(exporter);
+    p.log.debug(`dumping ${tables.length} table(s) of ${database} in primary key order`);
+    const inSnapshot = [...p.common, `--snapshot=${exported.id}`];
+    const what = `dumping ${database}`;
+    await dumpWith(p.dump, [...inSnapshot, '--section=pre-data'], what, part(p.out, p.key), p.tool);
+    const excluded = tables.map((t) => `--exclude-table-data=${q(t.schema)}.${q(t.table)}`);
+    await dumpWith(p.dump, [...inSnapshot, '--section=data', ...excluded], what, part(p.out, p.key), p.tool);
+    if (tables.length > 0) {
+      const script = copyScript(tables, exported.id, exported.encoding, control.serverVersion);
+      const args = [...connectionArguments(options, database), '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--file=-'];
+      await dumpWith(p.psql, args, `${what} (rows in primary key order)`, part(p.out, undefined), { ...p.tool, input: script });
+    }
+    await dumpWith(p.dump, [...inSnapshot, '--section=post-data'], what, part(p.out, p.key), p.tool);
+    await exporter.query('COMMIT');
+  } finally {
+    await exporter.end().catch(() => {});
+  }
 }

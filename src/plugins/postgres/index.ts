@@ -86,7 +86,7 @@ async function snapshot(ctx: Context, sink: SnapshotSink): Promise<void> {
         plugin: PLUGIN,
       });
     }
-    await withToolAccess(options, session, ctx.signal, (tool) => dumpDatabase(options, names.live, sink, tool));
+    await withToolAccess(options, session, ctx.signal, (tool) => dumpDatabase(options, session, names.live, sink, tool, ctx.log));
   });
 }
 

@@ -85,8 +85,8 @@ export async function runTool(
 }
 
 /**
- * Runs a dump tool and hands its standard output to `consume` (the store), which reads it with
- * back-pressure. Throws when the tool failed, even though `consume` already took the (truncated)
+ * Runs a dump tool (with `input` on its standard input, if given) and hands its standard output
+ * to `consume` (the store), which reads it with back-pressure. Throws when the tool failed, even though `consume` already took the (truncated)
  * stream: the caller's snapshot must then be discarded.
  */
 export async function dumpWith(
@@ -94,11 +94,11 @@ export async function dumpWith(
   args: string[],
   what: string,
   consume: (output: Readable) => Promise<void>,
-  options: ToolOptions,
+  options: ToolOptions & { input?: string },
 ): Promise<void> {
   const subprocess = execa(command, args, {
     ...spawnOptions(options),
-    stdin: 'ignore',
+    ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
     buffer: { stdout: false, stderr: true },
   });
   // execa resumes an unbuffered stdout that nobody reads by the next tick, dropping its data; a
