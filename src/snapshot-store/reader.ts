@@ -37,6 +37,9 @@ export async function readManifest(folder: string, where: string): Promise<Manif
   return parseManifest(text, where);
 }
 
+/** Takes the shared store lock for the time a stream is read, so gc never rewrites it meanwhile. */
+export type ReadGuard = () => Promise<{ release(): Promise<void> }>;
+
 /** A snapshot in the store's own format. */
 export class StoredSnapshot implements SnapshotSource {
   readonly identity: string;
@@ -48,6 +51,7 @@ export class StoredSnapshot implements SnapshotSource {
     readonly manifest: Manifest,
     /** How errors name the snapshot (its relative path). */
     readonly where: string,
+    private readonly guard?: ReadGuard,
   ) {
     this.identity = manifest.identity;
     this.type = manifest.type;
@@ -55,8 +59,8 @@ export class StoredSnapshot implements SnapshotSource {
   }
 
   /** Loads and checks the manifest of a folder. */
-  static async load(folder: string, where: string): Promise<StoredSnapshot> {
-    return new StoredSnapshot(folder, await readManifest(folder, where), where);
+  static async load(folder: string, where: string, guard?: ReadGuard): Promise<StoredSnapshot> {
+    return new StoredSnapshot(folder, await readManifest(folder, where), where, guard);
   }
 
   size(name: string): number | undefined {
@@ -89,8 +93,17 @@ export class StoredSnapshot implements SnapshotSource {
     }
   }
 
-  /** The verified logical bytes of a stream, chunk by chunk. */
+  /** The verified logical bytes of a stream, chunk by chunk, under the read guard. */
   async *chunks(name: string): AsyncGenerator<Buffer> {
+    const held = await this.guard?.();
+    try {
+      yield* this.unguardedChunks(name);
+    } finally {
+      await held?.release();
+    }
+  }
+
+  private async *unguardedChunks(name: string): AsyncGenerator<Buffer> {
     const stream = this.manifest.streams.find((entry) => entry.name === name);
     if (stream === undefined) {
       throw new OperationError(`${this.where} has no stream ${JSON.stringify(name)} (it has: ${this.streams.join(', ') || 'none'})`);

@@ -5,7 +5,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AbortedError, IntegrityError, OperationError, messageOf } from '../core/errors.js';
-import { withLock } from '../core/lock.js';
+import { acquireLock, withLock } from '../core/lock.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import type { PluginSnapshotResult, SnapshotSink, SnapshotSource } from '../core/plugin.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
@@ -153,10 +153,29 @@ export class SnapshotStore {
     if (!(await isDirectory(folder))) {
       throw new IntegrityError(`${via ? `${via} points at` : 'there is no'} snapshot ${rel}${via ? ', which is missing' : ''}`);
     }
-    if (await isFile(path.join(folder, MANIFEST_FILE))) return StoredSnapshot.load(folder, rel);
+    const guard = () => this.readLock(rel);
+    if (await isFile(path.join(folder, MANIFEST_FILE))) return StoredSnapshot.load(folder, rel, guard);
     const legacy = await LegacySnapshot.load(folder, checksumFile(this.stateDir, key, identity), rel);
     if (legacy !== undefined) return legacy;
     throw new IntegrityError(`${rel} is not a snapshot: its folder has neither manifest.json nor a Dysnomia dump (dump.sql.xz, dump.pgsql.xz, dump.xz)`);
+  }
+
+  /**
+   * The shared store lock for reading a snapshot. A store this process cannot write (a read-only
+   * copy, another user's state dir) is read without it: nobody here can collect it meanwhile.
+   */
+  private async readLock(rel: string): Promise<{ release(): Promise<void> }> {
+    try {
+      return await acquireLock(storeLockFile(this.stateDir), 'shared', {
+        what: `the snapshot store (reading ${rel})`,
+        timeoutMs: this.options.lockTimeoutMs,
+        log: this.log,
+      });
+    } catch (error) {
+      const code = ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+      if (code === 'EACCES' || code === 'EROFS' || code === 'EPERM') return { release: async () => {} };
+      throw error;
+    }
   }
 
   /** Writes the checksum if missing, then applies the generation rule. */
