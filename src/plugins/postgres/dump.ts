@@ -104,6 +104,17 @@ function part(out: PassThrough, key: string | undefined) {
   };
 }
 
+/** Runs a dump tool and returns its whole output (without our `\restrict` pair). */
+async function collect(tool: string, args: string[], what: string, key: string | undefined, options: ToolOptions): Promise<Buffer> {
+  const pieces: Buffer[] = [];
+  await dumpWith(tool, args, what, async (output) => {
+    const source = key === undefined ? output : output.pipe(new RestrictRemover(key));
+    if (source !== output) output.on('error', (error) => source.destroy(error));
+    for await (const piece of source) pieces.push(piece as Buffer);
+  }, options);
+  return Buffer.concat(pieces);
+}
+
 /**
  * Dumps `database` into the sink; throws if any tool failed, so the stream is discarded. pg_dump
  * gives up on a table lock held longer than the timeout instead of hanging behind it.
@@ -164,7 +175,15 @@ async function keyOrderedDump(options: PostgresOptions, control: PgSession, data
     p.log.debug(`dumping ${tables.length} table(s) of ${database} in primary key order`);
     const inSnapshot = [...p.common, `--snapshot=${exported.id}`];
     const what = `dumping ${database}`;
-    await dumpWith(p.dump, [...inSnapshot, '--section=pre-data'], what, part(p.out, p.key), p.tool);
+    // The schema parts are small: dump them while the data streams, and keep them in memory.
+    const schema = (section: string) => {
+      const collected = collect(p.dump, [...inSnapshot, `--section=${section}`], what, p.key, p.tool);
+      collected.catch(() => {}); // awaited below
+      return collected;
+    };
+    const preData = schema('pre-data');
+    const postData = schema('post-data');
+    p.out.write(await preData);
     const excluded = tables.map((t) => `--exclude-table-data=${q(t.schema)}.${q(t.table)}`);
     await dumpWith(p.dump, [...inSnapshot, '--section=data', ...excluded], what, part(p.out, p.key), p.tool);
     if (tables.length > 0) {
@@ -172,7 +191,7 @@ async function keyOrderedDump(options: PostgresOptions, control: PgSession, data
       const args = [...connectionArguments(options, database), '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--file=-'];
       await dumpWith(p.psql, args, `${what} (rows in primary key order)`, part(p.out, undefined), { ...p.tool, input: script });
     }
-    await dumpWith(p.dump, [...inSnapshot, '--section=post-data'], what, part(p.out, p.key), p.tool);
+    p.out.write(await postData);
     await exporter.query('COMMIT');
   } finally {
     await exporter.end().catch(() => {});
