@@ -12,10 +12,14 @@
  * when both see each other both back off with a random delay and one wins the next round. An
  * exclusive taker that waits leaves a `wait` file, which makes new shared takers queue behind it,
  * so a stream of overlapping snapshots cannot starve gc.
+ *
+ * A full disk must not lock anyone out (gc is what frees space, --check is what an operator runs
+ * then): the name of a holder file carries what staleness needs (mode, pid, process start, a tag
+ * of the host), so when there is no block left for its JSON the holder file is published empty.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { AbortedError, LockTimeoutError, OperationError, messageOf } from './errors.js';
@@ -71,6 +75,8 @@ export async function withLock<T>(
 }
 
 const HOST = os.hostname();
+/** A short tag of the host name, for holder file names (host names may hold any character). */
+const HOST_TAG = hostTag(HOST);
 const TEMP_PREFIX = '.tmp-';
 /** Holder files this process has published and not yet removed, for cleanup on exit. */
 const published = new Set<string>();
@@ -84,7 +90,7 @@ export async function acquireLock(file: string, mode: LockMode, options: LockOpt
   await ensureLockDir(dir);
   installExitHook();
   const started = Date.now();
-  const nonce = `${process.pid}-${randomBytes(6).toString('hex')}`;
+  const nonce = `${process.pid}-${processStartTime(process.pid) ?? 0}-${HOST_TAG}-${randomBytes(6).toString('hex')}`;
   const mine = path.join(dir, `${mode}-${nonce}.json`);
   const waitFile = path.join(dir, `wait-${nonce}.json`);
   let waitPublished = false;
@@ -187,7 +193,13 @@ async function ensureLockDir(dir: string): Promise<void> {
 async function publish(dir: string, file: string, content: LockHolder): Promise<void> {
   const temp = path.join(dir, `${TEMP_PREFIX}${path.basename(file)}`);
   try {
-    await writeFile(temp, `${JSON.stringify(content)}\n`);
+    try {
+      await writeFile(temp, `${JSON.stringify(content)}\n`);
+    } catch (error) {
+      if (!isDiskFull(error)) throw error;
+      // No block for the details; an empty file needs none, and its name says enough.
+      await writeFile(temp, '');
+    }
     await rename(temp, file);
   } catch (error) {
     await rm(temp, { force: true });
@@ -197,6 +209,35 @@ async function publish(dir: string, file: string, content: LockHolder): Promise<
     );
   }
   published.add(file);
+}
+
+function isDiskFull(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+function hostTag(host: string): string {
+  return createHash('sha256').update(host).digest('hex').slice(0, 8);
+}
+
+/** `<mode>-<pid>-<process start>-<host tag>-<random>.json`, as acquireLock names holder files. */
+const HOLDER_NAME = /^(shared|exclusive|wait)-(\d+)-(\d+)-([0-9a-f]{8})-[0-9a-f]+\.json$/;
+
+/** What an empty holder file's name says (one published on a full disk); undefined for others. */
+async function holderFromName(file: string): Promise<LockHolder | undefined> {
+  const match = HOLDER_NAME.exec(path.basename(file));
+  if (match === null) return undefined;
+  const written = await stat(file).catch(() => undefined);
+  if (written === undefined) return undefined;
+  const [, mode, pid, start, tag] = match;
+  return {
+    mode: mode as LockHolder['mode'],
+    pid: Number(pid),
+    host: tag === HOST_TAG ? HOST : `the host tagged ${tag}`,
+    since: written.mtime.toISOString(),
+    what: 'details not recorded: the disk was full',
+    ...(start === '0' ? {} : { processStart: Number(start) }),
+  };
 }
 
 async function unpublish(file: string): Promise<void> {
@@ -236,12 +277,20 @@ async function liveHolders(
 }
 
 async function readHolder(file: string): Promise<LockHolder | undefined> {
+  let text: string;
   try {
-    const parsed = JSON.parse(await readFile(file, 'utf8')) as LockHolder;
+    text = await readFile(file, 'utf8');
+  } catch {
+    // Vanished between readdir and read: released.
+    return undefined;
+  }
+  if (text === '') return holderFromName(file);
+  try {
+    const parsed = JSON.parse(text) as LockHolder;
     if (typeof parsed.pid !== 'number' || typeof parsed.host !== 'string') return undefined;
     return parsed;
   } catch {
-    // Vanished between readdir and read (released), or not ours: not a holder.
+    // Not ours: not a holder.
     return undefined;
   }
 }

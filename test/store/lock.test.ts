@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -95,6 +96,30 @@ describe('withLock', () => {
     expect(warning).toContain(`pid ${pid}`);
     expect(warning).toContain('a crashed snapshot');
     expect(await readdir(lock)).toEqual([]);
+  });
+
+  it('reads a holder file published empty on a full disk from its name: stale ones are taken over, live ones wait', async () => {
+    const dir = await useTempDir();
+    const lock = path.join(dir, 'full-disk.lock');
+    await mkdir(lock);
+    const tag = createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8);
+    const pid = await deadPid();
+    await writeFile(path.join(lock, `exclusive-${pid}-0-${tag}-abc123.json`), '');
+    const log = recordingLogger();
+    expect(await withLock(lock, 'exclusive', { what: 'x', log, timeoutMs: 2000 }, async () => 'done')).toBe('done');
+    expect(log.lines.find((line) => line.startsWith('warn:'))).toContain(`pid ${pid}`);
+    expect(await readdir(lock)).toEqual([]);
+
+    const live = spawn('sleep', ['30']);
+    try {
+      await writeFile(path.join(lock, `exclusive-${live.pid}-0-${tag}-def456.json`), '');
+      const error = await withLock(lock, 'shared', { what: 'x', timeoutMs: 200 }, async () => 'no').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(LockTimeoutError);
+      expect((error as Error).message).toContain(`pid ${live.pid} since`);
+      expect((error as Error).message).toContain('details not recorded: the disk was full');
+    } finally {
+      live.kill();
+    }
   });
 
   it('does not take over a lock held by a live process on another host', async () => {
