@@ -11,6 +11,7 @@ import { assertSafeName, nameFromPath } from '../core/resolve.js';
 import { defaultStateDir } from '../core/state-dir.js';
 import {
   checkSnapshots,
+  type CheckResult,
   collectGarbage,
   type ComponentFilter,
   exportSnapshot,
@@ -160,12 +161,11 @@ async function main(argv: string[]): Promise<number> {
       if (options.json) json(results);
       else for (const result of results) print(`${result.path}\n`);
       const failed = results.filter((result) => !result.ok);
-      for (const result of failed) for (const problem of result.problems) process.stderr.write(`${PROGRAM}: check failed: ${problem}\n`);
-      log.info(
-        failed.length === 0
-          ? `checked ${results.length} snapshot${results.length === 1 ? '' : 's'}: all intact`
-          : `checked ${results.length} snapshots: ${failed.length} damaged (${failed.map((r) => r.path).join(', ')})`,
-      );
+      for (const result of failed) {
+        const label = result.status === 'damaged' ? 'check failed' : 'could not check';
+        for (const problem of result.problems) process.stderr.write(`${PROGRAM}: ${label}: ${problem}\n`);
+      }
+      log.info(checkSummary(results));
       return failed.length === 0 ? 0 : 1;
     }
     case 'printMissing': {
@@ -314,3 +314,16 @@ function formatBytes(bytes: number): string {
 }
 
 runProgram(PROGRAM, main);
+
+/** `checked 3 snapshots: all intact`, or how many are damaged and how many could not be checked. */
+function checkSummary(results: CheckResult[]): string {
+  const counted = `checked ${results.length} snapshot${results.length === 1 ? '' : 's'}`;
+  const paths = (status: CheckResult['status']) => results.filter((r) => r.status === status).map((r) => r.path);
+  const damaged = paths('damaged');
+  const unchecked = paths('unchecked');
+  if (damaged.length === 0 && unchecked.length === 0) return `${counted}: all intact`;
+  const parts = [];
+  if (damaged.length > 0) parts.push(`${damaged.length} damaged (${damaged.join(', ')})`);
+  if (unchecked.length > 0) parts.push(`${unchecked.length} could not be checked (${unchecked.join(', ')})`);
+  return `${counted}: ${parts.join('; ')}`;
+}

@@ -15,6 +15,16 @@ import { readdirOrEmpty } from './fs-util.js';
 /** execa, loaded on first use: importing it costs about 0.1 s of every program's start-up. */
 const loadExeca = async () => (await import('execa')).execa;
 
+/**
+ * Throws when a tool did not run at all (not installed, not executable): that says nothing about
+ * the snapshot, so it must not be reported as damage.
+ */
+function assertRan(result: { exitCode?: number; signal?: string; failed: boolean; message?: string }, tool: string, file: string): void {
+  if (result.failed && result.exitCode === undefined && result.signal === undefined) {
+    throw new OperationError(`cannot run ${tool} to read ${file}: ${result.message ?? 'it did not start'}; is ${tool} installed?`);
+  }
+}
+
 /** Dysnomia's dump files and the stream name each one gives. */
 export const LEGACY_DUMPS: Readonly<Record<string, string>> = {
   'dump.sql.xz': 'dump.sql',
@@ -45,6 +55,7 @@ export async function dysnomiaFolderHash(folder: string): Promise<string> {
   });
   for await (const piece of subprocess.stdout) hash.update(piece as Buffer);
   const result = await subprocess;
+  assertRan(result, 'sh', folder);
   if (result.exitCode !== 0) {
     throw new OperationError(`cannot compute the checksum of ${folder}: ${String(result.stderr).trim() || `exit code ${result.exitCode}`}`);
   }
@@ -108,6 +119,7 @@ export class LegacySnapshot implements SnapshotSource {
       if (!subprocess.stdout.readableEnded) subprocess.kill();
     }
     const result = await subprocess;
+    assertRan(result, 'xz', this.file);
     if (result.exitCode !== 0) {
       throw new IntegrityError(
         `${this.where}: ${basename(this.file)} cannot be decompressed: ${String(result.stderr).trim() || `xz exit code ${result.exitCode}`}; the snapshot is damaged`,
@@ -117,6 +129,7 @@ export class LegacySnapshot implements SnapshotSource {
 
   async verify(): Promise<void> {
     const test = await (await loadExeca())('xz', ['-t', '--', this.file], { reject: false, stdin: 'ignore' });
+    assertRan(test, 'xz', this.file);
     if (test.exitCode !== 0) {
       throw new IntegrityError(`${this.where}: ${basename(this.file)} is damaged: ${String(test.stderr).trim()}`);
     }

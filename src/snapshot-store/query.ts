@@ -4,7 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { messageOf, UsageError } from '../core/errors.js';
+import { IntegrityError, messageOf, UsageError } from '../core/errors.js';
 import type { ComponentKey } from '../core/state-dir.js';
 import { exists, isHiddenName, readdirOrEmpty } from './fs-util.js';
 import { type Generation, latestGeneration, listGenerations } from './generations.js';
@@ -79,6 +79,11 @@ export async function queryAll(stateDir: string, filter: ComponentFilter = {}): 
 export interface CheckResult {
   path: string;
   ok: boolean;
+  /**
+   * `intact`; `damaged` (its data or metadata is wrong); or `unchecked`: the check itself could
+   * not run (no lock, no xz, an I/O error), which says nothing about the snapshot.
+   */
+  status: 'intact' | 'damaged' | 'unchecked';
   /** What is wrong, when not ok. */
   problems: string[];
 }
@@ -97,6 +102,7 @@ export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[])
     seen.add(entry.path);
     const key = { container: entry.container, component: entry.component };
     const problems: string[] = [];
+    let damaged = true;
     try {
       const snapshot = await store.open(key, entry.identity, `generation ${entry.generation} of ${key.container}/${key.component}`);
       await snapshot.verify();
@@ -114,8 +120,10 @@ export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[])
       }
     } catch (error) {
       problems.push(messageOf(error));
+      damaged = error instanceof IntegrityError;
     }
-    results.push({ path: entry.path, ok: problems.length === 0, problems });
+    const status = problems.length === 0 ? 'intact' : damaged ? 'damaged' : 'unchecked';
+    results.push({ path: entry.path, ok: status === 'intact', status, problems });
   }
   return results;
 }

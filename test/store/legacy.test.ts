@@ -50,6 +50,20 @@ describe("Dysnomia's own snapshot folders", () => {
     expect((await readAll(source!, 'dump.pgsql')).equals(dump)).toBe(true);
   });
 
+  it('says a snapshot could not be checked, not that it is damaged, when xz is missing', async () => {
+    const stateDir = await useTempDir();
+    const { id } = await dysnomiaSnapshot(stateDir, fakeDump(50_000, 3));
+    const emptyPath = await useTempDir();
+    const check = await runCli('dysnomia-snapshots', ['--query-all', '--check'], { env: { DYSNOMIA_STATEDIR: stateDir, PATH: emptyPath } });
+    expect(check.exitCode).toBe(1);
+    expect(check.stderr).toContain(`could not check: `);
+    expect(check.stderr).toMatch(/xz/);
+    expect(check.stderr).toContain(`1 could not be checked (${key.container}/${key.component}/${id})`);
+    expect(check.stderr).not.toMatch(/damaged|check failed/);
+    const json = await runCli('dysnomia-snapshots', ['--query-all', '--check', '--json'], { env: { DYSNOMIA_STATEDIR: stateDir, PATH: emptyPath } });
+    expect(JSON.parse(json.stdout)).toMatchObject([{ ok: false, status: 'unchecked' }]);
+  });
+
   it('keeps history: a new snapshot on top is generation 2, and gc removes the old folder', async () => {
     const stateDir = await useTempDir();
     const { id } = await dysnomiaSnapshot(stateDir, fakeDump(100_000, 1), 'dump.sql.xz');
