@@ -4,7 +4,7 @@
  */
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { AbortedError, IntegrityError, OperationError, messageOf } from '../core/errors.js';
+import { AbortedError, DysnomiaError, IntegrityError, OperationError, messageOf } from '../core/errors.js';
 import { acquireLock, withLock } from '../core/lock.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import type { PluginSnapshotResult, SnapshotSink, SnapshotSource } from '../core/plugin.js';
@@ -130,7 +130,7 @@ export class SnapshotStore {
         });
       } catch (error) {
         await writer.discard();
-        throw error;
+        throw explainWriteError(error, this.stateDir);
       }
     });
   }
@@ -256,4 +256,21 @@ export async function mkdirOrExplain(dir: string, stateDir: string): Promise<voi
       { cause: error },
     );
   }
+}
+
+/**
+ * A file-system error met while writing a snapshot, as an OperationError that says what happened
+ * and what to do; other errors unchanged. A full disk is the one a nightly cron meets most.
+ */
+export function explainWriteError(error: unknown, stateDir: string): unknown {
+  const errno = error as NodeJS.ErrnoException;
+  if (error instanceof DysnomiaError || !(error instanceof Error) || typeof errno.code !== 'string' || errno.syscall === undefined) return error;
+  if (errno.code === 'ENOSPC' || errno.code === 'EDQUOT') {
+    return new OperationError(
+      `the snapshot was not taken: the disk of the state dir ${stateDir} is full (${errno.message}). ` +
+        'No generation was added and the earlier ones are intact; free space (dysnomia-snapshots --gc removes old generations) and try again',
+      { cause: error },
+    );
+  }
+  return new OperationError(`the snapshot was not taken: cannot write to the state dir ${stateDir}: ${errno.message}`, { cause: error });
 }
