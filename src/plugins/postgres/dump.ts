@@ -165,6 +165,8 @@ interface DumpParts {
 
 async function keyOrderedDump(options: PostgresOptions, control: PgSession, database: string, p: DumpParts): Promise<void> {
   const exporter = await sessionOn(control, options, database);
+  // The schema dumps run beside the rows; whatever happens they end before the snapshot does.
+  const schemaDumps: Promise<Buffer>[] = [];
   try {
     await exporter.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
     const [exported] = await exporter.query<{ id: string; encoding: string }>(
@@ -178,7 +180,8 @@ async function keyOrderedDump(options: PostgresOptions, control: PgSession, data
     // The schema parts are small: dump them while the data streams, and keep them in memory.
     const schema = (section: string) => {
       const collected = collect(p.dump, [...inSnapshot, `--section=${section}`], what, p.key, p.tool);
-      collected.catch(() => {}); // awaited below
+      collected.catch(() => {}); // awaited below, or settled in finally
+      schemaDumps.push(collected);
       return collected;
     };
     const preData = schema('pre-data');
@@ -194,6 +197,7 @@ async function keyOrderedDump(options: PostgresOptions, control: PgSession, data
     p.out.write(await postData);
     await exporter.query('COMMIT');
   } finally {
+    await Promise.allSettled(schemaDumps);
     await exporter.end().catch(() => {});
   }
 }
