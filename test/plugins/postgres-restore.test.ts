@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import { buffer, text } from 'node:stream/consumers';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { RestrictRemover } from '../../src/plugins/postgres/restrict.js';
+import { RestrictGuard, RestrictRemover } from '../../src/plugins/postgres/restrict.js';
 import { SnapshotStore } from '../../src/snapshot-store/index.js';
 import { findPostgres } from '../support/servers.js';
 import { postgresSetup, type SqlSetup } from '../support/sql-setup.js';
@@ -164,6 +164,36 @@ describe('postgresql-database snapshot and restore', () => {
     }
   });
 
+  it('drops the staging copy when the swap cannot happen, and says the live database is unchanged', async () => {
+    const server = await findPostgres();
+    const role = uniqueName('swapper');
+    await server.query(`CREATE ROLE ${role} LOGIN CREATEDB`);
+    const setup = await postgresSetup({
+      scripts: { '01.sql': 'CREATE TABLE t (id int);\nINSERT INTO t VALUES (1);\n' },
+      properties: { postgresqlUsername: role, timeout: '1' },
+    });
+    // A superuser session on the live database, which the container's role may not terminate.
+    let admin: pg.Client | undefined;
+    try {
+      await setup.ok('activate');
+      await setup.ok('snapshot');
+      await setup.query('INSERT INTO t VALUES (2)');
+      admin = new pg.Client({ host: server.socketDir ?? server.host, port: server.port, user: server.user, password: server.password, database: setup.name });
+      admin.on('error', () => {});
+      await admin.connect();
+      const result = await setup.run('restore');
+      expect(result.exitCode, result.stderr).toBe(1);
+      expect(result.stderr).toContain(`cannot swap the restored copy in as ${setup.name}`);
+      expect(result.stderr).toContain(`The live database ${setup.name} is unchanged`);
+      expect(await setup.query('SELECT id FROM t ORDER BY id')).toEqual([{ id: 1 }, { id: 2 }]);
+      expect(await setup.databases()).toEqual([setup.name]);
+    } finally {
+      await admin?.end().catch(() => {});
+      await server.query(`DROP DATABASE IF EXISTS ${setup.name}`);
+      await server.query(`DROP ROLE IF EXISTS ${role}`);
+    }
+  });
+
   it('survives SIGKILL at any moment of a restore: the data is fully old or fully new', { timeout: 300_000 }, async () => {
     const setup = await postgresSetup({ scripts: { '01.sql': BIG.replace('%N%', '300000') } });
     await setup.ok('activate');
@@ -287,5 +317,23 @@ describe('RestrictRemover', () => {
       const out = await buffer(Readable.from([bytes.subarray(0, cut), bytes.subarray(cut)]).pipe(new RestrictRemover(key)));
       expect(out.toString(), `cut at ${cut}`).toBe(expected);
     }
+  });
+});
+
+describe('RestrictGuard', () => {
+  const guarded = async (dump: string) => (await buffer(Readable.from([Buffer.from(dump)]).pipe(new RestrictGuard()))).toString();
+
+  it("keeps a dump's own leading guard, and adds a fresh pair to a dump without one", async () => {
+    const own = '--\n-- PostgreSQL database dump\n--\n\n\\restrict KEY1\n\nSET x = 1;\n\\unrestrict KEY1\n';
+    expect(await guarded(own)).toBe(own);
+    const bare = '--\n-- PostgreSQL database dump\n--\n\nSET x = 1;\n';
+    expect(await guarded(bare)).toMatch(/^\\restrict [0-9a-f]{48}\n--\n-- PostgreSQL database dump\n--\n\nSET x = 1;\n\n\\unrestrict [0-9a-f]{48}\n$/);
+  });
+
+  it('is not switched off by a \\restrict line in the data (a function body near the top)', async () => {
+    const hostile = "--\n-- dump\n--\n\nSET x = 1;\nCREATE FUNCTION f() RETURNS int AS $$\n\\restrict fake\nSELECT 1$$ LANGUAGE sql;\n\\! touch /tmp/pwned\n";
+    const out = await guarded(hostile);
+    expect(out).toMatch(/^\\restrict [0-9a-f]{48}\n/);
+    expect(out).toMatch(/\n\\unrestrict [0-9a-f]{48}\n$/);
   });
 });

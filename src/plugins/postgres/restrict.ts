@@ -73,7 +73,19 @@ export class RestrictRemover extends Transform {
 
 /** How far into a dump pg_dump's own `\\restrict` line may be (it is the fifth line). */
 const LOOKAHEAD = 4096;
-const OWN_GUARD = /^\\restrict \S+$/m;
+const OWN_GUARD = /^\\restrict \S+$/;
+
+/**
+ * True when the dump starts with pg_dump's guard: its first line that is neither empty nor a
+ * `--` comment. Only there: the same text later on (in a function body, say) is data.
+ */
+export function hasOwnGuard(head: string): boolean {
+  for (const line of head.split('\n')) {
+    if (line === '' || line.startsWith('--')) continue;
+    return OWN_GUARD.test(line);
+  }
+  return false;
+}
 
 /**
  * Puts the stream between a fresh `\\restrict` and `\\unrestrict` pair, unless the dump brings its
@@ -87,7 +99,7 @@ export class RestrictGuard extends Transform {
 
   private decide(): void {
     const head = Buffer.concat(this.head);
-    this.guarded = !OWN_GUARD.test(head.subarray(0, LOOKAHEAD).toString('latin1'));
+    this.guarded = !hasOwnGuard(head.subarray(0, LOOKAHEAD).toString('latin1'));
     if (this.guarded) this.push(Buffer.from(`\\restrict ${this.key}\n`));
     this.push(head);
     this.head = [];

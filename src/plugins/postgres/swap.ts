@@ -103,29 +103,39 @@ export async function createStaging(session: PgSession, names: DatabaseNames): P
 
 /**
  * Makes the staging database the live one. If anything fails before the commit, the live
- * database is untouched; the caller drops the staging database.
+ * database is untouched and the staging database is dropped (a full copy must not linger).
  */
 export async function swapIn(session: PgSession, names: DatabaseNames, timeoutMs: number, log: Logger): Promise<void> {
   if (!(await databaseExists(session, names.live))) {
     await session.query(`ALTER DATABASE ${quoteName(names.staging)} RENAME TO ${quoteName(names.live)}`);
     return;
   }
-  await whileAlone(session, names.live, 'to swap in the restored copy', timeoutMs, log, async () => {
-    await session.query('BEGIN');
-    try {
-      await session.query(`ALTER DATABASE ${quoteName(names.live)} RENAME TO ${quoteName(names.old)}`);
-      await session.query(`ALTER DATABASE ${quoteName(names.staging)} RENAME TO ${quoteName(names.live)}`);
-      await session.query('COMMIT');
-    } catch (error) {
-      await session.query('ROLLBACK').catch(() => {});
-      throw error;
-    }
-  });
+  try {
+    await whileAlone(session, names.live, 'to swap in the restored copy', timeoutMs, log, async () => {
+      await session.query('BEGIN');
+      try {
+        await session.query(`ALTER DATABASE ${quoteName(names.live)} RENAME TO ${quoteName(names.old)}`);
+        await session.query(`ALTER DATABASE ${quoteName(names.staging)} RENAME TO ${quoteName(names.live)}`);
+        await session.query('COMMIT');
+      } catch (error) {
+        await session.query('ROLLBACK').catch(() => {});
+        throw error;
+      }
+    });
+  } catch (error) {
+    await dropDatabase(session, names.staging, 'to drop it', timeoutMs, log).catch((dropError: unknown) => {
+      log.warn(`cannot drop ${names.staging} (${messageOf(dropError)}); the next activate or restore drops it`);
+    });
+    throw new OperationError(
+      `cannot swap the restored copy in as ${names.live}: ${messageOf(error)}\nThe live database ${names.live} is unchanged: the swap did not happen.`,
+      { plugin: PLUGIN, cause: error },
+    );
+  }
   try {
     await dropDatabase(session, names.old, 'to drop the replaced copy', timeoutMs, log);
   } catch (error) {
     throw new OperationError(
-      `the restored ${names.live} is in place, but dropping the replaced copy ${names.old} failed: ${messageOf(error)}; the next restore or collect-garbage drops it`,
+      `the restored ${names.live} is in place, but dropping the replaced copy ${names.old} failed: ${messageOf(error)}; the next activate or restore drops it`,
       { plugin: PLUGIN, cause: error },
     );
   }

@@ -2,7 +2,8 @@
  * The database names of a component: the live database is named after the component; a restore
  * or an activation builds the new content in a staging database beside it, and a MariaDB swap
  * parks the old tables in an "old" database until they are dropped. Leftovers of a killed run are
- * recognisable by these suffixes and are cleaned up by the next restore or collect-garbage.
+ * recognisable by these suffixes and are cleaned up by the next activate, restore or
+ * collect-garbage of the component.
  */
 import { ConfigError } from '../../core/errors.js';
 
