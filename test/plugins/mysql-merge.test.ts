@@ -76,8 +76,13 @@ describe('InsertMerger', () => {
     expect(text.match(/\(\d+,'x+'\)/g)).toHaveLength(3000);
   });
 
-  it('passes a dump with multi-row INSERTs (Dysnomia) through unchanged', async () => {
+  it('passes an INSERT that spans several lines through unchanged', async () => {
     const legacy = "LOCK TABLES `t` WRITE;\nINSERT INTO `t` VALUES (1,'a'),(2,'b');\nINSERT INTO `t` VALUES\n(3,'c'),\n(4,'d');\nUNLOCK TABLES;\n";
     expect((await merge([legacy])).text).toBe(legacy);
+  });
+
+  it('joins consecutive one-line multi-row INSERTs (mysqldump --extended-insert) into one valid statement', async () => {
+    const legacy = "LOCK TABLES `t` WRITE;\nINSERT INTO `t` VALUES (1,'a'),(2,'b');\nINSERT INTO `t` VALUES (3,'c'),(4,'d');\nUNLOCK TABLES;\n";
+    expect((await merge([legacy])).text).toBe("LOCK TABLES `t` WRITE;\nINSERT INTO `t` VALUES (1,'a'),(2,'b'),\n(3,'c'),(4,'d');\nUNLOCK TABLES;\n");
   });
 });

@@ -13,7 +13,7 @@ import { databaseExists, query, quoteName, withConnection, type MysqlConnection 
 import { DUMP_STREAM, dumpDatabase } from './dump.js';
 import { checkLoaded, loadDump, loadFile } from './load.js';
 import { describeServer, type MysqlOptions, parseMysqlOptions, PLUGIN } from './options.js';
-import { recoverSwap, swapIn } from './swap.js';
+import { recoverSwap, swapOrSettle } from './swap.js';
 
 /** MariaDB and MySQL identifiers are at most 64 characters. */
 const MAX_NAME = 64;
@@ -98,7 +98,7 @@ async function activate(ctx: Context): Promise<void> {
         { plugin: PLUGIN, cause: error },
       );
     }
-    await swapIn(connection, names, options.timeoutMs / 1000, ctx.log);
+    await swapOrSettle(connection, (work) => withConnection(options, undefined, work), names, options.timeoutMs / 1000, ctx.log);
     ctx.log.info(`created database ${names.live} on ${describeServer(options)} from ${scripts.length} script(s)`);
   });
 }
@@ -137,7 +137,7 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
       await dropStaging(connection, names);
       throw unchanged(error, names.live);
     }
-    await swapIn(connection, names, options.timeoutMs / 1000, ctx.log);
+    await swapOrSettle(connection, (work) => withConnection(options, undefined, work), names, options.timeoutMs / 1000, ctx.log);
   });
 }
 

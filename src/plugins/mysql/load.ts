@@ -88,8 +88,9 @@ function createdName(line: Buffer, prefixLength: number): string | undefined {
  * statement boundary after a change. Loading one row per statement is slow, so this transform
  * joins consecutive single-row INSERTs of a table's data section (between mysqldump's
  * `LOCK TABLES t WRITE;` and `UNLOCK TABLES;`, outside DELIMITER blocks) into multi-row INSERTs
- * of at most 1 MiB: the same rows, as fast as mysqldump's own extended inserts. Every other line,
- * and dumps in other shapes (Dysnomia's), pass through unchanged.
+ * of at most 1 MiB: the same rows, as fast as mysqldump's own extended inserts. Every other line
+ * passes through unchanged. In dumps of other shapes (Dysnomia's multi-row INSERTs) neighbouring
+ * INSERT lines of a table are joined the same way, which is still the same rows in valid SQL.
  *
  * Written by hand: it is a line filter over mysqldump's fixed output format, which no library
  * covers, and it must not parse (or buffer) the rows themselves.

@@ -294,20 +294,66 @@ async function rollBack(connection: MysqlConnection, names: DatabaseNames): Prom
  * Finishes or undoes a swap that an earlier run left behind (killed, or the server went away),
  * and drops a leftover staging database. Returns true when there was something to clean up.
  */
-export async function recoverSwap(connection: MysqlConnection, names: DatabaseNames, log: Logger): Promise<boolean> {
+export async function recoverSwap(
+  connection: MysqlConnection,
+  names: DatabaseNames,
+  log: Logger,
+): Promise<'finished' | 'undone' | undefined> {
   const oldExists = await databaseExists(connection, names.old);
   const stagingExists = await databaseExists(connection, names.staging);
-  if (!oldExists && !stagingExists) return false;
+  if (!oldExists && !stagingExists) return undefined;
   if (oldExists && (await tablesOf(connection, names.old)).includes(COMMITTED)) {
     log.warn(`an earlier restore of ${names.live} was interrupted after its swap; finishing it (recreating views, routines, triggers and events, dropping ${names.old})`);
     await rollForward(connection, names, log);
-  } else {
-    log.warn(
-      `an earlier restore or activation of ${names.live} was interrupted before its swap; ${names.live} is as it was, dropping the leftover ${[stagingExists ? names.staging : '', oldExists ? names.old : ''].filter(Boolean).join(' and ')}`,
-    );
-    await rollBack(connection, names);
+    return 'finished';
   }
-  return true;
+  log.warn(
+    `an earlier restore or activation of ${names.live} was interrupted before its swap; ${names.live} is as it was, dropping the leftover ${[stagingExists ? names.staging : '', oldExists ? names.old : ''].filter(Boolean).join(' and ')}`,
+  );
+  await rollBack(connection, names);
+  return 'undone';
+}
+
+/**
+ * The swap stopped and could not be undone on its connection (usually: the connection is gone),
+ * so whether its RENAME TABLE went through is not known here. See {@link settleSwap}.
+ */
+export class SwapOutcomeUnknown extends OperationError {}
+
+/**
+ * Swaps, and when the outcome is unknown (see {@link SwapOutcomeUnknown}) settles it on a fresh
+ * connection from `reconnect`: finished if the swap went through, undone if not. Either way the
+ * error says which state the live database is in.
+ */
+export async function swapOrSettle(
+  connection: MysqlConnection,
+  reconnect: <T>(work: (connection: MysqlConnection) => Promise<T>) => Promise<T>,
+  names: DatabaseNames,
+  lockWaitSeconds: number,
+  log: Logger,
+): Promise<void> {
+  try {
+    await swapIn(connection, names, lockWaitSeconds, log);
+  } catch (error) {
+    if (!(error instanceof SwapOutcomeUnknown)) throw error;
+    let outcome: 'finished' | 'undone' | undefined;
+    try {
+      outcome = await reconnect((fresh) => recoverSwap(fresh, names, log));
+    } catch {
+      throw error;
+    }
+    const cause = messageOf(error.cause);
+    if (outcome === 'finished') {
+      throw new OperationError(
+        `the swap of ${names.live} was interrupted (${cause}) after it had gone through; it is finished now: the restored data of ${names.live} is in place`,
+        { plugin: PLUGIN, cause: error.cause },
+      );
+    }
+    throw new OperationError(`cannot swap the new tables into ${names.live}: ${cause}\nThe live database ${names.live} is unchanged: the swap did not happen.`, {
+      plugin: PLUGIN,
+      cause: error.cause,
+    });
+  }
 }
 
 /**
@@ -357,15 +403,22 @@ export async function swapIn(connection: MysqlConnection, names: DatabaseNames, 
   } catch (error) {
     if (committed) {
       throw new OperationError(
-        `the new tables of ${names.live} are in place, but finishing the swap failed: ${messageOf(error)}; the definitions wait in ${names.old}.${COMMITTED}: fix the cause and run restore or collect-garbage again to finish`,
+        `the new tables of ${names.live} are in place, but finishing the swap failed: ${messageOf(error)}; the definitions wait in ${names.old}.${COMMITTED}: fix the cause and run activate or restore again to finish`,
         { plugin: PLUGIN, cause: error },
       );
     }
     try {
       await rollBack(connection, names);
     } catch (undoError) {
-      log.warn(`could not undo the unfinished swap of ${names.live}: ${messageOf(undoError)}; the next restore will try again`);
+      throw new SwapOutcomeUnknown(
+        `the swap of ${names.live} was interrupted (${messageOf(error)}) and could not be undone (${messageOf(undoError)}): ` +
+          `${names.live} holds either its old or the restored data, never a mix; the next activate or restore finishes or undoes the swap`,
+        { plugin: PLUGIN, cause: error },
+      );
     }
-    throw error;
+    throw new OperationError(`cannot swap the new tables into ${names.live}: ${messageOf(error)}\nThe live database ${names.live} is unchanged: the swap did not happen.`, {
+      plugin: PLUGIN,
+      cause: error,
+    });
   }
 }
