@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { PassThrough, pipeline, Readable } from 'node:stream';
 import { SnapshotStore } from '../snapshot-store/index.js';
-import { DysnomiaError, messageOf, OperationError, throwIfAborted } from './errors.js';
+import { DysnomiaError, messageOf, OperationError, PluginError, throwIfAborted } from './errors.js';
 import { withLock } from './lock.js';
 import { type Logger, silentLogger } from './log.js';
 import {
@@ -132,7 +132,10 @@ export async function runOperation(request: OperationRequest): Promise<Operation
       log: ctx.log,
       signal: request.signal,
     },
-    () => dispatch(request, plugin, ctx, key),
+    () =>
+      dispatch(request, plugin, ctx, key).catch((error: unknown) => {
+        throw asPluginError(error, plugin.type, `${request.operation} of ${key.container}/${key.component}`);
+      }),
   );
   return {
     operation: request.operation,
@@ -141,6 +144,17 @@ export async function runOperation(request: OperationRequest): Promise<Operation
     ...partial,
     durationMs: Math.round(performance.now() - started),
   };
+}
+
+/**
+ * A driver's or the system's error that escaped a plugin (a lost connection, EPIPE) becomes a
+ * PluginError naming the operation, so the user gets a clear message and exit 1, not an
+ * "unexpected error". Errors without a code (a bug) stay as they are.
+ */
+function asPluginError(error: unknown, plugin: string, what: string): unknown {
+  if (error instanceof DysnomiaError || !(error instanceof Error)) return error;
+  if (typeof (error as { code?: unknown }).code !== 'string') return error;
+  return new PluginError(`${what} failed: ${error.message}`, { plugin, cause: error });
 }
 
 /** What a step returns; runOperation adds the names and the duration. */

@@ -173,6 +173,23 @@ describe('runOperation with a typed plugin', () => {
     expect(await tree(stateDir)).toEqual(active);
   });
 
+  it("a driver's error escaping a plugin becomes a PluginError naming the operation; a bug stays as it is", async () => {
+    const { stateDir, request } = await setup();
+    const throwing = (error: Error): Plugin<{ host: string }> => ({
+      ...minimalPlugin({ calls: [] }),
+      activate: async () => {
+        throw error;
+      },
+    });
+    const lost = Object.assign(new Error('write EPIPE'), { code: 'EPIPE', syscall: 'write' });
+    const failure = await runOperation(request('activate', throwing(lost))).catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(PluginError);
+    expect(failure).toMatchObject({ plugin: 'minimal', message: 'activate of prod/testcomp failed: write EPIPE', cause: lost });
+    const bug = new TypeError("Cannot read properties of undefined (reading 'type')");
+    expect(await runOperation(request('activate', throwing(bug))).catch((e: unknown) => e)).toBe(bug);
+    expect(await markers(stateDir)).toEqual([]);
+  });
+
   it('bad properties stop the operation before the plugin runs or anything is written', async () => {
     const { stateDir, request } = await setup();
     const recording: Recording = { calls: [] };
