@@ -43,7 +43,7 @@ function program(): Command {
         `  or: ${PROGRAM} --shell --component COMPONENT --type TYPE --environment`,
     )
     .description(
-      'Modifies the state of a container in which a mutable component is hosted: activates,\n' +
+      'Modifies the state of a container in which a mutable component is hosted: activates, ' +
         'deactivates, snapshots, restores and collects components such as databases and repositories.',
     )
     .option('-o, --operation <operation>', `the operation: ${OPERATIONS.filter((o) => o !== 'shell').join(', ')}`)
