@@ -276,9 +276,33 @@ async function shapesState(setup: SqlSetup): Promise<string> {
   return JSON.stringify(state);
 }
 
-describe('postgresql-database rows in primary key order', () => {
-  it('dumps keyed tables in key order, and every other kind of table as pg_dump does, all restored exactly', async () => {
+describe('postgresql-database row order', () => {
+  it('by default dumps rows as pg_dump finds them, every kind of table restored exactly', async () => {
     const setup = await postgresSetup({ scripts: { '01.sql': SHAPES } });
+    await setup.ok('activate');
+    await fillShapes(setup);
+    const before = await shapesState(setup);
+    await setup.ok('snapshot');
+    const key = { container: path.basename(setup.containerFile), component: setup.name };
+    const dump = await text((await new SnapshotStore(setup.stateDir).latest(key))!.open('dump.pgsql'));
+    // pg_dump's own COPY header, and the rows in heap order (updated rows moved to the end).
+    const keyed = dump.slice(dump.indexOf('COPY public.keyed (id, v) FROM stdin;'), dump.indexOf('\\.', dump.indexOf('COPY public.keyed (id, v) FROM stdin;')));
+    const ids = keyed.split('\n').slice(1, -1).map((line) => Number(line.split('\t')[0]));
+    expect(ids).toHaveLength(2000);
+    expect(ids).not.toEqual([...ids].sort((a, b) => a - b));
+    expect(dump).not.toContain('in primary key order');
+    expect(dump).not.toContain('\\restrict');
+    await setup.query('DELETE FROM refs');
+    await setup.query('TRUNCATE keyed, refs, two_keys, no_key, generated, dropped, parent, measured, scratch');
+    await setup.query('SELECT lo_unlink(424242)');
+    await setup.ok('restore');
+    expect(await shapesState(setup)).toBe(before);
+    await setup.ok('snapshot');
+    expect(await setup.generations()).toEqual(['1']);
+  });
+
+  it('with postgresqlRowOrder=key dumps keyed tables in key order, and every other kind of table as pg_dump does, all restored exactly', async () => {
+    const setup = await postgresSetup({ scripts: { '01.sql': SHAPES }, properties: { postgresqlRowOrder: 'key' } });
     await setup.ok('activate');
     await fillShapes(setup);
     const before = await shapesState(setup);

@@ -146,6 +146,7 @@ describe('postgresql-database bad input', () => {
       [{ postgresqlPort: 'fivefourthreetwo' }, 'postgresqlPort', /"fivefourthreetwo" is not a port number/],
       [{ postgresqlPort: '0' }, 'postgresqlPort', /not a port number/],
       [{ timeout: 'x' }, 'timeout', /not a number of seconds/],
+      [{ postgresqlRowOrder: 'random' }, 'postgresqlRowOrder', /"random" is not one of physical, key/],
       [{ postgresqlPasswordFile: '/dev/null/nope' }, 'postgresqlPasswordFile', /cannot read the password file \/dev\/null\/nope \(ENOTDIR\)/],
       [{ postgresqlPassword: 'a', postgresqlPasswordFile: '/etc/hostname' }, 'postgresqlPasswordFile', /either postgresqlPassword or postgresqlPasswordFile/],
     ];

@@ -1,10 +1,10 @@
 /**
  * Snapshots of a PostgreSQL database: one consistent plain-SQL dump, streamed into the store.
  *
- * pg_dump copies rows in their physical order, which moves with every update and with every
- * insert that reuses space VACUUM freed, so a night of small changes touches the dump all over.
- * So tables with a primary key have their rows copied in key order instead, all inside one
- * snapshot (docs/postgresql-database.md, "Snapshots"):
+ * By default that is one plain pg_dump, rows in their physical order. That order moves with every
+ * update and with every insert that reuses space VACUUM freed; with `postgresqlRowOrder=key`,
+ * tables with a primary key have their rows copied in key order instead, all inside one snapshot
+ * (docs/postgresql-database.md, "Snapshots"; options.ts says when that pays off):
  *
  * 1. a session on the database opens a REPEATABLE READ transaction and exports its snapshot;
  * 2. `pg_dump --snapshot --section=pre-data` writes the schema;
@@ -24,14 +24,12 @@ import type { Logger } from '../../core/log.js';
 import type { SnapshotSink } from '../../core/plugin.js';
 import { dumpWith, type ToolOptions } from '../sql/tool.js';
 import { connectionArguments, findPgTools, type PgSession, sessionOn } from './client.js';
-import { PLUGIN, type PostgresOptions } from './options.js';
+import { PLUGIN, type PostgresOptions, type RowOrder } from './options.js';
 import { knowsRestrict, RestrictRemover, restrictKey } from './restrict.js';
 
 /** The stream name, as in Dysnomia's snapshots (`dump.pgsql.xz` there, uncompressed here). */
 export const DUMP_STREAM = 'dump.pgsql';
 
-/** How rows are ordered in a dump: by primary key where there is one, or as pg_dump finds them. */
-export type RowOrder = 'key' | 'physical';
 
 /** A table whose rows we copy ourselves, in key order. */
 interface KeyedTable {
@@ -126,7 +124,7 @@ export async function dumpDatabase(
   sink: SnapshotSink,
   tool: ToolOptions,
   log: Logger,
-  order: RowOrder = 'key',
+  order: RowOrder = options.rowOrder,
 ): Promise<void> {
   const { dump, psql } = await findPgTools();
   const key = (await knowsRestrict(dump, tool)) ? restrictKey() : undefined;

@@ -37,6 +37,16 @@ export class PropertyReader {
     return port;
   }
 
+  /** One of `choices`; `fallback` when unset. */
+  choice<T extends string>(key: string, choices: readonly T[], fallback: T): T {
+    const value = this.string(key);
+    if (value === undefined) return fallback;
+    if (!(choices as readonly string[]).includes(value)) {
+      throw this.error(key, `${JSON.stringify(value)} is not one of ${choices.join(', ')}`);
+    }
+    return value as T;
+  }
+
   /** A duration in seconds (a number >= 0), returned in milliseconds. */
   seconds(key: string, fallback: number): number {
     const value = this.string(key);
