@@ -136,20 +136,33 @@ async function main() {
     });
   }
   const common = { ...options, dataDir, workDir, log };
+  // A group that fails is reported, and the others' figures are still written: a full run takes
+  // most of an hour.
+  results.failed = [];
+  const group = async (name, measure) => {
+    try {
+      await measure();
+    } catch (error) {
+      log(`${name}: FAILED: ${error.message}`);
+      results.failed.push(`${name}: ${error.message}`);
+    }
+  };
   try {
     if (options.only.includes('pg') || options.only.includes('mysql')) {
       if (!existsSync(dataDir)) throw new Error(`the benchmark dataset folder ${dataDir} is missing; set DYSNOMIA_BENCH_DATA`);
       results.databases = [];
       for (const engine of [postgres(), mysql()]) {
         if (!options.only.includes(engine.id)) continue;
-        results.databases.push(await databaseFigures(engine, common));
+        await group(engine.id, async () => results.databases.push(await databaseFigures(engine, common)));
       }
     }
-    if (options.only.includes('git')) results.git = await gitFigures({ pairs: options.pairs, mib: options.gitMib, log });
+    if (options.only.includes('git')) await group('git', async () => (results.git = await gitFigures({ pairs: options.pairs, mib: options.gitMib, log })));
     if (options.only.includes('store')) {
-      const { skipped, ...store } = await storeFigures(common);
-      results.store = store;
-      results.skipped.push(...skipped);
+      await group('store', async () => {
+        const { skipped, ...store } = await storeFigures(common);
+        results.store = store;
+        results.skipped.push(...skipped);
+      });
     }
   } finally {
     await rm(workDir, { recursive: true, force: true });
@@ -161,6 +174,10 @@ async function main() {
   results.targets = evaluateTargets(results);
   await writeResults(results, options.saveAs, log);
   process.stdout.write(`${results.targets.map((t) => `${t.result.padEnd(4)}  ${t.name}: ${t.measured} (${t.limit})`).join('\n')}\n`);
+  if (results.failed.length > 0) {
+    process.stderr.write(`bench: ${results.failed.length} group(s) failed:\n${results.failed.map((line) => `  ${line}`).join('\n')}\n`);
+    process.exitCode = 1;
+  }
 }
 
 async function writeResults(results, saveAs, log) {

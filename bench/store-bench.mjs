@@ -5,10 +5,11 @@
  * - write throughput of the store against `cat FILE > /dev/null` on the same file, peak RSS, and
  *   peak RSS for an input three times as large (memory must not grow with the snapshot);
  * - store growth after one night of the shared churn, for several average chunk sizes, on real
- *   PostgreSQL and MariaDB dumps (copies of benchdb; needs the local servers);
+ *   PostgreSQL and MariaDB dumps (copies of the benchmark database, --db, default dysnomia_bench as
+ *   `npm run bench` loads it; needs the local servers);
  * - `--query-all` and `--gc` with 10,000 generations.
  *
- *   node bench/store-bench.mjs [--only throughput,growth,generations] [--input FILE]
+ *   node bench/store-bench.mjs [--only throughput,growth,generations] [--input FILE] [--db NAME]
  *                              [--sizes 8,16,32,64] [--databases pg,mysql] [--generations N]
  *
  * Prints a markdown table and writes bench/results/store-bench.{md,json}. Also importable:
@@ -35,9 +36,10 @@ export async function runStoreBench(options = {}) {
   const work = await mkdtemp(path.join(options.tmpDir ?? os.tmpdir(), 'dysnomia-store-bench-'));
   const results = { machine: machine() };
   try {
-    if (only.includes('throughput')) results.throughput = await throughput(work, options.input ?? (await defaultInput(work)));
+    const baseDb = options.baseDb ?? 'dysnomia_bench';
+    if (only.includes('throughput')) results.throughput = await throughput(work, options.input ?? (await defaultInput(work, baseDb)));
     if (only.includes('growth')) {
-      results.growth = await growth(work, options.sizes ?? [8, 16, 32, 64], options.databases ?? ['pg', 'mysql']);
+      results.growth = await growth(work, options.sizes ?? [8, 16, 32, 64], options.databases ?? ['pg', 'mysql'], baseDb);
     }
     if (only.includes('generations')) results.generations = await generations(work, options.generations ?? 10_000);
   } finally {
@@ -50,10 +52,9 @@ function machine() {
   return { cpus: os.cpus().length, model: os.cpus()[0]?.model, load: os.loadavg(), node: process.version, date: new Date().toISOString() };
 }
 
-async function defaultInput(work) {
-  if (existsSync('/tmp/pg.sql')) return '/tmp/pg.sql';
+async function defaultInput(work, baseDb) {
   const file = path.join(work, 'input.sql');
-  await execa('sh', ['-c', `pg_dump benchdb > "${file}"`]);
+  await execa('sh', ['-c', `pg_dump ${baseDb} > "${file}"`]);
   return file;
 }
 
@@ -162,14 +163,14 @@ async function pgOrderedDump(db, file) {
   await sh(script);
 }
 
-async function pgDumps(work) {
+async function pgDumps(work, baseDb) {
   const db = `store_bench_${process.pid}`;
   const churn = path.join(DATA, 'pg-nightly-churn.sql');
   const files = {
     'pg_dump': [path.join(work, 'pg-plain-0.sql'), path.join(work, 'pg-plain-1.sql')],
     'pg, rows in key order': [path.join(work, 'pg-ordered-0.sql'), path.join(work, 'pg-ordered-1.sql')],
   };
-  await sh(`createdb -T benchdb ${db} 2>/dev/null || (createdb ${db} && pg_dump benchdb | psql -q -d ${db} > /dev/null)`);
+  await sh(`createdb -T ${baseDb} ${db} 2>/dev/null || (createdb ${db} && pg_dump ${baseDb} | psql -q -d ${db} > /dev/null)`);
   try {
     for (const night of [0, 1]) {
       if (night === 1) await sh(`psql -q -d ${db} -f "${churn}" > /dev/null`);
@@ -182,13 +183,13 @@ async function pgDumps(work) {
   return files;
 }
 
-async function mysqlDumps(work) {
+async function mysqlDumps(work, baseDb) {
   const db = `store_bench_${process.pid}`;
   const churn = path.join(DATA, 'mysql-nightly-churn.sql');
   const files = { 'mysqldump --order-by-primary': [path.join(work, 'my-0.sql'), path.join(work, 'my-1.sql')] };
   const client = `mysql ${MYSQL_ARGS.join(' ')}`;
   const dump = `mysqldump ${MYSQL_ARGS.join(' ')} --order-by-primary --skip-dump-date --single-transaction`;
-  await sh(`${client} -e 'CREATE DATABASE ${db}' && mysqldump ${MYSQL_ARGS.join(' ')} --single-transaction benchdb | ${client} ${db}`);
+  await sh(`${client} -e 'CREATE DATABASE ${db}' && mysqldump ${MYSQL_ARGS.join(' ')} --single-transaction ${baseDb} | ${client} ${db}`);
   try {
     for (const night of [0, 1]) {
       if (night === 1) await sh(`${client} ${db} < "${churn}"`);
@@ -221,10 +222,10 @@ async function storedBytes(stateDir) {
   return total;
 }
 
-async function growth(work, sizes, databases) {
+async function growth(work, sizes, databases, baseDb) {
   const dumps = {};
-  if (databases.includes('pg')) Object.assign(dumps, await pgDumps(work));
-  if (databases.includes('mysql')) Object.assign(dumps, await mysqlDumps(work));
+  if (databases.includes('pg')) Object.assign(dumps, await pgDumps(work, baseDb));
+  if (databases.includes('mysql')) Object.assign(dumps, await mysqlDumps(work, baseDb));
   const rows = [];
   for (const [workload, [first, second]] of Object.entries(dumps)) {
     const dumpBytes = (await stat(first)).size;
@@ -354,6 +355,7 @@ async function main(argv) {
       sizes: { type: 'string' },
       databases: { type: 'string' },
       generations: { type: 'string' },
+      db: { type: 'string' },
     },
   });
   const list = (value) => value?.split(',').map((part) => part.trim());
@@ -363,6 +365,7 @@ async function main(argv) {
     sizes: list(values.sizes)?.map(Number),
     databases: list(values.databases),
     generations: values.generations ? Number(values.generations) : undefined,
+    baseDb: values.db,
   });
   process.stdout.write(`${text}\n`);
   const out = path.join(ROOT, 'bench', 'results');

@@ -156,5 +156,6 @@ export function markdown(results, { plotFile } = {}) {
   }
   if (results.store) lines.push('## Snapshot store (bench/store-bench.mjs)', '', results.store.markdown ?? '', '');
   for (const skipped of results.skipped ?? []) lines.push(`Not measured: ${skipped}`, '');
+  for (const failed of results.failed ?? []) lines.push(`**Failed:** ${failed}`, '');
   return `${lines.join('\n').trimEnd()}\n`;
 }

@@ -1,7 +1,7 @@
 /**
  * The snapshot store's own figures (issue 3: write throughput against `cat`, memory, growth per
- * average chunk size, 10,000 generations) come from the store engineer's bench/store-bench.mjs;
- * this calls its runStoreBench and turns its results into targets.
+ * average chunk size, 10,000 generations) come from bench/store-bench.mjs; this calls its
+ * runStoreBench on the benchmark database and turns its results into targets.
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -9,19 +9,18 @@ import { ROOT } from './dysnomia.mjs';
 import { run } from './process.mjs';
 
 /**
- * Runs the store benchmark. A scaled-down (development) run writes a dump of the scaled base
- * database and leaves out the per-chunk-size growth, which store-bench.mjs measures on copies of
- * the full `benchdb`.
+ * Runs the store benchmark on copies of the benchmark database. A scaled-down (development) run
+ * writes a dump of the scaled base database and leaves out the per-chunk-size growth.
  */
 export async function storeFigures({ scale, baseName, workDir, log }) {
   const { runStoreBench } = await import(pathToFileURL(path.join(ROOT, 'bench', 'store-bench.mjs')).href);
-  const options = { tmpDir: workDir };
+  const options = { tmpDir: workDir, baseDb: baseName };
   const skipped = [];
   if (scale < 1) {
     options.input = path.join(workDir, 'store-input.sql');
     await run('pg_dump', [baseName], { stdout: options.input, env: { PGHOST: process.env.PGHOST ?? '/var/run/postgresql', PGUSER: process.env.PGUSER ?? 'postgres' } });
     options.only = ['throughput', 'generations'];
-    skipped.push('the store growth per chunk size (bench/store-bench.mjs measures it on the full benchdb only)');
+    skipped.push('the store growth per chunk size (measured on the full dataset only)');
   }
   log('store: bench/store-bench.mjs (throughput, memory, growth per chunk size, 10,000 generations)');
   const { markdown, results } = await runStoreBench(options);
