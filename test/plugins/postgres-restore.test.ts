@@ -341,6 +341,13 @@ describe('RestrictRemover', () => {
       const out = await buffer(Readable.from([bytes.subarray(0, cut), bytes.subarray(cut)]).pipe(new RestrictRemover(key)));
       expect(out.toString(), `cut at ${cut}`).toBe(expected);
     }
+    // Many small pieces (smaller than the patterns), and pieces of every size up to 40 bytes.
+    for (let size = 1; size <= 40; size++) {
+      const pieces = [];
+      for (let at = 0; at < bytes.length; at += size) pieces.push(bytes.subarray(at, at + size));
+      const out = await buffer(Readable.from(pieces).pipe(new RestrictRemover(key)));
+      expect(out.toString(), `pieces of ${size} bytes`).toBe(expected);
+    }
   });
 });
 

@@ -42,11 +42,14 @@ export function restrictKey(): string {
 /**
  * Removes the lines `\restrict KEY` and `\unrestrict KEY` (KEY being ours) from a dump; every
  * other byte passes unchanged. Written by hand: a byte-exact line filter, which no library offers.
+ * The whole dump passes through here, so a chunk is only searched, never copied, unless a
+ * pattern is in it or straddles its start (twice per dump).
  */
 export class RestrictRemover extends Transform {
   private readonly patterns: Buffer[];
   private readonly keep: number;
-  private carry = Buffer.alloc(0);
+  /** The last `keep` bytes seen, held back: a pattern may start in them. */
+  private carry: Buffer = Buffer.alloc(0);
 
   constructor(key: string) {
     super();
@@ -55,15 +58,32 @@ export class RestrictRemover extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    let data = this.carry.length > 0 ? Buffer.concat([this.carry, chunk]) : chunk;
-    for (const pattern of this.patterns) {
-      const at = data.indexOf(pattern);
-      // Keep the newline in front of the line, drop the line itself.
-      if (at >= 0) data = Buffer.concat([data.subarray(0, at + 1), data.subarray(at + pattern.length)]);
+    // A small chunk, or a pattern across the seam: join (small, or rare) and search the whole.
+    const seam = this.carry.length > 0 ? Buffer.concat([this.carry, chunk.subarray(0, this.keep)]) : undefined;
+    if (chunk.length <= this.keep || (seam !== undefined && this.patterns.some((pattern) => seam.includes(pattern)))) {
+      this.carry = this.passOn(this.remove(Buffer.concat([this.carry, chunk])));
+    } else {
+      if (this.carry.length > 0) this.push(this.carry);
+      this.carry = this.passOn(this.patterns.some((pattern) => chunk.includes(pattern)) ? this.remove(chunk) : chunk);
     }
+    callback();
+  }
+
+  /** Pushes all of `data` but its last `keep` bytes, and returns those (copied: data may be big). */
+  private passOn(data: Buffer): Buffer {
     const cut = Math.max(0, data.length - this.keep);
-    this.carry = Buffer.from(data.subarray(cut));
-    callback(null, data.subarray(0, cut));
+    if (cut > 0) this.push(data.subarray(0, cut));
+    return Buffer.from(data.subarray(cut));
+  }
+
+  private remove(data: Buffer): Buffer {
+    let out = data;
+    for (const pattern of this.patterns) {
+      const at = out.indexOf(pattern);
+      // Keep the newline in front of the line, drop the line itself.
+      if (at >= 0) out = Buffer.concat([out.subarray(0, at + 1), out.subarray(at + pattern.length)]);
+    }
+    return out;
   }
 
   override _flush(callback: TransformCallback): void {
