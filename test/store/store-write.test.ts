@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readdir, readlink, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -92,6 +93,25 @@ describe('SnapshotStore.write and latest', () => {
     const source = await store.latest(other);
     expect(source?.streams).toEqual(['schema.sql', 'data.sql']);
     expect((await readAll(source!, 'data.sql')).toString()).toBe('insert into t;\n');
+  });
+
+  it('deduplicates across streams: a small stream whose content repeats in a large one is stored once', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir);
+    // Incompressible, so stored bytes count chunks: 1 MB shared by both streams, 8 MB only in the second.
+    const shared = randomBytes(1_000_000);
+    const rest = randomBytes(8_000_000);
+    const large = Buffer.concat([shared, rest, shared]);
+    const outcome = await store.write(key, { type: 'test' }, async (sink) => {
+      await sink.addStream('small', streamOf(shared));
+      await sink.addStream('large', streamOf(large));
+    });
+    const source = await store.latest(key);
+    expect((await readAll(source!, 'small')).equals(shared)).toBe(true);
+    expect((await readAll(source!, 'large')).equals(large)).toBe(true);
+    // The shared megabyte is stored once, though it is in three places in two streams.
+    expect(outcome!.bytesStored).toBeGreaterThan(9_000_000);
+    expect(outcome!.bytesStored).toBeLessThan(9_500_000);
   });
 
   it('rejects a stream name that is not a plain file name and keeps nothing', async () => {
