@@ -264,7 +264,7 @@ export async function mkdirOrExplain(dir: string, stateDir: string): Promise<voi
  */
 export function explainWriteError(error: unknown, stateDir: string): unknown {
   const errno = error as NodeJS.ErrnoException;
-  if (error instanceof DysnomiaError || !(error instanceof Error) || typeof errno.code !== 'string' || errno.syscall === undefined) return error;
+  if (error instanceof DysnomiaError || !(error instanceof Error)) return error;
   if (errno.code === 'ENOSPC' || errno.code === 'EDQUOT') {
     return new OperationError(
       `the snapshot was not taken: the disk of the state dir ${stateDir} is full (${errno.message}). ` +
@@ -272,5 +272,7 @@ export function explainWriteError(error: unknown, stateDir: string): unknown {
       { cause: error },
     );
   }
+  // Other file-system errors only when they name a file of the state dir (a broken pipe is not one).
+  if (typeof errno.path !== 'string' || !errno.path.startsWith(stateDir)) return error;
   return new OperationError(`the snapshot was not taken: cannot write to the state dir ${stateDir}: ${errno.message}`, { cause: error });
 }

@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readlink, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AbortedError, IntegrityError } from '../../src/core/errors.js';
+import { AbortedError, IntegrityError, OperationError } from '../../src/core/errors.js';
 import { SnapshotStore } from '../../src/snapshot-store/index.js';
+import { explainWriteError } from '../../src/snapshot-store/store.js';
 import { useTempDir } from '../support/temp.js';
 import { fakeDump, readAll, sha256, streamOf } from './helpers.js';
 
@@ -179,5 +180,27 @@ describe('SnapshotStore.write cancellation and failure', () => {
     await expect(failing).rejects.toThrow('pg_dump exited with code 1');
     expect((await readdir(path.join(stateDir, 'generations', key.container, key.component)))).toEqual(['1']);
     expect(await readdir(path.join(stateDir, 'snapshots', key.container, key.component))).toHaveLength(1);
+  });
+});
+
+describe('explainWriteError', () => {
+  const errno = (code: string, message: string, path?: string) => Object.assign(new Error(message), { code, syscall: 'write', ...(path ? { path } : {}) });
+
+  it('says a full disk is full, that no generation was added, and how to make room', () => {
+    const explained = explainWriteError(errno('ENOSPC', 'ENOSPC: no space left on device, write'), '/var/state/dysnomia');
+    expect(explained).toBeInstanceOf(OperationError);
+    expect((explained as Error).message).toBe(
+      'the snapshot was not taken: the disk of the state dir /var/state/dysnomia is full (ENOSPC: no space left on device, write). ' +
+        'No generation was added and the earlier ones are intact; free space (dysnomia-snapshots --gc removes old generations) and try again',
+    );
+  });
+
+  it('names the state dir for its own files only: a broken pipe or a bug passes unchanged', () => {
+    const denied = errno('EACCES', "EACCES: permission denied, open '/s/pool/x'", '/s/pool/x');
+    expect((explainWriteError(denied, '/s') as Error).message).toBe(`the snapshot was not taken: cannot write to the state dir /s: ${denied.message}`);
+    const pipe = errno('EPIPE', 'write EPIPE');
+    expect(explainWriteError(pipe, '/s')).toBe(pipe);
+    const bug = new TypeError('x is undefined');
+    expect(explainWriteError(bug, '/s')).toBe(bug);
   });
 });
