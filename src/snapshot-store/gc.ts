@@ -3,12 +3,12 @@
  * generation refers to, then pool files no folder links (link count 1), and leftovers of
  * interrupted writes. Runs under the exclusive store lock, so no snapshot is being written.
  */
-import { rmSync, unlinkSync } from 'node:fs';
+import { renameSync, rmSync, unlinkSync } from 'node:fs';
 import { lstat, rm, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { silentLogger, type Logger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
-import { exists, isHiddenName, readdirOrEmpty, TEMP_PREFIX } from './fs-util.js';
+import { exists, isHiddenName, readdirOrEmpty, TEMP_PREFIX, tempName } from './fs-util.js';
 import { type Generation, listGenerations, listTimedGenerations, type TimedGeneration } from './generations.js';
 import { checksumFile, packOfFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
 import { type ComponentFilter, listComponents } from './query.js';
@@ -62,10 +62,7 @@ export async function collectGarbage(stateDir: string, options: GcOptions): Prom
     if (!dryRun) await unlinkAll(plan.generations.map(({ generation }) => generation.file));
     for (const { key, identity } of plan.folders) {
       log.info(`${verb} snapshot ${relativePath(key, identity)}`);
-      if (!dryRun) {
-        rmSync(snapshotDir(stateDir, key, identity), { recursive: true, force: true });
-        rmSync(checksumFile(stateDir, key, identity), { force: true });
-      }
+      if (!dryRun) removeFolder(snapshotDir(stateDir, key, identity), checksumFile(stateDir, key, identity));
     }
     if (!dryRun) {
       for (const temp of plan.temps) await rm(temp, { recursive: true, force: true });
@@ -74,6 +71,24 @@ export async function collectGarbage(stateDir: string, options: GcOptions): Prom
     }
     return report(plan, dryRun);
   });
+}
+
+/**
+ * Removes a snapshot folder so that no one ever sees it half gone: its checksum first, then the
+ * folder is renamed to a hidden temporary name (atomic), then deleted. A kill in between leaves a
+ * hidden leftover for the next gc, never a visible folder without its manifest, which a later
+ * snapshot of the same identity would take for complete.
+ */
+function removeFolder(folder: string, checksum: string): void {
+  rmSync(checksum, { force: true });
+  const hidden = path.join(path.dirname(folder), tempName('.gc'));
+  try {
+    renameSync(folder, hidden);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  rmSync(hidden, { recursive: true, force: true });
 }
 
 /**

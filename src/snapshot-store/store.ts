@@ -2,7 +2,7 @@
  * The snapshot store: takes snapshots through a plugin's sink and hands back the latest one.
  * See docs/snapshot-store.md for the layout and the guarantees.
  */
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AbortedError, DysnomiaError, IntegrityError, OperationError, messageOf } from '../core/errors.js';
 import { acquireLock, withLock } from '../core/lock.js';
@@ -10,7 +10,7 @@ import { type Logger, silentLogger } from '../core/log.js';
 import type { PluginSnapshotResult, SnapshotSink, SnapshotSource } from '../core/plugin.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import type { KnownSnapshot } from './chunk-processor.js';
-import { isDirectory, removeDeadTemps, writeFileAtomic } from './fs-util.js';
+import { isDirectory, removeDeadTemps, tempName, writeFileAtomic } from './fs-util.js';
 import { addGeneration, latestGeneration, listGenerations } from './generations.js';
 import {
   assertIdentity,
@@ -20,7 +20,7 @@ import {
   snapshotDir,
   storeLockFile,
 } from './layout.js';
-import { dysnomiaFolderHash, LegacySnapshot } from './legacy.js';
+import { dysnomiaFolderHash, LegacySnapshot, legacyDumpOf } from './legacy.js';
 import { MANIFEST_FILE } from './manifest.js';
 import { readManifest, StoredSnapshot } from './reader.js';
 import { SnapshotWriter, type WriteTuning } from './writer.js';
@@ -95,7 +95,7 @@ export class SnapshotStore {
       await mkdirOrExplain(snapshots, this.stateDir);
       await removeDeadTemps(snapshots);
       await removeDeadTemps(stateLayout.pool(this.stateDir));
-      if (params.naturalIdentity !== undefined && (await isDirectory(snapshotDir(this.stateDir, key, params.naturalIdentity)))) {
+      if (params.naturalIdentity !== undefined && (await holdsSnapshot(snapshotDir(this.stateDir, key, params.naturalIdentity)))) {
         return this.finish(key, params.naturalIdentity, { newSnapshot: false, bytesRead: 0, bytesStored: 0 });
       }
       const writer = new SnapshotWriter({
@@ -117,6 +117,7 @@ export class SnapshotStore {
           return undefined;
         }
         assertIdentity(identity);
+        await this.setAsideIncomplete(key, identity);
         const newSnapshot = await writer.commit({
           identity,
           identityKind: natural === undefined ? 'content' : 'natural',
@@ -201,6 +202,19 @@ export class SnapshotStore {
     await writeFileAtomic(file, checksum);
   }
 
+  /**
+   * A folder of this identity that holds no snapshot (what a gc killed by an older version of
+   * dysnomia could leave) would be taken for the snapshot: it is moved aside and removed first.
+   */
+  private async setAsideIncomplete(key: ComponentKey, identity: string): Promise<void> {
+    const folder = snapshotDir(this.stateDir, key, identity);
+    if (!(await isDirectory(folder)) || (await holdsSnapshot(folder))) return;
+    this.log.warn(`removing ${relativePath(key, identity)}: a snapshot folder without manifest.json, left by an interrupted removal`);
+    const hidden = path.join(path.dirname(folder), tempName('.incomplete'));
+    await rename(folder, hidden);
+    await rm(hidden, { recursive: true, force: true });
+  }
+
   /** The recent snapshots of a component whose chunks a new snapshot can reuse. */
   private async knownSnapshots(key: ComponentKey): Promise<KnownSnapshot[]> {
     const identities: string[] = [];
@@ -275,4 +289,9 @@ export function explainWriteError(error: unknown, stateDir: string): unknown {
   // Other file-system errors only when they name a file of the state dir (a broken pipe is not one).
   if (typeof errno.path !== 'string' || !errno.path.startsWith(stateDir)) return error;
   return new OperationError(`the snapshot was not taken: cannot write to the state dir ${stateDir}: ${errno.message}`, { cause: error });
+}
+
+/** True when a folder holds a complete snapshot: ours (manifest.json) or Dysnomia's (its dump). */
+async function holdsSnapshot(folder: string): Promise<boolean> {
+  return (await isFile(path.join(folder, MANIFEST_FILE))) || (await legacyDumpOf(folder)) !== undefined;
 }

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, readlink, readFile } from 'node:fs/promises';
+import { readdir, readlink, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AbortedError, IntegrityError, OperationError } from '../../src/core/errors.js';
 import { SnapshotStore } from '../../src/snapshot-store/index.js';
 import { explainWriteError } from '../../src/snapshot-store/store.js';
 import { useTempDir } from '../support/temp.js';
-import { fakeDump, readAll, sha256, streamOf } from './helpers.js';
+import { fakeDump, readAll, recordingLogger, sha256, streamOf } from './helpers.js';
 
 const key = { container: 'mysql-production', component: 'testdb' };
 
@@ -74,6 +74,29 @@ describe('SnapshotStore.write and latest', () => {
       bytesRead: 0,
     });
     expect(calls).toBe(1);
+  });
+
+  it('replaces a folder of the same identity that holds no snapshot (a removal cut short), never links to it', async () => {
+    const stateDir = await useTempDir();
+    const log = recordingLogger();
+    const store = new SnapshotStore(stateDir, { log });
+    const data = fakeDump(200_000, 4);
+    const write = (natural?: string) =>
+      store.write(key, { type: 'test', naturalIdentity: natural }, (sink) => sink.addStream('dump.sql', streamOf(data)));
+    for (const natural of ['refs-1', undefined]) {
+      const first = await write(natural);
+      // What a gc killed half-way through an rm -r left: no generation, no manifest, some packs.
+      await rm(path.join(stateDir, 'generations'), { recursive: true });
+      await rm(path.join(first!.path, 'manifest.json'));
+      const again = await write(natural);
+      expect(again!.identity).toBe(first!.identity);
+      expect(again!.generation).toBe(1);
+      expect(await readdir(again!.path)).toContain('manifest.json');
+      expect((await readAll((await store.latest(key))!, 'dump.sql')).equals(data)).toBe(true);
+      expect(log.lines.some((line) => line.includes('a snapshot folder without manifest.json'))).toBe(true);
+      await rm(stateDir, { recursive: true });
+      log.lines.length = 0;
+    }
   });
 
   it('uses the identity fill returns, and hashes several streams by their sha256sum listing', async () => {
