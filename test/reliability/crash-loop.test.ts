@@ -19,6 +19,7 @@ import { gitSetup } from '../support/git-repository.js';
 import { postgresSetup } from '../support/sql-setup.js';
 import {
   expectIntact,
+  fingerprintMemory,
   type GenerationLink,
   killAfter,
   pushChange,
@@ -26,22 +27,14 @@ import {
   readGenerations,
   refState,
   startCli,
+  type Subject,
   Tally,
   tempLeftovers,
 } from './support.js';
 
 /** A component the loop can snapshot, change and restore through the real CLI. */
-interface Subject {
-  stateDir: string;
-  /** The dysnomia arguments naming the component and container. */
-  target: string[];
-  /** `container/component`, as in generations/. */
-  key: string;
+interface ChangingSubject extends Subject {
   change(round: number): Promise<void>;
-  /** A fingerprint of the live component, equal for equal states. */
-  fingerprint(): Promise<string>;
-  /** Moves the live component away from its latest snapshot (for the final restore). */
-  damage(): Promise<void>;
 }
 
 const sameLinks = (a: GenerationLink[], b: GenerationLink[]) => JSON.stringify(a) === JSON.stringify(b);
@@ -70,15 +63,11 @@ function gcLosses(before: GenerationLink[], after: GenerationLink[], keep: numbe
   return lost;
 }
 
-async function crashLoop(tally: Tally, subject: Subject, rounds: number): Promise<void> {
+async function crashLoop(tally: Tally, subject: ChangingSubject, rounds: number): Promise<void> {
   const env = { DYSNOMIA_STATEDIR: subject.stateDir };
   const snapshotArgs = ['--operation', 'snapshot', ...subject.target, '--quiet'];
   const snapshot = () => runCli('dysnomia', snapshotArgs, { env });
-  const fingerprints = new Map<string, string>();
-  const remember = async () => {
-    const links = (await readGenerations(subject.stateDir)).get(subject.key) ?? [];
-    fingerprints.set(links.at(-1)!.identity, await subject.fingerprint());
-  };
+  const { remember, expectLatestRestores } = fingerprintMemory(subject);
 
   // Two whole runs first, to learn how long each takes, so the kills spread over all of it.
   let started = performance.now();
@@ -129,12 +118,7 @@ async function crashLoop(tally: Tally, subject: Subject, rounds: number): Promis
   expect((await runCli('dysnomia-snapshots', ['--gc', '--keep', '3', '-q'], { env })).exitCode).toBe(0);
   expect(await tempLeftovers(subject.stateDir)).toEqual([]);
   await expectIntact(subject.stateDir, 'after the final gc');
-  const latest = ((await readGenerations(subject.stateDir)).get(subject.key) ?? []).at(-1)!;
-  await subject.damage();
-  const restore = await runCli('dysnomia', ['--operation', 'restore', ...subject.target], { env });
-  expect(restore.exitCode, restore.stderr).toBe(0);
-  tally.trials += 1;
-  if ((await subject.fingerprint()) !== fingerprints.get(latest.identity)) tally.lost.push(`the restore did not give back ${latest.identity}`);
+  await expectLatestRestores(tally);
 }
 
 describe('crash loop: SIGKILL of snapshot and gc at random moments', () => {

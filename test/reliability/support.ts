@@ -209,3 +209,41 @@ export async function refState(repo: string): Promise<string> {
 export function randomInt(min: number, max: number): number {
   return Math.floor(min + Math.random() * (max - min));
 }
+
+/** A component a loop snapshots and restores through the real CLI. */
+export interface Subject {
+  stateDir: string;
+  /** The dysnomia arguments naming the component and container. */
+  target: string[];
+  /** `container/component`, as in generations/. */
+  key: string;
+  /** A fingerprint of the live component, equal for equal states. */
+  fingerprint(): Promise<string>;
+  /** Moves the live component away from its latest snapshot (for the final restore). */
+  damage(): Promise<void>;
+}
+
+/** The live component's fingerprint at each snapshot identity, remembered as the loop goes. */
+export function fingerprintMemory(subject: Subject) {
+  const fingerprints = new Map<string, string>();
+  return {
+    /** Records the live fingerprint for the newest generation. */
+    async remember(): Promise<void> {
+      const links = (await readGenerations(subject.stateDir)).get(subject.key) ?? [];
+      fingerprints.set(links.at(-1)!.identity, await subject.fingerprint());
+    },
+    /**
+     * Damages the component and restores it: the restore must give back the fingerprint of the
+     * newest generation (one trial; anything else is lost data).
+     */
+    async expectLatestRestores(tally: Tally): Promise<void> {
+      const latest = ((await readGenerations(subject.stateDir)).get(subject.key) ?? []).at(-1)!;
+      await subject.damage();
+      const restore = await runCli('dysnomia', ['--operation', 'restore', ...subject.target], { env: { DYSNOMIA_STATEDIR: subject.stateDir } });
+      expect(restore.exitCode, restore.stderr).toBe(0);
+      tally.trials += 1;
+      if ((await subject.fingerprint()) !== fingerprints.get(latest.identity)) tally.lost.push(`the restore did not give back ${latest.identity}`);
+    },
+  };
+}
+
