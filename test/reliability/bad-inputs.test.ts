@@ -95,7 +95,9 @@ function crashOf(program: Program, result: CliResult, allowed: number[]): string
   if (/unexpected error|node:internal|Unhandled|TypeError|RangeError|ReferenceError|SyntaxError: /.test(stderr)) return 'an unexpected error';
   if (!allowed.includes(result.exitCode)) return `exit ${result.exitCode}`;
   if (result.exitCode !== 0) {
-    const first = stderr.split('\n').find((line) => line.trim() !== '');
+    // dysnomia-containers --restore without -y asks first; its message follows the question.
+    const message = stderr.replace(/^[^]*Are you sure you want to proceed\? \[n\] /, '');
+    const first = message.split('\n').find((line) => line.trim() !== '');
     if (first === undefined) return `exit ${result.exitCode} without a message`;
     if (!first.startsWith(`${program}:`) && !first.startsWith('error:')) return `a message not from ${program}: ${first}`;
   }
