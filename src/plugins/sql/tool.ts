@@ -10,7 +10,7 @@ import path from 'node:path';
 import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execa, type Result } from 'execa';
-import { AbortedError, PluginError } from '../../core/errors.js';
+import { AbortedError, DysnomiaError, PluginError, messageOf } from '../../core/errors.js';
 
 /** How to run a tool. */
 export interface ToolOptions {
@@ -148,11 +148,17 @@ export async function loadWith(
   } catch (error) {
     inputError = error;
   }
-  const brokenPipe = (inputError as NodeJS.ErrnoException | undefined)?.code === 'EPIPE';
+  // The tool went away first: EPIPE when a write met its closed input, a premature close when
+  // it exited between writes (the server ended its session, say). Its own exit status and
+  // message say why; anything else came from our side (a damaged snapshot, a cancel).
+  const code = (inputError as NodeJS.ErrnoException | undefined)?.code;
+  const brokenPipe = code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE';
   if (inputError !== undefined && !brokenPipe) {
     subprocess.kill('SIGKILL');
     await subprocess;
-    throw inputError;
+    if (inputError instanceof DysnomiaError) throw inputError;
+    if (options.signal?.aborted) throw new AbortedError(`${what} cancelled`, { plugin: options.plugin });
+    throw new PluginError(`${what}: ${messageOf(inputError)}`, { plugin: options.plugin, cause: inputError });
   }
   const result = await subprocess;
   check(result, command, what, options);
