@@ -2,7 +2,7 @@
  * The snapshot store: takes snapshots through a plugin's sink and hands back the latest one.
  * See docs/snapshot-store.md for the layout and the guarantees.
  */
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AbortedError, DysnomiaError, IntegrityError, OperationError, messageOf } from '../core/errors.js';
 import { acquireLock, withLock } from '../core/lock.js';
@@ -10,7 +10,7 @@ import { type Logger, silentLogger } from '../core/log.js';
 import type { PluginSnapshotResult, SnapshotSink, SnapshotSource } from '../core/plugin.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import type { KnownSnapshot } from './chunk-processor.js';
-import { isDirectory, removeDeadTemps, tempName, writeFileAtomic } from './fs-util.js';
+import { isDirectory, removeDeadTemps, writeFileAtomic } from './fs-util.js';
 import { addGeneration, latestGeneration, listGenerations } from './generations.js';
 import {
   assertIdentity,
@@ -20,7 +20,8 @@ import {
   snapshotDir,
   storeLockFile,
 } from './layout.js';
-import { dysnomiaFolderHash, LegacySnapshot, legacyDumpOf } from './legacy.js';
+import { holdsSnapshot, setAsideIncomplete } from './incomplete.js';
+import { dysnomiaFolderHash, LegacySnapshot } from './legacy.js';
 import { MANIFEST_FILE } from './manifest.js';
 import { readManifest, StoredSnapshot } from './reader.js';
 import { SnapshotWriter, type WriteTuning } from './writer.js';
@@ -117,7 +118,7 @@ export class SnapshotStore {
           return undefined;
         }
         assertIdentity(identity);
-        await this.setAsideIncomplete(key, identity);
+        await setAsideIncomplete(snapshotDir(this.stateDir, key, identity), relativePath(key, identity), this.log);
         const newSnapshot = await writer.commit({
           identity,
           identityKind: natural === undefined ? 'content' : 'natural',
@@ -202,19 +203,6 @@ export class SnapshotStore {
     await writeFileAtomic(file, checksum);
   }
 
-  /**
-   * A folder of this identity that holds no snapshot (what a gc killed by an older version of
-   * dysnomia could leave) would be taken for the snapshot: it is moved aside and removed first.
-   */
-  private async setAsideIncomplete(key: ComponentKey, identity: string): Promise<void> {
-    const folder = snapshotDir(this.stateDir, key, identity);
-    if (!(await isDirectory(folder)) || (await holdsSnapshot(folder))) return;
-    this.log.warn(`removing ${relativePath(key, identity)}: a snapshot folder without manifest.json, left by an interrupted removal`);
-    const hidden = path.join(path.dirname(folder), tempName('.incomplete'));
-    await rename(folder, hidden);
-    await rm(hidden, { recursive: true, force: true });
-  }
-
   /** The recent snapshots of a component whose chunks a new snapshot can reuse. */
   private async knownSnapshots(key: ComponentKey): Promise<KnownSnapshot[]> {
     const identities: string[] = [];
@@ -291,7 +279,3 @@ export function explainWriteError(error: unknown, stateDir: string): unknown {
   return new OperationError(`the snapshot was not taken: cannot write to the state dir ${stateDir}: ${errno.message}`, { cause: error });
 }
 
-/** True when a folder holds a complete snapshot: ours (manifest.json) or Dysnomia's (its dump). */
-async function holdsSnapshot(folder: string): Promise<boolean> {
-  return (await isFile(path.join(folder, MANIFEST_FILE))) || (await legacyDumpOf(folder)) !== undefined;
-}

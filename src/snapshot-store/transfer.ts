@@ -34,6 +34,7 @@ import {
 import { LEGACY_DUMPS, legacyDumpOf } from './legacy.js';
 import { indexFileName, MANIFEST_FILE, type Manifest } from './manifest.js';
 import { readManifest } from './reader.js';
+import { holdsSnapshot, setAsideIncomplete } from './incomplete.js';
 import { Staging } from './staging.js';
 import { SnapshotStore } from './store.js';
 
@@ -203,7 +204,7 @@ export async function importSnapshotFolder(stateDir: string, folder: string, opt
   return withImportLocks(stateDir, key, options, async () => {
     const target = snapshotDir(stateDir, key, identity);
     const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };
-    if (await isDirectory(target)) return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
+    if (await holdsSnapshot(target)) return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
     const staging = await Staging.create(stateDir, key);
     try {
       if (manifest !== undefined) {
@@ -212,6 +213,7 @@ export async function importSnapshotFolder(stateDir: string, folder: string, opt
         await staging.addFile(legacyDump!, createReadStream(path.join(source, legacyDump!)));
       }
       await staging.verify(where);
+      await setAsideIncomplete(target, relativePath(key, identity), options.log ?? silentLogger);
       const newSnapshot = await staging.commit(identity);
       return finishImport(stateDir, key, identity, options, {
         newSnapshot,
@@ -356,7 +358,8 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
     const where = `cannot import the stream of ${relativePath(key, identity)}`;
     const outcome = await withImportLocks(stateDir, key, options, async () => {
       const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };
-      if (await isDirectory(snapshotDir(stateDir, key, identity))) {
+      const target = snapshotDir(stateDir, key, identity);
+      if (await holdsSnapshot(target)) {
         for (let next = await entries.next(); !next.done; next = await entries.next()) next.value.resume();
         return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
       }
@@ -376,6 +379,7 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
           await staging.linkFromPool(pack);
         }
         await staging.verify(where);
+        await setAsideIncomplete(target, relativePath(key, identity), options.log ?? silentLogger);
         const newSnapshot = await staging.commit(identity);
         return finishImport(stateDir, key, identity, options, {
           newSnapshot,

@@ -3,7 +3,8 @@ import { readdir, readlink, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AbortedError, IntegrityError, OperationError } from '../../src/core/errors.js';
-import { SnapshotStore } from '../../src/snapshot-store/index.js';
+import { exportSnapshot, importSnapshotFolder, importSnapshotStream, SnapshotStore, StoredSnapshot } from '../../src/snapshot-store/index.js';
+import { PassThrough, Readable } from 'node:stream';
 import { explainWriteError } from '../../src/snapshot-store/store.js';
 import { useTempDir } from '../support/temp.js';
 import { fakeDump, readAll, recordingLogger, sha256, streamOf } from './helpers.js';
@@ -76,26 +77,64 @@ describe('SnapshotStore.write and latest', () => {
     expect(calls).toBe(1);
   });
 
-  it('replaces a folder of the same identity that holds no snapshot (a removal cut short), never links to it', async () => {
-    const stateDir = await useTempDir();
-    const log = recordingLogger();
-    const store = new SnapshotStore(stateDir, { log });
-    const data = fakeDump(200_000, 4);
-    const write = (natural?: string) =>
-      store.write(key, { type: 'test', naturalIdentity: natural }, (sink) => sink.addStream('dump.sql', streamOf(data)));
-    for (const natural of ['refs-1', undefined]) {
-      const first = await write(natural);
-      // What a gc killed half-way through an rm -r left: no generation, no manifest, some packs.
-      await rm(path.join(stateDir, 'generations'), { recursive: true });
-      await rm(path.join(first!.path, 'manifest.json'));
-      const again = await write(natural);
-      expect(again!.identity).toBe(first!.identity);
-      expect(again!.generation).toBe(1);
-      expect(await readdir(again!.path)).toContain('manifest.json');
-      expect((await readAll((await store.latest(key))!, 'dump.sql')).equals(data)).toBe(true);
-      expect(log.lines.some((line) => line.includes('a snapshot folder without manifest.json'))).toBe(true);
-      await rm(stateDir, { recursive: true });
-      log.lines.length = 0;
+  // What a gc killed half-way through an rm -r could leave: no generation, and a folder that
+  // lacks its manifest, a chunk index or a pack.
+  const damages: [string, (folder: string) => Promise<void>][] = [
+    ['no manifest', (folder) => rm(path.join(folder, 'manifest.json'))],
+    ['a pack missing', async (folder) => rm(path.join(folder, (await readdir(folder)).find((name) => name.endsWith('.pack'))!))],
+    ['a chunk index missing', async (folder) => rm(path.join(folder, (await readdir(folder)).find((name) => name.endsWith('.chunks'))!))],
+  ];
+
+  for (const [damage, inflict] of damages) {
+    it(`replaces a folder of the same identity that is not a complete snapshot (${damage}), never links to it`, async () => {
+      const stateDir = await useTempDir();
+      const log = recordingLogger();
+      const store = new SnapshotStore(stateDir, { log });
+      const data = fakeDump(200_000, 4);
+      const write = (natural?: string) =>
+        store.write(key, { type: 'test', naturalIdentity: natural }, (sink) => sink.addStream('dump.sql', streamOf(data)));
+      for (const natural of ['refs-1', undefined]) {
+        const first = await write(natural);
+        await rm(path.join(stateDir, 'generations'), { recursive: true });
+        await inflict(first!.path);
+        const again = await write(natural);
+        expect(again!.identity).toBe(first!.identity);
+        expect(again!.generation).toBe(1);
+        expect(again!.newSnapshot).toBe(true);
+        const latest = await store.latest(key);
+        expect((await readAll(latest!, 'dump.sql')).equals(data)).toBe(true);
+        await (latest as StoredSnapshot).verify();
+        expect(log.lines.some((line) => line.includes('not a complete snapshot'))).toBe(true);
+        await rm(stateDir, { recursive: true });
+        log.lines.length = 0;
+      }
+    });
+  }
+
+  it('imports replace a folder of the same identity that is not a complete snapshot, from a folder and from a stream', async () => {
+    const sender = await useTempDir();
+    const sent = await new SnapshotStore(sender).write(key, { type: 'test' }, (sink) => sink.addStream('dump.sql', streamOf(fakeDump(200_000, 5))));
+    const rel = `${key.container}/${key.component}/${sent!.identity}`;
+    for (const how of ['folder', 'stream'] as const) {
+      const receiver = await useTempDir();
+      const log = recordingLogger();
+      // An earlier import of the same snapshot, cut short by an older gc: the pack is gone.
+      await importSnapshotFolder(receiver, sent!.path);
+      const folder = path.join(receiver, 'snapshots', rel);
+      await rm(path.join(folder, (await readdir(folder)).find((name) => name.endsWith('.pack'))!));
+      if (how === 'folder') {
+        await importSnapshotFolder(receiver, sent!.path, { log });
+      } else {
+        const chunks: Buffer[] = [];
+        const out = new PassThrough();
+        out.on('data', (chunk: Buffer) => chunks.push(chunk));
+        await exportSnapshot(sender, rel, out);
+        await importSnapshotStream(receiver, Readable.from([Buffer.concat(chunks)]), { log });
+      }
+      expect(log.lines.some((line) => line.includes('not a complete snapshot')), how).toBe(true);
+      const latest = (await new SnapshotStore(receiver).latest(key)) as StoredSnapshot;
+      expect(latest.identity).toBe(sent!.identity);
+      await latest.verify();
     }
   });
 
