@@ -72,6 +72,12 @@ describe('loadWith', () => {
     expect(error.message).toBe(`${WHAT}: read EIO`);
   });
 
+  it('a tool that cannot be started: says which', async () => {
+    const error = await failure(loadWith('/nonexistent/mysql', [], WHAT, slowInput(), OPTIONS));
+    expect(error).toBeInstanceOf(PluginError);
+    expect(error.message).toMatch(new RegExp(`^${WHAT}: cannot run mysql \\(.*ENOENT`));
+  });
+
   it('a complete load succeeds', async () => {
     await expect(loadWith('sh', ['-c', 'test "$(wc -c)" -eq 20480'], WHAT, slowInput(), OPTIONS)).resolves.toBeUndefined();
   });
