@@ -1,5 +1,6 @@
 /** Small file-system helpers for crash-safe writes: temp names, fsync, atomic replace. */
 import { randomBytes } from 'node:crypto';
+import { renameSync, rmSync } from 'node:fs';
 import { lstat, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -9,6 +10,23 @@ export const TEMP_PREFIX = '.tmp-';
 /** A fresh temporary name carrying our pid, so a later run can tell whether its writer is gone. */
 export function tempName(suffix = ''): string {
   return `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}${suffix}`;
+}
+
+/**
+ * Removes a folder so that no one sees it half gone: it is renamed to a hidden temporary name
+ * (atomic) and deleted there; a kill in between leaves a hidden leftover that the next run
+ * removes. Synchronous: gc removes thousands. Returns false when the folder was not there.
+ */
+export function removeFolderHidden(folder: string, suffix: string): boolean {
+  const hidden = path.join(path.dirname(folder), tempName(suffix));
+  try {
+    renameSync(folder, hidden);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+  rmSync(hidden, { recursive: true, force: true });
+  return true;
 }
 
 /** True for names made by {@link tempName} (or any other hidden name the store must ignore). */

@@ -3,12 +3,12 @@
  * generation refers to, then pool files no folder links (link count 1), and leftovers of
  * interrupted writes. Runs under the exclusive store lock, so no snapshot is being written.
  */
-import { renameSync, rmSync, unlinkSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { lstat, rm, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { silentLogger, type Logger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
-import { exists, isHiddenName, readdirOrEmpty, TEMP_PREFIX, tempName } from './fs-util.js';
+import { exists, isHiddenName, readdirOrEmpty, removeFolderHidden, TEMP_PREFIX } from './fs-util.js';
 import { type Generation, listGenerations, listTimedGenerations, type TimedGeneration } from './generations.js';
 import { checksumFile, packOfFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
 import { type ComponentFilter, listComponents } from './query.js';
@@ -66,7 +66,7 @@ export async function collectGarbage(stateDir: string, options: GcOptions): Prom
     }
     if (!dryRun) {
       for (const temp of plan.temps) await rm(temp, { recursive: true, force: true });
-      for (const pack of plan.packs) unlinkQuietly(poolPackPath(stateDir, pack));
+      await unlinkAll(plan.packs.map((pack) => poolPackPath(stateDir, pack)));
       await pruneEmptyDirs(stateDir);
     }
     return report(plan, dryRun);
@@ -74,21 +74,13 @@ export async function collectGarbage(stateDir: string, options: GcOptions): Prom
 }
 
 /**
- * Removes a snapshot folder so that no one ever sees it half gone: its checksum first, then the
- * folder is renamed to a hidden temporary name (atomic), then deleted. A kill in between leaves a
- * hidden leftover for the next gc, never a visible folder without its manifest, which a later
- * snapshot of the same identity would take for complete.
+ * Removes a snapshot folder: its checksum first, then the folder through a hidden name, so a kill
+ * never leaves a visible folder without its manifest, which a later snapshot of the same identity
+ * would take for complete.
  */
 function removeFolder(folder: string, checksum: string): void {
   rmSync(checksum, { force: true });
-  const hidden = path.join(path.dirname(folder), tempName('.gc'));
-  try {
-    renameSync(folder, hidden);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw error;
-  }
-  rmSync(hidden, { recursive: true, force: true });
+  removeFolderHidden(folder, '.gc');
 }
 
 /**
@@ -106,14 +98,6 @@ async function unlinkAll(files: string[], width = 16): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: Math.min(width, files.length) }, worker));
-}
-
-function unlinkQuietly(file: string): void {
-  try {
-    unlinkSync(file);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
 }
 
 function emptyPlan(): Plan {

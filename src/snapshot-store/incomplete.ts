@@ -6,10 +6,10 @@
  * generation at them. Only a definite answer counts: an error reading the folder (EACCES, EIO) is
  * thrown, never taken for "incomplete", so a complete snapshot is never removed by mistake.
  */
-import { lstat, readFile, rename, rm } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../core/log.js';
-import { isDirectory, tempName } from './fs-util.js';
+import { isDirectory, removeFolderHidden } from './fs-util.js';
 import { packFileName } from './layout.js';
 import { legacyDumpOf } from './legacy.js';
 import { MANIFEST_FILE, parseManifest } from './manifest.js';
@@ -53,8 +53,5 @@ export async function holdsSnapshot(folder: string): Promise<boolean> {
 export async function setAsideIncomplete(folder: string, label: string, log: Logger): Promise<boolean> {
   if (!(await isDirectory(folder)) || (await holdsSnapshot(folder))) return false;
   log.warn(`replacing ${label}: the folder is not a complete snapshot (left by an interrupted removal, or damaged)`);
-  const hidden = path.join(path.dirname(folder), tempName('.incomplete'));
-  await rename(folder, hidden);
-  await rm(hidden, { recursive: true, force: true });
-  return true;
+  return removeFolderHidden(folder, '.incomplete');
 }

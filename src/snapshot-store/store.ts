@@ -278,4 +278,3 @@ export function explainWriteError(error: unknown, stateDir: string): unknown {
   if (typeof errno.path !== 'string' || !errno.path.startsWith(stateDir)) return error;
   return new OperationError(`the snapshot was not taken: cannot write to the state dir ${stateDir}: ${errno.message}`, { cause: error });
 }
-
