@@ -47,6 +47,8 @@ export function restrictKey(): string {
  */
 export class RestrictRemover extends Transform {
   private readonly patterns: Buffer[];
+  /** The patterns without their first newline (see {@link mayHold}). */
+  private readonly probes: Buffer[];
   private readonly keep: number;
   /** The last `keep` bytes seen, held back: a pattern may start in them. */
   private carry: Buffer = Buffer.alloc(0);
@@ -54,17 +56,27 @@ export class RestrictRemover extends Transform {
   constructor(key: string) {
     super();
     this.patterns = [Buffer.from(`\n\\restrict ${key}\n`), Buffer.from(`\n\\unrestrict ${key}\n`)];
+    this.probes = this.patterns.map((pattern) => pattern.subarray(1));
     this.keep = Math.max(...this.patterns.map((p) => p.length)) - 1;
+  }
+
+  /**
+   * True when `data` may hold a pattern. Node finds a needle that starts with a rare byte (here a
+   * backslash) with memchr, and one that starts with a newline with a much slower Boyer-Moore
+   * search: on the benchmark dump that is 26 ms against 54 ms per pattern, over the whole dump.
+   */
+  private mayHold(data: Buffer): boolean {
+    return this.probes.some((probe) => data.includes(probe));
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     // A small chunk, or a pattern across the seam: join (small, or rare) and search the whole.
     const seam = this.carry.length > 0 ? Buffer.concat([this.carry, chunk.subarray(0, this.keep)]) : undefined;
-    if (chunk.length <= this.keep || (seam !== undefined && this.patterns.some((pattern) => seam.includes(pattern)))) {
+    if (chunk.length <= this.keep || (seam !== undefined && this.mayHold(seam))) {
       this.carry = this.passOn(this.remove(Buffer.concat([this.carry, chunk])));
     } else {
       if (this.carry.length > 0) this.push(this.carry);
-      this.carry = this.passOn(this.patterns.some((pattern) => chunk.includes(pattern)) ? this.remove(chunk) : chunk);
+      this.carry = this.passOn(this.mayHold(chunk) ? this.remove(chunk) : chunk);
     }
     callback();
   }
