@@ -1,0 +1,131 @@
+/**
+ * The chunker's cut points are part of the store's format: a snapshot reuses the chunks of the
+ * snapshots before it only if the same bytes are cut in the same places. These tests pin them
+ * down, so that a faster chunker cannot silently stop new snapshots from deduplicating against
+ * stores written by an earlier version.
+ */
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { Batcher, Chunker, chunkingFor, DEFAULT_CHUNKING } from '../../src/snapshot-store/chunker.js';
+
+/** Deterministic test data: xorshift noise with stretches of repeated SQL-like text. */
+function sample(size: number): Uint8Array {
+  const data = new Uint8Array(size);
+  const text = new TextEncoder().encode("INSERT INTO orders VALUES (1, 'alice@example.org', '{\"total\": 12.50}');\n");
+  let state = 0x12345678;
+  for (let i = 0; i < size; ) {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    if ((state & 7) === 0) {
+      for (let j = 0; j < text.length && i < size; j += 1, i += 1) data[i] = text[j]!;
+    } else {
+      for (let j = 0; j < 64 && i < size; j += 1, i += 1) data[i] = (state >>> (j % 24)) & 0xff;
+    }
+  }
+  return data;
+}
+
+function cutsOf(chunker: Chunker, data: Uint8Array): number[] {
+  const cuts: number[] = [];
+  let position = 0;
+  while (position < data.length) {
+    position = chunker.cut(data, position, data.length);
+    cuts.push(position);
+  }
+  return cuts;
+}
+
+const digest = (cuts: number[]) => createHash('sha256').update(Uint32Array.from(cuts)).digest('hex').slice(0, 16);
+
+describe('Chunker', () => {
+  const data = sample(8 * 1024 * 1024);
+
+  it('cuts the same places as the chunker every existing store was written with', () => {
+    const cuts = cutsOf(new Chunker(DEFAULT_CHUNKING), data);
+    expect(cuts.length).toBe(GOLDEN.default.count);
+    expect(digest(cuts)).toBe(GOLDEN.default.digest);
+    const small = cutsOf(new Chunker(chunkingFor(4096)), data);
+    expect(small.length).toBe(GOLDEN.small.count);
+    expect(digest(small)).toBe(GOLDEN.small.digest);
+  });
+
+  it('keeps every chunk within its bounds', () => {
+    const chunker = new Chunker(DEFAULT_CHUNKING);
+    const cuts = cutsOf(chunker, data);
+    let start = 0;
+    for (const [i, end] of cuts.entries()) {
+      const length = end - start;
+      expect(length).toBeLessThanOrEqual(chunker.max);
+      if (i < cuts.length - 1) expect(length).toBeGreaterThan(chunker.min);
+      start = end;
+    }
+  });
+
+  it('batches cut the same places whatever the sizes of the pieces fed in', () => {
+    const whole = cutsOf(new Chunker(DEFAULT_CHUNKING), data);
+    for (const pieceSize of [1000, 65536, 3 * 1024 * 1024]) {
+      const batcher = new Batcher(new Chunker(DEFAULT_CHUNKING), 1024 * 1024);
+      const cuts: number[] = [];
+      let base = 0;
+      const take = (batch: { data: Uint8Array; cuts: Uint32Array }) => {
+        for (const cut of batch.cuts) cuts.push(base + cut);
+        base += batch.data.length;
+      };
+      for (let at = 0; at < data.length; at += pieceSize) for (const batch of batcher.push(data.subarray(at, at + pieceSize))) take(batch);
+      const last = batcher.end();
+      if (last !== undefined) take(last);
+      expect(cuts).toEqual(whole);
+    }
+  });
+});
+
+/** Measured with the chunker of dysnomia 0.1.0 (the first one that wrote stores). */
+describe('Batcher with lent buffers', () => {
+  /** A lender of buffers (the chunk worker's shared slots), recording what comes back. */
+  function lender(count: number, capacity: number) {
+    const free: Uint8Array[] = Array.from({ length: count }, () => new Uint8Array(capacity));
+    const given: Uint8Array[] = [];
+    return {
+      given,
+      free,
+      take: () => free.pop(),
+      giveBack: (buffer: Uint8Array) => {
+        given.push(buffer);
+        free.push(buffer);
+      },
+    };
+  }
+
+  it('fills lent buffers, and gives back the one a stream ended on without a byte in it', () => {
+    const chunker = new Chunker(DEFAULT_CHUNKING);
+    const batchSize = 4 * chunker.max;
+    const buffers = lender(2, batchSize + chunker.max);
+    const batcher = new Batcher(chunker, batchSize, () => buffers);
+    // Zeros are cut every `max` bytes, so this fills one batch buffer exactly and carries nothing.
+    const batches = batcher.push(new Uint8Array(batchSize + chunker.max));
+    expect(batches).toHaveLength(1);
+    expect(batches[0]!.cuts).toHaveLength(5);
+    expect(buffers.free).toHaveLength(1); // the next buffer was taken for the (empty) rest
+    expect(batcher.end()).toBeUndefined();
+    expect(buffers.given).toHaveLength(1);
+    expect(buffers.free).toHaveLength(2);
+  });
+
+  it('falls back to its own buffers when the lender has none free', () => {
+    const chunker = new Chunker(DEFAULT_CHUNKING);
+    const batchSize = 2 * chunker.max;
+    const buffers = lender(0, batchSize + chunker.max);
+    const batcher = new Batcher(chunker, batchSize, () => buffers);
+    const data = sample(4 * (batchSize + chunker.max));
+    const batches = [...batcher.push(data)];
+    const last = batcher.end();
+    if (last !== undefined) batches.push(last);
+    expect(Buffer.concat(batches.map((batch) => batch.data)).equals(data)).toBe(true);
+  });
+});
+
+const GOLDEN = {
+  default: { count: 421, digest: '2c7e2eb68fae07ad' },
+  small: { count: 1682, digest: '66cb59532108968b' },
+};
