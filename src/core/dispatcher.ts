@@ -329,7 +329,10 @@ function readingAtOnce(sink: SnapshotSink): SnapshotSink {
     addStream: (name, data) => {
       if (!(data instanceof Readable)) return sink.addStream(name, data);
       // pipeline (not pipe) passes a failing source's error on, so the store never waits forever.
-      return sink.addStream(name, pipeline(data, new PassThrough(), () => {}));
+      // Object mode on the reading side hands the store each piece as it was written: a byte-mode
+      // stream joins everything buffered into a new buffer on every read (a copy of the dump).
+      const pieces = new PassThrough({ readableObjectMode: true, readableHighWaterMark: 16 });
+      return sink.addStream(name, pipeline(data, pieces, () => {}));
     },
   };
 }

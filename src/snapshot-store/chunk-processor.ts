@@ -1,6 +1,6 @@
 /**
  * Hashes and compresses batches of chunks, and decides which chunks the store already has. Runs in
- * a worker thread for large streams (see pack-worker.ts) and inline for small ones.
+ * a worker thread for large streams (see processor-handle.ts) and inline for small ones.
  *
  * The class must stay self-contained: the worker runs its source text (Function#toString), so it
  * may use only what its constructor receives and plain literals, never an imported name.
@@ -56,6 +56,9 @@ export class ChunkProcessor {
   private knownCount = 0;
   private nextNewId = 0;
   private scratch = new Uint8Array(0);
+  /** The stream being hashed as a whole (its position in the snapshot), and its running hash. */
+  private stream = -1;
+  private streamHash: ReturnType<ProcessorDeps['createHash']> | undefined;
   private readonly cctx: { compress(dst: Uint8Array, src: Uint8Array, level: number): number };
   /** Packs of the known snapshots, by the ids used in KNOWN results. */
   readonly knownPacks: KnownPack[] = [];
@@ -105,8 +108,18 @@ export class ChunkProcessor {
     }
   }
 
-  /** Hashes every chunk, and compresses those not seen before. */
-  process(data: Uint8Array, cuts: Uint32Array): BatchResult {
+  /**
+   * Hashes every chunk, and compresses those not seen before: into `output` when it is given and
+   * large enough (the result's `compressed` is then a view on it), else into a fresh copy. Also
+   * adds the batch to the SHA-256 of its whole stream (`stream`: the stream's position; batches
+   * of one stream come in order).
+   */
+  process(data: Uint8Array, cuts: Uint32Array, stream: number, output?: Uint8Array): BatchResult {
+    if (stream !== this.stream) {
+      this.stream = stream;
+      this.streamHash = this.deps.createHash('sha256');
+    }
+    this.streamHash!.update(data);
     const count = cuts.length;
     const hashes = new Uint8Array(count * 32);
     const kinds = new Uint8Array(count);
@@ -117,8 +130,9 @@ export class ChunkProcessor {
       bound += this.deps.zstd.compressBound(cuts[i]! - start);
       start = cuts[i]!;
     }
-    if (this.scratch.length < bound) this.scratch = new Uint8Array(bound);
-    const output = this.scratch;
+    const direct = output !== undefined && output.length >= bound;
+    if (!direct && this.scratch.length < bound) this.scratch = new Uint8Array(bound);
+    const target = direct ? output : this.scratch;
     let written = 0;
     start = 0;
     for (let i = 0; i < count; i += 1) {
@@ -129,7 +143,7 @@ export class ChunkProcessor {
       const key = digest.toString('hex');
       const seen = this.seen.get(key);
       if (seen === undefined) {
-        const length = this.cctx.compress(output.subarray(written), chunk, this.level);
+        const length = this.cctx.compress(target.subarray(written), chunk, this.level);
         written += length;
         const id = this.nextNewId;
         this.nextNewId += 1;
@@ -147,7 +161,15 @@ export class ChunkProcessor {
       }
       start = end;
     }
-    // A copy of exactly the compressed bytes: the scratch buffer stays here for the next batch.
-    return { hashes, kinds, refs, compressed: output.slice(0, written) };
+    // From scratch, a copy of exactly the compressed bytes: scratch stays for the next batch.
+    return { hashes, kinds, refs, compressed: direct ? target.subarray(0, written) : target.slice(0, written) };
+  }
+
+  /** The SHA-256 (hex) of stream `stream`, all of whose batches were processed. */
+  endStream(stream: number): string {
+    const hash = stream === this.stream ? this.streamHash! : this.deps.createHash('sha256');
+    this.stream = -1;
+    this.streamHash = undefined;
+    return hash.digest('hex');
   }
 }

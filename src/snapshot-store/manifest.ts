@@ -67,14 +67,26 @@ export interface ChunkRecord {
   rawLength: number;
 }
 
-/** Writes a record at `offset` of `target`: hash, then pack, offset, length, rawLength (u32 LE). */
-export function encodeChunkRecord(target: Uint8Array, offset: number, record: ChunkRecord): void {
-  target.set(record.hash, offset);
-  const view = new DataView(target.buffer, target.byteOffset + offset + 32, 16);
-  view.setUint32(0, record.pack, true);
-  view.setUint32(4, record.offset, true);
-  view.setUint32(8, record.length, true);
-  view.setUint32(12, record.rawLength, true);
+/**
+ * Writes a record at `offset` of `target` (whose whole buffer `view` covers): hash, then pack,
+ * offset, length, rawLength (u32 LE). Fields, not a ChunkRecord: the writer calls this once per
+ * chunk and allocates nothing for it.
+ */
+export function encodeChunkRecord(
+  target: Uint8Array,
+  view: DataView,
+  at: number,
+  hash: Uint8Array,
+  pack: number,
+  offset: number,
+  length: number,
+  rawLength: number,
+): void {
+  target.set(hash, at);
+  view.setUint32(at + 32, pack, true);
+  view.setUint32(at + 36, offset, true);
+  view.setUint32(at + 40, length, true);
+  view.setUint32(at + 44, rawLength, true);
 }
 
 /** Reads the record at `offset` of `source`. */

@@ -29,7 +29,7 @@ import {
   serializeManifest,
   type StreamEntry,
 } from './manifest.js';
-import { type ProcessorHandle, startProcessor } from './processor-handle.js';
+import { type ProcessedBatch, type ProcessorHandle, startProcessor } from './processor-handle.js';
 
 /** Tuning of the write path; the defaults are what the benchmarks chose. */
 export interface WriteTuning {
@@ -146,23 +146,25 @@ export class SnapshotWriter {
     const index = new IndexWriter(path.join(this.folder, indexFileName(position)));
     await index.open();
     try {
-      const hash = createHash('sha256');
-      const batcher = new Batcher(new Chunker(this.chunking), this.batchSize);
+      const batcher = new Batcher(new Chunker(this.chunking), this.batchSize, () => this.processor?.buffers);
       this.batcher = batcher;
-      const inFlight: Promise<BatchResult>[] = [];
+      const inFlight: Promise<ProcessedBatch>[] = [];
       let size = 0;
       let chunks = 0;
       const drain = async (limit: number) => {
         while (inFlight.length > limit) {
           const result = await inFlight.shift()!;
           chunks += result.kinds.length;
-          await this.store(result, index);
+          try {
+            await this.store(result, index);
+          } finally {
+            result.release();
+          }
         }
       };
-      // The batch's buffers move to the worker; only its result comes back.
       const submit = async (batch: Batch, full: boolean) => {
-        const processor = await this.processorFor(full);
-        const pending = processor.process(batch);
+        const processor = await this.processorFor(full, batcher.capacity());
+        const pending = processor.process(batch, position);
         pending.catch(() => {}); // awaited in drain; this only keeps an abandoned one quiet
         inFlight.push(pending);
         await drain(MAX_IN_FLIGHT);
@@ -170,7 +172,6 @@ export class SnapshotWriter {
       for await (const piece of data) {
         this.checkOpen();
         const bytes = piece instanceof Uint8Array ? piece : Buffer.from(piece as ArrayBuffer);
-        hash.update(bytes);
         size += bytes.length;
         this.bytesRead += bytes.length;
         for (const batch of batcher.push(bytes)) await submit(batch, true);
@@ -180,11 +181,13 @@ export class SnapshotWriter {
       if (last !== undefined) await submit(last, false);
       await drain(0);
       this.checkOpen();
+      // The processor hashes each stream as a whole too, beside its chunks (off this thread).
+      const sha256 = this.processor === undefined ? createHash('sha256').digest('hex') : await this.processor.endStream(position);
       const indexSha256 = await index.finish();
       this.streams.push({
         name,
         size,
-        sha256: hash.digest('hex'),
+        sha256,
         chunks,
         index: indexFileName(position),
         indexSha256,
@@ -195,11 +198,12 @@ export class SnapshotWriter {
     }
   }
 
-  private async processorFor(full: boolean): Promise<ProcessorHandle> {
+  private async processorFor(full: boolean, capacity: number): Promise<ProcessorHandle> {
     this.processor ??= await startProcessor({
       level: this.level,
       known: this.options.known,
       worker: full,
+      capacity,
       recycle: (buffer) => this.batcher?.recycle(buffer),
     });
     return this.processor;
@@ -214,32 +218,29 @@ export class SnapshotWriter {
       pack = await this.openPack();
       packOffset = pack.size;
     }
+    // Once per chunk (tens of thousands per snapshot): no record object, and no await unless
+    // the index buffer is full or a known pack is used for the first time.
     let cursor = 0;
-    const record = { hash: hashes, pack: 0, offset: 0, length: 0, rawLength: 0 };
     for (let i = 0; i < kinds.length; i += 1) {
       const base = i * 4;
-      record.hash = hashes.subarray(i * 32, i * 32 + 32);
+      const hash = hashes.subarray(i * 32, i * 32 + 32);
+      let full: boolean;
       if (kinds[i] === CHUNK_NEW) {
-        const id = refs[base]!;
-        record.pack = pack!.slot;
-        record.offset = packOffset + cursor;
-        record.length = refs[base + 1]!;
-        record.rawLength = refs[base + 2]!;
-        cursor += record.length;
-        this.rememberNew(id, record);
+        const length = refs[base + 1]!;
+        const rawLength = refs[base + 2]!;
+        this.rememberNew(refs[base]!, pack!.slot, packOffset + cursor, length, rawLength);
+        full = index.add(hash, pack!.slot, packOffset + cursor, length, rawLength);
+        cursor += length;
       } else if (kinds[i] === CHUNK_KNOWN) {
-        record.pack = await this.slotForKnown(refs[base]!);
-        record.offset = refs[base + 1]!;
-        record.length = refs[base + 2]!;
-        record.rawLength = refs[base + 3]!;
+        const knownId = refs[base]!;
+        const slot = this.slotOfKnown.get(knownId) ?? (await this.slotForKnown(knownId));
+        full = index.add(hash, slot, refs[base + 1]!, refs[base + 2]!, refs[base + 3]!);
       } else {
         const at = refs[base]! * 4;
-        record.pack = this.newLocations[at]!;
-        record.offset = this.newLocations[at + 1]!;
-        record.length = this.newLocations[at + 2]!;
-        record.rawLength = this.newLocations[at + 3]!;
+        const locations = this.newLocations;
+        full = index.add(hash, locations[at]!, locations[at + 1]!, locations[at + 2]!, locations[at + 3]!);
       }
-      await index.add(record);
+      if (full) await index.flush();
     }
     if (pack !== undefined) {
       await pack.handle.write(compressed);
@@ -249,13 +250,17 @@ export class SnapshotWriter {
     }
   }
 
-  private rememberNew(id: number, record: { pack: number; offset: number; length: number; rawLength: number }): void {
+  private rememberNew(id: number, slot: number, offset: number, length: number, rawLength: number): void {
     if ((id + 1) * 4 > this.newLocations.length) {
       const grown = new Uint32Array(Math.max(this.newLocations.length * 2, (id + 1) * 4));
       grown.set(this.newLocations);
       this.newLocations = grown;
     }
-    this.newLocations.set([record.pack, record.offset, record.length, record.rawLength], id * 4);
+    const at = id * 4;
+    this.newLocations[at] = slot;
+    this.newLocations[at + 1] = offset;
+    this.newLocations[at + 2] = length;
+    this.newLocations[at + 3] = rawLength;
   }
 
   private async openPack(): Promise<OpenPack> {
@@ -406,6 +411,7 @@ export class SnapshotWriter {
 class IndexWriter {
   private handle: FileHandle | undefined;
   private readonly buffer = new Uint8Array(INDEX_BUFFER_RECORDS * CHUNK_RECORD_SIZE);
+  private readonly view = new DataView(this.buffer.buffer);
   private used = 0;
   private readonly hash = createHash('sha256');
 
@@ -415,13 +421,14 @@ class IndexWriter {
     this.handle = await open(this.file, 'wx', 0o444);
   }
 
-  async add(record: Parameters<typeof encodeChunkRecord>[2]): Promise<void> {
-    encodeChunkRecord(this.buffer, this.used, record);
+  /** Buffers one record; true when the buffer is full and must be flushed. */
+  add(hash: Uint8Array, pack: number, offset: number, length: number, rawLength: number): boolean {
+    encodeChunkRecord(this.buffer, this.view, this.used, hash, pack, offset, length, rawLength);
     this.used += CHUNK_RECORD_SIZE;
-    if (this.used === this.buffer.length) await this.flush();
+    return this.used === this.buffer.length;
   }
 
-  private async flush(): Promise<void> {
+  async flush(): Promise<void> {
     const data = this.buffer.subarray(0, this.used);
     this.hash.update(data);
     await this.handle!.write(data);

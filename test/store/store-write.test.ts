@@ -6,6 +6,7 @@ import { AbortedError, IntegrityError, OperationError } from '../../src/core/err
 import { exportSnapshot, importSnapshotFolder, importSnapshotStream, SnapshotStore, StoredSnapshot } from '../../src/snapshot-store/index.js';
 import { PassThrough, Readable } from 'node:stream';
 import { explainWriteError } from '../../src/snapshot-store/store.js';
+import { chunkingFor } from '../../src/snapshot-store/chunker.js';
 import { useTempDir } from '../support/temp.js';
 import { fakeDump, readAll, recordingLogger, sha256, streamOf } from './helpers.js';
 
@@ -175,6 +176,33 @@ describe('SnapshotStore.write and latest', () => {
     // The shared megabyte is stored once, though it is in three places in two streams.
     expect(outcome!.bytesStored).toBeGreaterThan(9_000_000);
     expect(outcome!.bytesStored).toBeLessThan(9_500_000);
+  });
+
+  it('stores many batches of several streams through the worker, and reads each back exactly', async () => {
+    const stateDir = await useTempDir();
+    // Small batches: hundreds of them cycle through the worker's shared buffers.
+    const store = new SnapshotStore(stateDir, { tuning: { batchSize: 64 * 1024, chunking: chunkingFor(4096) } });
+    const first = fakeDump(3_000_000, 3);
+    const second = Buffer.concat([fakeDump(1_000_000, 4), first.subarray(0, 1_500_000)]);
+    const zeros = Buffer.alloc(2_000_000);
+    const streams: [string, Buffer][] = [
+      ['first', first],
+      ['empty', Buffer.alloc(0)],
+      ['second', second],
+      ['zeros', zeros],
+      ['tiny', Buffer.from('x')],
+    ];
+    const outcome = await store.write(key, { type: 'test' }, async (sink) => {
+      for (const [name, data] of streams) await sink.addStream(name, streamOf(data, 7001));
+    });
+    const listing = streams.map(([name, data]) => `${sha256(data)}  ${name}\n`).join('');
+    expect(outcome!.identity).toBe(sha256(listing));
+    const source = await store.latest(key);
+    expect(source?.streams).toEqual(streams.map(([name]) => name));
+    for (const [name, data] of streams) expect((await readAll(source!, name)).equals(data), name).toBe(true);
+    await source!.verify();
+    // Half of `second` repeats `first`: stored once.
+    expect(outcome!.bytesStored).toBeLessThan(first.length);
   });
 
   it('rejects a stream name that is not a plain file name and keeps nothing', async () => {
