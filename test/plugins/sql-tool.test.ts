@@ -1,12 +1,13 @@
 /**
- * loadWith, which feeds a snapshot stream to mysql or psql: however the load ends, the error says
+ * loadWith, which feeds a snapshot stream to mysql or psql, and dumpWith, which hands a dump
+ * tool's output to the store: however they end, the error says
  * what was being done and carries the tool's own words, never a bare stream error. Real
  * processes (sh) stand in for the client tools; what matters here is how they end.
  */
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { IntegrityError, PluginError } from '../../src/core/errors.js';
-import { loadWith } from '../../src/plugins/sql/tool.js';
+import { dumpWith, loadWith } from '../../src/plugins/sql/tool.js';
 
 const OPTIONS = { plugin: 'test-sql' };
 const WHAT = 'loading snapshot abc into db__dys_staging';
@@ -82,3 +83,42 @@ describe('loadWith', () => {
     await expect(loadWith('sh', ['-c', 'test "$(wc -c)" -eq 20480'], WHAT, slowInput(), OPTIONS)).resolves.toBeUndefined();
   });
 });
+
+/** Everything a dump tool wrote, as the store would read it. */
+async function collected(output: Readable): Promise<Buffer> {
+  const pieces: Buffer[] = [];
+  for await (const piece of output) pieces.push(piece as Buffer);
+  return Buffer.concat(pieces);
+}
+
+describe('dumpWith', () => {
+  const DUMPING = 'dumping db';
+
+  it('hands over every byte a tool wrote through stdio, in order', async () => {
+    // awk writes through C stdio, as mysqldump and pg_dump do (they run under stdbuf -o1M).
+    let dump = Buffer.alloc(0);
+    const script = 'BEGIN { for (i = 0; i < 200000; i++) print "row " i }';
+    await dumpWith('awk', [script], DUMPING, async (output) => {
+      dump = await collected(output);
+    }, OPTIONS);
+    const lines = dump.toString().split('\n');
+    expect(lines).toHaveLength(200001);
+    expect(lines[199999]).toBe('row 199999');
+  });
+
+  it('a tool that fails: its exit status and its message', async () => {
+    const error = await failure(
+      dumpWith('sh', ['-c', 'echo partial; echo "access denied" >&2; exit 3'], DUMPING, collected as never, OPTIONS),
+    );
+    expect(error).toBeInstanceOf(PluginError);
+    expect(error.message).toBe(`${DUMPING}: sh failed (exit status 3): access denied`);
+    expect((error as PluginError).stderr).toContain('access denied');
+  });
+
+  it('a tool that cannot be started: says which', async () => {
+    const error = await failure(dumpWith('/nonexistent/pg_dump', [], DUMPING, collected as never, OPTIONS));
+    expect(error).toBeInstanceOf(PluginError);
+    expect(error.message).toMatch(new RegExp(`^${DUMPING}: cannot run pg_dump`));
+  });
+});
+
