@@ -94,6 +94,8 @@ export class SnapshotWriter {
   /** Locations of chunks new in this write: slot, offset, length, rawLength per new id. */
   private newLocations = new Uint32Array(4 * 1024);
   private processor: ProcessorHandle | undefined;
+  /** The processor being started (it is started early, see addStream). */
+  private processorStart: Promise<ProcessorHandle> | undefined;
   /** The batcher of the stream being stored. */
   private batcher: Batcher | undefined;
   private pack: OpenPack | undefined;
@@ -174,6 +176,11 @@ export class SnapshotWriter {
         const bytes = piece instanceof Uint8Array ? piece : Buffer.from(piece as ArrayBuffer);
         size += bytes.length;
         this.bytesRead += bytes.length;
+        // A stream that reaches a quarter batch will likely fill one: start the worker now, so
+        // that its start (tens of milliseconds) overlaps reading instead of stalling it.
+        if (this.processorStart === undefined && size >= this.batchSize / 4) {
+          this.processorFor(true, batcher.capacity()).catch(() => {}); // awaited by the first submit
+        }
         for (const batch of batcher.push(bytes)) await submit(batch, true);
         this.options.onProgress?.(this.bytesRead);
       }
@@ -198,14 +205,16 @@ export class SnapshotWriter {
     }
   }
 
+  /** The processor, started on first use: in a worker thread if `full` (a stream fills a batch). */
   private async processorFor(full: boolean, capacity: number): Promise<ProcessorHandle> {
-    this.processor ??= await startProcessor({
+    this.processorStart ??= startProcessor({
       level: this.level,
       known: this.options.known,
       worker: full,
       capacity,
       recycle: (buffer) => this.batcher?.recycle(buffer),
     });
+    this.processor = await this.processorStart;
     return this.processor;
   }
 
@@ -401,8 +410,11 @@ export class SnapshotWriter {
   }
 
   private async closeProcessor(): Promise<void> {
-    const processor = this.processor;
+    const starting = this.processorStart;
+    this.processorStart = undefined;
     this.processor = undefined;
+    // A processor still starting is closed once it has started: a worker must never outlive us.
+    const processor = await starting?.catch(() => undefined);
     await processor?.close();
   }
 }

@@ -96,7 +96,7 @@ describe('dumpWith', () => {
 
   it('hands over every byte a tool wrote through stdio, in order', async () => {
     // awk writes through C stdio, as mysqldump and pg_dump do (they run under stdbuf -o1M).
-    let dump = Buffer.alloc(0);
+    let dump: Buffer = Buffer.alloc(0);
     const script = 'BEGIN { for (i = 0; i < 200000; i++) print "row " i }';
     await dumpWith('awk', [script], DUMPING, async (output) => {
       dump = await collected(output);

@@ -10,7 +10,7 @@ import { DysnomiaError, OperationError } from '../../core/errors.js';
 import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
 import { databaseNames, type DatabaseNames } from '../sql/names.js';
 import { databaseExists, withSession, withToolAccess } from './client.js';
-import { DUMP_STREAM, dumpDatabase } from './dump.js';
+import { DUMP_STREAM, dumpDatabase, primeDumpTool } from './dump.js';
 import { loadDump, loadFile } from './load.js';
 import { describeServer, parsePostgresOptions, PLUGIN, type PostgresOptions } from './options.js';
 import { createStaging, dropDatabase, recoverSwap, swapIn } from './swap.js';
@@ -80,6 +80,9 @@ async function activate(ctx: Context): Promise<void> {
 async function snapshot(ctx: Context, sink: SnapshotSink): Promise<void> {
   const names = namesOf(ctx);
   const options = ctx.options;
+  // Find pg_dump and ask its version while the session connects (about a tenth of a second where
+  // pg_dump is Debian's wrapper script); dumpDatabase finds both answers cached, or the error.
+  primeDumpTool();
   await withSession(options, ctx.log, ctx.signal, async (session) => {
     if (!(await databaseExists(session, names.live))) {
       throw new OperationError(`database ${names.live} does not exist on ${describeServer(options)}; activate the component first`, {
