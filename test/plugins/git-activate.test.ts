@@ -47,6 +47,13 @@ describe('git-repository activate', () => {
     expect(await git(setup.repo, 'rev-parse', 'main')).toBe(await git(setup.work, 'rev-parse', 'main'));
   });
 
+  it('removes the write probe a killed run left in gitBaseDir', async () => {
+    const setup = await gitSetup();
+    await mkdir(path.join(setup.baseDir, '.dysnomia-write-test-0123456789ab'), { recursive: true });
+    await setup.ok('activate');
+    expect(await readdir(setup.baseDir)).toEqual(['project']);
+  });
+
   it('creates an empty bare repository when the component has no bundles', async () => {
     const setup = await gitSetup({ noBundle: true });
     await setup.ok('activate');

@@ -140,13 +140,21 @@ export async function fsyncTree(dir: string): Promise<void> {
 export async function ensureBaseDir(options: GitRepositoryOptions): Promise<void> {
   try {
     await mkdir(options.baseDir, { recursive: true });
-    const probe = path.join(options.baseDir, `.dysnomia-write-test-${randomBytes(6).toString('hex')}`);
+    const probe = path.join(options.baseDir, `${PROBE_PREFIX}${randomBytes(6).toString('hex')}`);
     await mkdir(probe);
     await rm(probe, { recursive: true, force: true });
+    // A run killed between the two lines above left its probe: remove any. One that another run
+    // is about to remove itself does no harm (its rm does not mind).
+    for (const name of await readdir(options.baseDir)) {
+      if (name.startsWith(PROBE_PREFIX)) await rm(path.join(options.baseDir, name), { recursive: true, force: true });
+    }
   } catch (error) {
     throw baseDirError(options, error);
   }
 }
+
+/** The name of the empty folder that shows gitBaseDir is writable, but for its random end. */
+const PROBE_PREFIX = '.dysnomia-write-test-';
 
 /** The error for a gitBaseDir we could not create or write. */
 export function baseDirError(options: GitRepositoryOptions, error: unknown): Error {
