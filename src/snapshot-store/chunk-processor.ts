@@ -26,6 +26,15 @@ export interface KnownSnapshot {
   indexFiles: string[];
 }
 
+/**
+ * The chunks first stored by this write so far (hex SHA-256 and new id, in id order), and the
+ * next new id: what a processor hands to the one that takes its place (see processor-handle.ts).
+ */
+export interface NewChunks {
+  keys: string[];
+  next: number;
+}
+
 /** A pack the known snapshots use. */
 export interface KnownPack {
   name: string;
@@ -67,6 +76,7 @@ export class ChunkProcessor {
     private readonly deps: ProcessorDeps,
     private readonly level: number,
     known: KnownSnapshot[],
+    carried?: NewChunks,
   ) {
     this.cctx = new deps.zstd.CCtx();
     const packIds = new Map<string, number>();
@@ -82,6 +92,17 @@ export class ChunkProcessor {
       });
       for (const file of snapshot.indexFiles) this.loadIndex(file, ids);
     }
+    if (carried !== undefined) {
+      carried.keys.forEach((key, id) => this.seen.set(key, -1 - id));
+      this.nextNewId = carried.next;
+    }
+  }
+
+  /** The chunks this write stored first, for a processor that takes over from this one. */
+  newChunks(): NewChunks {
+    const keys: string[] = new Array(this.nextNewId);
+    for (const [key, value] of this.seen) if (value < 0) keys[-1 - value] = key;
+    return { keys, next: this.nextNewId };
   }
 
   /** Records every chunk of a chunk index file (48-byte records) as known. */

@@ -13,7 +13,14 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { OperationError } from '../core/errors.js';
 import type { Batch } from './chunker.js';
-import { type BatchResult, ChunkProcessor, type KnownPack, type KnownSnapshot, type ProcessorDeps } from './chunk-processor.js';
+import {
+  type BatchResult,
+  ChunkProcessor,
+  type KnownPack,
+  type KnownSnapshot,
+  type NewChunks,
+  type ProcessorDeps,
+} from './chunk-processor.js';
 
 /** A batch's result; `release()` once its compressed bytes are written (they may be shared). */
 export interface ProcessedBatch extends BatchResult {
@@ -22,6 +29,8 @@ export interface ProcessedBatch extends BatchResult {
 
 /** A running processor. Results come back in the order batches were given. */
 export interface ProcessorHandle {
+  /** True when it runs in a worker thread. */
+  readonly threaded: boolean;
   readonly knownPacks: readonly KnownPack[];
   /** Where the batcher gets its buffers from (the worker's shared slots), if anywhere. */
   readonly buffers: BufferSource | undefined;
@@ -29,6 +38,8 @@ export interface ProcessorHandle {
   process(batch: Batch, stream: number): Promise<ProcessedBatch>;
   /** The SHA-256 (hex) of the whole stream, once its batches are all given. */
   endStream(stream: number): Promise<string>;
+  /** The chunks new in this write, for a worker that takes over (inline only, between streams). */
+  newChunks(): NewChunks;
   close(): Promise<void>;
 }
 
@@ -49,6 +60,8 @@ export interface ProcessorOptions {
   capacity: number;
   /** Receives each plain (unshared) batch buffer back once it may be reused. */
   recycle?: (buffer: ArrayBuffer) => void;
+  /** The chunks an earlier processor of the same write stored first (it hands over to this one). */
+  carried?: NewChunks;
 }
 
 const require = createRequire(import.meta.url);
@@ -67,8 +80,9 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
 
 function startInline(options: ProcessorOptions): ProcessorHandle {
   const deps: ProcessorDeps = { createHash, readFileSync, zstd: require(BINDING_PATH) as ProcessorDeps['zstd'] };
-  const processor = new ChunkProcessor(deps, options.level, options.known);
+  const processor = new ChunkProcessor(deps, options.level, options.known, options.carried);
   return {
+    threaded: false,
     knownPacks: processor.knownPacks,
     buffers: undefined,
     process: async (batch, stream) => {
@@ -77,6 +91,7 @@ function startInline(options: ProcessorOptions): ProcessorHandle {
       return { ...result, release: () => {} };
     },
     endStream: async (stream) => processor.endStream(stream),
+    newChunks: () => processor.newChunks(),
     close: async () => {},
   };
 }
@@ -97,7 +112,7 @@ const { createHash } = require('node:crypto');
 const { readFileSync } = require('node:fs');
 const zstd = require(workerData.bindingPath);
 const ChunkProcessor = (${ChunkProcessor.toString()});
-const processor = new ChunkProcessor({ createHash, readFileSync, zstd }, workerData.level, workerData.known);
+const processor = new ChunkProcessor({ createHash, readFileSync, zstd }, workerData.level, workerData.known, workerData.carried);
 const { input, output, capacity, outputCapacity } = workerData;
 parentPort.postMessage({ type: 'ready', knownPacks: processor.knownPacks });
 parentPort.on('message', (message) => {
@@ -154,7 +169,16 @@ async function startWorker(options: ProcessorOptions): Promise<ProcessorHandle> 
   const state = new Uint8Array(SLOTS);
   const worker = new Worker(WORKER_SOURCE, {
     eval: true,
-    workerData: { bindingPath: BINDING_PATH, level: options.level, known: options.known, input, output, capacity, outputCapacity: outCapacity },
+    workerData: {
+      bindingPath: BINDING_PATH,
+      level: options.level,
+      known: options.known,
+      carried: options.carried,
+      input,
+      output,
+      capacity,
+      outputCapacity: outCapacity,
+    },
   });
   const pending = new Map<number, Pending>();
   let failure: unknown;
@@ -234,6 +258,7 @@ async function startWorker(options: ProcessorOptions): Promise<ProcessorHandle> 
   worker.on('error', (error) => failAll(new OperationError(`the chunk worker failed: ${error.message}`, { cause: error })));
   worker.on('exit', (code) => failAll(new OperationError(`the chunk worker stopped (exit code ${code})`)));
   return {
+    threaded: true,
     knownPacks,
     buffers: {
       take: () => {
@@ -274,6 +299,9 @@ async function startWorker(options: ProcessorOptions): Promise<ProcessorHandle> 
         worker.postMessage({ id, end: true, stream });
         return undefined;
       }),
+    newChunks: () => {
+      throw new Error('a worker processor never hands over');
+    },
     close: async () => {
       failAll(new OperationError('the chunk worker was closed'));
       await worker.terminate();

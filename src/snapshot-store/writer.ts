@@ -96,6 +96,8 @@ export class SnapshotWriter {
   private processor: ProcessorHandle | undefined;
   /** The processor being started (it is started early, see addStream). */
   private processorStart: Promise<ProcessorHandle> | undefined;
+  /** Whether the processor started last runs in a worker thread. */
+  private threaded = false;
   /** The batcher of the stream being stored. */
   private batcher: Batcher | undefined;
   private pack: OpenPack | undefined;
@@ -178,7 +180,7 @@ export class SnapshotWriter {
         this.bytesRead += bytes.length;
         // A stream that reaches a quarter batch will likely fill one: start the worker now, so
         // that its start (tens of milliseconds) overlaps reading instead of stalling it.
-        if (this.processorStart === undefined && size >= this.batchSize / 4) {
+        if (!this.threaded && size >= this.batchSize / 4) {
           this.processorFor(true, batcher.capacity()).catch(() => {}); // awaited by the first submit
         }
         for (const batch of batcher.push(bytes)) await submit(batch, true);
@@ -205,15 +207,29 @@ export class SnapshotWriter {
     }
   }
 
-  /** The processor, started on first use: in a worker thread if `full` (a stream fills a batch). */
+  /**
+   * The processor, started on first use: in a worker thread if `full` (a stream fills a batch).
+   * Small streams first (git's HEAD and config) get an inline one; the first large stream after
+   * them moves to a worker, which takes over the chunks the inline one stored so that a repeat of
+   * them is still found. It happens between streams only: a stream's batches are all full but its
+   * last, and every stream is drained before the next begins, so nothing is in flight then.
+   */
   private async processorFor(full: boolean, capacity: number): Promise<ProcessorHandle> {
-    this.processorStart ??= startProcessor({
-      level: this.level,
-      known: this.options.known,
-      worker: full,
-      capacity,
-      recycle: (buffer) => this.batcher?.recycle(buffer),
-    });
+    if (this.processorStart === undefined || (full && !this.threaded)) {
+      this.threaded = full;
+      const before = this.processorStart;
+      this.processorStart = (async () => {
+        const inline = before === undefined ? undefined : await before;
+        return startProcessor({
+          level: this.level,
+          known: this.options.known,
+          worker: full,
+          capacity,
+          recycle: (buffer) => this.batcher?.recycle(buffer),
+          carried: inline?.newChunks(),
+        });
+      })();
+    }
     this.processor = await this.processorStart;
     return this.processor;
   }

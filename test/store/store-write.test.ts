@@ -161,7 +161,9 @@ describe('SnapshotStore.write and latest', () => {
 
   it('deduplicates across streams: a small stream whose content repeats in a large one is stored once', async () => {
     const stateDir = await useTempDir();
-    const store = new SnapshotStore(stateDir);
+    // 8 MiB batches: the small stream stays under a quarter batch, so an inline processor takes
+    // it, and the worker that takes the large one must inherit the chunks it stored.
+    const store = new SnapshotStore(stateDir, { tuning: { batchSize: 8 * 1024 * 1024 } });
     // Incompressible, so stored bytes count chunks: 1 MB shared by both streams, 8 MB only in the second.
     const shared = randomBytes(1_000_000);
     const rest = randomBytes(8_000_000);
