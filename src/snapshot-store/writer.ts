@@ -44,6 +44,14 @@ export interface WriteTuning {
 
 export const DEFAULT_LEVEL = 1;
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+/**
+ * Bytes per batch. 1 MiB rather than 4: the worker's seven shared slots take 16 MB instead of 60
+ * (on a VM where first touching memory is dear, that was a tenth of a git snapshot), and less
+ * work is left in flight when a stream ends. Measured in docs/benchmarks.md: git snapshot about
+ * 10% faster, peak RSS 25 MB lower, SQL snapshots unchanged, the store's file-to-store
+ * throughput within 5%.
+ */
+export const DEFAULT_BATCH_SIZE = 1024 * 1024;
 const MAX_IN_FLIGHT = 3;
 const INDEX_BUFFER_RECORDS = 2048;
 
@@ -110,7 +118,7 @@ export class SnapshotWriter {
     this.chunking = options.tuning?.chunking ?? DEFAULT_CHUNKING;
     this.level = options.tuning?.level ?? DEFAULT_LEVEL;
     this.packSize = options.tuning?.packSize ?? DEFAULT_PACK_SIZE;
-    this.batchSize = options.tuning?.batchSize ?? 4 * 1024 * 1024;
+    this.batchSize = options.tuning?.batchSize ?? DEFAULT_BATCH_SIZE;
     this.folder = path.join(stateLayout.snapshots(options.stateDir, options.key), tempName());
     this.sink = {
       addStream: (name, data) => {
