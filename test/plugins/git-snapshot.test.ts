@@ -94,6 +94,24 @@ describe('git-repository snapshot and restore', () => {
     expect(await readFile(path.join(setup.repo, 'description'), 'utf8')).toBe('the project repository\n');
   });
 
+  it('keeps the whole bundle when git finishes it before the store takes it (a large hooks folder first)', async () => {
+    // git starts bundling before the other streams are stored; this small repository's bundle is
+    // complete, and git has exited, long before the 24 MB archive of hooks/ has been stored.
+    const setup = await gitSetup({ commits: 3, branches: ['dev'], tags: ['t1'] });
+    await setup.ok('activate');
+    const big = randomBytes(24 * 1024 * 1024);
+    await writeFile(path.join(setup.repo, 'hooks', 'data.bin'), big);
+    const snapshotted = await refState(setup.repo);
+    await setup.ok('snapshot');
+
+    await git(setup.work, 'push', '-q', '--force', setup.repo, 'main~2:main');
+    await rm(path.join(setup.repo, 'hooks', 'data.bin'));
+    await setup.ok('restore');
+    expect(await refState(setup.repo)).toBe(snapshotted);
+    expect((await readFile(path.join(setup.repo, 'hooks', 'data.bin'))).equals(big)).toBe(true);
+    await fsckClean(setup.repo);
+  });
+
   it('does not bundle an unchanged repository (a broken pack goes unnoticed) and makes no new generation', async () => {
     const setup = await gitSetup({ commits: 3 });
     await setup.ok('activate');

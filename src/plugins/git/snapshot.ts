@@ -42,7 +42,11 @@ async function presentFiles(repo: string): Promise<string[]> {
   return present;
 }
 
-/** snapshot: HEAD, config, the extra files and the bundle, into the sink. */
+/**
+ * snapshot: HEAD, config, the extra files and the bundle, into the sink. git starts bundling
+ * first: it spends its first tenths of a second counting objects, which then overlaps with
+ * storing the small streams; its output waits in the pipe until the bundle's turn.
+ */
 export async function snapshot(
   ctx: PluginContext<GitRepositoryOptions>,
   sink: SnapshotSink,
@@ -50,29 +54,35 @@ export async function snapshot(
   const repo = await liveRepository(ctx);
   const { signal } = ctx;
   const head = await readHead(repo);
-  await sink.addStream(STREAM.head, Readable.from([Buffer.from(`${head}\n`)]));
-  await sink.addStream(STREAM.config, createReadStream(path.join(repo, 'config')));
-  const files = await presentFiles(repo);
-  if (files.length > 0) {
-    const excludes = DERIVED_FILES.map((file) => `--exclude=./${file}`);
-    const tar = await commandOutput('tar', ['-C', repo, '-cf', '-', ...excludes, ...files.map((f) => `./${f}`)], `archiving the hooks of ${repo}`, {
-      signal,
-    });
-    await sink.addStream(STREAM.files, tar);
-  }
-
   // With no ref git refuses to make a bundle; HEAD and config are the whole state then.
   const resolvable = head.startsWith('ref: ') ? (await listRefs(repo, signal)).length > 0 : true;
-  if (!resolvable) {
+  const header = new BundleHeaderReader();
+  const bundle = resolvable
+    ? await commandOutput('git', ['-c', TRUST, 'bundle', 'create', '--quiet', '-', '--all'], `bundling ${repo}`, {
+        cwd: repo,
+        signal,
+        onChunk: (chunk) => header.push(chunk),
+      })
+    : undefined;
+  try {
+    await sink.addStream(STREAM.head, Readable.from([Buffer.from(`${head}\n`)]));
+    await sink.addStream(STREAM.config, createReadStream(path.join(repo, 'config')));
+    const files = await presentFiles(repo);
+    if (files.length > 0) {
+      const excludes = DERIVED_FILES.map((file) => `--exclude=./${file}`);
+      const tar = await commandOutput('tar', ['-C', repo, '-cf', '-', ...excludes, ...files.map((f) => `./${f}`)], `archiving the hooks of ${repo}`, {
+        signal,
+      });
+      await sink.addStream(STREAM.files, tar);
+    }
+  } catch (error) {
+    bundle?.destroy(); // stops git: the snapshot failed before its bundle was taken
+    throw error;
+  }
+  if (bundle === undefined) {
     ctx.log.info(`${repo} has no refs yet; the snapshot holds its HEAD, config and hooks only`);
     return { identity: identityOf({ refs: [], head }) };
   }
-  const header = new BundleHeaderReader();
-  const bundle = await commandOutput('git', ['-c', TRUST, 'bundle', 'create', '--quiet', '-', '--all'], `bundling ${repo}`, {
-    cwd: repo,
-    signal,
-    onChunk: (chunk) => header.push(chunk),
-  });
   await sink.addStream(STREAM.bundle, bundle);
   const refs = header.header();
   if (refs === undefined) throw new OperationError(`git bundle create wrote no bundle for ${repo}`, { plugin: PLUGIN_TYPE });
