@@ -29,8 +29,6 @@ export interface ProcessedBatch extends BatchResult {
 
 /** A running processor. Results come back in the order batches were given. */
 export interface ProcessorHandle {
-  /** True when it runs in a worker thread. */
-  readonly threaded: boolean;
   readonly knownPacks: readonly KnownPack[];
   /** Where the batcher gets its buffers from (the worker's shared slots), if anywhere. */
   readonly buffers: BufferSource | undefined;
@@ -82,7 +80,6 @@ function startInline(options: ProcessorOptions): ProcessorHandle {
   const deps: ProcessorDeps = { createHash, readFileSync, zstd: require(BINDING_PATH) as ProcessorDeps['zstd'] };
   const processor = new ChunkProcessor(deps, options.level, options.known, options.carried);
   return {
-    threaded: false,
     knownPacks: processor.knownPacks,
     buffers: undefined,
     process: async (batch, stream) => {
@@ -258,7 +255,6 @@ async function startWorker(options: ProcessorOptions): Promise<ProcessorHandle> 
   worker.on('error', (error) => failAll(new OperationError(`the chunk worker failed: ${error.message}`, { cause: error })));
   worker.on('exit', (code) => failAll(new OperationError(`the chunk worker stopped (exit code ${code})`)));
   return {
-    threaded: true,
     knownPacks,
     buffers: {
       take: () => {
