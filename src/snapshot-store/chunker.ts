@@ -124,10 +124,13 @@ export class Batcher {
   /** Buffers of processed batches, reused instead of allocating (see {@link recycle}). */
   private readonly spare: ArrayBuffer[] = [];
 
-  /** `lender()` says where full-size buffers come from first, when anywhere. */
+  /**
+   * `batchSize` is the writer's (DEFAULT_BATCH_SIZE in writer.ts); `lender()` says where full-size
+   * buffers come from first, when anywhere.
+   */
   constructor(
     private readonly chunker: Chunker,
-    private readonly batchSize = 4 * 1024 * 1024,
+    private readonly batchSize: number,
     private readonly lender: () => BatchBuffers | undefined = () => undefined,
   ) {
     // Small at first: most streams of small components never fill a batch.

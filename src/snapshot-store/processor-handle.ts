@@ -99,7 +99,7 @@ function outputCapacity(capacity: number): number {
 }
 
 // The batch data and the compressed output live in SharedArrayBuffers allocated once: moving a
-// 4 MiB buffer to the worker and back for every batch made each thread account it as new
+// batch buffer to the worker and back for every batch made each thread account it as new
 // external memory, and V8 answered with a full garbage collection every few batches (about a
 // sixth of a snapshot's CPU time, in docs/benchmarks.md). A batch that is not in a slot (the
 // first one, or one when every slot is busy) is copied into a free slot, or moved as before.

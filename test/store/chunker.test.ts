@@ -80,7 +80,6 @@ describe('Chunker', () => {
   });
 });
 
-/** Measured with the chunker of dysnomia 0.1.0 (the first one that wrote stores). */
 describe('Batcher with lent buffers', () => {
   /** A lender of buffers (the chunk worker's shared slots), recording what comes back. */
   function lender(count: number, capacity: number) {
@@ -125,6 +124,7 @@ describe('Batcher with lent buffers', () => {
   });
 });
 
+/** Measured with the chunker of dysnomia 0.1.0 (the first one that wrote stores). */
 const GOLDEN = {
   default: { count: 421, digest: '2c7e2eb68fae07ad' },
   small: { count: 1682, digest: '66cb59532108968b' },
