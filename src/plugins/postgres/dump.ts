@@ -146,7 +146,9 @@ export async function dumpDatabase(
   const out = new PassThrough({ highWaterMark: 1024 * 1024 });
   const stored = sink.addStream(DUMP_STREAM, out);
   // A store that gives up stops reading: end the pipes, so the tools are stopped, not stuck.
-  stored.catch((error: unknown) => out.destroy(error as Error));
+  // Without an error: the store's error is reported (see causeOf), and a stream it never began
+  // to read has no listener for one.
+  stored.catch(() => out.destroy());
   try {
     if (order === 'physical' || control.serverVersion < 120000) {
       await dumpWith(dump, common, `dumping ${database}`, part(out, key), tool);
@@ -156,9 +158,30 @@ export async function dumpDatabase(
     out.end();
   } catch (error) {
     out.destroy(error as Error);
-    throw error;
+    throw await causeOf(error, stored);
   }
   await stored;
+}
+
+/**
+ * What to report when the dump failed. A store that gives up (a full disk) destroys the stream
+ * it reads, and the dump's pipes then fail with an abort or a premature close that only echoes
+ * it; the store's own error, which settles a moment later, says what happened. Any other dump
+ * error (the tool's exit status, a failed query) is its own cause.
+ */
+async function causeOf(error: unknown, stored: Promise<void>): Promise<unknown> {
+  if (!isStreamEcho(error)) return error;
+  const storeError = await stored.then(
+    () => undefined,
+    (reason: unknown) => reason,
+  );
+  return storeError === undefined || isStreamEcho(storeError) ? error : storeError;
+}
+
+/** An error a stream raises because the other end was destroyed: it has no cause of its own. */
+function isStreamEcho(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ABORT_ERR' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ERR_STREAM_DESTROYED';
 }
 
 interface DumpParts {
