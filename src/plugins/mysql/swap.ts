@@ -337,8 +337,12 @@ export async function swapOrSettle(
   } catch (error) {
     if (!(error instanceof SwapOutcomeUnknown)) throw error;
     let outcome: 'finished' | 'undone' | undefined;
+    const session = connection.threadId;
     try {
-      outcome = await reconnect((fresh) => recoverSwap(fresh, names, log));
+      outcome = await reconnect(async (fresh) => {
+        await sessionGone(fresh, session, lockWaitSeconds);
+        return recoverSwap(fresh, names, log);
+      });
     } catch {
       throw error;
     }
@@ -353,6 +357,21 @@ export async function swapOrSettle(
       plugin: PLUGIN,
       cause: error.cause,
     });
+  }
+}
+
+/**
+ * Waits, at most `seconds`, until the server has ended session `id`. A killed session may still
+ * be finishing its RENAME TABLE when its client sees the connection drop: settling the swap before
+ * it ends could find the swap half-seen (reliability suite, restore-safety-mysql).
+ */
+async function sessionGone(connection: MysqlConnection, id: number | undefined, seconds: number): Promise<void> {
+  if (id === undefined || id === null) return;
+  const deadline = performance.now() + Math.max(1, seconds) * 1000;
+  while (performance.now() < deadline) {
+    const rows = await query(connection, 'SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = ?', [id]);
+    if (rows.length === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
