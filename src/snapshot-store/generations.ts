@@ -6,7 +6,7 @@ import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { lutimes, mkdir, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
-import { fsyncPath, readdirOrEmpty } from './fs-util.js';
+import { fsyncPath } from './fs-util.js';
 
 /** One generation of a component. */
 export interface Generation {
@@ -25,29 +25,49 @@ export interface TimedGeneration extends Generation {
 const NUMBER = /^[1-9][0-9]*$/;
 
 /**
+ * Whether a failed readlink or lstat of a generation entry means "not a generation": gone
+ * meanwhile (ENOENT) or not a symlink (EINVAL). Any other error (EIO, EACCES, a stale NFS handle)
+ * is not an answer, and must not read as "no generation": gc would then delete its snapshot.
+ */
+function notAGeneration(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'EINVAL';
+}
+
+/** The generation numbers in `dir`, whatever their entries are; none when it does not exist. */
+function generationNumbers(dir: string): number[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw error;
+  }
+  return names.filter((name) => NUMBER.test(name)).map(Number);
+}
+
+/** The generation entry `number` of `dir`, or undefined when it is not a symlink. */
+function readGeneration(dir: string, number: number): Generation | undefined {
+  const file = path.join(dir, String(number));
+  try {
+    return { number, identity: path.basename(readlinkSync(file)), file };
+  } catch (error) {
+    if (notAGeneration(error)) return undefined;
+    throw error;
+  }
+}
+
+/**
  * The generations of a component, oldest first. Synchronous calls on purpose: a component may
  * have thousands of links, and a thread-pool round trip per readlink costs more than the call.
  */
 export async function listGenerations(stateDir: string, key: ComponentKey): Promise<Generation[]> {
   const dir = stateLayout.generations(stateDir, key);
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  const numbers = names
-    .filter((name) => NUMBER.test(name))
-    .map(Number)
-    .sort((a, b) => a - b);
   const result: Generation[] = [];
-  for (const number of numbers) {
-    const file = path.join(dir, String(number));
-    try {
-      result.push({ number, identity: path.basename(readlinkSync(file)), file });
-    } catch {
-      // Not a symlink (a stray file) or removed meanwhile: not a generation.
-    }
+  for (const number of generationNumbers(dir).sort((a, b) => a - b)) {
+    const generation = readGeneration(dir, number);
+    if (generation !== undefined) result.push(generation);
   }
   return result;
 }
@@ -58,8 +78,8 @@ export async function listTimedGenerations(stateDir: string, key: ComponentKey):
   for (const generation of await listGenerations(stateDir, key)) {
     try {
       result.push({ ...generation, time: lstatSync(generation.file).mtime });
-    } catch {
-      // Removed meanwhile.
+    } catch (error) {
+      if (!notAGeneration(error)) throw error; // else removed meanwhile
     }
   }
   return result;
@@ -68,15 +88,9 @@ export async function listTimedGenerations(stateDir: string, key: ComponentKey):
 /** The newest generation, or undefined when there is none. */
 export async function latestGeneration(stateDir: string, key: ComponentKey): Promise<Generation | undefined> {
   const dir = stateLayout.generations(stateDir, key);
-  const numbers = (await readdirOrEmpty(dir)).filter((name) => NUMBER.test(name)).map(Number);
-  numbers.sort((a, b) => b - a);
-  for (const number of numbers) {
-    const file = path.join(dir, String(number));
-    try {
-      return { number, identity: path.basename(readlinkSync(file)), file };
-    } catch {
-      // Not a symlink: skip it.
-    }
+  for (const number of generationNumbers(dir).sort((a, b) => b - a)) {
+    const generation = readGeneration(dir, number);
+    if (generation !== undefined) return generation;
   }
   return undefined;
 }
@@ -104,7 +118,9 @@ export async function addGeneration(
   for (;;) {
     const latest = await latestGeneration(stateDir, key);
     if (latest?.identity === identity) return { generation: latest.number, newGeneration: false };
-    const number = (latest?.number ?? 0) + 1;
+    // After the highest entry, not the highest link: a stray file named like a generation must
+    // not make the symlink below fail with EEXIST forever.
+    const number = generationNumbers(dir).reduce((highest, n) => Math.max(highest, n), 0) + 1;
     const file = path.join(dir, String(number));
     try {
       await symlink(target, file);

@@ -181,6 +181,44 @@ describe('dysnomia-snapshots --gc', () => {
   });
 });
 
+describe('dysnomia-snapshots --gc when the store cannot be read or holds strays', () => {
+  it('removes nothing and fails when a component\'s generations cannot be read', async () => {
+    const stateDir = await useTempDir();
+    await storeWith(stateDir, fakeDump(50_000, 1), fakeDump(50_000, 2), fakeDump(50_000, 3));
+    await chmod(stateDir, 0o755);
+    await execa('chown', ['-R', 'nobody', stateDir]);
+    const generations = path.join(stateDir, 'generations', key.container, key.component);
+    await chmod(generations, 0o000);
+    const tree = await treeOf(stateDir);
+    // As root every folder is readable: an unprivileged user meets the permission error.
+    const gc = await execa(
+      'setpriv',
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), '--gc', '--keep', '2'],
+      { env: { DYSNOMIA_STATEDIR: stateDir }, reject: false },
+    );
+    expect(gc.exitCode, gc.stderr).toBe(1);
+    expect(gc.stderr).toContain(generations);
+    expect(gc.stderr).toMatch(/permission denied/i);
+    await chmod(generations, 0o755);
+    expect(await treeOf(stateDir)).toEqual(tree);
+    expect((await snapshots(stateDir, ['--query-all'])).stdout.trim().split('\n')).toHaveLength(3);
+  });
+
+  it('numbers a new generation past a stray file named like one, instead of waiting for it forever', async () => {
+    const stateDir = await useTempDir();
+    await storeWith(stateDir, fakeDump(50_000, 1));
+    const generations = path.join(stateDir, 'generations', key.container, key.component);
+    await writeFile(path.join(generations, '2'), 'not a link\n');
+    const store = new SnapshotStore(stateDir);
+    const outcome = await store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(fakeDump(50_000, 2))));
+    expect(outcome?.generation).toBe(3);
+    expect((await readdir(generations)).sort()).toEqual(['1', '2', '3']);
+    expect(await readFile(path.join(generations, '2'), 'utf8')).toBe('not a link\n');
+    const latest = await snapshots(stateDir, ['--query-latest']);
+    expect(latest.stdout).toBe(`${key.container}/${key.component}/${sha256(fakeDump(50_000, 2))}\n`);
+  });
+});
+
 describe('dysnomia-snapshots --import', () => {
   it('imports a cp -a copy into a fresh state dir, verified, and links pool data it has', async () => {
     const source = await useTempDir();
