@@ -24,6 +24,7 @@ import {
   queryAll,
   queryLatest,
   resolvePaths,
+  type RetentionPolicy,
 } from '../snapshot-store/index.js';
 import { commonProgram, parseLockTimeout } from './common.js';
 import { runProgram } from './run.js';
@@ -183,12 +184,7 @@ async function main(argv: string[]): Promise<number> {
     case 'gc': {
       const report = await collectGarbage(stateDir, {
         ...filter,
-        policy: {
-          last: count('--keep', options.keep) ?? (anyRetention(options) ? 0 : 1),
-          daily: count('--keep-daily', options.keepDaily),
-          weekly: count('--keep-weekly', options.keepWeekly),
-          monthly: count('--keep-monthly', options.keepMonthly),
-        },
+        policy: gcPolicy(options),
         dryRun: options.dryRun,
         log,
         lockTimeoutMs,
@@ -239,8 +235,27 @@ function flagOf(option: string): string {
   return `--${option.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`;
 }
 
-function anyRetention(options: SnapshotsOptions): boolean {
-  return options.keepDaily !== undefined || options.keepWeekly !== undefined || options.keepMonthly !== undefined;
+/**
+ * The retention policy of `--gc`. Time-based options replace `--keep`'s default of 1; but a policy
+ * that keeps nothing (`--keep-daily 0` alone) removes every snapshot, which is only done when
+ * asked for in so many words: `--keep 0`.
+ */
+function gcPolicy(options: SnapshotsOptions): RetentionPolicy {
+  const timed: [string, number | undefined][] = [
+    ['--keep-daily', count('--keep-daily', options.keepDaily)],
+    ['--keep-weekly', count('--keep-weekly', options.keepWeekly)],
+    ['--keep-monthly', count('--keep-monthly', options.keepMonthly)],
+  ];
+  const given = timed.filter(([, value]) => value !== undefined);
+  let last = count('--keep', options.keep);
+  if (last === undefined && given.length > 0) {
+    if (given.every(([, value]) => value === 0)) {
+      const said = given.map(([option]) => `${option} 0`).join(' ');
+      throw new UsageError(`${said} keeps no generation at all, so --gc would remove every snapshot; to mean that, say --keep 0`);
+    }
+    last = 0;
+  }
+  return { last: last ?? 1, daily: timed[0]![1], weekly: timed[1]![1], monthly: timed[2]![1] };
 }
 
 /** `--resolve`: like Dysnomia, but a path that is not in the store is an error, not a guess. */

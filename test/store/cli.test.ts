@@ -359,6 +359,13 @@ describe('dysnomia-snapshots bad input', () => {
     expect(none.stderr).toMatch(/no operation given/);
     const two = await snapshots(stateDir, ['--gc', '--query-all']);
     expect(two.exitCode).toBe(2);
+    // A retention policy that keeps nothing at all is only taken when said as --keep 0.
+    for (const policy of [['--keep-daily', '0'], ['--keep-weekly', '0', '--keep-monthly', '0']]) {
+      const nothing = await snapshots(stateDir, ['--gc', ...policy]);
+      expect(nothing.exitCode, policy.join(' ')).toBe(2);
+      expect(nothing.stderr).toContain(`${policy.filter((arg) => arg.startsWith('--')).map((arg) => `${arg} 0`).join(' ')} keeps no generation at all`);
+      expect(nothing.stderr).toContain('say --keep 0');
+    }
     expect(await treeOf(stateDir)).toEqual(tree);
   });
 
