@@ -5,10 +5,12 @@
  * every other folder as they were.
  */
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { link, mkdir, open, rename, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { IntegrityError, OperationError, messageOf } from '../core/errors.js';
+import { type Logger, silentLogger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { exists, fsyncPath, tempName } from './fs-util.js';
 import { packFileName, poolPackPath, snapshotDir } from './layout.js';
@@ -114,7 +116,7 @@ export class Staging {
    * Links the received packs into the pool and renames the folder to `identity`. Returns false
    * (and discards this copy) when the store already has a folder of that identity.
    */
-  async commit(identity: string): Promise<boolean> {
+  async commit(identity: string, log: Logger = silentLogger): Promise<boolean> {
     const poolDirs = new Set<string>();
     for (const pack of this.received) {
       const pooled = poolPackPath(this.stateDir, pack);
@@ -125,10 +127,22 @@ export class Staging {
         poolDirs.add(path.dirname(pooled));
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-        // Arrived meanwhile: use the pool's copy so the bytes are on disk once.
-        const temp = path.join(this.folder, tempName('.pack'));
-        await link(pooled, temp);
-        await rename(temp, mine);
+        const pooledHash = await sha256OfFile(pooled);
+        if (pooledHash === pack) {
+          // The pool had it already: use the pool's copy so the bytes are on disk once.
+          const temp = path.join(this.folder, tempName('.pack'));
+          await link(pooled, temp);
+          await rename(temp, mine);
+        } else {
+          // The pool's copy is damaged, ours was checked: ours takes its place in the pool.
+          const temp = path.join(path.dirname(pooled), tempName('.pack'));
+          await link(mine, temp);
+          await rename(temp, pooled);
+          poolDirs.add(path.dirname(pooled));
+          log.warn(
+            `the pool's copy of pack ${pack} was damaged (its content hashes to ${pooledHash}); the imported copy replaced it. Snapshots that linked the damaged copy still do: run dysnomia-snapshots --check`,
+          );
+        }
       }
     }
     for (const dir of poolDirs) await fsyncPath(dir);
@@ -155,4 +169,11 @@ export class Staging {
     for (const dir of this.createdDirs) await rmdir(dir).catch(() => {});
     this.createdDirs = [];
   }
+}
+
+/** The SHA-256 (hex) of a file's content: a pack's name, when it is intact. */
+async function sha256OfFile(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const piece of createReadStream(file)) hash.update(piece as Buffer);
+  return hash.digest('hex');
 }

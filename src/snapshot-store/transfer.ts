@@ -214,7 +214,7 @@ export async function importSnapshotFolder(stateDir: string, folder: string, opt
       }
       await staging.verify(where);
       await setAsideIncomplete(target, relativePath(key, identity), options.log ?? silentLogger);
-      const newSnapshot = await staging.commit(identity);
+      const newSnapshot = await staging.commit(identity, options.log);
       return finishImport(stateDir, key, identity, options, {
         newSnapshot,
         packsReceived: newSnapshot ? staging.packsReceived : 0,
@@ -380,7 +380,7 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
         }
         await staging.verify(where);
         await setAsideIncomplete(target, relativePath(key, identity), options.log ?? silentLogger);
-        const newSnapshot = await staging.commit(identity);
+        const newSnapshot = await staging.commit(identity, options.log);
         return finishImport(stateDir, key, identity, options, {
           newSnapshot,
           packsReceived: newSnapshot ? staging.packsReceived : 0,

@@ -313,6 +313,34 @@ describe('dysnomia-snapshots --export and --import -', () => {
     expect((await snapshots(target, ['--query-all', '--check'])).exitCode).toBe(0);
   });
 
+  it('puts its checked copy of a pack in the pool when the pool\'s copy is damaged, instead of using it', async () => {
+    const source = await useTempDir();
+    const target = await useTempDir();
+    const dump = fakeDump(2_000_000, 4);
+    const { outcomes } = await storeWith(source, dump);
+    const stream = await execa(process.execPath, [path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', `${key.container}/${key.component}/${outcomes[0]!.identity}`], {
+      env: { DYSNOMIA_STATEDIR: source },
+      encoding: 'buffer',
+    });
+    const tar = Buffer.from(stream.stdout);
+    expect((await snapshots(target, ['--import', '-'], tar)).exitCode).toBe(0);
+    // Bit rot in the receiver's pool: every pool pack gets a flipped byte (the same inode as the
+    // first import's folder links).
+    const packs = (await poolPacks(target)).map((name) => name.replace(/\.pack$/, ''));
+    expect(packs.length).toBeGreaterThan(0);
+    const pooled = (pack: string) => path.join(target, 'pool', pack.slice(0, 2), `${pack}.pack`);
+    for (const pack of packs) await flipByte(pooled(pack), 100);
+    // The same snapshot again, under another component name: the stream carries every pack.
+    const again = await snapshots(target, ['--import', '-', '-C', key.container, '-c', 'copy'], tar);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stderr).toContain(`the pool's copy of pack ${packs[0]} was damaged`);
+    const copy = new SnapshotStore(target);
+    expect((await readAll((await copy.latest({ container: key.container, component: 'copy' }))!, 'dump.sql')).equals(dump)).toBe(true);
+    for (const pack of packs) expect(sha256(await readFile(pooled(pack)))).toBe(pack);
+    // The first import still links the damaged bytes, and --check says so.
+    expect((await snapshots(target, ['--query-all', '--check'])).exitCode).toBe(1);
+  });
+
   it('refuses a stream that leaves out a pack the receiver lacks, and changes nothing', async () => {
     const source = await useTempDir();
     const target = await useTempDir();
