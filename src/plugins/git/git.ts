@@ -33,8 +33,19 @@ export const TRUST = 'safe.directory=*';
  */
 const loadExeca = () => import('execa');
 
+/**
+ * simple-git takes a non-zero exit for success when git wrote nothing to stderr (`rev-parse
+ * --quiet` says nothing), and reports only stderr (`git fsck` names missing objects on stdout).
+ * For us any non-zero exit is a failure, reported with what git printed on both streams.
+ */
+function failureOf(error: Buffer | Error | undefined, result: { exitCode: number; stdOut: Buffer[]; stdErr: Buffer[] }) {
+  if (error instanceof Error || result.exitCode === 0) return error;
+  const said = Buffer.concat([...result.stdErr, ...result.stdOut]).toString('utf8').trim();
+  return Buffer.from(`git exited with status ${result.exitCode}${said === '' ? '' : `: ${said}`}`);
+}
+
 function client(dir: string, signal?: AbortSignal): SimpleGit {
-  return simpleGit({ baseDir: dir, trimmed: false, config: [TRUST], ...(signal ? { abort: signal } : {}) });
+  return simpleGit({ baseDir: dir, trimmed: false, config: [TRUST], errors: failureOf, ...(signal ? { abort: signal } : {}) });
 }
 
 /** Runs `git args...` in `dir` and returns stdout; `what` says what we were doing, for the error. */
@@ -131,6 +142,9 @@ export async function commandOutput(
     },
   });
   subprocess.stdout.on('error', (error) => output.destroy(error));
+  // A reader gets the failure through its own listener; this one only keeps a stream that was
+  // never read (its snapshot failed or was cancelled first) from making it an uncaught error.
+  output.on('error', () => {});
   subprocess.stdout.pipe(output);
   // A command that fails before writing anything still ends its stdout; flush reports the failure.
   return output;
