@@ -275,6 +275,27 @@ describe('git-repository repairs interrupted operations', () => {
     expect(await readdir(setup.baseDir)).toEqual(['project']);
   });
 
+  it('removes nothing when a new repository appeared after a restore died between its two renames', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    await setup.ok('activate');
+    const before = await refs(setup.repo);
+    const aside = leftover(setup, '.project.dysnomia-old-00000000abcd');
+    const copy = leftover(setup, '.project.dysnomia-restore-00000000abcd');
+    await execa('mv', [setup.repo, aside]);
+    await mkdir(path.join(copy, 'repository'), { recursive: true });
+    await writeFile(path.join(copy, 'repository', 'HEAD'), 'ref: refs/heads/main\n');
+    // Someone (a git hosting tool, an admin) makes a new, empty repository at the same path.
+    await git(setup.baseDir, 'init', '-q', '--bare', 'project');
+    const result = await setup.run('activate');
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`an earlier restore of ${setup.repo} stopped between its two renames`);
+    expect(result.stderr).toContain(`the previous repository is in ${aside}`);
+    expect(result.stderr).toContain('nothing was removed');
+    expect(await refs(aside)).toBe(before);
+    expect(await readFile(path.join(copy, 'repository', 'HEAD'), 'utf8')).toBe('ref: refs/heads/main\n');
+    expect(await refs(setup.repo)).toBe('');
+  });
+
   it('asks for help when several old repositories compete for the missing one', async () => {
     const setup = await gitSetup();
     await mkdir(leftover(setup, '.project.dysnomia-old-00000000000a'), { recursive: true });

@@ -3,11 +3,12 @@
  * comes back, what is skipped, and what is refused.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, open, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { git, refs } from '../support/git.js';
+import { runCli } from '../support/cli.js';
 import { type GitSetup, gitSetup } from '../support/git-repository.js';
 
 /** Refs plus what HEAD says: the state a restore must bring back. */
@@ -285,5 +286,69 @@ describe('git-repository restore refuses bad snapshots', () => {
     expect(result.exitCode, result.stderr).toBe(1);
     expect(result.stderr).toContain(`cannot write to ${setup.baseDir}`);
     expect(await refState(setup.repo)).toBe(live);
+  });
+});
+
+describe('git-repository restore when the live repository is in trouble', () => {
+  it('restores a repository whose HEAD and refs were lost, which it cannot even read', async () => {
+    const setup = await gitSetup({ commits: 3, branches: ['dev'], tags: ['v1'] });
+    await setup.ok('activate');
+    const snapshotted = await refState(setup.repo);
+    await setup.ok('snapshot');
+    await rm(path.join(setup.repo, 'HEAD'));
+    await rm(path.join(setup.repo, 'refs'), { recursive: true });
+    await rm(path.join(setup.repo, 'packed-refs'), { force: true });
+
+    const result = await setup.ok('restore');
+    expect(result.stderr).toContain(`cannot read the refs of ${setup.repo}`);
+    expect(result.stderr).toContain('restoring it from the snapshot');
+    expect(await refState(setup.repo)).toBe(snapshotted);
+    await fsckClean(setup.repo);
+    expect(await readdir(setup.baseDir)).toEqual(['project']);
+  });
+
+  it('refuses to restore through a symbolic link, and changes neither the link nor its folder', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    await pushRandom(setup, 'later.bin');
+    const real = path.join(setup.dir, 'elsewhere');
+    await rename(setup.repo, real);
+    await symlink(real, setup.repo);
+    const live = await refState(real);
+
+    const result = await setup.run('restore');
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`${setup.repo} is a symbolic link to ${real}`);
+    expect(result.stderr).toContain('set gitBaseDir to the folder that really holds the repository');
+    expect(await readlink(setup.repo)).toBe(real);
+    expect(await refState(real)).toBe(live);
+    expect(await readdir(setup.baseDir)).toEqual(['project']);
+  });
+
+  it('refuses a snapshot whose detached HEAD moved while git bundled, and makes no generation', async () => {
+    const setup = await gitSetup({ commits: 3 });
+    await setup.ok('activate');
+    const [older, newer] = [await git(setup.repo, 'rev-parse', 'main~2'), await git(setup.repo, 'rev-parse', 'main')];
+    await writeFile(path.join(setup.repo, 'HEAD'), `${older}\n`);
+    // The real git, behind a wrapper that moves HEAD just before `git bundle` runs: the moment a
+    // push could move it.
+    const bin = path.join(setup.dir, 'bin');
+    await mkdir(bin);
+    const realGit = (await execa('sh', ['-c', 'command -v git'])).stdout.trim();
+    await writeFile(
+      path.join(bin, 'git'),
+      `#!/bin/sh\ncase " $* " in *" bundle create "*) printf '%s\\n' ${newer} > HEAD ;; esac\nexec ${realGit} "$@"\n`,
+      { mode: 0o755 },
+    );
+    const result = await runCli('dysnomia', ['--operation', 'snapshot', '--component', setup.component, '--container', setup.containerFile], {
+      env: { DYSNOMIA_STATEDIR: setup.stateDir, PATH: `${bin}:${process.env.PATH}` },
+    });
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`the detached HEAD of ${setup.repo} moved while the snapshot was taken (from ${older} to ${newer})`);
+    expect(await setup.generations()).toEqual([]);
+    // Without the move, the same repository snapshots and restores.
+    await setup.ok('snapshot');
+    expect(await setup.generations()).toEqual(['1']);
   });
 });

@@ -9,7 +9,9 @@
  * - `activate`, `restore`: a repository being built; never live, removed if found.
  * - `old`: the previous repository, moved aside during a restore's swap. With the repository in
  *   place it is a leftover of a finished swap and removed; with the repository missing, the crash
- *   hit between the two renames, and it is moved back (the restore did not happen).
+ *   hit between the two renames, and it is moved back (the restore did not happen). With the
+ *   repository in place and the restored copy still waiting in a `restore` folder, someone made a
+ *   new repository after such a crash: nothing is removed, and the user decides.
  * - `delete`: a collected repository being removed; removed if found.
  */
 import { randomBytes } from 'node:crypto';
@@ -81,7 +83,24 @@ export async function recover(repo: string, log: Logger): Promise<void> {
   if (found.length === 0) return;
   const aside = found.filter((leftover) => leftover.kind === 'old');
   let movedBack: Leftover | undefined;
-  if (aside.length > 0 && !(await exists(repo))) {
+  const present = await exists(repo);
+  if (aside.length > 0 && present) {
+    // A finished swap leaves an old repository but no restored copy: the copy is the live one.
+    // A restored copy still waiting means the swap stopped between its renames, and whatever is
+    // at the live path now was put there by someone else: neither may be thrown away.
+    const unswapped = [];
+    for (const leftover of found) {
+      if (leftover.kind === 'restore' && (await exists(path.join(leftover.path, 'repository')))) unswapped.push(leftover);
+    }
+    if (unswapped.length > 0) {
+      const names = (list: Leftover[]) => list.map((l) => l.path).join(', ');
+      throw new OperationError(
+        `an earlier restore of ${repo} stopped between its two renames (the previous repository is in ${names(aside)}, the restored copy in ${names(unswapped)}), and ${repo} has been created again since; nothing was removed: keep the right one at ${repo}, remove the others by hand, then run the operation again`,
+        { plugin: PLUGIN_TYPE },
+      );
+    }
+  }
+  if (aside.length > 0 && !present) {
     if (aside.length > 1) {
       throw new OperationError(
         `${repo} is missing and there are several earlier versions beside it (${aside.map((a) => path.basename(a.path)).join(', ')}); move the right one to ${repo} by hand, then run the operation again`,

@@ -4,11 +4,11 @@
  * snapshot, a full disk, a kill) leaves it exactly as it was.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { IntegrityError, OperationError, throwIfAborted } from '../../core/errors.js';
+import { AbortedError, IntegrityError, messageOf, OperationError, throwIfAborted } from '../../core/errors.js';
 import type { PluginContext, SnapshotSource } from '../../core/plugin.js';
 import { git, run } from './git.js';
 import { type BundleHeader, BundleHeaderReader, identityOf, objectFormat, readRefState } from './identity.js';
@@ -108,6 +108,28 @@ async function swap(repo: string, staged: string, live: boolean): Promise<void> 
   if (aside !== undefined) await rm(aside, { recursive: true, force: true });
 }
 
+/**
+ * The live repository's identity, or undefined when its refs cannot be read (HEAD or refs/ lost,
+ * say): a damaged repository is what a restore is for, so that is no reason to stop. A symlink
+ * is refused: the swap would replace the link and leave the folder it points to as it was.
+ */
+async function liveIdentity(ctx: PluginContext<GitRepositoryOptions>, repo: string): Promise<string | undefined> {
+  if ((await lstat(repo)).isSymbolicLink()) {
+    const target = await readlink(repo);
+    throw new OperationError(
+      `${repo} is a symbolic link to ${target}; a restore replaces the repository by renaming, which would replace the link and leave ${target} as it is: set gitBaseDir to the folder that really holds the repository`,
+      { plugin: PLUGIN_TYPE },
+    );
+  }
+  try {
+    return identityOf(await readRefState(repo, ctx.signal));
+  } catch (error) {
+    if (error instanceof AbortedError) throw error;
+    ctx.log.warn(`cannot read the refs of ${repo} (${messageOf(error)}); restoring it from the snapshot`);
+    return undefined;
+  }
+}
+
 /** restore: brings the repository to the snapshot's state, unless it is there already. */
 export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: SnapshotSource): Promise<void> {
   const repo = repositoryPath(ctx.options, ctx.component);
@@ -126,7 +148,7 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
   await checkGroup(ctx.options);
   await recover(repo, ctx.log);
   const live = await exists(repo);
-  if (live && identityOf(await readRefState(repo, ctx.signal)) === source.identity) {
+  if (live && (await liveIdentity(ctx, repo)) === source.identity) {
     ctx.log.info(`${repo} already has the refs of snapshot ${source.identity}; nothing to restore`);
     return;
   }

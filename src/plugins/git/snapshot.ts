@@ -75,17 +75,26 @@ export async function snapshot(
       });
       await sink.addStream(STREAM.files, tar);
     }
+    if (bundle !== undefined) await sink.addStream(STREAM.bundle, bundle);
   } catch (error) {
-    bundle?.destroy(); // stops git: the snapshot failed before its bundle was taken
+    // Stops git. Without an error: a bundle the store never began to read (the snapshot failed
+    // or was cancelled first) has no 'error' listener, and git's end would be an uncaught error.
+    bundle?.destroy();
     throw error;
   }
   if (bundle === undefined) {
     ctx.log.info(`${repo} has no refs yet; the snapshot holds its HEAD, config and hooks only`);
     return { identity: identityOf({ refs: [], head }) };
   }
-  await sink.addStream(STREAM.bundle, bundle);
   const refs = header.header();
   if (refs === undefined) throw new OperationError(`git bundle create wrote no bundle for ${repo}`, { plugin: PLUGIN_TYPE });
+  // A detached HEAD stored above must name the commit the bundle carries as HEAD: one that moved
+  // meanwhile could name a commit the bundle lacks, and that snapshot would never restore.
+  if (!head.startsWith('ref: ') && refs.headOid !== undefined && refs.headOid !== head) {
+    throw new OperationError(`the detached HEAD of ${repo} moved while the snapshot was taken (from ${head} to ${refs.headOid}); no snapshot was made: run it again`, {
+      plugin: PLUGIN_TYPE,
+    });
+  }
   // The bundle's own ref list names the snapshot: a push between identify and now is in the
   // bundle, so the identity must be that of the bundle, not of the earlier look.
   return { identity: identityOf({ refs: refs.refs, head }) };
