@@ -3,6 +3,7 @@
  * `--restore`, `--collect-garbage`, `--operation OP`. Each goes on past a failing component and
  * reports every outcome, so a nightly run never stops silently at the first bad database.
  */
+import { existsSync } from 'node:fs';
 import { type OperationResult, runOperation } from '../core/dispatcher.js';
 import { AbortedError, messageOf } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
@@ -136,7 +137,8 @@ const VERBS: Record<ComponentOperation, string> = {
  */
 export async function deploy(options: BatchOptions = {}): Promise<BatchResult> {
   const stateDir = stateDirOf(options);
-  const available = await listAvailableComponents(options);
+  // Strict: a tree that is missing or cannot be read must not look like "every component left".
+  const available = await listAvailableComponents({ ...options, strict: true });
   const activated = await listActivatedComponents({ ...options, stateDir });
   const availableKeys = new Set(available.map(keyString));
   const activatedKeys = new Set(activated.map(keyString));
@@ -167,6 +169,12 @@ export async function runOnActivated(
     key,
     componentPath: paths.get(keyString(key)) ?? stateLayout.activated(stateDir, key),
   }));
+  if (jobs.length === 0 && !existsSync(stateDir)) {
+    // A nightly cron as another user, or a typo in DYSNOMIA_STATEDIR, would back up nothing in silence.
+    (options.log ?? silentLogger).warn(
+      `the state dir ${stateDir} does not exist, so no component is activated in it; if that is not expected, check DYSNOMIA_STATEDIR and the user this runs as (root's default is /var/state/dysnomia)`,
+    );
+  }
   return runJobs(jobs, { ...options, stateDir });
 }
 

@@ -4,6 +4,7 @@
  */
 import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { UsageError } from '../core/errors.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { componentsPath, containersPath, nameFromPath } from '../core/resolve.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
@@ -30,6 +31,12 @@ export interface QueryOptions {
   env?: NodeJS.ProcessEnv;
   /** Receives a warning for every stray entry that is skipped. */
   log?: Logger;
+  /**
+   * For `--deploy`, where "not in the tree" deactivates: a folder of the components path that is
+   * missing, an entry that cannot be read, or a component whose symlink dangles (its store path
+   * gone) is an error instead of an empty folder or a skipped entry.
+   */
+  strict?: boolean;
 }
 
 /** Options of the state-dir queries. */
@@ -50,13 +57,30 @@ async function listNames(dir: string): Promise<string[]> {
   }
 }
 
-/** What an entry is after following symlinks: `file`, `directory`, `other`, or `missing` (dangling). */
+/**
+ * What an entry is after following symlinks: `file`, `directory`, `other`, or `missing` (a
+ * dangling symlink, or removed meanwhile). Any other error (EACCES, EIO) is thrown: an entry we
+ * cannot look at is not known to be missing.
+ */
 async function kindOf(file: string): Promise<'file' | 'directory' | 'other' | 'missing'> {
   try {
     const info = await stat(file);
     return info.isFile() ? 'file' : info.isDirectory() ? 'directory' : 'other';
-  } catch {
-    return 'missing';
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return 'missing';
+    throw error;
+  }
+}
+
+/** A folder of the components path that `--deploy` must be able to read. */
+async function requireRoot(root: string): Promise<void> {
+  const kind = await kindOf(root);
+  if (kind !== 'directory') {
+    const what = kind === 'missing' ? 'does not exist' : `is ${describeKind(kind)}, not a folder`;
+    throw new UsageError(
+      `the components tree ${root} (DYSNOMIA_COMPONENTS_PATH, default /etc/dysnomia/components) ${what}; --deploy would take every component for removed and deactivate it, so nothing was changed`,
+    );
   }
 }
 
@@ -105,9 +129,11 @@ export async function listAvailableComponents(options: QueryOptions = {}): Promi
   const log = options.log ?? silentLogger;
   const found = new Map<string, AvailableComponent>();
   for (const root of componentsPath(env)) {
+    if (options.strict) await requireRoot(root);
     for (const container of await listNames(root)) {
       const containerDir = path.resolve(root, container);
       const kind = await kindOf(containerDir);
+      if (kind === 'missing' && options.strict) throw danglingError(containerDir, 'of a container');
       if (kind !== 'directory') {
         log.warn(
           `skipping ${containerDir}: ${describeKind(kind)} in the components tree (expected a folder per container, <container>/<component>)`,
@@ -118,6 +144,7 @@ export async function listAvailableComponents(options: QueryOptions = {}): Promi
       for (const entry of await listNames(containerDir)) {
         const entryPath = path.join(containerDir, entry);
         const entryKind = await kindOf(entryPath);
+        if (entryKind === 'missing' && options.strict) throw danglingError(entryPath, 'of a component');
         if (entryKind !== 'directory') {
           log.warn(`skipping ${entryPath}: ${describeKind(entryKind)}, not a component folder`);
           continue;
@@ -130,6 +157,13 @@ export async function listAvailableComponents(options: QueryOptions = {}): Promi
     }
   }
   return [...found.values()];
+}
+
+/** A dangling symlink in the tree `--deploy` reads: most likely a build that failed or was collected. */
+function danglingError(entry: string, what: string): UsageError {
+  return new UsageError(
+    `${entry} is a dangling symlink ${what} in the components tree (its target is gone: a failed build, or a store path collected); --deploy would deactivate it, so nothing was changed. Fix the tree, or remove the link if the component really is gone`,
+  );
 }
 
 async function listMarkers(kind: 'activated' | 'garbage', options: MarkerQueryOptions): Promise<ComponentKey[]> {

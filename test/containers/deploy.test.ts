@@ -3,7 +3,7 @@
  * tree served by a real Dysnomia-protocol module (folders copied into a target folder).
  */
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
@@ -120,6 +120,40 @@ describe('dysnomia-containers --deploy', () => {
     expect(result.stderr).toContain(`warning: skipping ${path.join(machine.componentsDir, 'alpha', 'notes.txt')}: a file`);
     expect(marker(machine, 'activated', 'alpha/one')).toBe(true);
     expect(marker(machine, 'activated', 'alpha/notes.txt')).toBe(false);
+  });
+
+  it('changes nothing when the components tree is missing, or a component\'s link dangles', async () => {
+    const { machine, env, alpha } = await setup();
+    await machine.addComponent('alpha', 'one');
+    await machine.addComponent('alpha', 'two');
+    expect((await runCli('dysnomia-containers', ['--deploy'], { env })).exitCode).toBe(0);
+    const state = async () => (await readdir(path.join(machine.stateDir, 'activated', 'alpha'))).sort();
+    expect(await state()).toEqual(['one', 'two']);
+
+    // A mount that is missing, or a typo in the search path: the tree is not there at all.
+    const moved = `${machine.componentsDir}.away`;
+    await rename(machine.componentsDir, moved);
+    const missing = await runCli('dysnomia-containers', ['--deploy'], { env });
+    expect(missing.exitCode, missing.stderr).toBe(2);
+    expect(missing.stderr).toContain(`the components tree ${machine.componentsDir} (DYSNOMIA_COMPONENTS_PATH, default /etc/dysnomia/components) does not exist`);
+    expect(missing.stderr).toContain('nothing was changed');
+    const typo = await runCli('dysnomia-containers', ['--deploy'], { env: { ...env, DYSNOMIA_COMPONENTS_PATH: `${moved}:${machine.root}/nope` } });
+    expect(typo.exitCode, typo.stderr).toBe(2);
+    expect(typo.stderr).toContain(`the components tree ${machine.root}/nope`);
+    await rename(moved, machine.componentsDir);
+
+    // A component whose store path is gone (a failed build): its symlink dangles.
+    const two = path.join(machine.componentsDir, 'alpha', 'two');
+    await rename(two, `${two}.real`);
+    await symlink(path.join(machine.root, 'gone'), two);
+    const dangling = await runCli('dysnomia-containers', ['--deploy'], { env });
+    expect(dangling.exitCode, dangling.stderr).toBe(2);
+    expect(dangling.stderr).toContain(`${two} is a dangling symlink of a component in the components tree`);
+    expect(dangling.stderr).toContain('nothing was changed');
+
+    expect(await state()).toEqual(['one', 'two']);
+    expect(existsSync(path.join(machine.stateDir, 'garbage'))).toBe(false);
+    expect(existsSync(path.join(alpha, 'two', 'README'))).toBe(true);
   });
 
   it('restricts the deployment to one container with -C', async () => {

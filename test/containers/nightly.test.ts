@@ -87,3 +87,14 @@ describe('nightly dysnomia-containers --snapshot', () => {
     ]);
   });
 });
+
+describe('nightly dysnomia-containers --snapshot with the wrong state dir', () => {
+  it('warns that the state dir does not exist instead of backing up nothing in silence', async () => {
+    const machine = await useMachine();
+    const missing = path.join(machine.root, 'no-such-state-dir');
+    const result = await runCli('dysnomia-containers', ['--snapshot', '-q'], { env: { ...machine.env, DYSNOMIA_STATEDIR: missing } });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).toContain(`the state dir ${missing} does not exist, so no component is activated in it`);
+    expect(result.stderr).toContain('check DYSNOMIA_STATEDIR');
+  });
+});
