@@ -19,12 +19,13 @@ import {
   type SnapshotSink,
 } from './plugin.js';
 import { loadPlugin } from './registry.js';
-import type { ComponentSpec, ContainerSpec } from './resolve.js';
+import { type ComponentSpec, type ContainerSpec, findContainerFile, loadContainerFile } from './resolve.js';
 import {
   type ComponentKey,
   clearGarbage,
   isActivated,
   isGarbage,
+  listActivated,
   markActive,
   markGarbage,
   stateLayout,
@@ -209,6 +210,7 @@ async function dispatch(
       if (!(await isGarbage(stateDir, key))) {
         return skipped(`${name} is not marked as garbage; nothing collected`);
       }
+      if (!isPassThrough(plugin)) await refuseShared(request, plugin, ctx, key);
       await call(plugin, ctx, 'collect-garbage');
       await recordMarker(request, 'collect-garbage', name, () => clearGarbage(stateDir, key));
       return done(`collected ${name}`);
@@ -230,6 +232,50 @@ async function dispatch(
     case 'shell':
       throw new OperationError('the shell operation is run through describeShell, not runOperation');
   }
+}
+
+/**
+ * Refuses to collect a component whose data an activated component of another container uses: two
+ * containers that reach the same server (or gitBaseDir) give a component name the same database.
+ * A deployment that moved `shop` from one such container to the other leaves the old one marked
+ * as garbage, and collecting it would remove the live data. The other containers are found in
+ * DYSNOMIA_CONTAINERS_PATH or beside this one's file; one that is not found cannot be compared.
+ */
+async function refuseShared(request: OperationRequest, plugin: Plugin<unknown>, ctx: PluginContext<unknown>, key: ComponentKey): Promise<void> {
+  const location = plugin.location;
+  if (location === undefined) return;
+  const mine = location(ctx.options, request.component);
+  const env = request.env ?? process.env;
+  const optionsOf = new Map<string, unknown>();
+  for (const other of await listActivated(request.stateDir)) {
+    if (other.container === key.container) continue;
+    if (!optionsOf.has(other.container)) optionsOf.set(other.container, await containerOptions(request, plugin, other.container, env, ctx.log));
+    const options = optionsOf.get(other.container);
+    if (options === undefined || location(options, { ...request.component, name: other.component }) !== mine) continue;
+    throw new OperationError(
+      `not collecting ${key.container}/${key.component}: ${other.container}/${other.component} is activated and keeps its data in the same place (${mine}), so removing it would remove that component's data. Nothing was removed. If the data really is garbage, deactivate ${other.container}/${other.component} first; if it is not, remove the marker ${stateLayout.garbage(request.stateDir, key)}`,
+    );
+  }
+}
+
+/** The options of another container of the same type, or undefined when it is not found or not of that type. */
+async function containerOptions(
+  request: OperationRequest,
+  plugin: Plugin<unknown>,
+  name: string,
+  env: NodeJS.ProcessEnv,
+  log: Logger,
+): Promise<unknown> {
+  const beside = request.container.file === undefined ? [] : [path.join(path.dirname(request.container.file), name)];
+  for (const find of [() => findContainerFile(name, env), ...beside.map((file) => async () => file)]) {
+    try {
+      const spec = await loadContainerFile(await find(), env);
+      return spec.type === plugin.type ? plugin.parseOptions(spec.properties, spec.file) : undefined;
+    } catch (error) {
+      log.debug(`container ${name}: ${messageOf(error)}`);
+    }
+  }
+  return undefined;
 }
 
 /**

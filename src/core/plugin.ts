@@ -138,6 +138,12 @@ export interface Plugin<O = unknown> {
   restore(ctx: PluginContext<O>, source: SnapshotSource): Promise<void>;
   /** Removes the component from the container. Called only when it is marked as garbage. */
   collectGarbage(ctx: PluginContext<O>): Promise<void>;
+  /**
+   * Where the component's data lives (server and database, or folder), the same text for two
+   * containers that reach the same data. collect-garbage refuses a component whose location an
+   * activated component of another container shares: it would remove that one's data.
+   */
+  location?(options: O, component: ComponentSpec): string;
   /** Describes how to reach the component from a shell. */
   shell?(ctx: PluginContext<O>): Promise<ShellInfo>;
 }

@@ -1,4 +1,4 @@
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -80,4 +80,27 @@ export async function markGarbage(stateDir: string, key: ComponentKey): Promise<
 /** After collect-garbage: the component is no longer deployed. */
 export async function clearGarbage(stateDir: string, key: ComponentKey): Promise<void> {
   await rm(stateLayout.garbage(stateDir, key), { force: true });
+}
+
+/** Every component with an `activated` marker, in any container. */
+export async function listActivated(stateDir: string): Promise<ComponentKey[]> {
+  const keys: ComponentKey[] = [];
+  const base = path.join(stateDir, 'activated');
+  for (const container of await namesIn(base)) {
+    for (const component of await namesIn(path.join(base, container))) {
+      if (await isFile(path.join(base, container, component))) keys.push({ container, component });
+    }
+  }
+  return keys;
+}
+
+/** The visible entries of a folder; none when it does not exist. */
+async function namesIn(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).filter((name) => !name.startsWith('.')).sort();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw error;
+  }
 }

@@ -6,7 +6,7 @@ import { chmod, chown, mkdir, readdir, readFile, stat, writeFile } from 'node:fs
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { programPath } from '../support/cli.js';
+import { programPath, runCli } from '../support/cli.js';
 import { git, makeBundle, makeWorkRepo, refs } from '../support/git.js';
 import { gitSetup } from '../support/git-repository.js';
 
@@ -235,6 +235,39 @@ describe('git-repository collect-garbage and shell', () => {
     const result = await setup.ok('collect-garbage');
     expect(result.stderr).toContain(`removed ${setup.repo}`);
     expect(await readdir(setup.baseDir)).toEqual([]);
+  });
+
+  it('refuses to collect a repository that a component of another container with the same gitBaseDir still uses', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    await setup.ok('activate');
+    const before = await refs(setup.repo);
+    // The component moves to another container that keeps its repositories in the same folder.
+    const moved = path.join(setup.dir, 'git-moved');
+    await writeFile(moved, `type=git-repository\ngitBaseDir=${setup.baseDir}\n`);
+    const inMoved = (operation: string) =>
+      runCli('dysnomia', ['--operation', operation, '--component', setup.component, '--container', moved], {
+        env: { DYSNOMIA_STATEDIR: setup.stateDir },
+      });
+    await setup.ok('deactivate');
+    expect((await inMoved('activate')).exitCode).toBe(0);
+
+    const refused = await setup.run('collect-garbage');
+    expect(refused.exitCode, refused.stderr).toBe(1);
+    expect(refused.stderr).toContain(`not collecting git-container/project: git-moved/project is activated and keeps its data in the same place (${setup.repo})`);
+    expect(refused.stderr).toContain('Nothing was removed');
+    expect(await refs(setup.repo)).toBe(before);
+
+    // A container elsewhere does not stand in the way, and once the other is gone it is collected.
+    const elsewhere = path.join(setup.dir, 'git-elsewhere');
+    await writeFile(elsewhere, `type=git-repository\ngitBaseDir=${path.join(setup.dir, 'other-repos')}\n`);
+    expect((await inMoved('deactivate')).exitCode).toBe(0);
+    const third = await runCli('dysnomia', ['--operation', 'activate', '--component', setup.component, '--container', elsewhere], {
+      env: { DYSNOMIA_STATEDIR: setup.stateDir },
+    });
+    expect(third.exitCode, third.stderr).toBe(0);
+    const collected = await setup.ok('collect-garbage');
+    expect(collected.stderr).toContain(`removed ${setup.repo}`);
+    expect(await refs(path.join(setup.dir, 'other-repos', 'project'))).toBe(before);
   });
 
   it('shows the repository path and commands, and exports gitRepository', async () => {

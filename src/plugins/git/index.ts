@@ -4,6 +4,7 @@
  * `git for-each-ref`; a changed one streams `git bundle create --all` into the store.
  */
 import { rename, rm } from 'node:fs/promises';
+import path from 'node:path';
 import type { Plugin, PluginContext, ShellInfo } from '../../core/plugin.js';
 import { activate } from './activate.js';
 import { exists, fsyncDir, recover, repositoryPath, tempPath } from './layout.js';
@@ -57,6 +58,7 @@ const plugin: Plugin<GitRepositoryOptions> = {
   restore,
   collectGarbage,
   shell,
+  location: (options, component) => path.resolve(repositoryPath(options, component)),
 };
 
 export default plugin;

@@ -173,6 +173,7 @@ const plugin: Plugin<PostgresOptions> = {
   restore,
   collectGarbage,
   shell,
+  location: (options, component) => `postgresql://${describeServer(options)}/${component.name}`,
 };
 
 export default plugin;
