@@ -307,6 +307,24 @@ describe('git-repository restore when the live repository is in trouble', () => 
     expect(await readdir(setup.baseDir)).toEqual(['project']);
   });
 
+  it('fails a snapshot of a repository git no longer recognises, instead of bundling a repository above it', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    // gitBaseDir lies inside another repository's work tree (an etckeeper /etc, say).
+    await git(setup.dir, 'init', '-q', '-b', 'outer');
+    await writeFile(path.join(setup.dir, 'outer.txt'), 'outer\n');
+    await git(setup.dir, 'add', 'outer.txt');
+    await git(setup.dir, 'commit', '-q', '-m', 'outer');
+    await writeFile(path.join(setup.repo, 'HEAD'), 'damaged\n');
+
+    const result = await setup.run('snapshot');
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`listing the refs of ${setup.repo} failed`);
+    expect(result.stderr).toMatch(/not a git repository/);
+    expect(await setup.generations()).toEqual(['1']);
+  });
+
   it('refuses to restore through a symbolic link, and changes neither the link nor its folder', async () => {
     const setup = await gitSetup({ commits: 2 });
     await setup.ok('activate');

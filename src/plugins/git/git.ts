@@ -2,6 +2,7 @@
  * Running git: simple-git for commands whose output is small, execa where bytes stream (a bundle
  * to the store, a tar of the hooks). Every failure becomes a PluginError carrying git's stderr.
  */
+import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { type SimpleGit, simpleGit } from 'simple-git';
 import { AbortedError, PluginError } from '../../core/errors.js';
@@ -12,11 +13,16 @@ import { PLUGIN_TYPE } from './options.js';
  * the caller's shell can never redirect a command to another repository (simple-git strips them
  * the same way).
  */
-export function gitEnvironment(): Record<string, string> {
+export function gitEnvironment(cwd?: string): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (value !== undefined && !key.startsWith('GIT_')) env[key] = value;
   }
+  // git looks for the repository in the folder it runs in, then in the folders above. A live
+  // repository damaged so that git does not recognise it must make the command fail, not reach a
+  // repository above it (gitBaseDir inside an etckeeper /etc, say) and snapshot that one instead.
+  // (simple-git refuses GIT_* variables; see `pinned` of git() for the commands it runs.)
+  if (cwd !== undefined) env.GIT_CEILING_DIRECTORIES = path.dirname(path.resolve(cwd));
   return env;
 }
 
@@ -44,14 +50,27 @@ function failureOf(error: Buffer | Error | undefined, result: { exitCode: number
   return Buffer.from(`git exited with status ${result.exitCode}${said === '' ? '' : `: ${said}`}`);
 }
 
-function client(dir: string, signal?: AbortSignal): SimpleGit {
-  return simpleGit({ baseDir: dir, trimmed: false, config: [TRUST], errors: failureOf, ...(signal ? { abort: signal } : {}) });
+function client(dir: string, signal: AbortSignal | undefined, pinned: boolean): SimpleGit {
+  return simpleGit({
+    baseDir: dir,
+    trimmed: false,
+    config: [TRUST],
+    errors: failureOf,
+    // --git-dir is one of the options simple-git holds back unless allowed; ours names our own folder.
+    ...(pinned ? { unsafe: { allowUnsafeConfigPaths: true } } : {}),
+    ...(signal ? { abort: signal } : {}),
+  });
 }
 
-/** Runs `git args...` in `dir` and returns stdout; `what` says what we were doing, for the error. */
-export async function git(dir: string, args: string[], what: string, signal?: AbortSignal): Promise<string> {
+/**
+ * Runs `git args...` in `dir` and returns stdout; `what` says what we were doing, for the error.
+ * `pinned`: `dir` is the repository itself (`--git-dir`), so that one git does not recognise (a
+ * damaged live repository) fails the command instead of letting git find a repository above it
+ * (gitBaseDir inside an etckeeper /etc, say) and read that one.
+ */
+export async function git(dir: string, args: string[], what: string, signal?: AbortSignal, pinned = false): Promise<string> {
   try {
-    return await client(dir, signal).raw(args);
+    return await client(dir, signal, pinned).raw(pinned ? [`--git-dir=${dir}`, ...args] : args);
   } catch (error) {
     if (signal?.aborted) throw new AbortedError(`${what}: cancelled`, { plugin: PLUGIN_TYPE, cause: error });
     throw new PluginError(`${what} failed (git ${args.join(' ')})`, {
@@ -79,7 +98,7 @@ export async function run(
   const { execa } = await loadExeca();
   const result = await execa(command, args, {
     cwd: options.cwd,
-    env: gitEnvironment(),
+    env: gitEnvironment(options.cwd),
     extendEnv: false,
     stdin: 'ignore',
     reject: false,
@@ -116,7 +135,7 @@ export async function commandOutput(
   const { execa } = await loadExeca();
   const subprocess = execa(command, args, {
     cwd: options.cwd,
-    env: gitEnvironment(),
+    env: gitEnvironment(options.cwd),
     extendEnv: false,
     stdin: 'ignore',
     buffer: { stdout: false, stderr: true },

@@ -37,7 +37,7 @@ export async function readHead(repo: string): Promise<string> {
 
 /** Every ref under refs/ with its target, as git lists them. */
 export async function listRefs(repo: string, signal?: AbortSignal): Promise<Ref[]> {
-  const out = await git(repo, ['for-each-ref', '--format=%(objectname) %(refname)'], `listing the refs of ${repo}`, signal);
+  const out = await git(repo, ['for-each-ref', '--format=%(objectname) %(refname)'], `listing the refs of ${repo}`, signal, true);
   return parseRefLines(out);
 }
 
