@@ -5,16 +5,18 @@
  */
 import { existsSync } from 'node:fs';
 import { type OperationResult, runOperation } from '../core/dispatcher.js';
-import { AbortedError, messageOf } from '../core/errors.js';
+import { AbortedError, messageOf, UsageError } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
 import { type ComponentSpec, type ContainerSpec, findContainerFile, loadContainerFile } from '../core/resolve.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { type ComponentOperation, whenAborted } from './operations.js';
 import { type CommonOptions, requestSettings, stateDirOf } from './options.js';
 import {
+  type ComponentsSurvey,
   listActivatedComponents,
   listAvailableComponents,
   listGarbageComponents,
+  surveyComponents,
 } from './queries.js';
 
 /** Options of the machine-wide actions. */
@@ -137,14 +139,26 @@ const VERBS: Record<ComponentOperation, string> = {
  */
 export async function deploy(options: BatchOptions = {}): Promise<BatchResult> {
   const stateDir = stateDirOf(options);
-  // Strict: a tree that is missing or cannot be read must not look like "every component left".
-  const available = await listAvailableComponents({ ...options, strict: true });
+  let survey: ComponentsSurvey;
+  try {
+    survey = await surveyComponents(options);
+  } catch (error) {
+    throw new UsageError(`cannot read the components tree (${messageOf(error)}); --deploy changed nothing`, { cause: error });
+  }
+  const { available, gaps } = survey;
   const activated = await listActivatedComponents({ ...options, stateDir });
   const availableKeys = new Set(available.map(keyString));
   const activatedKeys = new Set(activated.map(keyString));
   const jobs: Job[] = [];
-  for (const key of activated) {
-    if (availableKeys.has(keyString(key))) continue;
+  const leaving = activated.filter((key) => !availableKeys.has(keyString(key)));
+  // A tree that is missing or broken must not look like "these components left": their data
+  // would go at the next --collect-garbage.
+  if (leaving.length > 0 && gaps.length > 0) {
+    throw new UsageError(
+      `${gaps.join('; ')}; so --deploy cannot tell whether ${leaving.map(keyString).join(', ')} really left the tree, and deactivating them would let --collect-garbage remove their data. Nothing was changed. Create the missing folders (an empty one will do) or take them out of DYSNOMIA_COMPONENTS_PATH, and fix or remove the dangling links`,
+    );
+  }
+  for (const key of leaving) {
     jobs.push({ operation: 'deactivate', key, componentPath: stateLayout.activated(stateDir, key) });
   }
   for (const component of available) {

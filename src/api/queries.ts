@@ -2,12 +2,12 @@
  * What is on this machine: container files, components available for deployment, and the
  * components the state dir marks as activated or garbage. `dysnomia-containers --query-*`.
  */
-import { readdir, realpath, stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { UsageError } from '../core/errors.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { componentsPath, containersPath, nameFromPath } from '../core/resolve.js';
-import { type ComponentKey, stateLayout } from '../core/state-dir.js';
+import { type ComponentKey, listMarked } from '../core/state-dir.js';
+import { readdirOrEmpty } from '../snapshot-store/fs-util.js';
 import { type CommonOptions, stateDirOf } from './options.js';
 
 /** A container file found in DYSNOMIA_CONTAINERS_PATH. */
@@ -31,12 +31,6 @@ export interface QueryOptions {
   env?: NodeJS.ProcessEnv;
   /** Receives a warning for every stray entry that is skipped. */
   log?: Logger;
-  /**
-   * For `--deploy`, where "not in the tree" deactivates: a folder of the components path that is
-   * missing, an entry that cannot be read, or a component whose symlink dangles (its store path
-   * gone) is an error instead of an empty folder or a skipped entry.
-   */
-  strict?: boolean;
 }
 
 /** Options of the state-dir queries. */
@@ -47,14 +41,7 @@ export interface MarkerQueryOptions extends Pick<CommonOptions, 'stateDir' | 'en
 
 /** Sorted entry names of a folder, without hidden ones (as `ls` lists them); none if it is missing. */
 async function listNames(dir: string): Promise<string[]> {
-  try {
-    const names = await readdir(dir);
-    return names.filter((name) => !name.startsWith('.')).sort();
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
-    throw error;
-  }
+  return (await readdirOrEmpty(dir)).filter((name) => !name.startsWith('.')).sort();
 }
 
 /**
@@ -70,17 +57,6 @@ async function kindOf(file: string): Promise<'file' | 'directory' | 'other' | 'm
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return 'missing';
     throw error;
-  }
-}
-
-/** A folder of the components path that `--deploy` must be able to read. */
-async function requireRoot(root: string): Promise<void> {
-  const kind = await kindOf(root);
-  if (kind !== 'directory') {
-    const what = kind === 'missing' ? 'does not exist' : `is ${describeKind(kind)}, not a folder`;
-    throw new UsageError(
-      `the components tree ${root} (DYSNOMIA_COMPONENTS_PATH, default /etc/dysnomia/components) ${what}; --deploy would take every component for removed and deactivate it, so nothing was changed`,
-    );
   }
 }
 
@@ -119,22 +95,42 @@ function describeKind(kind: 'file' | 'directory' | 'other' | 'missing'): string 
   }
 }
 
+/** The components tree as `--deploy` must see it: what is there, and what could not be seen. */
+export interface ComponentsSurvey {
+  available: AvailableComponent[];
+  /**
+   * Parts of the tree that may hide components: a folder of the search path that does not exist,
+   * or an entry whose symlink dangles (a failed build, a collected store path). Each says which.
+   */
+  gaps: string[];
+}
+
 /**
  * Every component in DYSNOMIA_COMPONENTS_PATH/<container>/<component>, in search-path order.
  * Components are directories; anything else in the tree is warned about and skipped. The component
  * name is the one its activated marker gets (symlinks resolved, Nix store hash stripped).
  */
 export async function listAvailableComponents(options: QueryOptions = {}): Promise<AvailableComponent[]> {
+  return (await surveyComponents(options)).available;
+}
+
+/** {@link listAvailableComponents}, and the gaps of the tree (see {@link ComponentsSurvey}). */
+export async function surveyComponents(options: QueryOptions = {}): Promise<ComponentsSurvey> {
   const env = options.env ?? process.env;
   const log = options.log ?? silentLogger;
   const found = new Map<string, AvailableComponent>();
+  const gaps: string[] = [];
   for (const root of componentsPath(env)) {
-    if (options.strict) await requireRoot(root);
+    const rootKind = await kindOf(root);
+    if (rootKind !== 'directory') {
+      gaps.push(`the components tree ${root} (DYSNOMIA_COMPONENTS_PATH) ${rootKind === 'missing' ? 'does not exist' : `is ${describeKind(rootKind)}, not a folder`}`);
+      continue;
+    }
     for (const container of await listNames(root)) {
       const containerDir = path.resolve(root, container);
       const kind = await kindOf(containerDir);
-      if (kind === 'missing' && options.strict) throw danglingError(containerDir, 'of a container');
       if (kind !== 'directory') {
+        if (kind === 'missing') gaps.push(`${containerDir} is a dangling symlink`);
         log.warn(
           `skipping ${containerDir}: ${describeKind(kind)} in the components tree (expected a folder per container, <container>/<component>)`,
         );
@@ -144,8 +140,8 @@ export async function listAvailableComponents(options: QueryOptions = {}): Promi
       for (const entry of await listNames(containerDir)) {
         const entryPath = path.join(containerDir, entry);
         const entryKind = await kindOf(entryPath);
-        if (entryKind === 'missing' && options.strict) throw danglingError(entryPath, 'of a component');
         if (entryKind !== 'directory') {
+          if (entryKind === 'missing') gaps.push(`${entryPath} is a dangling symlink`);
           log.warn(`skipping ${entryPath}: ${describeKind(entryKind)}, not a component folder`);
           continue;
         }
@@ -156,37 +152,15 @@ export async function listAvailableComponents(options: QueryOptions = {}): Promi
       }
     }
   }
-  return [...found.values()];
-}
-
-/** A dangling symlink in the tree `--deploy` reads: most likely a build that failed or was collected. */
-function danglingError(entry: string, what: string): UsageError {
-  return new UsageError(
-    `${entry} is a dangling symlink ${what} in the components tree (its target is gone: a failed build, or a store path collected); --deploy would deactivate it, so nothing was changed. Fix the tree, or remove the link if the component really is gone`,
-  );
-}
-
-async function listMarkers(kind: 'activated' | 'garbage', options: MarkerQueryOptions): Promise<ComponentKey[]> {
-  const stateDir = stateDirOf(options);
-  const base = path.join(stateDir, kind);
-  const keys: ComponentKey[] = [];
-  for (const container of await listNames(base)) {
-    if (options.container !== undefined && container !== options.container) continue;
-    for (const component of await listNames(path.join(base, container))) {
-      if ((await kindOf(stateLayout[kind](stateDir, { container, component }))) === 'file') {
-        keys.push({ container, component });
-      }
-    }
-  }
-  return keys;
+  return { available: [...found.values()], gaps };
 }
 
 /** The components the state dir marks as activated (`activated/<container>/<component>`). */
 export function listActivatedComponents(options: MarkerQueryOptions = {}): Promise<ComponentKey[]> {
-  return listMarkers('activated', options);
+  return listMarked(stateDirOf(options), 'activated', options.container);
 }
 
 /** The components marked as garbage, waiting for collect-garbage (`garbage/<container>/<component>`). */
 export function listGarbageComponents(options: MarkerQueryOptions = {}): Promise<ComponentKey[]> {
-  return listMarkers('garbage', options);
+  return listMarked(stateDirOf(options), 'garbage', options.container);
 }

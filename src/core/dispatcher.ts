@@ -25,7 +25,7 @@ import {
   clearGarbage,
   isActivated,
   isGarbage,
-  listActivated,
+  listMarked,
   markActive,
   markGarbage,
   stateLayout,
@@ -247,7 +247,7 @@ async function refuseShared(request: OperationRequest, plugin: Plugin<unknown>, 
   const mine = location(ctx.options, request.component);
   const env = request.env ?? process.env;
   const optionsOf = new Map<string, unknown>();
-  for (const other of await listActivated(request.stateDir)) {
+  for (const other of await listMarked(request.stateDir, 'activated')) {
     if (other.container === key.container) continue;
     if (!optionsOf.has(other.container)) optionsOf.set(other.container, await containerOptions(request, plugin, other.container, env, ctx.log));
     const options = optionsOf.get(other.container);

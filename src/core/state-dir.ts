@@ -1,6 +1,7 @@
-import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { readdirOrEmpty } from '../snapshot-store/fs-util.js';
 
 /** The state dir: `DYSNOMIA_STATEDIR`, else `/var/state/dysnomia` for root and `~/.dysnomia` otherwise. */
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -82,25 +83,32 @@ export async function clearGarbage(stateDir: string, key: ComponentKey): Promise
   await rm(stateLayout.garbage(stateDir, key), { force: true });
 }
 
-/** Every component with an `activated` marker, in any container. */
-export async function listActivated(stateDir: string): Promise<ComponentKey[]> {
+/**
+ * The components that carry a marker of `kind` (`activated/<container>/<component>`), of one
+ * container or all. Only files count; an entry that cannot be looked at is an error, not "none".
+ */
+export async function listMarked(stateDir: string, kind: 'activated' | 'garbage', container?: string): Promise<ComponentKey[]> {
   const keys: ComponentKey[] = [];
-  const base = path.join(stateDir, 'activated');
-  for (const container of await namesIn(base)) {
-    for (const component of await namesIn(path.join(base, container))) {
-      if (await isFile(path.join(base, container, component))) keys.push({ container, component });
+  const base = path.join(stateDir, kind);
+  for (const name of await visibleNames(base)) {
+    if (container !== undefined && name !== container) continue;
+    for (const component of await visibleNames(path.join(base, name))) {
+      if (await isMarkerFile(path.join(base, name, component))) keys.push({ container: name, component });
     }
   }
   return keys;
 }
 
-/** The visible entries of a folder; none when it does not exist. */
-async function namesIn(dir: string): Promise<string[]> {
+async function visibleNames(dir: string): Promise<string[]> {
+  return (await readdirOrEmpty(dir)).filter((name) => !name.startsWith('.')).sort();
+}
+
+async function isMarkerFile(file: string): Promise<boolean> {
   try {
-    return (await readdir(dir)).filter((name) => !name.startsWith('.')).sort();
+    return (await stat(file)).isFile();
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return false;
     throw error;
   }
 }

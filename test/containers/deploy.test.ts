@@ -3,10 +3,11 @@
  * tree served by a real Dysnomia-protocol module (folders copied into a target folder).
  */
 import { existsSync } from 'node:fs';
-import { readdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
+import { chmod, readdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli.js';
+import { programPath, runCli } from '../support/cli.js';
 import { type Machine, useMachine, writeDirCopyModule } from '../support/machine.js';
 
 interface Setup {
@@ -122,7 +123,7 @@ describe('dysnomia-containers --deploy', () => {
     expect(marker(machine, 'activated', 'alpha/notes.txt')).toBe(false);
   });
 
-  it('changes nothing when the components tree is missing, or a component\'s link dangles', async () => {
+  it('changes nothing when the components tree is missing, or a component\'s link dangles, and something would be deactivated', async () => {
     const { machine, env, alpha } = await setup();
     await machine.addComponent('alpha', 'one');
     await machine.addComponent('alpha', 'two');
@@ -135,11 +136,13 @@ describe('dysnomia-containers --deploy', () => {
     await rename(machine.componentsDir, moved);
     const missing = await runCli('dysnomia-containers', ['--deploy'], { env });
     expect(missing.exitCode, missing.stderr).toBe(2);
-    expect(missing.stderr).toContain(`the components tree ${machine.componentsDir} (DYSNOMIA_COMPONENTS_PATH, default /etc/dysnomia/components) does not exist`);
-    expect(missing.stderr).toContain('nothing was changed');
-    const typo = await runCli('dysnomia-containers', ['--deploy'], { env: { ...env, DYSNOMIA_COMPONENTS_PATH: `${moved}:${machine.root}/nope` } });
-    expect(typo.exitCode, typo.stderr).toBe(2);
-    expect(typo.stderr).toContain(`the components tree ${machine.root}/nope`);
+    expect(missing.stderr).toContain(`the components tree ${machine.componentsDir} (DYSNOMIA_COMPONENTS_PATH) does not exist`);
+    expect(missing.stderr).toContain('cannot tell whether alpha/one, alpha/two really left the tree');
+    expect(missing.stderr).toContain('Nothing was changed');
+    // An optional folder of the search path that is missing is fine while nothing would go.
+    const optional = await runCli('dysnomia-containers', ['--deploy'], { env: { ...env, DYSNOMIA_COMPONENTS_PATH: `${moved}:${machine.root}/optional` } });
+    expect(optional.exitCode, optional.stderr).toBe(0);
+    expect(optional.stderr).toContain('nothing to do');
     await rename(moved, machine.componentsDir);
 
     // A component whose store path is gone (a failed build): its symlink dangles.
@@ -148,12 +151,42 @@ describe('dysnomia-containers --deploy', () => {
     await symlink(path.join(machine.root, 'gone'), two);
     const dangling = await runCli('dysnomia-containers', ['--deploy'], { env });
     expect(dangling.exitCode, dangling.stderr).toBe(2);
-    expect(dangling.stderr).toContain(`${two} is a dangling symlink of a component in the components tree`);
-    expect(dangling.stderr).toContain('nothing was changed');
+    expect(dangling.stderr).toContain(`${two} is a dangling symlink; so --deploy cannot tell whether alpha/two really left the tree`);
+    expect(dangling.stderr).toContain('Nothing was changed');
 
     expect(await state()).toEqual(['one', 'two']);
     expect(existsSync(path.join(machine.stateDir, 'garbage'))).toBe(false);
     expect(existsSync(path.join(alpha, 'two', 'README'))).toBe(true);
+  });
+
+  it('deploys on a fresh machine without a components tree as a no-op', async () => {
+    const { machine, env } = await setup();
+    const result = await runCli('dysnomia-containers', ['--deploy'], { env: { ...env, DYSNOMIA_COMPONENTS_PATH: path.join(machine.root, 'not-yet') } });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).toContain('nothing to do');
+  });
+
+  it('changes nothing when a part of the components tree cannot be read', async () => {
+    const { machine, env } = await setup();
+    await machine.addComponent('alpha', 'one');
+    await machine.addComponent('beta', 'two');
+    expect((await runCli('dysnomia-containers', ['--deploy'], { env })).exitCode).toBe(0);
+    await chmod(machine.root, 0o755);
+    await execa('chown', ['-R', 'nobody', machine.root]);
+    const beta = path.join(machine.componentsDir, 'beta');
+    await chmod(beta, 0o000);
+    const result = await execa(
+      'setpriv',
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, programPath('dysnomia-containers'), '--deploy'],
+      { env: { ...env, HOME: machine.root }, reject: false },
+    );
+    await chmod(beta, 0o755);
+    expect(result.exitCode, result.stderr).toBe(2);
+    expect(result.stderr).toContain('cannot read the components tree');
+    expect(result.stderr).toContain(beta);
+    expect(result.stderr).toContain('--deploy changed nothing');
+    expect(marker(machine, 'activated', 'beta/two')).toBe(true);
+    expect(marker(machine, 'garbage', 'beta/two')).toBe(false);
   });
 
   it('restricts the deployment to one container with -C', async () => {
