@@ -342,6 +342,13 @@ describe('git-repository restore when the live repository is in trouble', () => 
     expect(await readlink(setup.repo)).toBe(real);
     expect(await refState(real)).toBe(live);
     expect(await readdir(setup.baseDir)).toEqual(['project']);
+
+    // With the snapshot's refs already there, nothing is to be swapped: a nightly restore passes.
+    await git(setup.work, 'push', '-q', '--force', real, 'main~1:main');
+    const same = await setup.run('restore');
+    expect(same.exitCode, same.stderr).toBe(0);
+    expect(same.stderr).toContain('nothing to restore');
+    expect(await readlink(setup.repo)).toBe(real);
   });
 
   it('refuses a snapshot whose detached HEAD moved while git bundled, and makes no generation', async () => {

@@ -2,7 +2,6 @@
  * Running git: simple-git for commands whose output is small, execa where bytes stream (a bundle
  * to the store, a tar of the hooks). Every failure becomes a PluginError carrying git's stderr.
  */
-import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { type SimpleGit, simpleGit } from 'simple-git';
 import { AbortedError, PluginError } from '../../core/errors.js';
@@ -13,16 +12,11 @@ import { PLUGIN_TYPE } from './options.js';
  * the caller's shell can never redirect a command to another repository (simple-git strips them
  * the same way).
  */
-export function gitEnvironment(cwd?: string): Record<string, string> {
+export function gitEnvironment(): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (value !== undefined && !key.startsWith('GIT_')) env[key] = value;
   }
-  // git looks for the repository in the folder it runs in, then in the folders above. A live
-  // repository damaged so that git does not recognise it must make the command fail, not reach a
-  // repository above it (gitBaseDir inside an etckeeper /etc, say) and snapshot that one instead.
-  // (simple-git refuses GIT_* variables; see `pinned` of git() for the commands it runs.)
-  if (cwd !== undefined) env.GIT_CEILING_DIRECTORIES = path.dirname(path.resolve(cwd));
   return env;
 }
 
@@ -98,7 +92,7 @@ export async function run(
   const { execa } = await loadExeca();
   const result = await execa(command, args, {
     cwd: options.cwd,
-    env: gitEnvironment(options.cwd),
+    env: gitEnvironment(),
     extendEnv: false,
     stdin: 'ignore',
     reject: false,
@@ -135,7 +129,7 @@ export async function commandOutput(
   const { execa } = await loadExeca();
   const subprocess = execa(command, args, {
     cwd: options.cwd,
-    env: gitEnvironment(options.cwd),
+    env: gitEnvironment(),
     extendEnv: false,
     stdin: 'ignore',
     buffer: { stdout: false, stderr: true },

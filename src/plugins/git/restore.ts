@@ -110,17 +110,9 @@ async function swap(repo: string, staged: string, live: boolean): Promise<void> 
 
 /**
  * The live repository's identity, or undefined when its refs cannot be read (HEAD or refs/ lost,
- * say): a damaged repository is what a restore is for, so that is no reason to stop. A symlink
- * is refused: the swap would replace the link and leave the folder it points to as it was.
+ * say): a damaged repository is what a restore is for, so that is no reason to stop.
  */
 async function liveIdentity(ctx: PluginContext<GitRepositoryOptions>, repo: string): Promise<string | undefined> {
-  if ((await lstat(repo)).isSymbolicLink()) {
-    const target = await readlink(repo);
-    throw new OperationError(
-      `${repo} is a symbolic link to ${target}; a restore replaces the repository by renaming, which would replace the link and leave ${target} as it is: set gitBaseDir to the folder that really holds the repository`,
-      { plugin: PLUGIN_TYPE },
-    );
-  }
   try {
     return identityOf(await readRefState(repo, ctx.signal));
   } catch (error) {
@@ -128,6 +120,16 @@ async function liveIdentity(ctx: PluginContext<GitRepositoryOptions>, repo: stri
     ctx.log.warn(`cannot read the refs of ${repo} (${messageOf(error)}); restoring it from the snapshot`);
     return undefined;
   }
+}
+
+/** A swap would replace a symlinked repository by a folder and leave the folder it points to stale. */
+async function refuseSymlink(repo: string): Promise<void> {
+  if (!(await lstat(repo)).isSymbolicLink()) return;
+  const target = await readlink(repo);
+  throw new OperationError(
+    `${repo} is a symbolic link to ${target}; a restore replaces the repository by renaming, which would replace the link and leave ${target} as it is: set gitBaseDir to the folder that really holds the repository`,
+    { plugin: PLUGIN_TYPE },
+  );
 }
 
 /** restore: brings the repository to the snapshot's state, unless it is there already. */
@@ -152,6 +154,7 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
     ctx.log.info(`${repo} already has the refs of snapshot ${source.identity}; nothing to restore`);
     return;
   }
+  if (live) await refuseSymlink(repo);
   await ensureBaseDir(ctx.options);
   const work = tempPath(repo, 'restore');
   await mkdir(work);

@@ -58,7 +58,8 @@ export async function snapshot(
   const resolvable = head.startsWith('ref: ') ? (await listRefs(repo, signal)).length > 0 : true;
   const header = new BundleHeaderReader();
   const bundle = resolvable
-    ? await commandOutput('git', ['-c', TRUST, 'bundle', 'create', '--quiet', '-', '--all'], `bundling ${repo}`, {
+    ? // --git-dir: a repository git does not recognise fails, instead of git finding one above it.
+      await commandOutput('git', [`--git-dir=${repo}`, '-c', TRUST, 'bundle', 'create', '--quiet', '-', '--all'], `bundling ${repo}`, {
         cwd: repo,
         signal,
         onChunk: (chunk) => header.push(chunk),
