@@ -3,6 +3,7 @@
  * Snapshots are named by the state of the refs, so an unchanged repository costs one
  * `git for-each-ref`; a changed one streams `git bundle create --all` into the store.
  */
+import { realpathSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Plugin, PluginContext, ShellInfo } from '../../core/plugin.js';
@@ -26,6 +27,21 @@ async function collectGarbage(ctx: PluginContext<GitRepositoryOptions>): Promise
   await fsyncDir(ctx.options.baseDir);
   await rm(doomed, { recursive: true, force: true });
   ctx.log.info(`removed ${repo}`);
+}
+
+/**
+ * The repository's path with symlinks resolved (two gitBaseDirs may reach one folder by different
+ * paths): of the repository when it exists, else of gitBaseDir.
+ */
+function realLocation(repo: string): string {
+  for (const [known, rest] of [[repo, ''], [path.dirname(repo), path.basename(repo)]]) {
+    try {
+      return path.join(realpathSync(known!), rest!);
+    } catch {
+      // Not there (yet): try the folder above, or take the path as written.
+    }
+  }
+  return path.resolve(repo);
 }
 
 /** shell: where the repository is and what to type to look at it. */
@@ -58,7 +74,7 @@ const plugin: Plugin<GitRepositoryOptions> = {
   restore,
   collectGarbage,
   shell,
-  location: (options, component) => path.resolve(repositoryPath(options, component)),
+  location: (options, component) => realLocation(repositoryPath(options, component)),
 };
 
 export default plugin;

@@ -188,8 +188,7 @@ const plugin: Plugin<MysqlOptions> = {
   restore,
   collectGarbage,
   shell,
-  // Lower case: a server with lower_case_table_names folds `Shop` and `shop` into one database.
-  location: (options, component) => `mysql://${describeServer(options)}/${component.name.toLowerCase()}`,
+  location: (options, component) => `mysql://${describeServer(options)}/${component.name}`,
 };
 
 export default plugin;
