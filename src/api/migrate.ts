@@ -165,7 +165,15 @@ async function migrateSteps(options: MigrateOptions): Promise<MigrateResult> {
         localTarget(options.to as MigrationSide, component, options, sourceStateDir, container),
       );
   const onSource = (operation: 'lock' | 'unlock' | 'snapshot') =>
-    runOperation({ operation, container, component, ...common, onProgress: options.onProgress });
+    runOperation({
+      operation,
+      container,
+      component,
+      ...common,
+      // A cancelled migration must still unlock the source: the unlock ignores the signal.
+      ...(operation === 'unlock' ? { signal: undefined } : {}),
+      onProgress: options.onProgress,
+    });
 
   const lockSource = options.lockSource ?? true;
   if (lockSource) await step('source', 'lock', `locking ${name}`, unchanged, () => onSource('lock'));
@@ -194,6 +202,14 @@ async function migrateSteps(options: MigrateOptions): Promise<MigrateResult> {
     });
     const report = await step('target', 'restore', `restoring ${name} on ${target.description}`, unchanged, () => target.restore(options.signal));
     const restoredIdentity = report?.restored?.snapshot?.identity;
+    if (report?.restored !== undefined && restoredIdentity === undefined) {
+      throw new MigrationError(
+        `restoring ${name} on ${target.description} restored nothing (${report.restored.message}); the snapshot was imported under another name than the target restores from? ${unchanged}`,
+        'target',
+        'restore',
+        new OperationError('nothing restored'),
+      );
+    }
     if (restoredIdentity !== undefined && restoredIdentity !== identity) {
       throw new MigrationError(
         `restoring ${name} on ${target.description} restored snapshot ${restoredIdentity}, not the migrated ${identity} (did something else snapshot it meanwhile?); ${unchanged}`,
@@ -420,9 +436,26 @@ export function commandTransport(commands: TransportCommands): MigrationTranspor
       await runCommand(commands.receive, 'importing the snapshot on the target', commands, signal, stream);
     },
     async restore(signal) {
-      await runCommand(commands.restore, 'restoring on the target', commands, signal);
+      const output = await runCommand(commands.restore, 'restoring on the target', commands, signal);
+      return restoreReport(output);
     },
   };
+}
+
+/**
+ * The result `dysnomia --operation restore --json` printed last on stdout (what dysnomiaCommands
+ * runs), so that migrate can check which snapshot the target restored; undefined for a command
+ * that prints something else.
+ */
+function restoreReport(output: string): TargetRestoreReport | undefined {
+  const start = output.startsWith('{\n') ? 0 : output.lastIndexOf('\n{\n') + 1;
+  if (start === 0 && !output.startsWith('{\n')) return undefined;
+  try {
+    const result = JSON.parse(output.slice(start)) as OperationResult;
+    return result.operation === 'restore' ? { restored: result } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** What {@link dysnomiaCommands} needs to know about the target. */
@@ -461,6 +494,7 @@ export function dysnomiaCommands(options: DysnomiaCommandsOptions): TransportCom
     description: `${prefix === '' ? 'this machine' : prefix.trim()} (${nameFromPath(options.container)})`,
     listPacks: line(snapshots, ['--list-packs']),
     receive: line(snapshots, ['--import', '-C', options.container, '-c', options.component, '-']),
-    restore: `${line(dysnomia, ['--operation', 'activate', ...target])} && ${line(dysnomia, ['--operation', 'restore', ...target])}`,
+    // --json: migrate reads back which snapshot the target restored.
+    restore: `${line(dysnomia, ['--operation', 'activate', ...target])} && ${line(dysnomia, ['--operation', 'restore', '--json', ...target])}`,
   };
 }

@@ -80,6 +80,8 @@ describe('migrate (git-repository)', () => {
     const first = await dysnomia.migrate({ component: s.component, from: s.a, to: transport() });
     expect(await refs(s.bRepo)).toBe(await refs(s.aRepo));
     expect(first.transfer.packsOmitted).toBe(0);
+    // The target's `restore --json` says which snapshot it restored: the migrated one.
+    expect(first.restore?.snapshot?.identity).toBe(first.identity);
     expect(activated(s.b.stateDir, 'git-b')).toBe(true);
 
     await s.change('over the pipe\n');
@@ -153,6 +155,50 @@ describe('migrate (git-repository)', () => {
     // The source was unlocked: its component can be snapshotted right away.
     const after = await dysnomia.snapshot({ ...s.a, component: s.component, lockTimeoutMs: 2000 });
     expect(after.snapshot?.identity).toBeDefined();
+  });
+
+  it('fails when the target restores nothing (the snapshot filed under another name than it restores from)', async () => {
+    const s = await twoSides();
+    await writeFile(path.join(s.dir, 'git-b'), `type=git-repository\ngitBaseDir=${path.join(s.dir, 'b-repos')}\n`);
+    const other = path.join(s.dir, 'components', 'other');
+    await makeBundle(s.work, path.join(other, 'git-repositories', 'initial.bundle'));
+    const commands = (component: string) =>
+      dysnomia.dysnomiaCommands({
+        container: path.join(s.dir, 'git-b'),
+        component,
+        env: { DYSNOMIA_STATEDIR: s.b.stateDir },
+        programs: { dysnomia: programWords('dysnomia'), dysnomiaSnapshots: programWords('dysnomia-snapshots') },
+      });
+    // The import files it as `project`, the restore reads `other` (as a symlinked component path
+    // on the target can make happen): before, migrate reported success.
+    const mismatched = dysnomia.commandTransport({ ...commands(s.component), restore: commands(other).restore });
+    const error = await dysnomia.migrate({ component: s.component, from: s.a, to: mismatched }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(dysnomia.MigrationError);
+    expect((error as dysnomia.MigrationError).step).toBe('restore');
+    expect((error as Error).message).toContain('restored nothing (no snapshot of git-b/other');
+  });
+
+  it('unlocks the source when the migration is cancelled', async () => {
+    const s = await twoSides();
+    const warnings: string[] = [];
+    const log = { info: () => {}, debug: () => {}, warn: (message: string) => warnings.push(message), child: () => log };
+    const controller = new AbortController();
+    const error = await dysnomia
+      .migrate({
+        component: s.component,
+        from: s.a,
+        to: s.b,
+        signal: controller.signal,
+        log,
+        onProgress: (event) => {
+          if (event.operation === 'migrate') controller.abort();
+        },
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Error);
+    expect(controller.signal.aborted).toBe(true);
+    expect(warnings.filter((w) => w.includes('unlocking'))).toEqual([]);
+    expect(activated(s.a.stateDir, 'git-a')).toBe(true);
   });
 
   it('refuses a target that is the source, and a target container that does not load, naming the side', async () => {
