@@ -7,7 +7,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DysnomiaError, OperationError } from '../../core/errors.js';
 import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
-import { databaseNames, type DatabaseNames } from '../sql/names.js';
+import { appeared, databaseNames, type DatabaseNames } from '../sql/names.js';
 import type { ToolOptions } from '../sql/tool.js';
 import { databaseExists, query, quoteName, withConnection, type MysqlConnection } from './client.js';
 import { DUMP_STREAM, dumpDatabase } from './dump.js';
@@ -97,6 +97,12 @@ async function activate(ctx: Context): Promise<void> {
         `cannot create database ${names.live}: ${(error as Error).message}\nNothing was created; fix the script and activate again.`,
         { plugin: PLUGIN, cause: error },
       );
+    }
+    // Looked at again: a database of that name made by someone else while the scripts loaded must
+    // stay as it is, not be swapped out like an old copy.
+    if (await databaseExists(connection, names.live)) {
+      await dropStaging(connection, names);
+      throw new OperationError(appeared(names.live), { plugin: PLUGIN });
     }
     await swapOrSettle(connection, (work) => withConnection(options, undefined, work), names, options.timeoutMs / 1000, ctx.log);
     ctx.log.info(`created database ${names.live} on ${describeServer(options)} from ${scripts.length} script(s)`);

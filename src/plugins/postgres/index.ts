@@ -8,8 +8,8 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DysnomiaError, OperationError } from '../../core/errors.js';
 import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
-import { databaseNames, type DatabaseNames } from '../sql/names.js';
-import { databaseExists, withSession, withToolAccess } from './client.js';
+import { appeared, databaseNames, type DatabaseNames } from '../sql/names.js';
+import { databaseExists, quoteName, withSession, withToolAccess } from './client.js';
 import { DUMP_STREAM, dumpDatabase, primeDumpTool } from './dump.js';
 import { loadDump, loadFile } from './load.js';
 import { describeServer, parsePostgresOptions, PLUGIN, type PostgresOptions } from './options.js';
@@ -72,7 +72,15 @@ async function activate(ctx: Context): Promise<void> {
         { plugin: PLUGIN, cause: error },
       );
     }
-    await swapIn(session, names, options.timeoutMs, ctx.log);
+    // Not swapIn: a database of that name made by someone else while the scripts loaded must stay
+    // as it is. The rename fails if the name is taken, so nothing is replaced.
+    try {
+      await session.query(`ALTER DATABASE ${quoteName(names.staging)} RENAME TO ${quoteName(names.live)}`);
+    } catch (error) {
+      if ((error as { code?: string }).code !== '42P04') throw error;
+      await dropDatabase(session, names.staging, 'to drop it', options.timeoutMs, ctx.log);
+      throw new OperationError(appeared(names.live), { plugin: PLUGIN, cause: error });
+    }
     ctx.log.info(`created database ${names.live} on ${describeServer(options)} from ${scripts.length} script(s)`);
   });
 }

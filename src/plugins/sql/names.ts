@@ -42,3 +42,8 @@ export function databaseNames(component: string, plugin: string, maxLength: numb
   }
   return { live: component, staging: component + STAGING_SUFFIX, old: component + OLD_SUFFIX };
 }
+
+/** The error of an activation that found the database made by someone else while it loaded. */
+export function appeared(live: string): string {
+  return `database ${live} appeared on the server while activate was loading the scripts (someone else created it); it was left as it is, and the copy activate had made was dropped. Activate again to use it as the component's database`;
+}
