@@ -301,6 +301,23 @@ describe('postgresql-database row order', () => {
     expect(await setup.generations()).toEqual(['1']);
   });
 
+  it('with postgresqlRowOrder=key keeps every float exact when the database rounds floats by default (extra_float_digits)', async () => {
+    const setup = await postgresSetup({
+      scripts: { '01.sql': 'create table f(id int primary key, x float8, y float4);\ninsert into f values (1, 1/3::float8, 1::float4/3::float4), (2, 0.1::float8 * 3, 2::float4/7::float4);\n' },
+      properties: { postgresqlRowOrder: 'key' },
+    });
+    await setup.ok('activate');
+    // A database (or role) setting below 1 makes float output round, in every new session.
+    await setup.query(`ALTER DATABASE "${setup.name}" SET extra_float_digits = -3`);
+    await setup.ok('snapshot');
+    await setup.query('UPDATE f SET x = 0, y = 0');
+    await setup.ok('restore');
+    const exact = await setup.query(
+      'SELECT bool_and(CASE id WHEN 1 THEN x = 1/3::float8 AND y = 1::float4/3::float4 ELSE x = 0.1::float8 * 3 AND y = 2::float4/7::float4 END) AS ok, count(*)::int AS n FROM f',
+    );
+    expect(exact).toEqual([{ ok: true, n: 2 }]);
+  });
+
   it('with postgresqlRowOrder=key dumps keyed tables in key order, and every other kind of table as pg_dump does, all restored exactly', async () => {
     const setup = await postgresSetup({ scripts: { '01.sql': SHAPES }, properties: { postgresqlRowOrder: 'key' } });
     await setup.ok('activate');

@@ -67,7 +67,7 @@ async function keyedTables(session: PgSession): Promise<KeyedTable[]> {
 const q = (name: string) => `"${name}"`;
 
 /** The psql script writing the keyed tables' COPY blocks from the exported snapshot. */
-function copyScript(tables: KeyedTable[], snapshot: string, encoding: string, serverVersion: number): string {
+function copyScript(tables: KeyedTable[], snapshot: string, encoding: string): string {
   const lines = [
     '\\pset format unaligned',
     '\\pset tuples_only on',
@@ -75,7 +75,8 @@ function copyScript(tables: KeyedTable[], snapshot: string, encoding: string, se
     // pg_dump's settings, so that values read back exactly.
     'SET DateStyle = ISO;',
     'SET IntervalStyle = postgres;',
-    ...(serverVersion < 120000 ? ['SET extra_float_digits = 3;'] : []),
+    // As pg_dump does on every version: a role or database setting of 0 or less would round floats.
+    'SET extra_float_digits = 3;',
     'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;',
     `SET TRANSACTION SNAPSHOT '${snapshot}';`,
     'SET row_security = off;',
@@ -205,6 +206,12 @@ async function keyOrderedDump(options: PostgresOptions, control: PgSession, data
     );
     if (exported === undefined) throw new OperationError(`cannot export a snapshot of ${database}`, { plugin: PLUGIN });
     const tables = await keyedTables(exporter);
+    // As pg_dump does: ACCESS SHARE locks until the end, so a TRUNCATE or a rewriting ALTER TABLE
+    // cannot commit while the rows are copied (the exported snapshot would then see the table empty).
+    if (tables.length > 0) {
+      await exporter.query(`SET LOCAL lock_timeout = ${Math.max(1000, options.timeoutMs)}`);
+      await exporter.query(`LOCK TABLE ${tables.map((t) => `${q(t.schema)}.${q(t.table)}`).join(', ')} IN ACCESS SHARE MODE`);
+    }
     p.log.debug(`dumping ${tables.length} table(s) of ${database} in primary key order`);
     const inSnapshot = [...p.common, `--snapshot=${exported.id}`];
     const what = `dumping ${database}`;
@@ -221,7 +228,7 @@ async function keyOrderedDump(options: PostgresOptions, control: PgSession, data
     const excluded = tables.map((t) => `--exclude-table-data=${q(t.schema)}.${q(t.table)}`);
     await dumpWith(p.dump, [...inSnapshot, '--section=data', ...excluded], what, part(p.out, p.key), p.tool);
     if (tables.length > 0) {
-      const script = copyScript(tables, exported.id, exported.encoding, control.serverVersion);
+      const script = copyScript(tables, exported.id, exported.encoding);
       const args = [...connectionArguments(options, database), '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--file=-'];
       await dumpWith(p.psql, args, `${what} (rows in primary key order)`, part(p.out, undefined), { ...p.tool, input: script });
     }
