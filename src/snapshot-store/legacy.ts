@@ -36,7 +36,7 @@ export const LEGACY_DUMPS: Readonly<Record<string, string>> = {
 export async function legacyDumpOf(folder: string): Promise<string | undefined> {
   const names = (await readdirOrEmpty(folder)).filter((name) => !name.startsWith('.'));
   if (names.length !== 1) return undefined;
-  return LEGACY_DUMPS[names[0]!] === undefined ? undefined : names[0];
+  return Object.hasOwn(LEGACY_DUMPS, names[0]!) ? names[0] : undefined;
 }
 
 /**
@@ -89,10 +89,10 @@ export class LegacySnapshot implements SnapshotSource {
   }
 
   /** Opens a Dysnomia folder; undefined when the folder is not in that format. */
-  static async load(folder: string, checksumPath: string | undefined, where: string): Promise<LegacySnapshot | undefined> {
+  static async load(folder: string, checksumPath: string | undefined, where: string, identity = basename(folder)): Promise<LegacySnapshot | undefined> {
     const dump = await legacyDumpOf(folder);
     if (dump === undefined) return undefined;
-    return new LegacySnapshot(folder, basename(folder), dump, await xzSize(join(folder, dump)), checksumPath, where);
+    return new LegacySnapshot(folder, identity, dump, await xzSize(join(folder, dump)), checksumPath, where);
   }
 
   size(name: string): number | undefined {
@@ -106,8 +106,13 @@ export class LegacySnapshot implements SnapshotSource {
     return Readable.from(this.decompress(), { objectMode: false });
   }
 
-  /** The decompressed dump; xz checks its own CRC, and a failure surfaces before the end. */
+  /**
+   * The decompressed dump; xz checks its own CRC, and a failure surfaces before the end. The
+   * folder's checksum (or name) is checked first: a valid xz file that is not the dump the folder
+   * was made with must not be restored.
+   */
   private async *decompress(): AsyncGenerator<Buffer> {
+    await this.checkSum();
     const subprocess = (await loadExeca())('xz', ['-dc', '--', this.file], {
       buffer: { stdout: false, stderr: true },
       stdin: 'ignore',
@@ -133,6 +138,11 @@ export class LegacySnapshot implements SnapshotSource {
     if (test.exitCode !== 0) {
       throw new IntegrityError(`${this.where}: ${basename(this.file)} is damaged: ${String(test.stderr).trim()}`);
     }
+    await this.checkSum();
+  }
+
+  /** The recorded Dysnomia checksum of the folder, else the folder's name, against the content. */
+  private async checkSum(): Promise<void> {
     let recorded: string | undefined;
     if (this.checksumPath !== undefined) {
       try {

@@ -93,7 +93,7 @@ export class Staging {
   }
 
   /** Verifies the assembled folder completely; returns the opened snapshot. */
-  async verify(where: string): Promise<StoredSnapshot | LegacySnapshot> {
+  async verify(where: string, identity: string): Promise<StoredSnapshot | LegacySnapshot> {
     if (await exists(path.join(this.folder, MANIFEST_FILE))) {
       const snapshot = await StoredSnapshot.load(this.folder, where);
       for (const pack of snapshot.manifest.packs) {
@@ -104,7 +104,9 @@ export class Staging {
       await snapshot.verify();
       return snapshot;
     }
-    const legacy = await LegacySnapshot.load(this.folder, undefined, where);
+    // Under the identity it will have: Dysnomia names a folder by the SHA-256 of its dump, and the
+    // temporary folder's own name would skip that check.
+    const legacy = await LegacySnapshot.load(this.folder, undefined, where, identity);
     if (legacy === undefined || (await legacyDumpOf(this.folder)) === undefined) {
       throw new IntegrityError(`${where}: neither manifest.json nor a Dysnomia dump was received`);
     }

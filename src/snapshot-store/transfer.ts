@@ -212,7 +212,7 @@ export async function importSnapshotFolder(stateDir: string, folder: string, opt
       } else {
         await staging.addFile(legacyDump!, createReadStream(path.join(source, legacyDump!)));
       }
-      await staging.verify(where);
+      await staging.verify(where, identity);
       await setAsideIncomplete(target, relativePath(key, identity), options.log ?? silentLogger);
       const newSnapshot = await staging.commit(identity, options.log);
       return finishImport(stateDir, key, identity, options, {
@@ -378,7 +378,7 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
           }
           await staging.linkFromPool(pack);
         }
-        await staging.verify(where);
+        await staging.verify(where, identity);
         await setAsideIncomplete(target, relativePath(key, identity), options.log ?? silentLogger);
         const newSnapshot = await staging.commit(identity, options.log);
         return finishImport(stateDir, key, identity, options, {
@@ -426,7 +426,7 @@ function entryName(header: tar.Header, identity: string, where: string): string 
     name === MANIFEST_FILE ||
     /^stream-[0-9]+\.chunks$/.test(name) ||
     packOfFileName(name) !== undefined ||
-    LEGACY_DUMPS[name] !== undefined;
+    Object.hasOwn(LEGACY_DUMPS, name);
   if ((header.type ?? 'file') !== 'file' || !allowed) {
     throw new IntegrityError(`${where}: unexpected entry ${JSON.stringify(header.name)} in the stream`);
   }

@@ -5,6 +5,7 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { IntegrityError } from '../../src/core/errors.js';
 import { SnapshotStore } from '../../src/snapshot-store/index.js';
+import { legacyDumpOf } from '../../src/snapshot-store/legacy.js';
 import { runCli } from '../support/cli.js';
 import { useTempDir } from '../support/temp.js';
 import { fakeDump, readAll, sha256, streamOf } from './helpers.js';
@@ -93,6 +94,42 @@ describe("Dysnomia's own snapshot folders", () => {
     const source = await new SnapshotStore(stateDir).latest(key);
     const error = await readAll(source!, 'dump.pgsql').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(IntegrityError);
+  });
+
+  it('does not restore a valid dump that is not the one the folder was made with', async () => {
+    const stateDir = await useTempDir();
+    const { folder } = await dysnomiaSnapshot(stateDir, fakeDump(50_000, 3));
+    // Another dump, valid xz, in its place: xz's own check passes, the folder's checksum does not.
+    const other = Buffer.from((await execa('xz', ['-c'], { input: fakeDump(50_000, 4), encoding: 'buffer' })).stdout);
+    await chmod(path.join(folder, 'dump.pgsql.xz'), 0o644);
+    await writeFile(path.join(folder, 'dump.pgsql.xz'), other);
+    const source = await new SnapshotStore(stateDir).latest(key);
+    const error = await readAll(source!, 'dump.pgsql').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(IntegrityError);
+    expect((error as Error).message).toMatch(/does not match its checksum/);
+  });
+
+  it('refuses to import a folder whose dump is not the one its name says', async () => {
+    const source = await useTempDir();
+    const target = await useTempDir();
+    const { id, folder } = await dysnomiaSnapshot(source, fakeDump(50_000, 5), 'dump.sql.xz');
+    const copy = path.join(await useTempDir(), id);
+    await execa('cp', ['-a', folder, copy]);
+    const other = Buffer.from((await execa('xz', ['-c'], { input: fakeDump(50_000, 6), encoding: 'buffer' })).stdout);
+    await chmod(path.join(copy, 'dump.sql.xz'), 0o644);
+    await writeFile(path.join(copy, 'dump.sql.xz'), other);
+    const result = await cli(target, ['--import', '-C', key.container, '-c', key.component, copy]);
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`dump.sql.xz does not match the snapshot's name (its SHA-256 is ${sha256(other)})`);
+    expect((await cli(target, ['--query-all'])).stdout).toBe('');
+  });
+
+  it('takes only Dysnomia\'s dump names for one, not names every object has (toString, constructor)', async () => {
+    for (const name of ['toString', 'constructor', '__proto__', 'dump.sql.xz']) {
+      const folder = await useTempDir();
+      await writeFile(path.join(folder, name), 'x');
+      expect(await legacyDumpOf(folder), name).toBe(name === 'dump.sql.xz' ? name : undefined);
+    }
   });
 
   it('finds a folder that no longer matches its Dysnomia checksum', async () => {
