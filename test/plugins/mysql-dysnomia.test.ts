@@ -3,6 +3,7 @@
  * (tests/mysql-database.nix) run unchanged through a shell, with `dysnomia` on PATH; and
  * snapshots that Dysnomia itself took (`dump.sql.xz`) restored, safely.
  */
+import { createHash } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -119,13 +120,16 @@ describe('mysql-database and Dysnomia', () => {
     const setup = await mysqlSetup({ scripts: { 'testdb.sql': DYSNOMIA_TESTDB } });
     await setup.ok('activate');
     const container = path.basename(setup.containerFile);
-    const folder = path.join(setup.stateDir, 'snapshots', container, setup.name, 'f'.repeat(64));
-    await mkdir(folder, { recursive: true });
     const broken = "DROP TABLE IF EXISTS `test`;\nCREATE TABLE `test` (`Test` varchar(255) NOT NULL, PRIMARY KEY (`Test`));\nINSERT INTO `test` VALUES ('half');\nTHIS IS NOT SQL;\nINSERT INTO `test` VALUES ('never');\n";
-    await execa('sh', ['-c', 'xz > "$1"', 'sh', path.join(folder, 'dump.sql.xz')], { input: broken });
+    const xz = Buffer.from((await execa('xz', ['-c'], { input: broken, encoding: 'buffer' })).stdout);
+    // Named as Dysnomia names it: the SHA-256 of the dump file (a restore checks that first).
+    const id = createHash('sha256').update(xz).digest('hex');
+    const folder = path.join(setup.stateDir, 'snapshots', container, setup.name, id);
+    await mkdir(folder, { recursive: true });
+    await writeFile(path.join(folder, 'dump.sql.xz'), xz);
     const generations = path.join(setup.stateDir, 'generations', container, setup.name);
     await mkdir(generations, { recursive: true });
-    await symlink(`../../../snapshots/${container}/${setup.name}/${'f'.repeat(64)}`, path.join(generations, '1'));
+    await symlink(`../../../snapshots/${container}/${setup.name}/${id}`, path.join(generations, '1'));
 
     const result = await setup.run('restore');
     expect(result.exitCode, result.stderr).toBe(1);
