@@ -448,8 +448,8 @@ export function commandTransport(commands: TransportCommands): MigrationTranspor
  * that prints something else.
  */
 function restoreReport(output: string): TargetRestoreReport | undefined {
-  const start = output.startsWith('{\n') ? 0 : output.lastIndexOf('\n{\n') + 1;
-  if (start === 0 && !output.startsWith('{\n')) return undefined;
+  const start = output.startsWith('{\n') ? 0 : output.lastIndexOf('\n{\n');
+  if (start < 0) return undefined;
   try {
     const result = JSON.parse(output.slice(start)) as OperationResult;
     return result.operation === 'restore' ? { restored: result } : undefined;

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { type Logger, silentLogger } from '../core/log.js';
 import { componentsPath, containersPath, nameFromPath } from '../core/resolve.js';
 import { type ComponentKey, listMarked } from '../core/state-dir.js';
-import { readdirOrEmpty } from '../snapshot-store/fs-util.js';
+import { visibleNames } from '../snapshot-store/fs-util.js';
 import { type CommonOptions, stateDirOf } from './options.js';
 
 /** A container file found in DYSNOMIA_CONTAINERS_PATH. */
@@ -39,11 +39,6 @@ export interface MarkerQueryOptions extends Pick<CommonOptions, 'stateDir' | 'en
   container?: string;
 }
 
-/** Sorted entry names of a folder, without hidden ones (as `ls` lists them); none if it is missing. */
-async function listNames(dir: string): Promise<string[]> {
-  return (await readdirOrEmpty(dir)).filter((name) => !name.startsWith('.')).sort();
-}
-
 /**
  * What an entry is after following symlinks: `file`, `directory`, `other`, or `missing` (a
  * dangling symlink, or removed meanwhile). Any other error (EACCES, EIO) is thrown: an entry we
@@ -68,7 +63,7 @@ export async function listContainers(options: QueryOptions = {}): Promise<Contai
   const log = options.log ?? silentLogger;
   const found = new Map<string, ContainerEntry>();
   for (const dir of containersPath(options.env ?? process.env)) {
-    for (const name of await listNames(dir)) {
+    for (const name of await visibleNames(dir)) {
       const file = path.resolve(dir, name);
       const kind = await kindOf(file);
       if (kind !== 'file') {
@@ -126,7 +121,7 @@ export async function surveyComponents(options: QueryOptions = {}): Promise<Comp
       gaps.push(`the components tree ${root} (DYSNOMIA_COMPONENTS_PATH) ${rootKind === 'missing' ? 'does not exist' : `is ${describeKind(rootKind)}, not a folder`}`);
       continue;
     }
-    for (const container of await listNames(root)) {
+    for (const container of await visibleNames(root)) {
       const containerDir = path.resolve(root, container);
       const kind = await kindOf(containerDir);
       if (kind !== 'directory') {
@@ -137,7 +132,7 @@ export async function surveyComponents(options: QueryOptions = {}): Promise<Comp
         continue;
       }
       if (options.container !== undefined && container !== options.container) continue;
-      for (const entry of await listNames(containerDir)) {
+      for (const entry of await visibleNames(containerDir)) {
         const entryPath = path.join(containerDir, entry);
         const entryKind = await kindOf(entryPath);
         if (entryKind !== 'directory') {

@@ -266,10 +266,12 @@ async function containerOptions(
   env: NodeJS.ProcessEnv,
   log: Logger,
 ): Promise<unknown> {
-  const beside = request.container.file === undefined ? [] : [path.join(path.dirname(request.container.file), name)];
-  for (const find of [() => findContainerFile(name, env), ...beside.map((file) => async () => file)]) {
+  const files = [await findContainerFile(name, env).catch(() => undefined)];
+  if (request.container.file !== undefined) files.push(path.join(path.dirname(request.container.file), name));
+  for (const file of files) {
+    if (file === undefined) continue;
     try {
-      const spec = await loadContainerFile(await find(), env);
+      const spec = await loadContainerFile(file, env);
       return spec.type === plugin.type ? plugin.parseOptions(spec.properties, spec.file) : undefined;
     } catch (error) {
       log.debug(`container ${name}: ${messageOf(error)}`);

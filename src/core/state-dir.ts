@@ -1,7 +1,7 @@
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { readdirOrEmpty } from '../snapshot-store/fs-util.js';
+import { visibleNames } from '../snapshot-store/fs-util.js';
 
 /** The state dir: `DYSNOMIA_STATEDIR`, else `/var/state/dysnomia` for root and `~/.dysnomia` otherwise. */
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -97,10 +97,6 @@ export async function listMarked(stateDir: string, kind: 'activated' | 'garbage'
     }
   }
   return keys;
-}
-
-async function visibleNames(dir: string): Promise<string[]> {
-  return (await readdirOrEmpty(dir)).filter((name) => !name.startsWith('.')).sort();
 }
 
 async function isMarkerFile(file: string): Promise<boolean> {

@@ -91,6 +91,11 @@ export async function readdirOrEmpty(dir: string): Promise<string[]> {
   }
 }
 
+/** The entry names of a directory that listings show (not hidden), sorted; [] when it does not exist. */
+export async function visibleNames(dir: string): Promise<string[]> {
+  return (await readdirOrEmpty(dir)).filter((name) => !isHiddenName(name)).sort();
+}
+
 /** True when the path exists (symlinks are not followed). */
 export async function exists(file: string): Promise<boolean> {
   try {

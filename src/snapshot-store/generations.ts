@@ -88,7 +88,12 @@ export async function listTimedGenerations(stateDir: string, key: ComponentKey):
 /** The newest generation, or undefined when there is none. */
 export async function latestGeneration(stateDir: string, key: ComponentKey): Promise<Generation | undefined> {
   const dir = stateLayout.generations(stateDir, key);
-  for (const number of generationNumbers(dir).sort((a, b) => b - a)) {
+  return newestIn(dir, generationNumbers(dir));
+}
+
+/** The newest of the generations `numbers` of `dir` that is a link. */
+function newestIn(dir: string, numbers: number[]): Generation | undefined {
+  for (const number of [...numbers].sort((a, b) => b - a)) {
     const generation = readGeneration(dir, number);
     if (generation !== undefined) return generation;
   }
@@ -116,11 +121,12 @@ export async function addGeneration(
   await mkdir(dir, { recursive: true });
   const target = path.join('..', '..', '..', 'snapshots', key.container, key.component, identity);
   for (;;) {
-    const latest = await latestGeneration(stateDir, key);
+    const numbers = generationNumbers(dir);
+    const latest = newestIn(dir, numbers);
     if (latest?.identity === identity) return { generation: latest.number, newGeneration: false };
     // After the highest entry, not the highest link: a stray file named like a generation must
     // not make the symlink below fail with EEXIST forever.
-    const number = generationNumbers(dir).reduce((highest, n) => Math.max(highest, n), 0) + 1;
+    const number = numbers.reduce((highest, n) => Math.max(highest, n), 0) + 1;
     const file = path.join(dir, String(number));
     try {
       await symlink(target, file);

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { IntegrityError, messageOf, UsageError } from '../core/errors.js';
 import type { ComponentKey } from '../core/state-dir.js';
-import { exists, isHiddenName, readdirOrEmpty } from './fs-util.js';
+import { exists, visibleNames } from './fs-util.js';
 import { type Generation, latestGeneration, listGenerations } from './generations.js';
 import { checksumFile, parseRelativePath, relativePath, snapshotDir } from './layout.js';
 import { LegacySnapshot } from './legacy.js';
@@ -40,10 +40,6 @@ export async function listComponents(stateDir: string, filter: ComponentFilter =
     for (const component of components) keys.push({ container, component });
   }
   return keys;
-}
-
-async function visibleNames(dir: string): Promise<string[]> {
-  return (await readdirOrEmpty(dir)).filter((name) => !isHiddenName(name)).sort();
 }
 
 function entryOf(key: ComponentKey, generation: Generation): SnapshotEntry {

@@ -5,7 +5,6 @@
  * every other folder as they were.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { link, mkdir, open, rename, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -14,7 +13,7 @@ import { type Logger, silentLogger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { exists, fsyncPath, tempName } from './fs-util.js';
 import { packFileName, poolPackPath, snapshotDir } from './layout.js';
-import { legacyDumpOf, LegacySnapshot } from './legacy.js';
+import { fileSha256, legacyDumpOf, LegacySnapshot } from './legacy.js';
 import { MANIFEST_FILE } from './manifest.js';
 import { StoredSnapshot } from './reader.js';
 import { mkdirOrExplain } from './store.js';
@@ -129,7 +128,7 @@ export class Staging {
         poolDirs.add(path.dirname(pooled));
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-        const pooledHash = await sha256OfFile(pooled);
+        const pooledHash = await fileSha256(pooled);
         if (pooledHash === pack) {
           // The pool had it already: use the pool's copy so the bytes are on disk once.
           const temp = path.join(this.folder, tempName('.pack'));
@@ -171,11 +170,4 @@ export class Staging {
     for (const dir of this.createdDirs) await rmdir(dir).catch(() => {});
     this.createdDirs = [];
   }
-}
-
-/** The SHA-256 (hex) of a file's content: a pack's name, when it is intact. */
-async function sha256OfFile(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const piece of createReadStream(file)) hash.update(piece as Buffer);
-  return hash.digest('hex');
 }

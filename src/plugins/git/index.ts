@@ -34,11 +34,12 @@ async function collectGarbage(ctx: PluginContext<GitRepositoryOptions>): Promise
  * paths): of the repository when it exists, else of gitBaseDir.
  */
 function realLocation(repo: string): string {
-  for (const [known, rest] of [[repo, ''], [path.dirname(repo), path.basename(repo)]]) {
+  // Not there (yet): the folder above, else the path as written.
+  for (const resolve of [() => realpathSync(repo), () => path.join(realpathSync(path.dirname(repo)), path.basename(repo))]) {
     try {
-      return path.join(realpathSync(known!), rest!);
+      return resolve();
     } catch {
-      // Not there (yet): try the folder above, or take the path as written.
+      // try the next
     }
   }
   return path.resolve(repo);
