@@ -12,6 +12,7 @@ import type { ToolOptions } from '../sql/tool.js';
 import { databaseExists, query, quoteName, withConnection, type MysqlConnection } from './client.js';
 import { DUMP_STREAM, dumpDatabase } from './dump.js';
 import { checkLoaded, loadDump, loadFile } from './load.js';
+import { lockDatabase, tryLockDatabase } from './lock.js';
 import { describeServer, type MysqlOptions, parseMysqlOptions, PLUGIN } from './options.js';
 import { recoverSwap, swapOrSettle } from './swap.js';
 
@@ -79,6 +80,7 @@ async function activate(ctx: Context): Promise<void> {
   const names = namesOf(ctx);
   const options = ctx.options;
   await withConnection(options, ctx.signal, async (connection) => {
+    await lockDatabase(connection, options, names.live, ctx.log, ctx.signal);
     await recoverSwap(connection, names, ctx.log);
     if (await databaseExists(connection, names.live)) {
       ctx.log.debug(`database ${names.live} exists; nothing to create`);
@@ -112,7 +114,9 @@ async function activate(ctx: Context): Promise<void> {
 async function snapshot(ctx: Context, sink: SnapshotSink): Promise<void> {
   const names = namesOf(ctx);
   await withConnection(ctx.options, ctx.signal, async (connection) => {
-    await recoverSwap(connection, names, ctx.log);
+    // A run elsewhere that holds the server lock is working on the database: its staging
+    // database is not a leftover, and a snapshot does not wait for it.
+    if (await tryLockDatabase(connection, names.live)) await recoverSwap(connection, names, ctx.log);
     if (!(await databaseExists(connection, names.live))) {
       throw new OperationError(`database ${names.live} does not exist on ${describeServer(ctx.options)}; activate the component first`, {
         plugin: PLUGIN,
@@ -133,6 +137,7 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
   }
   const options = ctx.options;
   await withConnection(options, ctx.signal, async (connection) => {
+    await lockDatabase(connection, options, names.live, ctx.log, ctx.signal);
     await recoverSwap(connection, names, ctx.log);
     await createStaging(connection, names);
     const what = `loading snapshot ${source.identity} into ${names.staging}`;
@@ -150,6 +155,7 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
 async function collectGarbage(ctx: Context): Promise<void> {
   const names = namesOf(ctx);
   await withConnection(ctx.options, ctx.signal, async (connection) => {
+    await lockDatabase(connection, ctx.options, names.live, ctx.log, ctx.signal);
     await recoverSwap(connection, names, ctx.log);
     if (!(await databaseExists(connection, names.live))) {
       ctx.log.info(`database ${names.live} does not exist on ${describeServer(ctx.options)}; nothing to drop`);

@@ -23,6 +23,7 @@ import { OperationError, messageOf } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { DatabaseNames } from '../sql/names.js';
 import { databaseExists, type MysqlConnection, query, quoteName } from './client.js';
+import { tryLockDatabase } from './lock.js';
 import { PLUGIN } from './options.js';
 
 const JOURNAL = '__dysnomia_swap';
@@ -341,6 +342,9 @@ export async function swapOrSettle(
     try {
       outcome = await reconnect(async (fresh) => {
         await sessionGone(fresh, session, lockWaitSeconds);
+        // The server lock went with the old session. If another run has taken it since, that run
+        // settles the swap, and what happened is not ours to say.
+        if (!(await tryLockDatabase(fresh, names.live))) throw error;
         return recoverSwap(fresh, names, log);
       });
     } catch {

@@ -12,6 +12,7 @@ import { appeared, databaseNames, type DatabaseNames } from '../sql/names.js';
 import { databaseExists, quoteName, withSession, withToolAccess } from './client.js';
 import { DUMP_STREAM, dumpDatabase, primeDumpTool } from './dump.js';
 import { loadDump, loadFile } from './load.js';
+import { lockDatabase } from './lock.js';
 import { describeServer, parsePostgresOptions, PLUGIN, type PostgresOptions } from './options.js';
 import { createStaging, dropDatabase, recoverSwap, swapIn } from './swap.js';
 
@@ -51,6 +52,7 @@ async function activate(ctx: Context): Promise<void> {
   const names = namesOf(ctx);
   const options = ctx.options;
   await withSession(options, ctx.log, ctx.signal, async (session) => {
+    await lockDatabase(session, options, names.live, ctx.log, ctx.signal);
     await recoverSwap(session, names, options.timeoutMs, ctx.log);
     if (await databaseExists(session, names.live)) {
       ctx.log.debug(`database ${names.live} exists; nothing to create`);
@@ -111,6 +113,7 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
   }
   const options = ctx.options;
   await withSession(options, ctx.log, ctx.signal, async (session) => {
+    await lockDatabase(session, options, names.live, ctx.log, ctx.signal);
     await recoverSwap(session, names, options.timeoutMs, ctx.log);
     await createStaging(session, names);
     try {
@@ -136,6 +139,7 @@ async function collectGarbage(ctx: Context): Promise<void> {
   const names = namesOf(ctx);
   const options = ctx.options;
   await withSession(options, ctx.log, ctx.signal, async (session) => {
+    await lockDatabase(session, options, names.live, ctx.log, ctx.signal);
     await recoverSwap(session, names, options.timeoutMs, ctx.log);
     if (!(await databaseExists(session, names.live))) {
       ctx.log.info(`database ${names.live} does not exist on ${describeServer(options)}; nothing to drop`);
