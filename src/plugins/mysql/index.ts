@@ -10,7 +10,7 @@ import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } f
 import { appeared, databaseNames, type DatabaseNames } from '../sql/names.js';
 import type { ToolOptions } from '../sql/tool.js';
 import { databaseExists, query, quoteName, withConnection, type MysqlConnection } from './client.js';
-import { DUMP_STREAM, dumpDatabase } from './dump.js';
+import { DUMP_STREAM, dumpDatabase, warnInconsistentTables } from './dump.js';
 import { checkLoaded, loadDump, loadFile } from './load.js';
 import { lockDatabase, tryLockDatabase } from './lock.js';
 import { describeServer, type MysqlOptions, parseMysqlOptions, PLUGIN } from './options.js';
@@ -122,6 +122,7 @@ async function snapshot(ctx: Context, sink: SnapshotSink): Promise<void> {
         plugin: PLUGIN,
       });
     }
+    await warnInconsistentTables(connection, names.live, ctx.log);
   });
   await dumpDatabase(ctx.options, names.live, sink, toolOptions(ctx));
 }

@@ -380,6 +380,18 @@ async function sessionGone(connection: MysqlConnection, id: number | undefined, 
 }
 
 /**
+ * True for servers whose RENAME TABLE is atomic across a server crash: MariaDB from 10.6 on, MySQL
+ * from 8.0 on (for InnoDB tables). `version` is what SELECT VERSION() gives.
+ */
+export function crashSafeRename(version: string): boolean {
+  const match = /^(\d+)\.(\d+)/.exec(version);
+  if (match === null) return false;
+  const [major, minor] = [Number(match[1]), Number(match[2])];
+  if (/mariadb/i.test(version)) return major > 10 || (major === 10 && minor >= 6);
+  return major >= 8;
+}
+
+/**
  * Makes the loaded staging database the live one. The live database need not exist (activation).
  * On failure before the commit, the live database is left as it was; after it, the new data is
  * live and the error says what could not be finished.
@@ -388,6 +400,13 @@ export async function swapIn(connection: MysqlConnection, names: DatabaseNames, 
   // Other sessions may hold locks on the live tables; do not queue behind them forever (and make
   // every new query on the live database queue behind us).
   await query(connection, 'SET SESSION lock_wait_timeout = ?', [Math.max(1, Math.ceil(lockWaitSeconds))]);
+  const [server] = await query(connection, 'SELECT VERSION() AS version');
+  const version = text(server?.version);
+  if (!crashSafeRename(version)) {
+    log.warn(
+      `the server (${version}) does not make RENAME TABLE crash-safe (MariaDB does from 10.6, MySQL from 8.0): if it crashes during the swap of ${names.live}, the tables may be left split between ${names.live} and ${names.old}, and the next run leaves them for you to sort out`,
+    );
+  }
   const stagingTables = await tablesOf(connection, names.staging);
   const liveExists = await databaseExists(connection, names.live);
   const liveTables = liveExists ? await tablesOf(connection, names.live) : [];
