@@ -36,7 +36,12 @@ export interface PgSession {
   runAs?: OsUser;
   /** server_version_num, e.g. 150020. */
   serverVersion: number;
+  /** The server process serving the session (pg_backend_pid). */
+  pid: number;
 }
+
+/** The first statement of every session: what PgSession records about it. */
+const SESSION_FACTS = "SELECT current_setting('server_version_num') AS version, pg_backend_pid() AS pid";
 
 /** Quotes an identifier for PostgreSQL. */
 export function quoteName(name: string): string {
@@ -88,11 +93,12 @@ async function directSession(options: PostgresOptions, database: string, timeout
     await client.end().catch(() => {});
     throw error;
   }
-  const version = await client.query<{ server_version_num: string }>('SHOW server_version_num');
+  const facts = (await client.query<{ version: string; pid: number }>(SESSION_FACTS)).rows[0];
   return {
     query: async <T>(sql: string, params?: unknown[]) => (await client.query(sql, params)).rows as T[],
     end: () => client.end(),
-    serverVersion: Number(version.rows[0]?.server_version_num ?? 0),
+    serverVersion: Number(facts?.version ?? 0),
+    pid: Number(facts?.pid ?? 0),
   };
 }
 
@@ -147,7 +153,7 @@ async function helperSession(options: PostgresOptions, database: string, user: O
     });
   // No password goes to the helper: peer authentication needs none.
   await call({ op: 'connect', config: { ...clientConfig(options, database, options.timeoutMs), password: undefined } });
-  const [version] = await call({ op: 'query', sql: 'SHOW server_version_num' });
+  const [facts] = await call({ op: 'query', sql: SESSION_FACTS });
   return {
     query: async <T>(sql: string, params?: unknown[]) => (await call({ op: 'query', sql, params })) as T[],
     end: async () => {
@@ -155,7 +161,8 @@ async function helperSession(options: PostgresOptions, database: string, user: O
       helper.kill();
     },
     runAs: user,
-    serverVersion: Number(Object.values(version ?? {})[0] ?? 0),
+    serverVersion: Number(facts?.version ?? 0),
+    pid: Number(facts?.pid ?? 0),
   };
 }
 

@@ -131,7 +131,7 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
       await dropDatabase(session, names.staging, 'to drop it', options.timeoutMs, ctx.log);
       throw unchanged(error, names.live);
     }
-    await swapIn(session, names, options.timeoutMs, ctx.log);
+    await swapIn(session, names, options.timeoutMs, ctx.log, (work) => withSession(options, ctx.log, undefined, work));
   });
 }
 

@@ -45,3 +45,8 @@ function advisoryLock(session: PgSession, database: string) {
 export function lockDatabase(session: PgSession, options: PostgresOptions, database: string, log: Logger, signal?: AbortSignal): Promise<void> {
   return takeServerLock(advisoryLock(session, database), database, describeServer(options), PLUGIN, log, signal);
 }
+
+/** Takes the server lock of `database` if it is free; false when another run holds it. */
+export function tryLockDatabase(session: PgSession, database: string): Promise<boolean> {
+  return advisoryLock(session, database).tryTake();
+}

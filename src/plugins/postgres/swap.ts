@@ -11,6 +11,7 @@ import { messageOf, OperationError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { DatabaseNames } from '../sql/names.js';
 import { databaseExists, type PgSession, quoteLiteral, quoteName } from './client.js';
+import { tryLockDatabase } from './lock.js';
 import { PLUGIN } from './options.js';
 
 /** Terminates every other session on `database`; logs who they were. */
@@ -101,21 +102,84 @@ export async function createStaging(session: PgSession, names: DatabaseNames): P
   await session.query(`CREATE DATABASE ${quoteName(names.staging)} ${clauses.join(' ')}`);
 }
 
+/** Runs `work` on a fresh control session (client.ts, withSession). */
+export type Reconnect = <T>(work: (session: PgSession) => Promise<T>) => Promise<T>;
+
+/** What the catalog says about a swap whose commit may or may not have happened. */
+type Outcome = 'committed' | 'not committed' | 'unknown';
+
+/**
+ * Reads the outcome of an interrupted swap from the catalog: the staging name gone and the live
+ * name present means the renames committed; the staging database still there means they did not.
+ */
+async function outcomeOf(session: PgSession, names: DatabaseNames): Promise<Outcome> {
+  if (await databaseExists(session, names.staging)) return 'not committed';
+  return (await databaseExists(session, names.live)) ? 'committed' : 'unknown';
+}
+
+/** Waits, at most `timeoutMs`, until server process `pid` has ended (a commit in flight with it). */
+async function backendGone(session: PgSession, pid: number, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + Math.max(timeoutMs, 1000);
+  while (performance.now() < deadline) {
+    if ((await session.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).length === 0) return;
+    await sleep(50);
+  }
+}
+
+/**
+ * The renames were sent but their answer never came (usually: the connection died during the
+ * commit), so whether they committed is read from the catalog: on the same session if it still
+ * answers, otherwise on a fresh one once the old server process has ended, and only while no
+ * other run holds the server lock (one that does settles it itself).
+ */
+async function settle(session: PgSession, reconnect: Reconnect | undefined, names: DatabaseNames, timeoutMs: number): Promise<Outcome> {
+  try {
+    await session.query('SELECT 1');
+    return await outcomeOf(session, names);
+  } catch {
+    // The session is gone.
+  }
+  if (reconnect === undefined) return 'unknown';
+  try {
+    return await reconnect(async (fresh) => {
+      await backendGone(fresh, session.pid, timeoutMs);
+      if (!(await tryLockDatabase(fresh, names.live))) return 'unknown';
+      return outcomeOf(fresh, names);
+    });
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Drops the staging copy after a swap that did not happen; a failure only warns. */
+async function dropStaging(session: PgSession, names: DatabaseNames, timeoutMs: number, log: Logger): Promise<void> {
+  await dropDatabase(session, names.staging, 'to drop it', timeoutMs, log).catch((dropError: unknown) => {
+    log.warn(`cannot drop ${names.staging} (${messageOf(dropError)}); the next activate or restore drops it`);
+  });
+}
+
 /**
  * Makes the staging database the live one. If anything fails before the commit, the live
- * database is untouched and the staging database is dropped (a full copy must not linger).
+ * database is untouched and the staging database is dropped (a full copy must not linger). When
+ * the connection dies while the commit is under way, `reconnect` finds out on a fresh session
+ * whether it went through, so that the error says truly which data is live.
  */
-export async function swapIn(session: PgSession, names: DatabaseNames, timeoutMs: number, log: Logger): Promise<void> {
-  if (!(await databaseExists(session, names.live))) {
-    await session.query(`ALTER DATABASE ${quoteName(names.staging)} RENAME TO ${quoteName(names.live)}`);
-    return;
-  }
+export async function swapIn(session: PgSession, names: DatabaseNames, timeoutMs: number, log: Logger, reconnect?: Reconnect): Promise<void> {
+  let sent = false;
+  let replaced = false;
   try {
+    if (!(await databaseExists(session, names.live))) {
+      sent = true;
+      await session.query(`ALTER DATABASE ${quoteName(names.staging)} RENAME TO ${quoteName(names.live)}`);
+      return;
+    }
+    replaced = true;
     await whileAlone(session, names.live, 'to swap in the restored copy', timeoutMs, log, async () => {
       await session.query('BEGIN');
       try {
         await session.query(`ALTER DATABASE ${quoteName(names.live)} RENAME TO ${quoteName(names.old)}`);
         await session.query(`ALTER DATABASE ${quoteName(names.staging)} RENAME TO ${quoteName(names.live)}`);
+        sent = true;
         await session.query('COMMIT');
       } catch (error) {
         await session.query('ROLLBACK').catch(() => {});
@@ -123,14 +187,54 @@ export async function swapIn(session: PgSession, names: DatabaseNames, timeoutMs
       }
     });
   } catch (error) {
-    await dropDatabase(session, names.staging, 'to drop it', timeoutMs, log).catch((dropError: unknown) => {
-      log.warn(`cannot drop ${names.staging} (${messageOf(dropError)}); the next activate or restore drops it`);
-    });
+    await failedSwap(session, reconnect, names, timeoutMs, log, error, sent);
+  }
+  if (replaced) await dropOld(session, names, timeoutMs, log);
+}
+
+/**
+ * After the swap statement failed: drops the staging copy and says that the live database is
+ * unchanged, or, if the commit may have been under way (`maybeCommitted`) and went through, says
+ * that the restored copy is live. Always throws.
+ */
+async function failedSwap(
+  session: PgSession,
+  reconnect: Reconnect | undefined,
+  names: DatabaseNames,
+  timeoutMs: number,
+  log: Logger,
+  error: unknown,
+  maybeCommitted: boolean,
+): Promise<never> {
+  const outcome: Outcome = maybeCommitted ? await settle(session, reconnect, names, timeoutMs) : 'not committed';
+  const cause = messageOf(error);
+  if (outcome === 'committed') {
+    await dropOld(session, names, timeoutMs, log).catch(() =>
+      reconnect?.(async (fresh) => {
+        if (await tryLockDatabase(fresh, names.live)) await dropOld(fresh, names, timeoutMs, log);
+      }).catch(() => {}),
+    );
     throw new OperationError(
-      `cannot swap the restored copy in as ${names.live}: ${messageOf(error)}\nThe live database ${names.live} is unchanged: the swap did not happen.`,
+      `the swap of ${names.live} was interrupted (${cause}) after it had gone through: the restored data of ${names.live} is in place` +
+        '; the replaced copy is dropped now or by the next activate or restore',
       { plugin: PLUGIN, cause: error },
     );
   }
+  if (outcome === 'unknown') {
+    throw new OperationError(
+      `the swap of ${names.live} was interrupted (${cause}), and whether it went through is not known here: ${names.live} holds either its old or its restored data, never a mix; the next activate or restore drops the copy that is not live`,
+      { plugin: PLUGIN, cause: error },
+    );
+  }
+  await dropStaging(session, names, timeoutMs, log);
+  throw new OperationError(`cannot swap the restored copy in as ${names.live}: ${cause}\nThe live database ${names.live} is unchanged: the swap did not happen.`, {
+    plugin: PLUGIN,
+    cause: error,
+  });
+}
+
+/** Drops the replaced copy after the swap. */
+async function dropOld(session: PgSession, names: DatabaseNames, timeoutMs: number, log: Logger): Promise<void> {
   try {
     await dropDatabase(session, names.old, 'to drop the replaced copy', timeoutMs, log);
   } catch (error) {
