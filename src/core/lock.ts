@@ -75,8 +75,11 @@ export async function withLock<T>(
 }
 
 const HOST = os.hostname();
-/** A short tag of the host name, for holder file names (host names may hold any character). */
-const HOST_TAG = hostTag(HOST);
+/**
+ * A short tag of the host name, for names of files that a process on this host owns (host names
+ * may hold any character): a pid means something only on the host that gave it.
+ */
+export const HOST_TAG = hostTag(HOST);
 const TEMP_PREFIX = '.tmp-';
 /** Holder files this process has published and not yet removed, for cleanup on exit. */
 const published = new Set<string>();
@@ -256,7 +259,9 @@ async function liveHolders(
     const file = path.join(dir, name);
     if (exclude.includes(file)) continue;
     if (name.startsWith(TEMP_PREFIX)) {
-      if (isDead(pidOfTemp(name))) await rm(file, { force: true });
+      const writer = /^\.tmp-[a-z]+-(\d+)-\d+-([0-9a-f]{8})-/.exec(name);
+      // A holder file being published on another host is not ours to judge by its pid.
+      if (writer !== null && writer[2] === HOST_TAG && isDead(Number(writer[1]))) await rm(file, { force: true });
       continue;
     }
     if (!name.endsWith('.json')) continue;
@@ -295,13 +300,7 @@ async function readHolder(file: string): Promise<LockHolder | undefined> {
   }
 }
 
-function pidOfTemp(name: string): number | undefined {
-  const match = /^\.tmp-[a-z]+-(\d+)-/.exec(name);
-  return match ? Number(match[1]) : undefined;
-}
-
-function isDead(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
+function isDead(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return false;

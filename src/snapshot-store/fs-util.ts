@@ -3,13 +3,18 @@ import { randomBytes } from 'node:crypto';
 import { renameSync, rmSync } from 'node:fs';
 import { lstat, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { HOST_TAG } from '../core/lock.js';
 
 /** Every temporary name in the store starts with this; listings skip such names. */
 export const TEMP_PREFIX = '.tmp-';
 
-/** A fresh temporary name carrying our pid, so a later run can tell whether its writer is gone. */
+/**
+ * A fresh temporary name carrying our pid and host tag (`.tmp-<pid>@<tag>-<random>`), so a later
+ * run on this host can tell whether its writer is gone, and a run on another host sharing the
+ * state dir leaves it alone.
+ */
 export function tempName(suffix = ''): string {
-  return `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}${suffix}`;
+  return `${TEMP_PREFIX}${process.pid}@${HOST_TAG}-${randomBytes(6).toString('hex')}${suffix}`;
 }
 
 /**
@@ -34,10 +39,12 @@ export function isHiddenName(name: string): boolean {
   return name.startsWith('.');
 }
 
-/** The pid in a temporary name, if it has one. */
+/** The pid in a temporary name written on this host, if it has one (none for another host's). */
 export function pidOfTempName(name: string): number | undefined {
-  const match = /^\.tmp-(\d+)-/.exec(name);
-  return match ? Number(match[1]) : undefined;
+  const match = /^\.tmp-(\d+)(?:@([0-9a-f]{8}))?-/.exec(name);
+  // Names without a tag are from before tags, written on this host as far as we know.
+  if (match === null || (match[2] !== undefined && match[2] !== HOST_TAG)) return undefined;
+  return Number(match[1]);
 }
 
 /** True when the process is known to be gone (ESRCH); false when alive or unknown. */
