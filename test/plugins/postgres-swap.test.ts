@@ -8,29 +8,35 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
 import { openSession, type PgSession, withSession } from '../../src/plugins/postgres/client.js';
 import { parsePostgresOptions } from '../../src/plugins/postgres/options.js';
-import { recoverSwap, swapIn } from '../../src/plugins/postgres/swap.js';
+import { tryLockDatabase } from '../../src/plugins/postgres/lock.js';
+import { swapIn } from '../../src/plugins/postgres/swap.js';
 import { databaseNames } from '../../src/plugins/sql/names.js';
 import { findPostgres } from '../support/servers.js';
 import { postgresSetup } from '../support/sql-setup.js';
 
-type Mode = 'before the server' | 'after the server';
+/**
+ * How the connection fails: it dies before the statement reaches the server, or after the server
+ * ran it and before the answer came back; or the server refuses the one statement and the session
+ * goes on.
+ */
+type Mode = 'before the server' | 'after the server' | 'refused';
 
-/** A session whose connection dies at statement number `cut` (from 0), in the given mode. */
-function dying(session: PgSession, cut: number, mode: Mode): PgSession {
+/** A session that fails, in the given mode, at the first statement for which `cutHere` is true. */
+function dying(session: PgSession, mode: Mode, cutHere: (sql: string, index: number) => boolean): PgSession {
   let calls = 0;
   let dead = false;
-  const die = async () => {
-    dead = true;
-    await session.end().catch(() => {});
-    throw new Error('Connection terminated unexpectedly');
-  };
+  let cut = false;
   return {
     ...session,
     query: async <T,>(sql: string, params?: unknown[]): Promise<T[]> => {
       if (dead) throw new Error('Client was closed and is not queryable');
-      if (calls++ < cut) return session.query<T>(sql, params);
+      if (cut || !cutHere(sql, calls++)) return session.query<T>(sql, params);
+      cut = true;
+      if (mode === 'refused') throw new Error('refused by the server');
       if (mode === 'after the server') await session.query(sql, params);
-      return die();
+      dead = true;
+      await session.end().catch(() => {});
+      throw new Error('Connection terminated unexpectedly');
     },
   };
 }
@@ -45,14 +51,14 @@ describe('postgresql-database swap, connection lost at every statement', () => {
     const reconnect = <T,>(work: (session: PgSession) => Promise<T>) => withSession(options, silentLogger, undefined, work);
     const state = async () => String((await setup.query('select v from t'))[0]?.v);
     const seen = new Set<string>();
-    for (const mode of ['before the server', 'after the server'] as Mode[]) {
+    for (const mode of ['before the server', 'after the server', 'refused'] as Mode[]) {
       for (let cut = 0; ; cut++) {
         await server.query(`create database "${names.staging}"`);
         await server.queryIn(names.staging, "create table t(v text); insert into t values ('new')");
         const session = await openSession(options, silentLogger);
         let message: string | undefined;
         try {
-          await swapIn(dying(session, cut, mode), names, 5000, silentLogger, reconnect);
+          await swapIn(dying(session, mode, (_sql, index) => index === cut), names, 5000, silentLogger, reconnect);
         } catch (error) {
           message = (error as Error).message;
         } finally {
@@ -68,15 +74,64 @@ describe('postgresql-database swap, connection lost at every statement', () => {
         } else {
           expect(message, where).toMatch(new RegExp(`the restored (data of )?${names.live} is in place`));
           expect(live, where).toBe('new');
-          seen.add('reported in place');
+          if (message.includes('after it had gone through')) seen.add('commit answer lost, reported in place');
         }
-        await reconnect((fresh) => recoverSwap(fresh, names, 5000, silentLogger));
+        // The copy that is not live was dropped, on a fresh session if this one had died; only a
+        // server refusing the drop itself leaves it, and says so.
+        if (message?.includes(`but dropping the replaced copy ${names.old} failed: refused by the server`)) {
+          expect(await setup.databases(), where).toEqual([setup.name, names.old]);
+          await server.query(`drop database "${names.old}"`);
+        }
         expect(await setup.databases(), where).toEqual([setup.name]);
         if (live === 'new') await setup.query("update t set v = 'old'");
         if (message === undefined) break;
       }
     }
     // The commit whose answer was lost is the case this test is for.
-    expect([...seen].sort()).toEqual(['reported in place', 'reported unchanged']);
+    expect([...seen].sort()).toEqual(['commit answer lost, reported in place', 'reported unchanged']);
+  });
+
+  it('says it cannot tell when another run holds the server lock by the time it looks', { timeout: 60_000 }, async () => {
+    const server = await findPostgres();
+    const setup = await postgresSetup({ scripts: { '1.sql': "create table t(v text);\ninsert into t values ('old');\n" } });
+    await setup.ok('activate');
+    const options = parsePostgresOptions(setup.properties);
+    const names = databaseNames(setup.name, 'postgresql-database', 63);
+    await server.query(`create database "${names.staging}"`);
+    await server.queryIn(names.staging, "create table t(v text); insert into t values ('new')");
+    const other = await openSession(options, silentLogger);
+    const session = await openSession(options, silentLogger);
+    try {
+      expect(await tryLockDatabase(other, names.live)).toBe(true);
+      const reconnect = <T,>(work: (s: PgSession) => Promise<T>) => withSession(options, silentLogger, undefined, work);
+      const error = await swapIn(dying(session, 'after the server', (sql) => sql === 'COMMIT'), names, 5000, silentLogger, reconnect).catch(
+        (e: unknown) => e as Error,
+      );
+      expect(error?.message).toContain(`whether it went through is not known here: ${names.live} holds either its old or its restored data, never a mix`);
+      expect(String((await setup.query('select v from t'))[0]?.v)).toBe('new');
+      // Left for the run that holds the lock: nothing of it was dropped.
+      expect(await setup.databases()).toEqual([setup.name, names.old]);
+    } finally {
+      await other.end();
+      await session.end().catch(() => {});
+    }
+  });
+
+  it('settles a lost answer to the rename when there was no live database', { timeout: 60_000 }, async () => {
+    const server = await findPostgres();
+    const setup = await postgresSetup();
+    const options = parsePostgresOptions(setup.properties);
+    const names = databaseNames(setup.name, 'postgresql-database', 63);
+    await server.query(`create database "${names.staging}"`);
+    await server.queryIn(names.staging, "create table t(v text); insert into t values ('new')");
+    const session = await openSession(options, silentLogger);
+    const reconnect = <T,>(work: (s: PgSession) => Promise<T>) => withSession(options, silentLogger, undefined, work);
+    const error = await swapIn(dying(session, 'after the server', (sql) => sql.startsWith('ALTER DATABASE')), names, 5000, silentLogger, reconnect).catch(
+      (e: unknown) => e as Error,
+    );
+    await session.end().catch(() => {});
+    expect(error?.message).toContain(`after it had gone through: the restored data of ${names.live} is in place`);
+    expect(await setup.query('select v from t')).toEqual([{ v: 'new' }]);
+    expect(await setup.databases()).toEqual([setup.name]);
   });
 });

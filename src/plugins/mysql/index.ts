@@ -12,7 +12,7 @@ import type { ToolOptions } from '../sql/tool.js';
 import { databaseExists, query, quoteName, withConnection, type MysqlConnection } from './client.js';
 import { DUMP_STREAM, dumpDatabase, warnInconsistentTables } from './dump.js';
 import { checkLoaded, loadDump, loadFile } from './load.js';
-import { lockDatabase, tryLockDatabase } from './lock.js';
+import { lockDatabase } from './lock.js';
 import { describeServer, type MysqlOptions, parseMysqlOptions, PLUGIN } from './options.js';
 import { recoverSwap, swapOrSettle } from './swap.js';
 
@@ -114,17 +114,18 @@ async function activate(ctx: Context): Promise<void> {
 async function snapshot(ctx: Context, sink: SnapshotSink): Promise<void> {
   const names = namesOf(ctx);
   await withConnection(ctx.options, ctx.signal, async (connection) => {
-    // A run elsewhere that holds the server lock is working on the database: its staging
-    // database is not a leftover, and a snapshot does not wait for it.
-    if (await tryLockDatabase(connection, names.live)) await recoverSwap(connection, names, ctx.log);
+    // Held through the dump: a swap drops the live triggers for a moment and replaces the views
+    // and routines after its commit, so a dump taken beside one could miss them.
+    await lockDatabase(connection, ctx.options, names.live, ctx.log, ctx.signal);
+    await recoverSwap(connection, names, ctx.log);
     if (!(await databaseExists(connection, names.live))) {
       throw new OperationError(`database ${names.live} does not exist on ${describeServer(ctx.options)}; activate the component first`, {
         plugin: PLUGIN,
       });
     }
     await warnInconsistentTables(connection, names.live, ctx.log);
+    await dumpDatabase(ctx.options, names.live, sink, toolOptions(ctx));
   });
-  await dumpDatabase(ctx.options, names.live, sink, toolOptions(ctx));
 }
 
 async function restore(ctx: Context, source: SnapshotSource): Promise<void> {

@@ -1,8 +1,8 @@
 /**
  * The server lock of a database (sql/server-lock.ts) on MariaDB/MySQL: a user-level lock
- * (GET_LOCK) named `dysnomia:<database>`, at most 64 characters since database names that reach
- * here are at most 55 (sql/names.ts). Lock names are not case-sensitive, so `Shop` and `shop` only
- * wait for each other.
+ * (GET_LOCK) named `dysnomia:<database in lower case>`, at most 64 characters since database names
+ * that reach here are at most 55 (sql/names.ts). Lower case: with lower_case_table_names set,
+ * `Shop` and `shop` are one database (without it, they only wait for each other).
  */
 import type { Logger } from '../../core/log.js';
 import { takeServerLock } from '../sql/server-lock.js';
@@ -10,7 +10,7 @@ import { type MysqlConnection, query } from './client.js';
 import { describeServer, type MysqlOptions, PLUGIN } from './options.js';
 
 function userLock(connection: MysqlConnection, database: string) {
-  const name = `dysnomia:${database}`;
+  const name = `dysnomia:${database.toLowerCase()}`;
   return {
     tryTake: async () => {
       const [row] = await query(connection, 'SELECT GET_LOCK(?, 0) AS taken', [name]);
@@ -27,8 +27,13 @@ function userLock(connection: MysqlConnection, database: string) {
   };
 }
 
-/** Takes the server lock of `database` for the rest of the connection, waiting while another run holds it. */
-export function lockDatabase(connection: MysqlConnection, options: MysqlOptions, database: string, log: Logger, signal?: AbortSignal): Promise<void> {
+/**
+ * Takes the server lock of `database` for the rest of the connection, waiting while another run
+ * holds it. The connection may then sit idle through a long load or dump; the server must not
+ * close it for that (wait_timeout, often lowered to minutes), or the lock goes with it.
+ */
+export async function lockDatabase(connection: MysqlConnection, options: MysqlOptions, database: string, log: Logger, signal?: AbortSignal): Promise<void> {
+  await query(connection, 'SET SESSION wait_timeout = 31536000');
   return takeServerLock(userLock(connection, database), database, describeServer(options), PLUGIN, log, signal);
 }
 

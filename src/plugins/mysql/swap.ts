@@ -357,6 +357,8 @@ export async function swapOrSettle(
         { plugin: PLUGIN, cause: error.cause },
       );
     }
+    // Nothing left to settle: another run settled it first, and which way is not known here.
+    if (outcome === undefined) throw error;
     throw new OperationError(`cannot swap the new tables into ${names.live}: ${cause}\nThe live database ${names.live} is unchanged: the swap did not happen.`, {
       plugin: PLUGIN,
       cause: error.cause,

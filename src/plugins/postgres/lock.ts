@@ -29,7 +29,8 @@ function advisoryLock(session: PgSession, database: string) {
     holder: async () => {
       // pg_locks shows the two keys as oids, that is unsigned.
       const [row] = await session.query<{ pid: number; usename: string | null; client: string | null; seconds: number | null }>(
-        `SELECT a.pid, a.usename, coalesce(host(a.client_addr), 'local socket') AS client,
+        `SELECT a.pid, a.usename,
+                CASE WHEN a.client_addr IS NOT NULL THEN host(a.client_addr) WHEN a.client_port = -1 THEN 'local socket' ELSE 'an address hidden from this role' END AS client,
                 round(extract(epoch FROM now() - a.backend_start))::int AS seconds
            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
           WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
@@ -41,8 +42,13 @@ function advisoryLock(session: PgSession, database: string) {
   };
 }
 
-/** Takes the server lock of `database` for the rest of the session, waiting while another run holds it. */
-export function lockDatabase(session: PgSession, options: PostgresOptions, database: string, log: Logger, signal?: AbortSignal): Promise<void> {
+/**
+ * Takes the server lock of `database` for the rest of the session, waiting while another run holds
+ * it. The session may then sit idle through a long load; the server must not close it for that
+ * (idle_session_timeout, from PostgreSQL 14), or the lock goes with it.
+ */
+export async function lockDatabase(session: PgSession, options: PostgresOptions, database: string, log: Logger, signal?: AbortSignal): Promise<void> {
+  if (session.serverVersion >= 140000) await session.query('SET idle_session_timeout = 0');
   return takeServerLock(advisoryLock(session, database), database, describeServer(options), PLUGIN, log, signal);
 }
 

@@ -108,13 +108,27 @@ export type Reconnect = <T>(work: (session: PgSession) => Promise<T>) => Promise
 /** What the catalog says about a swap whose commit may or may not have happened. */
 type Outcome = 'committed' | 'not committed' | 'unknown';
 
+/** The databases of a swap, by oid: names can change hands, oids cannot. */
+interface SwapOids {
+  staging: number | undefined;
+  /** The live database before the swap; undefined when there was none. */
+  live: number | undefined;
+}
+
+async function oidOf(session: PgSession, database: string): Promise<number | undefined> {
+  const [row] = await session.query<{ oid: number }>('SELECT oid::bigint AS oid FROM pg_database WHERE datname = $1', [database]);
+  return row === undefined ? undefined : Number(row.oid);
+}
+
 /**
- * Reads the outcome of an interrupted swap from the catalog: the staging name gone and the live
- * name present means the renames committed; the staging database still there means they did not.
+ * Reads the outcome of an interrupted swap from the catalog: the live name on the staging
+ * database's oid means the renames committed; on the old live database's oid (or on nothing, when
+ * there was none) means they did not. Anything else is someone else's doing.
  */
-async function outcomeOf(session: PgSession, names: DatabaseNames): Promise<Outcome> {
-  if (await databaseExists(session, names.staging)) return 'not committed';
-  return (await databaseExists(session, names.live)) ? 'committed' : 'unknown';
+async function outcomeOf(session: PgSession, names: DatabaseNames, oids: SwapOids): Promise<Outcome> {
+  const live = await oidOf(session, names.live);
+  if (live !== undefined && live === oids.staging) return 'committed';
+  return live === oids.live ? 'not committed' : 'unknown';
 }
 
 /** Waits, at most `timeoutMs`, until server process `pid` has ended (a commit in flight with it). */
@@ -127,34 +141,29 @@ async function backendGone(session: PgSession, pid: number, timeoutMs: number): 
 }
 
 /**
- * The renames were sent but their answer never came (usually: the connection died during the
- * commit), so whether they committed is read from the catalog: on the same session if it still
- * answers, otherwise on a fresh one once the old server process has ended, and only while no
- * other run holds the server lock (one that does settles it itself).
+ * Runs `work` on `session` if it still answers, otherwise on a fresh session once the old server
+ * process has ended, and only while no other run holds the server lock (one that does cleans up
+ * itself). Resolves to undefined when neither was possible.
  */
-async function settle(session: PgSession, reconnect: Reconnect | undefined, names: DatabaseNames, timeoutMs: number): Promise<Outcome> {
+async function onLiveSession<T>(
+  session: PgSession,
+  reconnect: Reconnect | undefined,
+  names: DatabaseNames,
+  timeoutMs: number,
+  work: (session: PgSession) => Promise<T>,
+): Promise<T | undefined> {
+  let alive = true;
   try {
     await session.query('SELECT 1');
-    return await outcomeOf(session, names);
   } catch {
-    // The session is gone.
+    alive = false;
   }
-  if (reconnect === undefined) return 'unknown';
-  try {
-    return await reconnect(async (fresh) => {
-      await backendGone(fresh, session.pid, timeoutMs);
-      if (!(await tryLockDatabase(fresh, names.live))) return 'unknown';
-      return outcomeOf(fresh, names);
-    });
-  } catch {
-    return 'unknown';
-  }
-}
-
-/** Drops the staging copy after a swap that did not happen; a failure only warns. */
-async function dropStaging(session: PgSession, names: DatabaseNames, timeoutMs: number, log: Logger): Promise<void> {
-  await dropDatabase(session, names.staging, 'to drop it', timeoutMs, log).catch((dropError: unknown) => {
-    log.warn(`cannot drop ${names.staging} (${messageOf(dropError)}); the next activate or restore drops it`);
+  if (alive) return work(session);
+  if (reconnect === undefined) return undefined;
+  return reconnect(async (fresh) => {
+    await backendGone(fresh, session.pid, timeoutMs);
+    if (!(await tryLockDatabase(fresh, names.live))) return undefined;
+    return work(fresh);
   });
 }
 
@@ -166,14 +175,15 @@ async function dropStaging(session: PgSession, names: DatabaseNames, timeoutMs: 
  */
 export async function swapIn(session: PgSession, names: DatabaseNames, timeoutMs: number, log: Logger, reconnect?: Reconnect): Promise<void> {
   let sent = false;
-  let replaced = false;
+  const oids: SwapOids = { staging: undefined, live: undefined };
   try {
-    if (!(await databaseExists(session, names.live))) {
+    oids.staging = await oidOf(session, names.staging);
+    oids.live = await oidOf(session, names.live);
+    if (oids.live === undefined) {
       sent = true;
       await session.query(`ALTER DATABASE ${quoteName(names.staging)} RENAME TO ${quoteName(names.live)}`);
       return;
     }
-    replaced = true;
     await whileAlone(session, names.live, 'to swap in the restored copy', timeoutMs, log, async () => {
       await session.query('BEGIN');
       try {
@@ -187,60 +197,73 @@ export async function swapIn(session: PgSession, names: DatabaseNames, timeoutMs
       }
     });
   } catch (error) {
-    await failedSwap(session, reconnect, names, timeoutMs, log, error, sent);
+    await failedSwap(session, reconnect, names, oids, timeoutMs, log, error, sent);
   }
-  if (replaced) await dropOld(session, names, timeoutMs, log);
-}
-
-/**
- * After the swap statement failed: drops the staging copy and says that the live database is
- * unchanged, or, if the commit may have been under way (`maybeCommitted`) and went through, says
- * that the restored copy is live. Always throws.
- */
-async function failedSwap(
-  session: PgSession,
-  reconnect: Reconnect | undefined,
-  names: DatabaseNames,
-  timeoutMs: number,
-  log: Logger,
-  error: unknown,
-  maybeCommitted: boolean,
-): Promise<never> {
-  const outcome: Outcome = maybeCommitted ? await settle(session, reconnect, names, timeoutMs) : 'not committed';
-  const cause = messageOf(error);
-  if (outcome === 'committed') {
-    await dropOld(session, names, timeoutMs, log).catch(() =>
-      reconnect?.(async (fresh) => {
-        if (await tryLockDatabase(fresh, names.live)) await dropOld(fresh, names, timeoutMs, log);
-      }).catch(() => {}),
-    );
-    throw new OperationError(
-      `the swap of ${names.live} was interrupted (${cause}) after it had gone through: the restored data of ${names.live} is in place` +
-        '; the replaced copy is dropped now or by the next activate or restore',
-      { plugin: PLUGIN, cause: error },
-    );
-  }
-  if (outcome === 'unknown') {
-    throw new OperationError(
-      `the swap of ${names.live} was interrupted (${cause}), and whether it went through is not known here: ${names.live} holds either its old or its restored data, never a mix; the next activate or restore drops the copy that is not live`,
-      { plugin: PLUGIN, cause: error },
-    );
-  }
-  await dropStaging(session, names, timeoutMs, log);
-  throw new OperationError(`cannot swap the restored copy in as ${names.live}: ${cause}\nThe live database ${names.live} is unchanged: the swap did not happen.`, {
-    plugin: PLUGIN,
-    cause: error,
-  });
-}
-
-/** Drops the replaced copy after the swap. */
-async function dropOld(session: PgSession, names: DatabaseNames, timeoutMs: number, log: Logger): Promise<void> {
+  const dropOld = (on: PgSession) => dropDatabase(on, names.old, 'to drop the replaced copy', timeoutMs, log);
   try {
-    await dropDatabase(session, names.old, 'to drop the replaced copy', timeoutMs, log);
+    await dropOld(session).catch(async (error: unknown) => {
+      // On a fresh session if this one died; if it cannot be done there either, the first error stands.
+      if ((await onLiveSession(session, reconnect, names, timeoutMs, async (live) => (live === session ? false : (await dropOld(live), true))).catch(() => false)) !== true) {
+        throw error;
+      }
+    });
   } catch (error) {
     throw new OperationError(
       `the restored ${names.live} is in place, but dropping the replaced copy ${names.old} failed: ${messageOf(error)}; the next activate or restore drops it`,
       { plugin: PLUGIN, cause: error },
     );
   }
+}
+
+/**
+ * After the swap failed: finds out whether it went through if the commit may have been under way
+ * (`maybeCommitted`), drops the copy that is not live (on a fresh session if this one is gone),
+ * and throws an error that says which data is live.
+ */
+async function failedSwap(
+  session: PgSession,
+  reconnect: Reconnect | undefined,
+  names: DatabaseNames,
+  oids: SwapOids,
+  timeoutMs: number,
+  log: Logger,
+  error: unknown,
+  maybeCommitted: boolean,
+): Promise<never> {
+  const cause = messageOf(error);
+  let outcome: Outcome = 'not committed';
+  let cleaned = false;
+  try {
+    const settled = await onLiveSession(session, reconnect, names, timeoutMs, async (live) => {
+      const found = maybeCommitted ? await outcomeOf(live, names, oids) : 'not committed';
+      const leftover = found === 'committed' ? names.old : found === 'not committed' ? names.staging : undefined;
+      if (leftover !== undefined) {
+        await dropDatabase(live, leftover, 'to drop it', timeoutMs, log).then(
+          () => (cleaned = true),
+          (dropError: unknown) => log.warn(`cannot drop ${leftover} (${messageOf(dropError)}); the next activate or restore drops it`),
+        );
+      }
+      return found;
+    });
+    outcome = settled ?? (maybeCommitted ? 'unknown' : 'not committed');
+  } catch {
+    outcome = maybeCommitted ? 'unknown' : 'not committed';
+  }
+  const leftoverNote = cleaned ? '' : '; the next activate or restore drops the copy that is not live';
+  if (outcome === 'committed') {
+    throw new OperationError(
+      `the swap of ${names.live} was interrupted (${cause}) after it had gone through: the restored data of ${names.live} is in place${leftoverNote}`,
+      { plugin: PLUGIN, cause: error },
+    );
+  }
+  if (outcome === 'unknown') {
+    throw new OperationError(
+      `the swap of ${names.live} was interrupted (${cause}), and whether it went through is not known here: ${names.live} holds either its old or its restored data, never a mix${leftoverNote}`,
+      { plugin: PLUGIN, cause: error },
+    );
+  }
+  throw new OperationError(
+    `cannot swap the restored copy in as ${names.live}: ${cause}${leftoverNote}\nThe live database ${names.live} is unchanged: the swap did not happen.`,
+    { plugin: PLUGIN, cause: error },
+  );
 }
