@@ -13,7 +13,7 @@ import { type Logger, silentLogger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { exists, fsyncPath, tempName } from './fs-util.js';
 import { packFileName, poolPackPath, snapshotDir } from './layout.js';
-import { fileSha256, legacyDumpOf, LegacySnapshot } from './legacy.js';
+import { fileSha256, LegacySnapshot } from './legacy.js';
 import { MANIFEST_FILE } from './manifest.js';
 import { StoredSnapshot } from './reader.js';
 import { mkdirOrExplain } from './store.js';
@@ -54,6 +54,15 @@ export class Staging {
     return exists(poolPackPath(this.stateDir, pack));
   }
 
+  /**
+   * True when the pool holds this pack and its content still hashes to its name. This reads the
+   * pool's copy: an import that carries the pack itself pays that so as not to link a damaged copy
+   * (its own copy then replaces the pool's on commit).
+   */
+  async hasIntactInPool(pack: string): Promise<boolean> {
+    return (await this.hasInPool(pack)) && (await fileSha256(poolPackPath(this.stateDir, pack))) === pack;
+  }
+
   /** Links a pack the pool already has into the folder. */
   async linkFromPool(pack: string): Promise<void> {
     await link(poolPackPath(this.stateDir, pack), path.join(this.folder, packFileName(pack)));
@@ -92,25 +101,10 @@ export class Staging {
   }
 
   /** Verifies the assembled folder completely; returns the opened snapshot. */
-  async verify(where: string, identity: string): Promise<StoredSnapshot | LegacySnapshot> {
-    if (await exists(path.join(this.folder, MANIFEST_FILE))) {
-      const snapshot = await StoredSnapshot.load(this.folder, where);
-      for (const pack of snapshot.manifest.packs) {
-        if (!(await exists(path.join(this.folder, packFileName(pack))))) {
-          throw new IntegrityError(`${where}: pack ${pack} is missing`);
-        }
-      }
-      await snapshot.verify();
-      return snapshot;
-    }
+  verify(where: string, identity: string): Promise<StoredSnapshot | LegacySnapshot> {
     // Under the identity it will have: Dysnomia names a folder by the SHA-256 of its dump, and the
     // temporary folder's own name would skip that check.
-    const legacy = await LegacySnapshot.load(this.folder, undefined, where, identity);
-    if (legacy === undefined || (await legacyDumpOf(this.folder)) === undefined) {
-      throw new IntegrityError(`${where}: neither manifest.json nor a Dysnomia dump was received`);
-    }
-    await legacy.verify();
-    return legacy;
+    return verifySnapshotFolder(this.folder, where, identity);
   }
 
   /**
@@ -170,4 +164,38 @@ export class Staging {
     for (const dir of this.createdDirs) await rmdir(dir).catch(() => {});
     this.createdDirs = [];
   }
+}
+
+/**
+ * Verifies a snapshot folder completely, as an import requires before it accepts one (and before
+ * it trusts the store's own copy): ours by its manifest, every pack it names present, every chunk
+ * and stream read back against their checksums; Dysnomia's by `xz -t` and its checksum file (if
+ * `checksumPath` is given and readable), else the SHA-256 its name says. Throws an IntegrityError
+ * naming the first problem; returns the opened snapshot.
+ */
+export async function verifySnapshotFolder(
+  folder: string,
+  where: string,
+  identity: string,
+  checksumPath?: string,
+): Promise<StoredSnapshot | LegacySnapshot> {
+  if (await exists(path.join(folder, MANIFEST_FILE))) {
+    const snapshot = await StoredSnapshot.load(folder, where);
+    if (snapshot.manifest.identity !== identity) {
+      throw new IntegrityError(`${where}: its manifest names the identity ${snapshot.manifest.identity}`);
+    }
+    for (const pack of snapshot.manifest.packs) {
+      if (!(await exists(path.join(folder, packFileName(pack))))) {
+        throw new IntegrityError(`${where}: pack ${pack} is missing`);
+      }
+    }
+    await snapshot.verify();
+    return snapshot;
+  }
+  const legacy = await LegacySnapshot.load(folder, checksumPath, where, identity);
+  if (legacy === undefined) {
+    throw new IntegrityError(`${where}: the folder has neither manifest.json nor a Dysnomia dump`);
+  }
+  await legacy.verify();
+  return legacy;
 }

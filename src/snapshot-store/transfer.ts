@@ -9,7 +9,7 @@
  * folder that `--import PATH` accepts.
  */
 import { createReadStream } from 'node:fs';
-import { lstat, readdir, stat } from 'node:fs/promises';
+import { lstat, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -18,11 +18,12 @@ import { IntegrityError, OperationError, UsageError, messageOf } from '../core/e
 import { acquireLock, type HeldLock } from '../core/lock.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
-import { isDirectory, readdirOrEmpty } from './fs-util.js';
+import { isDirectory, readdirOrEmpty, tempName } from './fs-util.js';
 import { addGeneration } from './generations.js';
 import {
   assertIdentity,
   assertKey,
+  checksumFile,
   componentLockFile,
   packFileName,
   packOfFileName,
@@ -34,8 +35,8 @@ import {
 import { LEGACY_DUMPS, legacyDumpOf } from './legacy.js';
 import { indexFileName, MANIFEST_FILE, type Manifest } from './manifest.js';
 import { readManifest } from './reader.js';
-import { holdsSnapshot, setAsideIncomplete } from './incomplete.js';
-import { Staging } from './staging.js';
+import { holdsSnapshot } from './incomplete.js';
+import { Staging, verifySnapshotFolder } from './staging.js';
 import { SnapshotStore } from './store.js';
 
 /** Options of the imports. */
@@ -60,7 +61,7 @@ export interface ImportOutcome {
   path: string;
   generation: number;
   newGeneration: boolean;
-  /** False when the store had this snapshot already. */
+  /** False when the store had this snapshot already, intact (a damaged copy is replaced: true). */
   newSnapshot: boolean;
   /** Packs copied into the pool, and their bytes. */
   packsReceived: number;
@@ -183,9 +184,73 @@ function chooseKey(options: ImportOptions, ...sources: Partial<ComponentKey>[]):
   return assertKey({ container, component });
 }
 
+/** The store's copy of the snapshot an import brings: none, intact, or damaged (and how). */
+type StoredCopy = { state: 'absent' } | { state: 'intact' } | { state: 'damaged'; problem: string };
+
+/**
+ * Checks the store's copy of the snapshot being imported before the import trusts it: a damaged
+ * copy that an import took for "the store has it already" would make every restore of it fail,
+ * with no way to repair it by importing a good copy. The check is the one an import applies to
+ * what it receives, so it costs a read of all the copy's data, where an import of a snapshot the
+ * store had used to read none of it: about what importing the snapshot anew costs. Imports are
+ * rare and read (or receive) their source in full anyway.
+ * An IntegrityError counts as damage (the copy is then replaced by one verified the same way);
+ * any other error (EACCES, EIO, no xz) is thrown, since it says nothing about the copy.
+ */
+async function checkStoredCopy(stateDir: string, key: ComponentKey, identity: string): Promise<StoredCopy> {
+  const target = snapshotDir(stateDir, key, identity);
+  if (!(await isDirectory(target))) return { state: 'absent' };
+  const rel = relativePath(key, identity);
+  // What a gc of an older version killed halfway leaves is said so, as the writer says it.
+  const incomplete = !(await holdsSnapshot(target));
+  try {
+    await verifySnapshotFolder(target, rel, identity, checksumFile(stateDir, key, identity));
+  } catch (error) {
+    if (!(error instanceof IntegrityError)) throw error;
+    const what = messageOf(error).replace(`${rel}: `, '').replace(/; the snapshot is damaged$/, '');
+    return { state: 'damaged', problem: incomplete ? `not a complete snapshot: ${what}` : what };
+  }
+  return incomplete ? { state: 'damaged', problem: 'not a complete snapshot' } : { state: 'intact' };
+}
+
+/**
+ * Puts a verified import in place. A damaged copy in the store is moved aside first and removed
+ * only once the imported one is in place; if that fails, it is moved back, so a failed import
+ * leaves the store's copy as it was. (A kill in between leaves it under a hidden temporary name,
+ * which a later snapshot or gc removes.) The old copy's checksum file goes with it, so that
+ * finishImport writes the new copy's.
+ */
+async function commitImport(
+  stateDir: string,
+  staging: Staging,
+  key: ComponentKey,
+  identity: string,
+  stored: StoredCopy,
+  log: Logger,
+): Promise<boolean> {
+  if (stored.state !== 'damaged') return staging.commit(identity, log);
+  const target = snapshotDir(stateDir, key, identity);
+  const aside = path.join(path.dirname(target), tempName('.damaged'));
+  await rename(target, aside);
+  let committed: boolean;
+  try {
+    committed = await staging.commit(identity, log);
+  } catch (error) {
+    await rename(aside, target);
+    throw error;
+  }
+  await rm(aside, { recursive: true, force: true });
+  if (!committed) return false;
+  await rm(checksumFile(stateDir, key, identity), { force: true });
+  log.warn(`snapshot ${relativePath(key, identity)} in the store was damaged (${stored.problem}); replaced it with the imported copy`);
+  return true;
+}
+
 /**
  * `--import PATH`: copies a snapshot folder (ours or Dysnomia's) into the store, verified before it
- * is accepted. Packs the pool has are linked, not copied. The source folder is left as it was.
+ * is accepted. Packs the pool has intact are linked, not copied. A copy the store has already is
+ * kept when it verifies, else replaced (see {@link checkStoredCopy}). The source folder is left as
+ * it was.
  */
 export async function importSnapshotFolder(stateDir: string, folder: string, options: ImportOptions = {}): Promise<ImportOutcome> {
   const source = path.resolve(folder);
@@ -202,9 +267,9 @@ export async function importSnapshotFolder(stateDir: string, folder: string, opt
   const identity = assertIdentity(manifest?.identity ?? path.basename(source));
   const where = `cannot import ${folder}`;
   return withImportLocks(stateDir, key, options, async () => {
-    const target = snapshotDir(stateDir, key, identity);
     const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };
-    if (await holdsSnapshot(target)) return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
+    const stored = await checkStoredCopy(stateDir, key, identity);
+    if (stored.state === 'intact') return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
     const staging = await Staging.create(stateDir, key);
     try {
       if (manifest !== undefined) {
@@ -213,8 +278,7 @@ export async function importSnapshotFolder(stateDir: string, folder: string, opt
         await staging.addFile(legacyDump!, createReadStream(path.join(source, legacyDump!)));
       }
       await staging.verify(where, identity);
-      await setAsideIncomplete(target, relativePath(key, identity), options.log ?? silentLogger);
-      const newSnapshot = await staging.commit(identity, options.log);
+      const newSnapshot = await commitImport(stateDir, staging, key, identity, stored, options.log ?? silentLogger);
       return finishImport(stateDir, key, identity, options, {
         newSnapshot,
         packsReceived: newSnapshot ? staging.packsReceived : 0,
@@ -234,12 +298,15 @@ async function stageFiles(staging: Staging, source: string, manifest: Manifest):
     await staging.addFile(indexFileName(position), createReadStream(path.join(source, indexFileName(position))));
   }
   for (const pack of new Set(manifest.packs)) {
-    if (await staging.hasInPool(pack)) {
+    const file = path.join(source, packFileName(pack));
+    const carried = (await stat(file).catch(() => undefined)) !== undefined;
+    // A pack the folder carries is linked from the pool only when the pool's copy is intact;
+    // otherwise the folder's copy is taken and replaces the pool's on commit, as `--import -` does.
+    if (carried ? await staging.hasIntactInPool(pack) : await staging.hasInPool(pack)) {
       await staging.linkFromPool(pack);
       continue;
     }
-    const file = path.join(source, packFileName(pack));
-    if (!(await stat(file).catch(() => undefined))) {
+    if (!carried) {
       throw new IntegrityError(`cannot import ${source}: pack ${pack} is missing from the folder (and this store does not have it)`);
     }
     await staging.addFile(packFileName(pack), createReadStream(file), pack);
@@ -358,8 +425,8 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
     const where = `cannot import the stream of ${relativePath(key, identity)}`;
     const outcome = await withImportLocks(stateDir, key, options, async () => {
       const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };
-      const target = snapshotDir(stateDir, key, identity);
-      if (await holdsSnapshot(target)) {
+      const stored = await checkStoredCopy(stateDir, key, identity);
+      if (stored.state === 'intact') {
         for (let next = await entries.next(); !next.done; next = await entries.next()) next.value.resume();
         return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
       }
@@ -378,9 +445,8 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
           }
           await staging.linkFromPool(pack);
         }
-        await staging.verify(where, identity);
-        await setAsideIncomplete(target, relativePath(key, identity), options.log ?? silentLogger);
-        const newSnapshot = await staging.commit(identity, options.log);
+        await staging.verify(where, identity).catch((error: unknown) => explainOmitted(error, staging, header.omittedPacks, where));
+        const newSnapshot = await commitImport(stateDir, staging, key, identity, stored, options.log ?? silentLogger);
         return finishImport(stateDir, key, identity, options, {
           newSnapshot,
           packsReceived: newSnapshot ? staging.packsReceived : 0,
@@ -400,6 +466,25 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
     if (error instanceof UsageError || error instanceof IntegrityError || error instanceof OperationError) throw error;
     throw new IntegrityError(`cannot read the snapshot stream: ${messageOf(error)}`, { cause: error });
   }
+}
+
+/**
+ * Rethrows a failed verification of a stream import, naming a pack the stream left out whose copy
+ * in this store's pool is damaged: only a stream that carries it can repair that. The left-out
+ * packs are read only once verification has failed.
+ */
+async function explainOmitted(error: unknown, staging: Staging, omitted: string[], where: string): Promise<never> {
+  if (error instanceof IntegrityError) {
+    for (const pack of omitted) {
+      if (!(await staging.hasIntactInPool(pack))) {
+        throw new IntegrityError(
+          `${where}: this store's copy of pack ${pack} is damaged, and the stream leaves it out; export again without --have/--base so that it carries the pack`,
+          { cause: error },
+        );
+      }
+    }
+  }
+  throw error;
 }
 
 function parseHeader(text: string): ExportHeader {

@@ -1,11 +1,11 @@
-import { chmod, cp, mkdir, open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { SnapshotStore } from '../../src/snapshot-store/index.js';
 import { runCli } from '../support/cli.js';
 import { useTempDir } from '../support/temp.js';
-import { fakeDump, readAll, sha256, streamOf, treeOf } from './helpers.js';
+import { fakeDump, flipByte, readAll, sha256, snapshots, streamOf, treeOf } from './helpers.js';
 
 const key = { container: 'mysql-production', component: 'testdb' };
 
@@ -16,20 +16,6 @@ async function storeWith(stateDir: string, ...dumps: Buffer[]) {
     outcomes.push(await store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(dump))));
   }
   return { store, outcomes: outcomes.map((o) => o!) };
-}
-
-function snapshots(stateDir: string, args: string[], input?: string | Buffer) {
-  return runCli('dysnomia-snapshots', args, { env: { DYSNOMIA_STATEDIR: stateDir }, input });
-}
-
-async function flipByte(file: string, offset: number): Promise<void> {
-  await chmod(file, 0o644);
-  const handle = await open(file, 'r+');
-  const byte = Buffer.alloc(1);
-  await handle.read(byte, 0, 1, offset);
-  byte[0] = byte[0]! ^ 0x01;
-  await handle.write(byte, 0, 1, offset);
-  await handle.close();
 }
 
 async function poolPacks(stateDir: string): Promise<string[]> {

@@ -1,8 +1,10 @@
 /** Helpers for the store tests: deterministic pseudo-random dumps and a store in a temp dir. */
 import { createHash } from 'node:crypto';
+import { chmod, open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { Logger } from '../../src/core/log.js';
 import type { SnapshotSource } from '../../src/core/plugin.js';
+import { runCli } from '../support/cli.js';
 
 /** Text that looks like a SQL dump (compressible, varied), deterministic for a seed. */
 export function fakeDump(size: number, seed = 1): Buffer {
@@ -79,4 +81,20 @@ export async function treeOf(dir: string): Promise<string[]> {
   };
   await walk('');
   return out;
+}
+
+/** Runs `dysnomia-snapshots ...args` on a state dir. */
+export function snapshots(stateDir: string, args: string[], input?: string | Buffer) {
+  return runCli('dysnomia-snapshots', args, { env: { DYSNOMIA_STATEDIR: stateDir }, input });
+}
+
+/** Flips the lowest bit of the byte at `offset` (making the file writable first). */
+export async function flipByte(file: string, offset: number): Promise<void> {
+  await chmod(file, 0o644);
+  const handle = await open(file, 'r+');
+  const byte = Buffer.alloc(1);
+  await handle.read(byte, 0, 1, offset);
+  byte[0] = byte[0]! ^ 0x01;
+  await handle.write(byte, 0, 1, offset);
+  await handle.close();
 }

@@ -1,0 +1,209 @@
+/**
+ * An import of a snapshot the store already has checks the store's copy first: a damaged copy is
+ * replaced by the imported one (with a warning), an intact one is kept, and a damaged import
+ * changes nothing. Through the built dysnomia-snapshots, as a user or a migration runs it.
+ */
+import { chmod, cp, mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { SnapshotStore } from '../../src/snapshot-store/index.js';
+import { useTempDir } from '../support/temp.js';
+import { fakeDump, flipByte, readAll, sha256, snapshots, streamOf, treeOf } from './helpers.js';
+
+const key = { container: 'mysql-production', component: 'testdb' };
+
+async function firstPack(folder: string): Promise<string> {
+  return path.join(folder, (await readdir(folder)).find((name) => name.endsWith('.pack'))!);
+}
+
+/** Damage done to the store's copy of a snapshot; returns the pack it hit. */
+const damages: [string, (folder: string) => Promise<string>][] = [
+  [
+    'a flipped byte in a pack',
+    async (folder) => {
+      const pack = await firstPack(folder);
+      await flipByte(pack, 100);
+      return pack;
+    },
+  ],
+  [
+    'a truncated pack',
+    async (folder) => {
+      const pack = await firstPack(folder);
+      await chmod(pack, 0o644);
+      await truncate(pack, Math.floor((await readFile(pack)).length / 2));
+      return pack;
+    },
+  ],
+  [
+    'a missing pack',
+    async (folder) => {
+      const pack = await firstPack(folder);
+      await rm(pack);
+      return pack;
+    },
+  ],
+];
+
+/** A sender with one snapshot, and the two ways to import it: the folder, or its export stream. */
+async function sender(dump: Buffer) {
+  const stateDir = await useTempDir();
+  const outcome = (await new SnapshotStore(stateDir).write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(dump))))!;
+  const rel = `${key.container}/${key.component}/${outcome.identity}`;
+  const exported = await execa(process.execPath, [path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', rel], {
+    env: { DYSNOMIA_STATEDIR: stateDir },
+    encoding: 'buffer',
+  });
+  return { folder: outcome.path, rel, stream: Buffer.from(exported.stdout) };
+}
+
+type How = 'folder' | 'stream';
+
+function importInto(stateDir: string, how: How, from: { folder: string; stream: Buffer }, extra: string[] = []) {
+  return how === 'folder'
+    ? snapshots(stateDir, ['--import', from.folder, ...extra])
+    : snapshots(stateDir, ['--import', '-', ...extra], from.stream);
+}
+
+/** Each file of a folder with the SHA-256 of its content. */
+async function contentsOf(folder: string): Promise<Record<string, string>> {
+  const result: Record<string, string> = {};
+  for (const name of (await readdir(folder)).sort()) result[name] = sha256(await readFile(path.join(folder, name)));
+  return result;
+}
+
+for (const how of ['folder', 'stream'] as const) {
+  describe(`--import ${how === 'folder' ? 'PATH' : '-'} of a snapshot the store has already`, () => {
+    for (const [damage, inflict] of damages) {
+      it(`replaces the store's copy when it is damaged (${damage}), with a warning`, async () => {
+        const dump = fakeDump(2_000_000, 11);
+        const from = await sender(dump);
+        const receiver = await useTempDir();
+        const first = await importInto(receiver, how, from);
+        expect(first.exitCode, first.stderr).toBe(0);
+        const target = path.join(receiver, 'snapshots', from.rel);
+        const pack = path.basename(await inflict(target), '.pack');
+
+        const again = await importInto(receiver, how, from, ['--json']);
+        expect(again.exitCode, again.stderr).toBe(0);
+        expect(again.stderr).toContain(`snapshot ${from.rel} in the store was damaged (`);
+        expect(again.stderr).toContain('replaced it with the imported copy');
+        const warning = again.stderr.split('\n').find((line) => line.includes('in the store was damaged'))!;
+        expect(warning).toContain(pack);
+        expect(JSON.parse(again.stdout)[0]).toMatchObject({ path: from.rel, newSnapshot: true, newGeneration: false, generation: 1 });
+
+        const latest = await new SnapshotStore(receiver).latest(key);
+        expect((await readAll(latest!, 'dump.sql')).equals(dump)).toBe(true);
+        expect(await contentsOf(target)).toEqual(await contentsOf(from.folder));
+        const check = await snapshots(receiver, ['--query-all', '--check']);
+        expect(check.exitCode, check.stderr).toBe(0);
+        // No hidden leftover of the damaged copy.
+        expect(await readdir(path.dirname(target))).toEqual([path.basename(target)]);
+      });
+    }
+
+    it('keeps an intact copy as it is: no warning, newSnapshot false', async () => {
+      const from = await sender(fakeDump(1_000_000, 12));
+      const receiver = await useTempDir();
+      expect((await importInto(receiver, how, from)).exitCode).toBe(0);
+      const tree = await treeOf(receiver);
+      const again = await importInto(receiver, how, from, ['--json']);
+      expect(again.exitCode, again.stderr).toBe(0);
+      expect(again.stderr).not.toMatch(/warning|damaged|replac/i);
+      expect(again.stderr).toContain('the store has it already');
+      expect(JSON.parse(again.stdout)[0]).toMatchObject({ newSnapshot: false, newGeneration: false, packsReceived: 0 });
+      expect(await treeOf(receiver)).toEqual(tree);
+    });
+
+    it('fails, and leaves the damaged copy exactly as it was, when the imported copy is damaged too', async () => {
+      const dump = fakeDump(2_000_000, 13);
+      const good = await sender(dump);
+      const receiver = await useTempDir();
+      expect((await importInto(receiver, how, good)).exitCode).toBe(0);
+      const target = path.join(receiver, 'snapshots', good.rel);
+      const pack = await firstPack(target);
+      const packBytes = await readFile(pack);
+      await flipByte(pack, 100);
+      // The incoming copy: a flipped byte in its pack, elsewhere than the store's damage.
+      const bad = { folder: path.join(await useTempDir(), path.basename(target)), stream: Buffer.from(good.stream) };
+      await cp(good.folder, bad.folder, { recursive: true });
+      await flipByte(await firstPack(bad.folder), 5000);
+      const inStream = bad.stream.indexOf(packBytes.subarray(0, 4096));
+      expect(inStream).toBeGreaterThan(0);
+      bad.stream[inStream + 5000] = bad.stream[inStream + 5000]! ^ 0x01;
+
+      const tree = await treeOf(receiver);
+      const contents = await contentsOf(target);
+      const result = await importInto(receiver, how, bad, ['-C', key.container, '-c', key.component]);
+      expect(result.exitCode).toBe(1);
+      expect(result.stderr).toMatch(/pack [0-9a-f]{64} is damaged: its content hashes to [0-9a-f]{64}/);
+      expect(result.stderr).not.toContain('replaced it');
+      expect(await treeOf(receiver)).toEqual(tree);
+      expect(await contentsOf(target)).toEqual(contents);
+    });
+
+    it("replaces a damaged copy of Dysnomia's own format (dump.sql.xz)", async () => {
+      const dump = fakeDump(300_000, 14);
+      const xz = Buffer.from((await execa('xz', ['-c'], { input: dump, encoding: 'buffer' })).stdout);
+      const id = sha256(xz);
+      const source = await useTempDir();
+      const folder = path.join(source, 'snapshots', key.container, key.component, id);
+      await mkdir(folder, { recursive: true });
+      await writeFile(path.join(folder, 'dump.sql.xz'), xz);
+      const rel = `${key.container}/${key.component}/${id}`;
+      const exported = await execa(process.execPath, [path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', rel], {
+        env: { DYSNOMIA_STATEDIR: source },
+        encoding: 'buffer',
+      });
+      const from = { folder, rel, stream: Buffer.from(exported.stdout) };
+      const receiver = await useTempDir();
+      expect((await importInto(receiver, how, from)).exitCode).toBe(0);
+      const target = path.join(receiver, 'snapshots', rel);
+      await flipByte(path.join(target, 'dump.sql.xz'), 200);
+
+      const again = await importInto(receiver, how, from);
+      expect(again.exitCode, again.stderr).toBe(0);
+      expect(again.stderr).toContain(`snapshot ${rel} in the store was damaged (`);
+      expect(again.stderr).toContain('dump.sql.xz');
+      expect(await readFile(path.join(target, 'dump.sql.xz'))).toEqual(xz);
+      const latest = await new SnapshotStore(receiver).latest(key);
+      expect((await readAll(latest!, 'dump.sql')).equals(dump)).toBe(true);
+      const check = await snapshots(receiver, ['--query-all', '--check']);
+      expect(check.exitCode, check.stderr).toBe(0);
+    });
+  });
+}
+
+describe('--import - of a stream that leaves out a pack the store has damaged', () => {
+  it('fails naming the pack and what to do, changes nothing, and a stream that carries the pack repairs it', async () => {
+    const dump = fakeDump(2_000_000, 15);
+    const from = await sender(dump);
+    const receiver = await useTempDir();
+    expect((await importInto(receiver, 'stream', from)).exitCode).toBe(0);
+    const target = path.join(receiver, 'snapshots', from.rel);
+    const pack = await firstPack(target);
+    await flipByte(pack, 100);
+    // What a migration does: ask the receiver which packs it has, and leave those out.
+    const have = path.join(await useTempDir(), 'have');
+    await writeFile(have, (await snapshots(receiver, ['--list-packs'])).stdout);
+    const senderStateDir = path.resolve(from.folder, '../../../..');
+    const delta = await execa(process.execPath, [path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', from.rel, '--have', have], {
+      env: { DYSNOMIA_STATEDIR: senderStateDir },
+      encoding: 'buffer',
+    });
+    const tree = await treeOf(receiver);
+    const refused = await snapshots(receiver, ['--import', '-'], Buffer.from(delta.stdout));
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toContain(
+      `this store's copy of pack ${path.basename(pack, '.pack')} is damaged, and the stream leaves it out; export again without --have/--base`,
+    );
+    expect(await treeOf(receiver)).toEqual(tree);
+
+    const repaired = await importInto(receiver, 'stream', from);
+    expect(repaired.exitCode, repaired.stderr).toBe(0);
+    expect(repaired.stderr).toContain(`snapshot ${from.rel} in the store was damaged (`);
+    expect((await readAll((await new SnapshotStore(receiver).latest(key))!, 'dump.sql')).equals(dump)).toBe(true);
+    expect((await snapshots(receiver, ['--query-all', '--check'])).exitCode).toBe(0);
+  });
+});
