@@ -191,14 +191,22 @@ async function migrateSteps(options: MigrateOptions): Promise<MigrateResult> {
         new UsageError(snapshot.message),
       );
     }
-    const { exported, imported } = await transfer(sourceStateDir, relativePath({ container: container.name, component: component.name }, identity), target, {
-      have,
-      log,
-      signal: options.signal,
-      lockTimeoutMs: options.lockTimeoutMs,
-      onBytes: (bytes) => options.onProgress?.({ operation: 'migrate', component: component.name, stage: 'transfer', bytes }),
-      name,
-      unchanged,
+    const move = (packsTheTargetHas: Iterable<string> | undefined) =>
+      transfer(sourceStateDir, relativePath({ container: container.name, component: component.name }, identity), target, {
+        have: packsTheTargetHas,
+        log,
+        signal: options.signal,
+        lockTimeoutMs: options.lockTimeoutMs,
+        onBytes: (bytes) => options.onProgress?.({ operation: 'migrate', component: component.name, stage: 'transfer', bytes }),
+        name,
+        unchanged,
+      });
+    const { exported, imported } = await move(have).catch((error: unknown) => {
+      // The target's copy of a pack it said it has is damaged, so only a transfer that carries
+      // every pack can repair it (the import says so in these words, locally or over a command).
+      if (have === undefined || !(error instanceof MigrationError) || !/is damaged, and the stream leaves it out/.test(error.message)) throw error;
+      log.warn(`${target.description} has a damaged copy of a pack the transfer left out; sending ${name} again with every pack`);
+      return move(undefined);
     });
     const report = await step('target', 'restore', `restoring ${name} on ${target.description}`, unchanged, () => target.restore(options.signal));
     const restoredIdentity = report?.restored?.snapshot?.identity;

@@ -13,6 +13,7 @@ import * as dysnomia from '../../src/index.js';
 import { git, makeBundle, makeWorkRepo, refs } from '../support/git.js';
 import { programWords } from '../support/migrate.js';
 import { useTempDir } from '../support/temp.js';
+import { flipByte, recordingLogger } from '../store/helpers.js';
 
 async function twoSides() {
   const dir = await useTempDir('dysnomia-migrate-');
@@ -63,6 +64,28 @@ describe('migrate (git-repository)', () => {
     expect(second.transfer.packsOmitted).toBeGreaterThan(0);
     expect(second.transfer.bytesSent).toBeLessThan(first.transfer.bytesSent);
     expect(await readdir(path.join(s.b.stateDir, 'generations', 'git-b', 'project'))).toEqual(['1', '2']);
+  });
+
+  it('sends every pack again when the target\'s copy of one it has is damaged, and the target restores', async () => {
+    const s = await twoSides();
+    await s.change('first change\n'.repeat(1000));
+    await dysnomia.migrate({ component: s.component, from: s.a, to: s.b });
+    // Damage every pack in the target's pool: each is one the next transfer would leave out.
+    const pool = path.join(s.b.stateDir, 'pool');
+    const packs: string[] = [];
+    for (const dir of await readdir(pool)) {
+      for (const name of await readdir(path.join(pool, dir)).catch(() => [] as string[])) {
+        if (name.endsWith('.pack')) packs.push(path.join(pool, dir, name));
+      }
+    }
+    expect(packs.length).toBeGreaterThan(0);
+    for (const pack of packs) await flipByte(pack, 0);
+    await s.change('second change\n');
+    const log = recordingLogger();
+    const second = await dysnomia.migrate({ component: s.component, from: s.a, to: s.b, log });
+    expect(log.lines.some((line) => line.includes('has a damaged copy of a pack the transfer left out; sending git-a/project again with every pack'))).toBe(true);
+    expect(second.transfer.packsOmitted).toBe(0);
+    expect(await refs(s.bRepo)).toBe(await refs(s.aRepo));
   });
 
   it('moves the state through a real sh -c transport running the built programs', async () => {
