@@ -156,6 +156,12 @@ async function makePlan(stateDir: string, filter: ComponentFilter, policy: Reten
       continue;
     }
     for (const packFile of await readdirOrEmpty(file)) {
+      if (packFile.startsWith(TEMP_PREFIX)) {
+        // Older versions put the temporary link of a replaced pool pack here.
+        plan.temps.push(path.join(file, packFile));
+        plan.bytes += await sizeOf(path.join(file, packFile));
+        continue;
+      }
       const pack = packOfFileName(packFile);
       if (pack === undefined) continue;
       const info = await lstat(path.join(file, packFile)).catch(() => undefined);

@@ -112,6 +112,15 @@ export class Staging {
    * (and discards this copy) when the store already has a folder of that identity.
    */
   async commit(identity: string, log: Logger = silentLogger): Promise<boolean> {
+    await this.pool(log);
+    return this.publish(identity);
+  }
+
+  /**
+   * The first half of {@link commit}: links the received packs into the pool (replacing a damaged
+   * pool copy) and makes the folder durable. Nothing visible changes.
+   */
+  async pool(log: Logger = silentLogger): Promise<void> {
     const poolDirs = new Set<string>();
     for (const pack of this.received) {
       const pooled = poolPackPath(this.stateDir, pack);
@@ -129,8 +138,9 @@ export class Staging {
           await link(pooled, temp);
           await rename(temp, mine);
         } else {
-          // The pool's copy is damaged, ours was checked: ours takes its place in the pool.
-          const temp = path.join(path.dirname(pooled), tempName('.pack'));
+          // The pool's copy is damaged, ours was checked: ours takes its place in the pool. The
+          // temporary link sits at the pool's top level, where a later run finds it if we die.
+          const temp = path.join(stateLayout.pool(this.stateDir), tempName('.pack'));
           await link(mine, temp);
           await rename(temp, pooled);
           poolDirs.add(path.dirname(pooled));
@@ -142,6 +152,13 @@ export class Staging {
     }
     for (const dir of poolDirs) await fsyncPath(dir);
     await fsyncPath(this.folder);
+  }
+
+  /**
+   * The second half of {@link commit}: renames the folder to `identity`. Returns false (and
+   * discards this copy) when the store already has a folder of that identity.
+   */
+  async publish(identity: string): Promise<boolean> {
     const target = snapshotDir(this.stateDir, this.key, identity);
     try {
       await rename(this.folder, target);

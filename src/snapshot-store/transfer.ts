@@ -187,6 +187,40 @@ function chooseKey(options: ImportOptions, ...sources: Partial<ComponentKey>[]):
 /** The store's copy of the snapshot an import brings: none, intact, or damaged (and how). */
 type StoredCopy = { state: 'absent' } | { state: 'intact' } | { state: 'damaged'; problem: string };
 
+/** Where {@link commitImport} keeps a damaged copy while the imported one takes its name. */
+function asideOf(stateDir: string, key: ComponentKey, identity: string): string {
+  return path.join(stateLayout.snapshots(stateDir, key), `.damaged-${identity}`);
+}
+
+/**
+ * Finishes what a replacement killed halfway left (see {@link commitImport}): with no folder under
+ * the identity, the damaged copy is put back, so generations never point at nothing; with one,
+ * the replacement is in place and the damaged copy goes. Runs under the import's locks.
+ */
+async function settleAside(stateDir: string, key: ComponentKey, identity: string, log: Logger): Promise<void> {
+  const aside = asideOf(stateDir, key, identity);
+  if (!(await isDirectory(aside))) return;
+  const target = snapshotDir(stateDir, key, identity);
+  if (await isDirectory(target)) {
+    await rm(aside, { recursive: true, force: true });
+    return;
+  }
+  log.warn(`an earlier import that replaced the damaged ${relativePath(key, identity)} was interrupted; putting the damaged copy back before this import checks it`);
+  await rename(aside, target);
+}
+
+/**
+ * True when an integrity error comes from failing to read (EACCES, EIO, EMFILE), not from what was
+ * read or found missing: that says nothing about the copy, which must then not be replaced.
+ */
+function isReadFailure(error: unknown): boolean {
+  for (let cause = (error as Error).cause; cause !== undefined && cause !== null; cause = (cause as Error).cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && code !== 'ENOENT' && code !== 'ENOTDIR' && /^E[A-Z]+$/.test(code)) return true;
+  }
+  return false;
+}
+
 /**
  * Checks the store's copy of the snapshot being imported before the import trusts it: a damaged
  * copy that an import took for "the store has it already" would make every restore of it fail,
@@ -194,10 +228,12 @@ type StoredCopy = { state: 'absent' } | { state: 'intact' } | { state: 'damaged'
  * what it receives, so it costs a read of all the copy's data, where an import of a snapshot the
  * store had used to read none of it: about what importing the snapshot anew costs. Imports are
  * rare and read (or receive) their source in full anyway.
- * An IntegrityError counts as damage (the copy is then replaced by one verified the same way);
- * any other error (EACCES, EIO, no xz) is thrown, since it says nothing about the copy.
+ * What was read and found wrong, or found missing, counts as damage (the copy is then replaced by
+ * one verified the same way); an error reading it (EACCES, EIO, no xz) is thrown, since it says
+ * nothing about the copy.
  */
-async function checkStoredCopy(stateDir: string, key: ComponentKey, identity: string): Promise<StoredCopy> {
+async function checkStoredCopy(stateDir: string, key: ComponentKey, identity: string, log: Logger): Promise<StoredCopy> {
+  await settleAside(stateDir, key, identity, log);
   const target = snapshotDir(stateDir, key, identity);
   if (!(await isDirectory(target))) return { state: 'absent' };
   const rel = relativePath(key, identity);
@@ -206,7 +242,7 @@ async function checkStoredCopy(stateDir: string, key: ComponentKey, identity: st
   try {
     await verifySnapshotFolder(target, rel, identity, checksumFile(stateDir, key, identity));
   } catch (error) {
-    if (!(error instanceof IntegrityError)) throw error;
+    if (!(error instanceof IntegrityError) || isReadFailure(error)) throw error;
     const what = messageOf(error).replace(`${rel}: `, '').replace(/; the snapshot is damaged$/, '');
     return { state: 'damaged', problem: incomplete ? `not a complete snapshot: ${what}` : what };
   }
@@ -214,11 +250,13 @@ async function checkStoredCopy(stateDir: string, key: ComponentKey, identity: st
 }
 
 /**
- * Puts a verified import in place. A damaged copy in the store is moved aside first and removed
- * only once the imported one is in place; if that fails, it is moved back, so a failed import
- * leaves the store's copy as it was. (A kill in between leaves it under a hidden temporary name,
- * which a later snapshot or gc removes.) The old copy's checksum file goes with it, so that
- * finishImport writes the new copy's.
+ * Puts a verified import in place. When the store's copy is damaged, the import's packs go into
+ * the pool first; then the old checksum file goes (finishImport writes the new copy's), the damaged
+ * folder moves aside to a hidden name that is not a temporary one, and the imported folder takes
+ * its name. If that rename fails, the damaged folder is moved back; once it succeeded, removing
+ * the damaged one is cleanup that only warns. A kill between the two renames leaves the damaged
+ * copy aside, where no snapshot or gc removes it, and the next import of the snapshot puts it back
+ * ({@link settleAside}) before it checks and replaces it.
  */
 async function commitImport(
   stateDir: string,
@@ -229,19 +267,27 @@ async function commitImport(
   log: Logger,
 ): Promise<boolean> {
   if (stored.state !== 'damaged') return staging.commit(identity, log);
+  await staging.pool(log);
   const target = snapshotDir(stateDir, key, identity);
-  const aside = path.join(path.dirname(target), tempName('.damaged'));
+  const aside = asideOf(stateDir, key, identity);
+  await rm(checksumFile(stateDir, key, identity), { force: true });
   await rename(target, aside);
   let committed: boolean;
   try {
-    committed = await staging.commit(identity, log);
+    committed = await staging.publish(identity);
   } catch (error) {
-    await rename(aside, target);
-    throw error;
+    if (!(await isDirectory(target))) {
+      await rename(aside, target);
+      throw error;
+    }
+    // In place; only what follows the rename failed (the folder's fsync).
+    log.warn(`the imported ${relativePath(key, identity)} is in place, but making that durable failed: ${messageOf(error)}`);
+    committed = true;
   }
-  await rm(aside, { recursive: true, force: true });
+  await rm(aside, { recursive: true, force: true }).catch((error: unknown) =>
+    log.warn(`cannot remove the damaged copy ${aside} (${messageOf(error)}); remove it by hand`),
+  );
   if (!committed) return false;
-  await rm(checksumFile(stateDir, key, identity), { force: true });
   log.warn(`snapshot ${relativePath(key, identity)} in the store was damaged (${stored.problem}); replaced it with the imported copy`);
   return true;
 }
@@ -268,7 +314,7 @@ export async function importSnapshotFolder(stateDir: string, folder: string, opt
   const where = `cannot import ${folder}`;
   return withImportLocks(stateDir, key, options, async () => {
     const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };
-    const stored = await checkStoredCopy(stateDir, key, identity);
+    const stored = await checkStoredCopy(stateDir, key, identity, options.log ?? silentLogger);
     if (stored.state === 'intact') return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
     const staging = await Staging.create(stateDir, key);
     try {
@@ -425,7 +471,7 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
     const where = `cannot import the stream of ${relativePath(key, identity)}`;
     const outcome = await withImportLocks(stateDir, key, options, async () => {
       const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };
-      const stored = await checkStoredCopy(stateDir, key, identity);
+      const stored = await checkStoredCopy(stateDir, key, identity, options.log ?? silentLogger);
       if (stored.state === 'intact') {
         for (let next = await entries.next(); !next.done; next = await entries.next()) next.value.resume();
         return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });

@@ -3,7 +3,7 @@
  * replaced by the imported one (with a warning), an intact one is kept, and a damaged import
  * changes nothing. Through the built dysnomia-snapshots, as a user or a migration runs it.
  */
-import { chmod, cp, mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, readdir, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -205,5 +205,65 @@ describe('--import - of a stream that leaves out a pack the store has damaged', 
     expect(repaired.stderr).toContain(`snapshot ${from.rel} in the store was damaged (`);
     expect((await readAll((await new SnapshotStore(receiver).latest(key))!, 'dump.sql')).equals(dump)).toBe(true);
     expect((await snapshots(receiver, ['--query-all', '--check'])).exitCode).toBe(0);
+  });
+});
+
+describe('a replacement of a damaged copy that was killed halfway', () => {
+  it('between its two renames: the next import puts the damaged copy back, then replaces it', async () => {
+    const dump = fakeDump(2_000_000, 16);
+    const from = await sender(dump);
+    const receiver = await useTempDir();
+    expect((await importInto(receiver, 'folder', from)).exitCode).toBe(0);
+    const target = path.join(receiver, 'snapshots', from.rel);
+    await flipByte(await firstPack(target), 100);
+    // What a kill after moving the damaged copy aside leaves: no folder under the identity.
+    const aside = path.join(path.dirname(target), `.damaged-${path.basename(target)}`);
+    await rename(target, aside);
+
+    const again = await importInto(receiver, 'stream', from);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stderr).toContain(`an earlier import that replaced the damaged ${from.rel} was interrupted; putting the damaged copy back`);
+    expect(again.stderr).toContain(`snapshot ${from.rel} in the store was damaged (`);
+    expect((await readAll((await new SnapshotStore(receiver).latest(key))!, 'dump.sql')).equals(dump)).toBe(true);
+    expect(await readdir(path.dirname(target))).toEqual([path.basename(target)]);
+  });
+
+  it('after its second rename: the next import removes the damaged copy and keeps the new one', async () => {
+    const from = await sender(fakeDump(1_000_000, 17));
+    const receiver = await useTempDir();
+    expect((await importInto(receiver, 'folder', from)).exitCode).toBe(0);
+    const target = path.join(receiver, 'snapshots', from.rel);
+    const aside = path.join(path.dirname(target), `.damaged-${path.basename(target)}`);
+    await cp(target, aside, { recursive: true });
+    await flipByte(await firstPack(aside), 100);
+
+    const again = await importInto(receiver, 'folder', from, ['--json']);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)[0]).toMatchObject({ newSnapshot: false });
+    expect(await readdir(path.dirname(target))).toEqual([path.basename(target)]);
+    expect((await snapshots(receiver, ['--query-all', '--check'])).exitCode).toBe(0);
+  });
+
+  it('a failure before the damaged copy moves (the pool cannot be written) leaves it where it was', async () => {
+    const from = await sender(fakeDump(2_000_000, 18));
+    const receiver = await useTempDir();
+    expect((await importInto(receiver, 'folder', from)).exitCode).toBe(0);
+    const target = path.join(receiver, 'snapshots', from.rel);
+    const pack = await firstPack(target);
+    // Remove the pack from the snapshot and the pool, and make its fanout folder a file: linking
+    // the imported pack into the pool must fail.
+    const pooled = path.join(receiver, 'pool', path.basename(pack).slice(0, 2), path.basename(pack));
+    await rm(pack);
+    await rm(pooled);
+    const fanout = path.dirname(pooled);
+    await rm(fanout, { recursive: true });
+    await writeFile(fanout, 'not a folder');
+    const contents = await contentsOf(target);
+
+    const again = await importInto(receiver, 'folder', from);
+    expect(again.exitCode).toBe(1);
+    expect(again.stderr).not.toContain('replaced it');
+    expect(await contentsOf(target)).toEqual(contents);
+    expect((await readdir(path.dirname(target))).filter((name) => name.startsWith('.'))).toEqual([]);
   });
 });
