@@ -267,3 +267,28 @@ describe('a replacement of a damaged copy that was killed halfway', () => {
     expect((await readdir(path.dirname(target))).filter((name) => name.startsWith('.'))).toEqual([]);
   });
 });
+
+describe('an error reading the store\'s copy is not damage', () => {
+  it('the import fails naming it, and the copy stays as it was (an unprivileged user)', async () => {
+    const from = await sender(fakeDump(1_000_000, 19));
+    const receiver = await useTempDir();
+    expect((await importInto(receiver, 'folder', from)).exitCode).toBe(0);
+    await chmod(receiver, 0o755);
+    await execa('chown', ['-R', 'nobody', receiver]);
+    const target = path.join(receiver, 'snapshots', from.rel);
+    const index = path.join(target, 'stream-0.chunks');
+    await chmod(index, 0o000);
+    const tree = await treeOf(receiver);
+    // As root every file is readable: an unprivileged user meets the permission error.
+    const result = await execa(
+      'setpriv',
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), '--import', '-'],
+      { env: { DYSNOMIA_STATEDIR: receiver }, input: from.stream, reject: false },
+    );
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toMatch(/permission denied/i);
+    expect(result.stderr).not.toContain('replaced it');
+    await chmod(index, 0o644);
+    expect(await treeOf(receiver)).toEqual(tree);
+  });
+});
