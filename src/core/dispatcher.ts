@@ -92,6 +92,7 @@ export async function prepare(request: OperationRequest): Promise<PreparedOperat
     container: request.container,
     options,
     stateDir: request.stateDir,
+    lockTimeoutMs: request.lockTimeoutMs,
     log,
     signal: request.signal,
     progress: (stage, bytes, totalBytes) =>

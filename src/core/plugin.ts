@@ -49,6 +49,8 @@ export interface PluginContext<O = unknown> {
   stateDir: string;
   log: Logger;
   signal?: AbortSignal;
+  /** How long to wait for a lock another run holds (`--lock-timeout`); undefined: as long as it takes. */
+  lockTimeoutMs?: number;
   /** Report progress; the core adds operation and component. */
   progress(stage: string, bytes: number, totalBytes?: number): void;
   /** Human output (stdout for the CLI); used by echo and by external modules' output. */

@@ -15,6 +15,7 @@ import { parseMysqlOptions } from '../../src/plugins/mysql/options.js';
 import { withSession } from '../../src/plugins/postgres/client.js';
 import { lockDatabase as lockPostgres } from '../../src/plugins/postgres/lock.js';
 import { parsePostgresOptions } from '../../src/plugins/postgres/options.js';
+import { runCli } from '../support/cli.js';
 import { findMysql, findPostgres } from '../support/servers.js';
 import { mysqlSetup, postgresSetup, type SqlSetup } from '../support/sql-setup.js';
 
@@ -76,6 +77,20 @@ describe.each(engines)('$name: runs from two state dirs on one database', (engin
     expect(await setup.databases()).toEqual([setup.name]);
   });
 
+  it('--lock-timeout bounds the wait: the second run gives up, naming the holder, and changes nothing', { timeout: 60_000 }, async () => {
+    const setup = await engine.setup();
+    const first = setup.spawn('activate');
+    await stagingAppears(setup);
+    const args = ['--operation', 'activate', '--component', setup.component, '--container', setup.containerFile, '--lock-timeout', '1'];
+    const second = await runCli('dysnomia', args, { env: { DYSNOMIA_STATEDIR: await otherStateDir() } });
+    expect(second.exitCode).toBe(1);
+    expect(second.stderr).toMatch(new RegExp(`gave up after 1 s waiting for another dysnomia run on database ${setup.name} on .* \\(server (process|connection) \\d+, `));
+    expect(second.stderr).toContain('nothing was changed');
+    const firstResult = await first;
+    expect(firstResult.exitCode, String(firstResult.stderr)).toBe(0);
+    expect(await setup.query('select id from ours')).toEqual([{ id: 1 }]);
+  });
+
   it('collect-garbage from elsewhere waits, then drops the database the first run made', { timeout: 60_000 }, async () => {
     const setup = await engine.setup();
     // The other state dir knows the component as deactivated (garbage) while its database is gone.
@@ -110,6 +125,19 @@ describe.each(engines)('$name: runs from two state dirs on one database', (engin
     const firstResult = await first;
     expect(firstResult.exitCode, String(firstResult.stderr)).toBe(0);
     expect(await setup.query('select id from ours')).toEqual([{ id: 1 }]);
+  });
+});
+
+describe('mysql-database: a snapshot beside another run', () => {
+  it('waits for the server lock only for the container\'s timeout', { timeout: 60_000 }, async () => {
+    const setup = await engines[1]!.setup();
+    const first = setup.spawn('activate');
+    await stagingAppears(setup);
+    const snapshot = await setup.run('snapshot', { env: { DYSNOMIA_STATEDIR: await otherStateDir() }, properties: { timeout: '1' } });
+    expect(snapshot.exitCode).toBe(1);
+    expect(snapshot.stderr).toContain(`gave up after 1 s waiting for another dysnomia run on database ${setup.name}`);
+    const firstResult = await first;
+    expect(firstResult.exitCode, String(firstResult.stderr)).toBe(0);
   });
 });
 

@@ -80,7 +80,7 @@ async function activate(ctx: Context): Promise<void> {
   const names = namesOf(ctx);
   const options = ctx.options;
   await withConnection(options, ctx.signal, async (connection) => {
-    await lockDatabase(connection, options, names.live, ctx.log, ctx.signal);
+    await lockDatabase(connection, options, names.live, ctx.log, ctx.signal, ctx.lockTimeoutMs);
     await recoverSwap(connection, names, ctx.log);
     if (await databaseExists(connection, names.live)) {
       ctx.log.debug(`database ${names.live} exists; nothing to create`);
@@ -115,8 +115,11 @@ async function snapshot(ctx: Context, sink: SnapshotSink): Promise<void> {
   const names = namesOf(ctx);
   await withConnection(ctx.options, ctx.signal, async (connection) => {
     // Held through the dump: a swap drops the live triggers for a moment and replaces the views
-    // and routines after its commit, so a dump taken beside one could miss them.
-    await lockDatabase(connection, ctx.options, names.live, ctx.log, ctx.signal);
+    // and routines after its commit, so a dump taken beside one could miss them. The wait is
+    // bounded by the container's timeout: the snapshot holds the store's shared lock already,
+    // and a restore holding the server lock may need that lock too, behind a waiting gc.
+    const bound = Math.min(ctx.lockTimeoutMs ?? Infinity, ctx.options.timeoutMs);
+    await lockDatabase(connection, ctx.options, names.live, ctx.log, ctx.signal, bound);
     await recoverSwap(connection, names, ctx.log);
     if (!(await databaseExists(connection, names.live))) {
       throw new OperationError(`database ${names.live} does not exist on ${describeServer(ctx.options)}; activate the component first`, {
@@ -139,7 +142,7 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
   }
   const options = ctx.options;
   await withConnection(options, ctx.signal, async (connection) => {
-    await lockDatabase(connection, options, names.live, ctx.log, ctx.signal);
+    await lockDatabase(connection, options, names.live, ctx.log, ctx.signal, ctx.lockTimeoutMs);
     await recoverSwap(connection, names, ctx.log);
     await createStaging(connection, names);
     const what = `loading snapshot ${source.identity} into ${names.staging}`;
@@ -157,7 +160,7 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
 async function collectGarbage(ctx: Context): Promise<void> {
   const names = namesOf(ctx);
   await withConnection(ctx.options, ctx.signal, async (connection) => {
-    await lockDatabase(connection, ctx.options, names.live, ctx.log, ctx.signal);
+    await lockDatabase(connection, ctx.options, names.live, ctx.log, ctx.signal, ctx.lockTimeoutMs);
     await recoverSwap(connection, names, ctx.log);
     if (!(await databaseExists(connection, names.live))) {
       ctx.log.info(`database ${names.live} does not exist on ${describeServer(ctx.options)}; nothing to drop`);

@@ -32,9 +32,16 @@ function userLock(connection: MysqlConnection, database: string) {
  * holds it. The connection may then sit idle through a long load or dump; the server must not
  * close it for that (wait_timeout, often lowered to minutes), or the lock goes with it.
  */
-export async function lockDatabase(connection: MysqlConnection, options: MysqlOptions, database: string, log: Logger, signal?: AbortSignal): Promise<void> {
+export async function lockDatabase(
+  connection: MysqlConnection,
+  options: MysqlOptions,
+  database: string,
+  log: Logger,
+  signal?: AbortSignal,
+  timeoutMs?: number,
+): Promise<void> {
   await query(connection, 'SET SESSION wait_timeout = 31536000');
-  return takeServerLock(userLock(connection, database), database, describeServer(options), PLUGIN, log, signal);
+  return takeServerLock(userLock(connection, database), { database, server: describeServer(options), plugin: PLUGIN, log, signal, timeoutMs });
 }
 
 /** Takes the server lock of `database` if it is free; false when another run holds it. */

@@ -293,7 +293,8 @@ async function rollBack(connection: MysqlConnection, names: DatabaseNames): Prom
 
 /**
  * Finishes or undoes a swap that an earlier run left behind (killed, or the server went away),
- * and drops a leftover staging database. Returns true when there was something to clean up.
+ * and drops a leftover staging database. Says which it did; undefined when there was nothing
+ * to clean up.
  */
 export async function recoverSwap(
   connection: MysqlConnection,

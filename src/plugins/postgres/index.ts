@@ -52,7 +52,7 @@ async function activate(ctx: Context): Promise<void> {
   const names = namesOf(ctx);
   const options = ctx.options;
   await withSession(options, ctx.log, ctx.signal, async (session) => {
-    await lockDatabase(session, options, names.live, ctx.log, ctx.signal);
+    await lockDatabase(session, options, names.live, ctx.log, ctx.signal, ctx.lockTimeoutMs);
     await recoverSwap(session, names, options.timeoutMs, ctx.log);
     if (await databaseExists(session, names.live)) {
       ctx.log.debug(`database ${names.live} exists; nothing to create`);
@@ -113,7 +113,7 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
   }
   const options = ctx.options;
   await withSession(options, ctx.log, ctx.signal, async (session) => {
-    await lockDatabase(session, options, names.live, ctx.log, ctx.signal);
+    await lockDatabase(session, options, names.live, ctx.log, ctx.signal, ctx.lockTimeoutMs);
     await recoverSwap(session, names, options.timeoutMs, ctx.log);
     await createStaging(session, names);
     try {
@@ -139,7 +139,7 @@ async function collectGarbage(ctx: Context): Promise<void> {
   const names = namesOf(ctx);
   const options = ctx.options;
   await withSession(options, ctx.log, ctx.signal, async (session) => {
-    await lockDatabase(session, options, names.live, ctx.log, ctx.signal);
+    await lockDatabase(session, options, names.live, ctx.log, ctx.signal, ctx.lockTimeoutMs);
     await recoverSwap(session, names, options.timeoutMs, ctx.log);
     if (!(await databaseExists(session, names.live))) {
       ctx.log.info(`database ${names.live} does not exist on ${describeServer(options)}; nothing to drop`);

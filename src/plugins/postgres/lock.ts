@@ -47,9 +47,16 @@ function advisoryLock(session: PgSession, database: string) {
  * it. The session may then sit idle through a long load; the server must not close it for that
  * (idle_session_timeout, from PostgreSQL 14), or the lock goes with it.
  */
-export async function lockDatabase(session: PgSession, options: PostgresOptions, database: string, log: Logger, signal?: AbortSignal): Promise<void> {
+export async function lockDatabase(
+  session: PgSession,
+  options: PostgresOptions,
+  database: string,
+  log: Logger,
+  signal?: AbortSignal,
+  timeoutMs?: number,
+): Promise<void> {
   if (session.serverVersion >= 140000) await session.query('SET idle_session_timeout = 0');
-  return takeServerLock(advisoryLock(session, database), database, describeServer(options), PLUGIN, log, signal);
+  return takeServerLock(advisoryLock(session, database), { database, server: describeServer(options), plugin: PLUGIN, log, signal, timeoutMs });
 }
 
 /** Takes the server lock of `database` if it is free; false when another run holds it. */

@@ -258,7 +258,7 @@ async function failedSwap(
   }
   if (outcome === 'unknown') {
     throw new OperationError(
-      `the swap of ${names.live} was interrupted (${cause}), and whether it went through is not known here: ${names.live} holds either its old or its restored data, never a mix${leftoverNote}`,
+      `the swap of ${names.live} was interrupted (${cause}), and whether it went through is not known here: ${names.live} holds its old data, its restored data or what another run has put there since, never a mix${leftoverNote}`,
       { plugin: PLUGIN, cause: error },
     );
   }

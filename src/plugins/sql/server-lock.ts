@@ -9,40 +9,55 @@
  * are released by the server when the session ends, so a killed run never leaves one behind.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AbortedError } from '../../core/errors.js';
+import { AbortedError, LockTimeoutError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 
 /** One engine's side of the lock. */
 export interface ServerLock {
   /** Takes the lock if it is free; true when this session holds it now. */
   tryTake(): Promise<boolean>;
-  /** Who holds it, for the message ("server session 42, root@localhost, for 12 s"), if known. */
+  /** Who holds it, for the message ("server connection 42, root@localhost"), if known. */
   holder(): Promise<string | undefined>;
+}
+
+/** How to wait for the lock. */
+export interface ServerLockWait {
+  /** The database, for the messages. */
+  database: string;
+  /** The server, for the messages. */
+  server: string;
+  plugin: string;
+  log: Logger;
+  signal?: AbortSignal;
+  /** Give up after this many milliseconds (undefined: wait as long as it takes, as the component lock does). */
+  timeoutMs?: number;
 }
 
 const POLL_MS = 200;
 
 /**
- * Takes the lock on `database`, waiting as long as another run holds it (as the component lock
- * does), with one log line saying who it waits for. Stops when `signal` is aborted.
+ * Takes the lock on a database, waiting while another run holds it, with one log line saying who
+ * it waits for. Stops when the signal is aborted, and after `timeoutMs` with a LockTimeoutError
+ * naming the holder.
  */
-export async function takeServerLock(
-  lock: ServerLock,
-  database: string,
-  server: string,
-  plugin: string,
-  log: Logger,
-  signal?: AbortSignal,
-): Promise<void> {
+export async function takeServerLock(lock: ServerLock, wait: ServerLockWait): Promise<void> {
+  const deadline = wait.timeoutMs === undefined ? undefined : performance.now() + wait.timeoutMs;
   let told = false;
   for (;;) {
     if (await lock.tryTake()) return;
     if (!told) {
       const holder = await lock.holder();
-      log.info(`waiting for another dysnomia run on database ${database} on ${server} to finish${holder === undefined ? '' : ` (${holder})`}`);
+      wait.log.info(`waiting for another dysnomia run on database ${wait.database} on ${wait.server} to finish${holder === undefined ? '' : ` (${holder})`}`);
       told = true;
     }
-    if (signal?.aborted) throw new AbortedError(`cancelled while waiting for another dysnomia run on database ${database}`, { plugin });
+    if (wait.signal?.aborted) throw new AbortedError(`cancelled while waiting for another dysnomia run on database ${wait.database}`, { plugin: wait.plugin });
+    if (deadline !== undefined && performance.now() >= deadline) {
+      const holder = await lock.holder();
+      throw new LockTimeoutError(
+        `gave up after ${Math.round(wait.timeoutMs! / 100) / 10} s waiting for another dysnomia run on database ${wait.database} on ${wait.server}${holder === undefined ? '' : ` (${holder})`}; nothing was changed: try again when it has finished`,
+        { plugin: wait.plugin },
+      );
+    }
     await sleep(POLL_MS);
   }
 }
