@@ -41,20 +41,33 @@ function dying(session: PgSession, mode: Mode, cutHere: (sql: string, index: num
   };
 }
 
+/**
+ * A component on the test server (activated with `t` = 'old' when `live`), its names, a way to
+ * reconnect as the plugin does, and `stage()`, which makes the staging database a restore would
+ * have loaded (`t` = 'new').
+ */
+async function swapCase(live: boolean) {
+  const server = await findPostgres();
+  const setup = await postgresSetup(live ? { scripts: { '1.sql': "create table t(v text);\ninsert into t values ('old');\n" } } : {});
+  if (live) await setup.ok('activate');
+  const options = parsePostgresOptions(setup.properties);
+  const names = databaseNames(setup.name, 'postgresql-database', 63);
+  const reconnect = <T,>(work: (session: PgSession) => Promise<T>) => withSession(options, silentLogger, undefined, work);
+  const stage = async () => {
+    await server.query(`create database "${names.staging}"`);
+    await server.queryIn(names.staging, "create table t(v text); insert into t values ('new')");
+  };
+  return { server, setup, options, names, reconnect, stage };
+}
+
 describe('postgresql-database swap, connection lost at every statement', () => {
   it('leaves all old or all new data, and says truly which', { timeout: 300_000 }, async () => {
-    const server = await findPostgres();
-    const setup = await postgresSetup({ scripts: { '1.sql': "create table t(v text);\ninsert into t values ('old');\n" } });
-    await setup.ok('activate');
-    const options = parsePostgresOptions(setup.properties);
-    const names = databaseNames(setup.name, 'postgresql-database', 63);
-    const reconnect = <T,>(work: (session: PgSession) => Promise<T>) => withSession(options, silentLogger, undefined, work);
+    const { server, setup, options, names, reconnect, stage } = await swapCase(true);
     const state = async () => String((await setup.query('select v from t'))[0]?.v);
     const seen = new Set<string>();
     for (const mode of ['before the server', 'after the server', 'refused'] as Mode[]) {
       for (let cut = 0; ; cut++) {
-        await server.query(`create database "${names.staging}"`);
-        await server.queryIn(names.staging, "create table t(v text); insert into t values ('new')");
+        await stage();
         const session = await openSession(options, silentLogger);
         let message: string | undefined;
         try {
@@ -92,18 +105,12 @@ describe('postgresql-database swap, connection lost at every statement', () => {
   });
 
   it('says it cannot tell when another run holds the server lock by the time it looks', { timeout: 60_000 }, async () => {
-    const server = await findPostgres();
-    const setup = await postgresSetup({ scripts: { '1.sql': "create table t(v text);\ninsert into t values ('old');\n" } });
-    await setup.ok('activate');
-    const options = parsePostgresOptions(setup.properties);
-    const names = databaseNames(setup.name, 'postgresql-database', 63);
-    await server.query(`create database "${names.staging}"`);
-    await server.queryIn(names.staging, "create table t(v text); insert into t values ('new')");
+    const { setup, options, names, reconnect, stage } = await swapCase(true);
+    await stage();
     const other = await openSession(options, silentLogger);
     const session = await openSession(options, silentLogger);
     try {
       expect(await tryLockDatabase(other, names.live)).toBe(true);
-      const reconnect = <T,>(work: (s: PgSession) => Promise<T>) => withSession(options, silentLogger, undefined, work);
       const error = await swapIn(dying(session, 'after the server', (sql) => sql === 'COMMIT'), names, 5000, silentLogger, reconnect).catch(
         (e: unknown) => e as Error,
       );
@@ -118,14 +125,9 @@ describe('postgresql-database swap, connection lost at every statement', () => {
   });
 
   it('settles a lost answer to the rename when there was no live database', { timeout: 60_000 }, async () => {
-    const server = await findPostgres();
-    const setup = await postgresSetup();
-    const options = parsePostgresOptions(setup.properties);
-    const names = databaseNames(setup.name, 'postgresql-database', 63);
-    await server.query(`create database "${names.staging}"`);
-    await server.queryIn(names.staging, "create table t(v text); insert into t values ('new')");
+    const { setup, options, names, reconnect, stage } = await swapCase(false);
+    await stage();
     const session = await openSession(options, silentLogger);
-    const reconnect = <T,>(work: (s: PgSession) => Promise<T>) => withSession(options, silentLogger, undefined, work);
     const error = await swapIn(dying(session, 'after the server', (sql) => sql.startsWith('ALTER DATABASE')), names, 5000, silentLogger, reconnect).catch(
       (e: unknown) => e as Error,
     );

@@ -1,6 +1,7 @@
 /** Helpers for the store tests: deterministic pseudo-random dumps and a store in a temp dir. */
 import { createHash } from 'node:crypto';
 import { chmod, open } from 'node:fs/promises';
+import { execa } from 'execa';
 import { Readable } from 'node:stream';
 import type { Logger } from '../../src/core/log.js';
 import type { SnapshotSource } from '../../src/core/plugin.js';
@@ -97,4 +98,10 @@ export async function flipByte(file: string, offset: number): Promise<void> {
   byte[0] = byte[0]! ^ 0x01;
   await handle.write(byte, 0, 1, offset);
   await handle.close();
+}
+
+/** The pid of a process that has exited. */
+export async function deadPid(): Promise<number> {
+  const child = await execa(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+  return Number(child.stdout);
 }

@@ -175,15 +175,21 @@ for (const how of ['folder', 'stream'] as const) {
   });
 }
 
+/** A receiver that imported a snapshot of `dump` (by `how`), then had a byte of its first pack flipped. */
+async function receiverWithDamagedCopy(dump: Buffer, how: How) {
+  const from = await sender(dump);
+  const receiver = await useTempDir();
+  expect((await importInto(receiver, how, from)).exitCode).toBe(0);
+  const target = path.join(receiver, 'snapshots', from.rel);
+  const pack = await firstPack(target);
+  await flipByte(pack, 100);
+  return { from, receiver, target, pack };
+}
+
 describe('--import - of a stream that leaves out a pack the store has damaged', () => {
   it('fails naming the pack and what to do, changes nothing, and a stream that carries the pack repairs it', async () => {
     const dump = fakeDump(2_000_000, 15);
-    const from = await sender(dump);
-    const receiver = await useTempDir();
-    expect((await importInto(receiver, 'stream', from)).exitCode).toBe(0);
-    const target = path.join(receiver, 'snapshots', from.rel);
-    const pack = await firstPack(target);
-    await flipByte(pack, 100);
+    const { from, receiver, pack } = await receiverWithDamagedCopy(dump, 'stream');
     // What a migration does: ask the receiver which packs it has, and leave those out.
     const have = path.join(await useTempDir(), 'have');
     await writeFile(have, (await snapshots(receiver, ['--list-packs'])).stdout);
@@ -211,11 +217,7 @@ describe('--import - of a stream that leaves out a pack the store has damaged', 
 describe('a replacement of a damaged copy that was killed halfway', () => {
   it('between its two renames: the next import puts the damaged copy back, then replaces it', async () => {
     const dump = fakeDump(2_000_000, 16);
-    const from = await sender(dump);
-    const receiver = await useTempDir();
-    expect((await importInto(receiver, 'folder', from)).exitCode).toBe(0);
-    const target = path.join(receiver, 'snapshots', from.rel);
-    await flipByte(await firstPack(target), 100);
+    const { from, receiver, target } = await receiverWithDamagedCopy(dump, 'folder');
     // What a kill after moving the damaged copy aside leaves: no folder under the identity.
     const aside = path.join(path.dirname(target), `.damaged-${path.basename(target)}`);
     await rename(target, aside);

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { AbortedError, LockTimeoutError } from '../../src/core/errors.js';
 import { withLock } from '../../src/core/lock.js';
 import { useTempDir } from '../support/temp.js';
-import { recordingLogger } from './helpers.js';
+import { deadPid, recordingLogger } from './helpers.js';
 
 const holderScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'lock-holder.mjs');
 
@@ -23,12 +23,6 @@ async function holdInChild(file: string, mode: 'shared' | 'exclusive', holdMs: n
     child.on('exit', (code) => reject(new Error(`lock holder exited early with ${code}`)));
   });
   return child;
-}
-
-/** The pid of a process that has exited. */
-async function deadPid(): Promise<number> {
-  const child = await execa(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
-  return Number(child.stdout);
 }
 
 describe('withLock', () => {

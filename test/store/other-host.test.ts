@@ -5,18 +5,11 @@
  */
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { HOST_TAG, withLock } from '../../src/core/lock.js';
 import { SnapshotStore } from '../../src/snapshot-store/index.js';
 import { useTempDir } from '../support/temp.js';
-import { fakeDump, streamOf } from './helpers.js';
-
-/** The pid of a process that has exited. */
-async function deadPid(): Promise<number> {
-  const child = await execa(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
-  return Number(child.stdout);
-}
+import { deadPid, fakeDump, streamOf } from './helpers.js';
 
 const OTHER_TAG = HOST_TAG === '0badc0de' ? '0badcafe' : '0badc0de';
 

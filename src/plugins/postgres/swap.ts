@@ -201,13 +201,11 @@ export async function swapIn(session: PgSession, names: DatabaseNames, timeoutMs
   }
   const dropOld = (on: PgSession) => dropDatabase(on, names.old, 'to drop the replaced copy', timeoutMs, log);
   try {
-    await dropOld(session).catch(async (error: unknown) => {
-      // On a fresh session if this one died; if it cannot be done there either, the first error stands.
-      if ((await onLiveSession(session, reconnect, names, timeoutMs, async (live) => (live === session ? false : (await dropOld(live), true))).catch(() => false)) !== true) {
-        throw error;
-      }
-    });
+    await dropOld(session);
   } catch (error) {
+    // Again on a fresh session only if this one died; otherwise, or if that fails too, the error stands.
+    const retried = await onLiveSession(session, reconnect, names, timeoutMs, async (live) => live !== session && (await dropOld(live), true)).catch(() => false);
+    if (retried === true) return;
     throw new OperationError(
       `the restored ${names.live} is in place, but dropping the replaced copy ${names.old} failed: ${messageOf(error)}; the next activate or restore drops it`,
       { plugin: PLUGIN, cause: error },
