@@ -50,8 +50,18 @@ export interface MigrationTransport {
   readonly description: string;
   /** The pack hashes the target store has (they are not sent); undefined sends everything. */
   listPacks(signal?: AbortSignal): Promise<Iterable<string> | undefined>;
-  /** Imports the export stream on the target; resolves once the target has accepted it. */
-  receive(stream: Readable, signal?: AbortSignal): Promise<ImportOutcome | void>;
+  /**
+   * Imports the export stream on the target; resolves once the target has accepted it. A target
+   * that sets {@link locksFirst} calls `onLocked` once it holds its locks, before it reads.
+   */
+  receive(stream: Readable, signal?: AbortSignal, onLocked?: () => void): Promise<ImportOutcome | void>;
+  /**
+   * Whether `receive` takes its locks before it reads and says so through `onLocked`; the export
+   * then starts only after that. A target on this machine does: in the source's state dir, its
+   * wait for the component lock while the export held the store's lock could close a circle with
+   * a gc and a run holding that component lock (docs/snapshot-store.md, "Locks").
+   */
+  readonly locksFirst?: boolean;
   /** Activates the component on the target if it is not yet, then restores the imported snapshot. */
   restore(signal?: AbortSignal): Promise<TargetRestoreReport | void>;
 }
@@ -253,6 +263,8 @@ interface TransferOptions {
   unchanged: string;
 }
 
+function noop(): void {}
+
 /** A broken pipe: the reading end went away, which says nothing about the writing end. */
 function isPipeError(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
@@ -285,18 +297,12 @@ async function transfer(
   const cancel = () => stopExport.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', cancel, { once: true });
   const failures: { side: MigrationSideName; error: unknown }[] = [];
-  const exporting = exportSnapshot(stateDir, rel, counter, {
-    have: options.have,
-    log: options.log,
-    signal: stopExport.signal,
-    lockTimeoutMs: options.lockTimeoutMs,
-  }).catch((error: unknown) => {
-    failures.push({ side: 'source', error });
-    stream.destroy(error as Error);
-    throw error;
+  let locked!: () => void;
+  const targetLocked = new Promise<void>((resolve) => {
+    locked = resolve;
   });
   const receiving = Promise.resolve()
-    .then(() => target.receive(stream, options.signal))
+    .then(() => target.receive(stream, options.signal, locked))
     .catch((error: unknown) => {
       failures.push({ side: 'target', error });
       stopExport.abort(error);
@@ -305,6 +311,22 @@ async function transfer(
       stream.destroy();
       throw error;
     });
+  // The export takes the source store's lock: for a target that locks first, only once it has.
+  if (target.locksFirst === true) await Promise.race([targetLocked, receiving.then(noop, noop)]);
+  const exporting = (
+    stopExport.signal.aborted
+      ? Promise.reject(stopExport.signal.reason)
+      : exportSnapshot(stateDir, rel, counter, {
+          have: options.have,
+          log: options.log,
+          signal: stopExport.signal,
+          lockTimeoutMs: options.lockTimeoutMs,
+        })
+  ).catch((error: unknown) => {
+    failures.push({ side: 'source', error });
+    stream.destroy(error as Error);
+    throw error;
+  });
   const [exported, imported] = await Promise.allSettled([exporting, receiving]);
   options.signal?.removeEventListener('abort', cancel);
   if (exported.status === 'fulfilled' && imported.status === 'fulfilled') {
@@ -353,13 +375,15 @@ async function localTarget(
   return {
     description: `${container.name} in ${stateDir}`,
     listPacks: () => listPoolPacks(stateDir),
-    receive: (stream, signal) =>
+    locksFirst: true,
+    receive: (stream, signal, onLocked) =>
       importSnapshotStream(stateDir, stream, {
         container: container.name,
         component: component.name,
         log: options.log,
         lockTimeoutMs: options.lockTimeoutMs,
         signal,
+        onLocked,
       }),
     async restore(signal) {
       const activated = (await isActivated(stateDir, { container: container.name, component: component.name }))

@@ -393,24 +393,27 @@ async function restore(
   key: ComponentKey,
 ): Promise<StepResult> {
   const name = `${key.container}/${key.component}`;
-  const source = await storeFor(request, ctx.log).latest(key);
-  if (source === undefined) {
+  // The store's shared lock is held through the whole restore, before the plugin takes any lock
+  // of its own (store.ts, withLatest).
+  return storeFor(request, ctx.log).withLatest(key, async (source): Promise<StepResult> => {
+    if (source === undefined) {
+      return {
+        status: 'skipped',
+        message: `no snapshot of ${name} in ${request.stateDir}; nothing restored`,
+        bytesRead: 0,
+        bytesStored: 0,
+      };
+    }
+    await plugin.restore(ctx, source);
+    const bytesRead = source.streams.reduce((sum, stream) => sum + (source.size(stream) ?? 0), 0);
     return {
-      status: 'skipped',
-      message: `no snapshot of ${name} in ${request.stateDir}; nothing restored`,
-      bytesRead: 0,
+      status: 'done',
+      message: `restored ${name} from ${source.identity}`,
+      snapshot: { identity: source.identity },
+      bytesRead,
       bytesStored: 0,
     };
-  }
-  await plugin.restore(ctx, source);
-  const bytesRead = source.streams.reduce((sum, stream) => sum + (source.size(stream) ?? 0), 0);
-  return {
-    status: 'done',
-    message: `restored ${name} from ${source.identity}`,
-    snapshot: { identity: source.identity },
-    bytesRead,
-    bytesStored: 0,
-  };
+  }, request.signal);
 }
 
 /** For `--shell`: how to reach the component, and the environment for the shell. */

@@ -146,6 +146,24 @@ export class SnapshotStore {
   }
 
   /**
+   * Runs `fn` with the snapshot the latest generation points at (undefined when there is none),
+   * holding the store's shared lock from before the lookup until `fn` has finished. A restore
+   * runs under it, so that every run takes the store lock before a lock of its own: a SQL
+   * plugin's server lock is taken only inside. A restore that took the server lock first and the
+   * store lock when it began to read could wait behind a queued gc, which waits for a snapshot
+   * that holds the store lock and waits for that server lock.
+   */
+  async withLatest<T>(key: ComponentKey, fn: (source: SnapshotSource | undefined) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    assertKey(key);
+    const held = await this.readLock(`latest generation of ${key.container}/${key.component}`, signal);
+    try {
+      return await fn(await this.latest(key));
+    } finally {
+      await held.release();
+    }
+  }
+
+  /**
    * Opens any snapshot folder of a component (ours or Dysnomia's). `via` says how it was reached,
    * for the error when the folder is missing.
    */
@@ -166,12 +184,13 @@ export class SnapshotStore {
    * The shared store lock for reading a snapshot. A store this process cannot write (a read-only
    * copy, another user's state dir) is read without it: nobody here can collect it meanwhile.
    */
-  private async readLock(rel: string): Promise<{ release(): Promise<void> }> {
+  private async readLock(rel: string, signal?: AbortSignal): Promise<{ release(): Promise<void> }> {
     try {
       return await acquireLock(storeLockFile(this.stateDir), 'shared', {
         what: `the snapshot store (reading ${rel})`,
         timeoutMs: this.options.lockTimeoutMs,
         log: this.log,
+        signal,
       });
     } catch (error) {
       const code = ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code;

@@ -50,6 +50,13 @@ export interface ImportOptions {
   signal?: AbortSignal;
   /** The clock for the new generation's time. */
   now?: () => Date;
+  /**
+   * Stream imports with `container` and `component` given: called once the import holds its locks,
+   * before it reads the stream. A migration within one state dir starts its export (which holds
+   * the store's lock) only then, so that it never waits for the component lock while holding the
+   * store's lock (see docs/snapshot-store.md, "Locks").
+   */
+  onLocked?: () => void;
 }
 
 /** What an import did. */
@@ -324,17 +331,29 @@ export async function importSnapshotFolder(stateDir: string, folder: string, opt
         await staging.addFile(legacyDump!, createReadStream(path.join(source, legacyDump!)));
       }
       await staging.verify(where, identity);
-      const newSnapshot = await commitImport(stateDir, staging, key, identity, stored, options.log ?? silentLogger);
-      return finishImport(stateDir, key, identity, options, {
-        newSnapshot,
-        packsReceived: newSnapshot ? staging.packsReceived : 0,
-        bytesReceived: newSnapshot ? staging.bytesReceived : 0,
-        packsLinked: staging.packsLinked,
-      });
+      return await commitStaged(stateDir, staging, key, identity, stored, options);
     } catch (error) {
       await staging.discard();
       throw error;
     }
+  });
+}
+
+/** Puts a verified import in place and files its generation, counting what it brought. */
+async function commitStaged(
+  stateDir: string,
+  staging: Staging,
+  key: ComponentKey,
+  identity: string,
+  stored: StoredCopy,
+  options: ImportOptions,
+): Promise<ImportOutcome> {
+  const newSnapshot = await commitImport(stateDir, staging, key, identity, stored, options.log ?? silentLogger);
+  return finishImport(stateDir, key, identity, options, {
+    newSnapshot,
+    packsReceived: newSnapshot ? staging.packsReceived : 0,
+    bytesReceived: newSnapshot ? staging.bytesReceived : 0,
+    packsLinked: staging.packsLinked,
   });
 }
 
@@ -459,51 +478,27 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
     extract.destroy(error as Error);
   });
   const entries = extract[Symbol.asyncIterator]();
-  try {
+  const readHeader = async () => {
     const first = await entries.next();
     if (first.done || first.value.header.name !== EXPORT_HEADER) {
       if (!first.done) first.value.resume();
       throw new UsageError(`the input is not a snapshot stream made by dysnomia-snapshots --export (it does not start with ${EXPORT_HEADER})`);
     }
-    const header = parseHeader(await readSmall(first.value as AsyncIterable<Buffer>, MAX_HEADER));
-    const key = chooseKey(options, header);
-    const identity = assertIdentity(header.identity);
-    const where = `cannot import the stream of ${relativePath(key, identity)}`;
-    const outcome = await withImportLocks(stateDir, key, options, async () => {
-      const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };
-      const stored = await checkStoredCopy(stateDir, key, identity, options.log ?? silentLogger);
-      if (stored.state === 'intact') {
-        for (let next = await entries.next(); !next.done; next = await entries.next()) next.value.resume();
-        return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
-      }
-      const staging = await Staging.create(stateDir, key);
-      try {
-        for (let next = await entries.next(); !next.done; next = await entries.next()) {
-          const entry = next.value;
-          const name = entryName(entry.header, identity, where);
-          await staging.addFile(name, entry as AsyncIterable<Uint8Array>, packOfFileName(name));
-        }
-        for (const pack of header.omittedPacks) {
-          if (!(await staging.hasInPool(pack))) {
-            throw new IntegrityError(
-              `${where}: the stream leaves out pack ${pack}, which this store does not have; export again without --have/--base, or with --have listing this store's packs (--list-packs)`,
-            );
-          }
-          await staging.linkFromPool(pack);
-        }
-        await staging.verify(where, identity).catch((error: unknown) => explainOmitted(error, staging, header.omittedPacks, where));
-        const newSnapshot = await commitImport(stateDir, staging, key, identity, stored, options.log ?? silentLogger);
-        return finishImport(stateDir, key, identity, options, {
-          newSnapshot,
-          packsReceived: newSnapshot ? staging.packsReceived : 0,
-          bytesReceived: newSnapshot ? staging.bytesReceived : 0,
-          packsLinked: staging.packsLinked,
+    return parseHeader(await readSmall(first.value as AsyncIterable<Buffer>, MAX_HEADER));
+  };
+  try {
+    // With the target named, its locks come before the first byte is read, and onLocked says so;
+    // otherwise the header names it.
+    const named = options.container !== undefined && options.component !== undefined;
+    const outcome = named
+      ? await withImportLocks(stateDir, chooseKey(options), options, async () => {
+          options.onLocked?.();
+          return importStream(stateDir, entries, chooseKey(options), await readHeader(), options);
+        })
+      : await readHeader().then((header) => {
+          const key = chooseKey(options, header);
+          return withImportLocks(stateDir, key, options, () => importStream(stateDir, entries, key, header, options));
         });
-      } catch (error) {
-        await staging.discard();
-        throw error;
-      }
-    });
     await feeding;
     return outcome;
   } catch (error) {
@@ -511,6 +506,45 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
     input.resume();
     if (error instanceof UsageError || error instanceof IntegrityError || error instanceof OperationError) throw error;
     throw new IntegrityError(`cannot read the snapshot stream: ${messageOf(error)}`, { cause: error });
+  }
+}
+
+/** The part of {@link importSnapshotStream} after its header, under the import's locks. */
+async function importStream(
+  stateDir: string,
+  entries: ReturnType<tar.Extract[typeof Symbol.asyncIterator]>,
+  key: ComponentKey,
+  header: ExportHeader,
+  options: ImportOptions,
+): Promise<ImportOutcome> {
+  const identity = assertIdentity(header.identity);
+  const where = `cannot import the stream of ${relativePath(key, identity)}`;
+  const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };
+  const stored = await checkStoredCopy(stateDir, key, identity, options.log ?? silentLogger);
+  if (stored.state === 'intact') {
+    for (let next = await entries.next(); !next.done; next = await entries.next()) next.value.resume();
+    return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
+  }
+  const staging = await Staging.create(stateDir, key);
+  try {
+    for (let next = await entries.next(); !next.done; next = await entries.next()) {
+      const entry = next.value;
+      const name = entryName(entry.header, identity, where);
+      await staging.addFile(name, entry as AsyncIterable<Uint8Array>, packOfFileName(name));
+    }
+    for (const pack of header.omittedPacks) {
+      if (!(await staging.hasInPool(pack))) {
+        throw new IntegrityError(
+          `${where}: the stream leaves out pack ${pack}, which this store does not have; export again without --have/--base, or with --have listing this store's packs (--list-packs)`,
+        );
+      }
+      await staging.linkFromPool(pack);
+    }
+    await staging.verify(where, identity).catch((error: unknown) => explainOmitted(error, staging, header.omittedPacks, where));
+    return await commitStaged(stateDir, staging, key, identity, stored, options);
+  } catch (error) {
+    await staging.discard();
+    throw error;
   }
 }
 

@@ -7,8 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { acquireLock } from '../../src/core/lock.js';
 import * as dysnomia from '../../src/index.js';
+import { storeLockFile } from '../../src/snapshot-store/layout.js';
 import { git, makeBundle, makeWorkRepo, refs } from '../support/git.js';
+import { recordingLogger } from '../store/helpers.js';
 import { useTempDir } from '../support/temp.js';
 
 /** Visible entries of a folder (none if it does not exist). */
@@ -80,4 +83,36 @@ describe('cancellation', () => {
     expect(await refs(c.repo)).toBe(snapshotted);
     expect(snapshotted).not.toBe(live);
   });
+
+  it('a restore waiting for the store (a gc holds it) stops when the signal fires, before it touches the repository', async () => {
+    const c = await bigGitComponent();
+    await dysnomia.snapshot(c.options);
+    await git(c.work, 'commit', '--allow-empty', '-q', '-m', 'after the snapshot');
+    await git(c.work, 'push', '-q', c.repo, 'main');
+    const live = await refs(c.repo);
+    const gc = await acquireLock(storeLockFile(c.stateDir), 'exclusive', { what: 'a gc of the test' });
+    try {
+      const controller = new AbortController();
+      const log = recordingLogger();
+      const restoring = dysnomia.restore({ ...c.options, signal: controller.signal, log });
+      const waiting = await waitFor(() => log.lines.some((line) => line.includes('waiting for the snapshot store')));
+      controller.abort(new Error('test cancels'));
+      const error = await restoring.catch((e: unknown) => e);
+      expect(waiting).toBe(true);
+      expect(error).toBeInstanceOf(dysnomia.AbortedError);
+      expect(await refs(c.repo)).toBe(live);
+    } finally {
+      await gc.release();
+    }
+  });
 });
+
+/** Whether `condition` came to hold within 10 s (checked every 20 ms). */
+async function waitFor(condition: () => boolean): Promise<boolean> {
+  const started = Date.now();
+  while (!condition()) {
+    if (Date.now() - started > 10_000) return false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return true;
+}

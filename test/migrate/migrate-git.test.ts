@@ -4,12 +4,15 @@
  * by a plain shell pipeline of the CLIs. A target that refuses the import leaves the source
  * activated and unchanged, and the error names the target.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
+import { acquireLock } from '../../src/core/lock.js';
 import * as dysnomia from '../../src/index.js';
+import { componentLockFile, storeLockFile } from '../../src/snapshot-store/layout.js';
 import { git, makeBundle, makeWorkRepo, refs } from '../support/git.js';
 import { programWords } from '../support/migrate.js';
 import { useTempDir } from '../support/temp.js';
@@ -33,6 +36,15 @@ async function twoSides() {
     await git(work, 'push', '-q', aRepo, 'main');
   };
   return { dir, work, component, a, b, aRepo, bRepo, change };
+}
+
+/** Resolves once `condition` holds (checked every 20 ms, for at most 20 s). */
+async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
+  const started = Date.now();
+  while (!(await condition())) {
+    if (Date.now() - started > 20_000) throw new Error('the awaited condition never held');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 const activated = (stateDir: string, container: string) => existsSync(path.join(stateDir, 'activated', container, 'project'));
@@ -241,5 +253,37 @@ describe('migrate (git-repository)', () => {
     expect((bad as Error).message).toContain('container file does not exist');
     // Nothing was snapshotted on the source.
     expect(existsSync(path.join(s.a.stateDir, 'generations'))).toBe(false);
+  });
+
+  it('within one state dir, the export starts only once the import holds the target\'s component lock', { timeout: 60_000 }, async () => {
+    // Otherwise the export holds the store's lock while the import waits for the component lock
+    // of a run (a cron) that waits for the store's lock behind a queued gc: all three for good.
+    const s = await twoSides();
+    await writeFile(path.join(s.work, 'blob.bin'), randomBytes(4 * 1024 * 1024));
+    await s.change('with a blob larger than any pipe buffer\n');
+    const stateDir = s.a.stateDir;
+    const target = { ...s.b, stateDir };
+    const cron = await acquireLock(componentLockFile(stateDir, { container: 'git-b', component: 'project' }), 'exclusive', { what: 'a cron run of the test' });
+    const log = recordingLogger();
+    const migrating = dysnomia.migrate({ component: s.component, from: s.a, to: target, log });
+    migrating.catch(() => {});
+    try {
+      await until(() => log.lines.some((line) => line.includes('waiting for component git-b/project (import)')));
+      const gc = acquireLock(storeLockFile(stateDir), 'exclusive', { what: 'a gc of the test', timeoutMs: 20_000 }).then((lock) => lock.release());
+      // The gc has the store, or waits for it (then new shared takers queue behind it).
+      const lockDir = storeLockFile(stateDir);
+      let gcDone = false;
+      void gc.then(() => (gcDone = true), () => (gcDone = true));
+      await until(async () => gcDone || (await readdir(lockDir)).some((name) => name.startsWith('wait-')));
+      // The cron run now needs the store: it gets it once the gc is through, as nobody else holds it.
+      const store = await acquireLock(lockDir, 'shared', { what: 'the cron run of the test', timeoutMs: 10_000 });
+      await store.release();
+      await gc;
+    } finally {
+      await cron.release();
+    }
+    const report = await migrating;
+    expect(report.import).toMatchObject({ container: 'git-b', component: 'project', newSnapshot: true });
+    expect(await refs(s.bRepo)).toBe(await refs(s.aRepo));
   });
 });

@@ -4,17 +4,19 @@
  * taking the first run's staging database for a leftover and dropping it mid-load (real MariaDB
  * and PostgreSQL).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { acquireLock } from '../../src/core/lock.js';
 import { silentLogger } from '../../src/core/log.js';
 import { query, withConnection } from '../../src/plugins/mysql/client.js';
-import { lockDatabase as lockMysql } from '../../src/plugins/mysql/lock.js';
+import { lockDatabase as lockMysql, tryLockDatabase as tryMysql } from '../../src/plugins/mysql/lock.js';
 import { parseMysqlOptions } from '../../src/plugins/mysql/options.js';
 import { withSession } from '../../src/plugins/postgres/client.js';
-import { lockDatabase as lockPostgres } from '../../src/plugins/postgres/lock.js';
+import { lockDatabase as lockPostgres, tryLockDatabase as tryPostgres } from '../../src/plugins/postgres/lock.js';
 import { parsePostgresOptions } from '../../src/plugins/postgres/options.js';
+import { storeLockFile } from '../../src/snapshot-store/layout.js';
 import { runCli } from '../support/cli.js';
 import { findMysql, findPostgres } from '../support/servers.js';
 import { mysqlSetup, postgresSetup, type SqlSetup } from '../support/sql-setup.js';
@@ -129,15 +131,77 @@ describe.each(engines)('$name: runs from two state dirs on one database', (engin
 });
 
 describe('mysql-database: a snapshot beside another run', () => {
-  it('waits for the server lock only for the container\'s timeout', { timeout: 60_000 }, async () => {
+  // The snapshot waits holding the store's shared lock; that is safe because a restore takes the
+  // store lock before the server lock (the next describe), so the nightly snapshot need not give
+  // up after the container's short timeout.
+  it('waits for the server lock beyond the container\'s timeout, then dumps the finished database', { timeout: 60_000 }, async () => {
     const setup = await engines[1]!.setup();
     const first = setup.spawn('activate');
     await stagingAppears(setup);
-    const snapshot = await setup.run('snapshot', { env: { DYSNOMIA_STATEDIR: await otherStateDir() }, properties: { timeout: '1' } });
-    expect(snapshot.exitCode).toBe(1);
-    expect(snapshot.stderr).toContain(`gave up after 1 s waiting for another dysnomia run on database ${setup.name}`);
+    // The activation sleeps 3 s in its staging database: longer than this timeout of 1 s.
+    const env = { DYSNOMIA_STATEDIR: await otherStateDir() };
+    const snapshot = await setup.run('snapshot', { env, properties: { timeout: '1' } });
+    expect(snapshot.exitCode, snapshot.stderr).toBe(0);
+    expect(snapshot.stderr).toContain(`waiting for another dysnomia run on database ${setup.name}`);
     const firstResult = await first;
     expect(firstResult.exitCode, String(firstResult.stderr)).toBe(0);
+    // It dumped the finished database: a snapshot now has the same identity (no new generation).
+    const again = await setup.run('snapshot', { env });
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(await readdir(path.join(env.DYSNOMIA_STATEDIR, 'generations', path.basename(setup.containerFile), setup.name))).toEqual(['1']);
+  });
+});
+
+/** Resolves once the running CLI has written `text` to its stderr. */
+async function stderrSays(child: ReturnType<SqlSetup['spawn']>, text: string): Promise<void> {
+  let seen = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the run never said "${text}"; it said: ${seen}`)), 20_000);
+    void child.then((result) => {
+      clearTimeout(timer);
+      reject(new Error(`the run ended (exit ${result.exitCode}) without saying "${text}"; it said: ${seen}`));
+    });
+    child.stderr!.on('data', (data: Buffer) => {
+      seen += data.toString();
+      if (seen.includes(text)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+}
+
+/** Whether nobody holds the server lock of `setup`'s database (tried from a session of our own). */
+async function serverLockFree(setup: SqlSetup): Promise<boolean> {
+  if (setup.type === 'mysql-database') {
+    return withConnection(parseMysqlOptions(setup.properties), undefined, (connection) => tryMysql(connection, setup.name));
+  }
+  return withSession(parsePostgresOptions(setup.properties), silentLogger, undefined, (session) => tryPostgres(session, setup.name));
+}
+
+describe.each(engines)('$name: a restore takes the store lock before the server lock', (engine) => {
+  // Otherwise a restore holding the server lock could wait for the store behind a queued gc,
+  // which waits for a snapshot that holds the store and waits for the server lock.
+  it('a restore waiting for the store (a gc holds it) holds no server lock meanwhile', { timeout: 60_000 }, async () => {
+    const setup = await engine.setup();
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    const gc = await acquireLock(storeLockFile(setup.stateDir), 'exclusive', { what: 'a gc of the test' });
+    let restore: ReturnType<SqlSetup['spawn']> | undefined;
+    onTestFinished(() => {
+      if (restore?.exitCode === null) restore.kill('SIGKILL');
+    });
+    try {
+      restore = setup.spawn('restore');
+      await stderrSays(restore, 'waiting for the snapshot store');
+      expect(await serverLockFree(setup)).toBe(true);
+    } finally {
+      await gc.release();
+    }
+    const result = await restore;
+    expect(result.exitCode, String(result.stderr)).toBe(0);
+    expect(await setup.query('select id from ours')).toEqual([{ id: 1 }]);
+    expect(await setup.databases()).toEqual([setup.name]);
   });
 });
 

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { AbortedError, LockTimeoutError } from '../../src/core/errors.js';
-import { withLock } from '../../src/core/lock.js';
+import { acquireLock, withLock } from '../../src/core/lock.js';
 import { useTempDir } from '../support/temp.js';
 import { deadPid, recordingLogger } from './helpers.js';
 
@@ -126,6 +126,30 @@ describe('withLock', () => {
     const error = await withLock(lock, 'shared', { what: 'x', timeoutMs: 200 }, async () => 'no').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LockTimeoutError);
     expect((error as Error).message).toContain('on some-other-host');
+  });
+
+  it('a process that holds a shared lock takes it again at once, even with an exclusive taker queued', async () => {
+    // A restore holds the store's lock and takes it again when it reads the snapshot; queueing
+    // behind a waiting gc there would leave both waiting for each other.
+    const dir = await useTempDir();
+    const lock = path.join(dir, 'store.lock');
+    const outer = await acquireLock(lock, 'shared', { what: 'the restore' });
+    const gc = execa(process.execPath, [holderScript, lock, 'exclusive', '10'], { reject: false });
+    try {
+      const started = Date.now();
+      while (!(await readdir(lock)).some((name) => name.startsWith('wait-'))) {
+        if (Date.now() - started > 10_000) throw new Error('the exclusive taker never queued');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const inner = await acquireLock(lock, 'shared', { what: 'the restore, reading', timeoutMs: 2000 });
+      await inner.release();
+      // A taker without a shared hold of its own still queues behind the waiting gc.
+      const other = await execa(process.execPath, [holderScript, lock, 'shared', '10'], { reject: false, timeout: 1500 });
+      expect(other.timedOut).toBe(true);
+    } finally {
+      await outer.release();
+    }
+    expect((await gc).exitCode).toBe(0);
   });
 
   it('stops waiting when the signal fires', async () => {

@@ -115,11 +115,10 @@ async function snapshot(ctx: Context, sink: SnapshotSink): Promise<void> {
   const names = namesOf(ctx);
   await withConnection(ctx.options, ctx.signal, async (connection) => {
     // Held through the dump: a swap drops the live triggers for a moment and replaces the views
-    // and routines after its commit, so a dump taken beside one could miss them. The wait is
-    // bounded by the container's timeout: the snapshot holds the store's shared lock already,
-    // and a restore holding the server lock may need that lock too, behind a waiting gc.
-    const bound = Math.min(ctx.lockTimeoutMs ?? Infinity, ctx.options.timeoutMs);
-    await lockDatabase(connection, ctx.options, names.live, ctx.log, ctx.signal, bound);
+    // and routines after its commit, so a dump taken beside one could miss them. The snapshot
+    // holds the store's shared lock already; that is safe because no run waits for a store lock
+    // while it holds this one (a restore takes the store lock first, see store.ts withLatest).
+    await lockDatabase(connection, ctx.options, names.live, ctx.log, ctx.signal, ctx.lockTimeoutMs);
     await recoverSwap(connection, names, ctx.log);
     if (!(await databaseExists(connection, names.live))) {
       throw new OperationError(`database ${names.live} does not exist on ${describeServer(ctx.options)}; activate the component first`, {
