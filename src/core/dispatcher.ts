@@ -248,13 +248,31 @@ async function refuseShared(request: OperationRequest, plugin: Plugin<unknown>, 
   const mine = location(ctx.options, request.component);
   const env = request.env ?? process.env;
   const optionsOf = new Map<string, unknown>();
+  let myServer: Promise<string | undefined> | undefined;
   for (const other of await listMarked(request.stateDir, 'activated')) {
     if (other.container === key.container) continue;
     if (!optionsOf.has(other.container)) optionsOf.set(other.container, await containerOptions(request, plugin, other.container, env, ctx.log));
     const options = optionsOf.get(other.container);
-    if (options === undefined || location(options, { ...request.component, name: other.component }) !== mine) continue;
+    if (options === undefined) continue;
+    const theirs = location(options, { ...request.component, name: other.component });
+    let where = `the same place (${mine})`;
+    if (theirs !== mine) {
+      // The same database name on a server reached another way (a socket and 127.0.0.1) may be
+      // the same database: ask both servers who they are.
+      const identify = plugin.serverIdentity;
+      if (identify === undefined || other.component !== key.component) continue;
+      const ask = (of: unknown, container: string) =>
+        identify(of, ctx.log).catch((error: unknown) => {
+          ctx.log.warn(`cannot ask the server of container ${container} which server it is (${messageOf(error)}); telling it apart from ${key.container}'s by its address only`);
+          return undefined;
+        });
+      myServer ??= ask(ctx.options, key.container);
+      const server = await myServer;
+      if (server === undefined || (await ask(options, other.container)) !== server) continue;
+      where = `the same place, reached another way (${theirs} and ${mine} are one server, ${server})`;
+    }
     throw new OperationError(
-      `not collecting ${key.container}/${key.component}: ${other.container}/${other.component} is activated and keeps its data in the same place (${mine}), so removing it would remove that component's data. Nothing was removed. If the data really is garbage, deactivate ${other.container}/${other.component} first; if it is not, remove the marker ${stateLayout.garbage(request.stateDir, key)}`,
+      `not collecting ${key.container}/${key.component}: ${other.container}/${other.component} is activated and keeps its data in ${where}, so removing it would remove that component's data. Nothing was removed. If the data really is garbage, deactivate ${other.container}/${other.component} first; if it is not, remove the marker ${stateLayout.garbage(request.stateDir, key)}`,
     );
   }
 }

@@ -146,6 +146,13 @@ export interface Plugin<O = unknown> {
    * activated component of another container shares: it would remove that one's data.
    */
   location?(options: O, component: ComponentSpec): string;
+  /**
+   * Who the server behind `options` is, the same text however it is reached (a socket, 127.0.0.1,
+   * a host name), or undefined when it cannot be told. collect-garbage asks it when another
+   * container's location differs from this one's only in the server part, since two such texts
+   * may name one server.
+   */
+  serverIdentity?(options: O, log: Logger): Promise<string | undefined>;
   /** Describes how to reach the component from a shell. */
   shell?(ctx: PluginContext<O>): Promise<ShellInfo>;
 }

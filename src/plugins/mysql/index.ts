@@ -205,6 +205,13 @@ const plugin: Plugin<MysqlOptions> = {
   collectGarbage,
   shell,
   location: (options, component) => `mysql://${describeServer(options)}/${component.name}`,
+  // The host, port and data directory as the server itself reports them: one server answers the
+  // same through its socket and over TCP.
+  serverIdentity: (options) =>
+    withConnection(options, undefined, async (connection) => {
+      const [row] = await query(connection, 'SELECT @@hostname AS host, @@port AS port, @@datadir AS datadir');
+      return row === undefined ? undefined : `${String(row.host)}:${String(row.port)}${String(row.datadir)}`;
+    }),
 };
 
 export default plugin;

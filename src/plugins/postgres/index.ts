@@ -186,6 +186,18 @@ const plugin: Plugin<PostgresOptions> = {
   collectGarbage,
   shell,
   location: (options, component) => `postgresql://${describeServer(options)}/${component.name}`,
+  // The cluster's system identifier, made by initdb: one server answers the same however it is
+  // reached. A role that may not read it (42501) cannot tell.
+  serverIdentity: (options, log) =>
+    withSession(options, log, undefined, async (session) => {
+      try {
+        const [row] = await session.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()');
+        return row === undefined ? undefined : `cluster ${row.id}`;
+      } catch (error) {
+        if ((error as { code?: string }).code === '42501') return undefined;
+        throw error;
+      }
+    }),
 };
 
 export default plugin;
