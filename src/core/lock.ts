@@ -261,7 +261,7 @@ async function liveHolders(
     if (name.startsWith(TEMP_PREFIX)) {
       const writer = /^\.tmp-[a-z]+-(\d+)-\d+-([0-9a-f]{8})-/.exec(name);
       // A holder file being published on another host is not ours to judge by its pid.
-      if (writer !== null && writer[2] === HOST_TAG && isDead(Number(writer[1]))) await rm(file, { force: true });
+      if (writer !== null && writer[2] === HOST_TAG && processIsGone(Number(writer[1]))) await rm(file, { force: true });
       continue;
     }
     if (!name.endsWith('.json')) continue;
@@ -300,7 +300,8 @@ async function readHolder(file: string): Promise<LockHolder | undefined> {
   }
 }
 
-function isDead(pid: number): boolean {
+/** True when the process is known to be gone on this host (ESRCH); false when alive or unknown. */
+export function processIsGone(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return false;
@@ -312,7 +313,7 @@ function isDead(pid: number): boolean {
 /** True when the holder ran on this host and its process is gone (or its pid was reused). */
 export function isStale(info: LockHolder): boolean {
   if (info.host !== HOST) return false;
-  if (isDead(info.pid)) return true;
+  if (processIsGone(info.pid)) return true;
   if (info.processStart === undefined) return false;
   const start = processStartTime(info.pid);
   return start !== undefined && start !== info.processStart;

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { renameSync, rmSync } from 'node:fs';
 import { lstat, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { HOST_TAG } from '../core/lock.js';
+import { HOST_TAG, processIsGone } from '../core/lock.js';
 
 /** Every temporary name in the store starts with this; listings skip such names. */
 export const TEMP_PREFIX = '.tmp-';
@@ -45,16 +45,6 @@ export function pidOfTempName(name: string): number | undefined {
   // Names without a tag are from before tags, written on this host as far as we know.
   if (match === null || (match[2] !== undefined && match[2] !== HOST_TAG)) return undefined;
   return Number(match[1]);
-}
-
-/** True when the process is known to be gone (ESRCH); false when alive or unknown. */
-export function processIsGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ESRCH';
-  }
 }
 
 /** Flushes a file or directory to disk. */

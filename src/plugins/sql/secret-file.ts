@@ -1,10 +1,15 @@
 /**
  * Private temporary files for secrets (a MariaDB option file holding the password): created in a
- * fresh 0700 folder with mode 0600, and removed when the work is done, whatever happened.
+ * fresh 0700 folder with mode 0600, and removed when the work is done, whatever happened. A run
+ * killed (SIGKILL) in between cannot remove its folder; its name carries the pid and a tag of the
+ * host, and the next run on this host removes the folders of runs that are gone.
  */
-import { chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { HOST_TAG, processIsGone } from '../../core/lock.js';
+
+const PREFIX = 'dysnomia-secret-';
 
 /** The owner of the private folder, when a tool runs as another OS user. */
 export interface FileOwner {
@@ -14,7 +19,8 @@ export interface FileOwner {
 
 /** Runs `work` with a private folder, removed afterwards. */
 export async function withPrivateDir<T>(work: (dir: string) => Promise<T>, owner?: FileOwner): Promise<T> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'dysnomia-secret-'));
+  await removeSecretsOfDeadRuns(os.tmpdir());
+  const dir = await mkdtemp(path.join(os.tmpdir(), `${PREFIX}${process.pid}@${HOST_TAG}-`));
   try {
     if (owner !== undefined) await chown(dir, owner.uid, owner.gid);
     return await work(dir);
@@ -29,4 +35,25 @@ export async function writePrivateFile(dir: string, name: string, content: strin
   await writeFile(file, content, { mode: 0o600, flag: 'wx' });
   if (owner !== undefined) await chown(file, owner.uid, owner.gid);
   return file;
+}
+
+/**
+ * Removes the private folders that killed runs on this host left in `tmp`. Folders of live runs,
+ * of other hosts (a shared /tmp) and of older versions (no pid in the name) stay; so does one this
+ * user may not remove (another user's, in a sticky /tmp).
+ */
+export async function removeSecretsOfDeadRuns(tmp: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(tmp);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const match = /^dysnomia-secret-(\d+)@([0-9a-f]{8})-/.exec(name);
+    if (match === null || match[2] !== HOST_TAG) continue;
+    const pid = Number(match[1]);
+    if (pid === process.pid || !processIsGone(pid)) continue;
+    await rm(path.join(tmp, name), { recursive: true, force: true }).catch(() => {});
+  }
 }
