@@ -4,8 +4,7 @@
  * host removes it, and nothing else.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { chown, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { HOST_TAG } from '../../src/core/lock.js';
@@ -34,19 +33,47 @@ describe('secret folders of killed runs', () => {
     ];
     for (const name of keep) await secretDir(tmp, name);
     await secretDir(tmp, `dysnomia-secret-${dead}@${HOST_TAG}-dead01`);
+    // Named like a dead run's folder, but a link to a folder elsewhere: neither goes.
+    const elsewhere = await secretDir(tmp, 'elsewhere');
+    await symlink(elsewhere, path.join(tmp, `dysnomia-secret-${dead}@${HOST_TAG}-link01`));
+    keep.push('elsewhere', `dysnomia-secret-${dead}@${HOST_TAG}-link01`);
+    // A dead run's folder owned by another user stays (as root: chowned to nobody).
+    if (process.getuid?.() === 0) {
+      const foreign = await secretDir(tmp, `dysnomia-secret-${dead}@${HOST_TAG}-foreign`);
+      await chown(foreign, 65534, 65534);
+      keep.push(path.basename(foreign));
+    }
 
     await removeSecretsOfDeadRuns(tmp);
     expect((await readdir(tmp)).sort()).toEqual([...keep].sort());
+    expect(await readdir(elsewhere)).toEqual(['client.cnf']);
   });
 
-  it('a new private folder carries the pid and host, and a dead run\'s folder in the system temp dir goes first', async () => {
-    const leftover = await secretDir(os.tmpdir(), `dysnomia-secret-${await deadPid()}@${HOST_TAG}-test${process.pid}`);
-    onTestFinished(() => rm(leftover, { recursive: true, force: true }));
+  it('removes only the plain files of a dead run\'s folder, never what is below a folder in it', async () => {
+    const tmp = await useTempDir('dysnomia-tmp-');
+    const folder = await secretDir(tmp, `dysnomia-secret-${await deadPid()}@${HOST_TAG}-nested`);
+    await secretDir(folder, 'sub');
+    await removeSecretsOfDeadRuns(tmp);
+    expect(await readdir(folder)).toEqual(['sub']);
+    expect(await readdir(path.join(folder, 'sub'))).toEqual(['client.cnf']);
+  });
+
+  it('a new private folder carries the pid and host, and a dead run\'s folder in the temp dir goes first', async () => {
+    // A temp dir of this test's own (os.tmpdir() follows TMPDIR), so no other run sweeps it.
+    const tmp = await useTempDir('dysnomia-tmp-');
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    onTestFinished(() => {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    });
+    const leftover = await secretDir(tmp, `dysnomia-secret-${await deadPid()}@${HOST_TAG}-test01`);
     let used = '';
     await withPrivateDir(async (dir) => {
       used = dir;
       expect(existsSync(leftover)).toBe(false);
     });
+    expect(path.dirname(used)).toBe(tmp);
     expect(path.basename(used)).toMatch(new RegExp(`^dysnomia-secret-${process.pid}@${HOST_TAG}-`));
     expect(existsSync(used)).toBe(false);
   });

@@ -4,12 +4,14 @@
  * killed (SIGKILL) in between cannot remove its folder; its name carries the pid and a tag of the
  * host, and the next run on this host removes the folders of runs that are gone.
  */
-import { chown, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { chown, lstat, mkdtemp, readdir, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { HOST_TAG, processIsGone } from '../../core/lock.js';
 
 const PREFIX = 'dysnomia-secret-';
+/** The sweep of killed runs' folders, once per process. */
+let swept: Promise<void> | undefined;
 
 /** The owner of the private folder, when a tool runs as another OS user. */
 export interface FileOwner {
@@ -19,7 +21,8 @@ export interface FileOwner {
 
 /** Runs `work` with a private folder, removed afterwards. */
 export async function withPrivateDir<T>(work: (dir: string) => Promise<T>, owner?: FileOwner): Promise<T> {
-  await removeSecretsOfDeadRuns(os.tmpdir());
+  swept ??= removeSecretsOfDeadRuns(os.tmpdir());
+  await swept;
   const dir = await mkdtemp(path.join(os.tmpdir(), `${PREFIX}${process.pid}@${HOST_TAG}-`));
   try {
     if (owner !== undefined) await chown(dir, owner.uid, owner.gid);
@@ -38,9 +41,13 @@ export async function writePrivateFile(dir: string, name: string, content: strin
 }
 
 /**
- * Removes the private folders that killed runs on this host left in `tmp`. Folders of live runs,
- * of other hosts (a shared /tmp) and of older versions (no pid in the name) stay; so does one this
- * user may not remove (another user's, in a sticky /tmp).
+ * Removes the private folders that killed runs on this host left in `tmp`. Only a real folder
+ * (not a link) owned by this user, of a process on this host that is gone, is removed, and only
+ * the plain files in it, one by one, never recursively: anyone may create a folder of that name
+ * in /tmp, and a recursive removal as root through a folder another user can change could be
+ * led elsewhere. Folders of live runs, other hosts (a shared /tmp), older versions (no pid in
+ * the name) and other users stay; so does a folder handed to another OS user for peer
+ * authentication (PostgreSQL), which is that user's.
  */
 export async function removeSecretsOfDeadRuns(tmp: string): Promise<void> {
   let names: string[];
@@ -49,11 +56,22 @@ export async function removeSecretsOfDeadRuns(tmp: string): Promise<void> {
   } catch {
     return;
   }
+  const uid = process.getuid?.();
   for (const name of names) {
     const match = /^dysnomia-secret-(\d+)@([0-9a-f]{8})-/.exec(name);
     if (match === null || match[2] !== HOST_TAG) continue;
     const pid = Number(match[1]);
     if (pid === process.pid || !processIsGone(pid)) continue;
-    await rm(path.join(tmp, name), { recursive: true, force: true }).catch(() => {});
+    const dir = path.join(tmp, name);
+    try {
+      const info = await lstat(dir);
+      if (!info.isDirectory() || (uid !== undefined && info.uid !== uid)) continue;
+      for (const entry of await readdir(dir, { withFileTypes: true })) {
+        if (entry.isFile()) await unlink(path.join(dir, entry.name));
+      }
+      await rmdir(dir);
+    } catch {
+      // Gone meanwhile, or not ours to remove: left as it is.
+    }
   }
 }
