@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { PassThrough, pipeline, Readable } from 'node:stream';
 import { SnapshotStore } from '../snapshot-store/index.js';
-import { DysnomiaError, messageOf, OperationError, PluginError, throwIfAborted } from './errors.js';
+import { AbortedError, DysnomiaError, messageOf, OperationError, PluginError, throwIfAborted } from './errors.js';
 import { withLock } from './lock.js';
 import { type Logger, silentLogger } from './log.js';
 import {
@@ -243,33 +243,33 @@ async function dispatch(
  * DYSNOMIA_CONTAINERS_PATH or beside this one's file; one that is not found cannot be compared.
  */
 async function refuseShared(request: OperationRequest, plugin: Plugin<unknown>, ctx: PluginContext<unknown>, key: ComponentKey): Promise<void> {
-  const location = plugin.location;
-  if (location === undefined) return;
-  const mine = location(ctx.options, request.component);
+  if (plugin.location === undefined) return;
+  const mine = plugin.location(ctx.options, request.component);
   const env = request.env ?? process.env;
   const optionsOf = new Map<string, unknown>();
-  let myServer: Promise<string | undefined> | undefined;
   for (const other of await listMarked(request.stateDir, 'activated')) {
     if (other.container === key.container) continue;
     if (!optionsOf.has(other.container)) optionsOf.set(other.container, await containerOptions(request, plugin, other.container, env, ctx.log));
     const options = optionsOf.get(other.container);
     if (options === undefined) continue;
-    const theirs = location(options, { ...request.component, name: other.component });
+    const theirs = plugin.location(options, { ...request.component, name: other.component });
     let where = `the same place (${mine})`;
     if (theirs !== mine) {
       // The same database name on a server reached another way (a socket and 127.0.0.1) may be
-      // the same database: ask both servers who they are.
-      const identify = plugin.serverIdentity;
-      if (identify === undefined || other.component !== key.component) continue;
-      const ask = (of: unknown, container: string) =>
-        identify(of, ctx.log).catch((error: unknown) => {
-          ctx.log.warn(`cannot ask the server of container ${container} which server it is (${messageOf(error)}); telling it apart from ${key.container}'s by its address only`);
-          return undefined;
-        });
-      myServer ??= ask(ctx.options, key.container);
-      const server = await myServer;
-      if (server === undefined || (await ask(options, other.container)) !== server) continue;
-      where = `the same place, reached another way (${theirs} and ${mine} are one server, ${server})`;
+      // the same database: the plugin asks the servers. When they cannot say, nothing is removed.
+      if (plugin.sameServer === undefined || other.component !== key.component) continue;
+      let same: boolean;
+      try {
+        same = await plugin.sameServer(ctx.options, options, ctx.log, ctx.signal);
+      } catch (error) {
+        if (error instanceof AbortedError) throw error;
+        throw new OperationError(
+          `not collecting ${key.container}/${key.component}: ${other.container}/${other.component} is activated with a database of the same name at ${theirs}, and whether that is this container's server (${mine}) cannot be told: ${messageOf(error)}. Nothing was removed. Run collect-garbage again when both servers answer; if ${other.container} uses another server that is gone for good, deactivate ${other.container}/${other.component} first`,
+          { cause: error },
+        );
+      }
+      if (!same) continue;
+      where = `the same place, reached another way (${theirs} and ${mine} are one server)`;
     }
     throw new OperationError(
       `not collecting ${key.container}/${key.component}: ${other.container}/${other.component} is activated and keeps its data in ${where}, so removing it would remove that component's data. Nothing was removed. If the data really is garbage, deactivate ${other.container}/${other.component} first; if it is not, remove the marker ${stateLayout.garbage(request.stateDir, key)}`,

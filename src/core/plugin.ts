@@ -147,12 +147,12 @@ export interface Plugin<O = unknown> {
    */
   location?(options: O, component: ComponentSpec): string;
   /**
-   * Who the server behind `options` is, the same text however it is reached (a socket, 127.0.0.1,
-   * a host name), or undefined when it cannot be told. collect-garbage asks it when another
-   * container's location differs from this one's only in the server part, since two such texts
-   * may name one server.
+   * Whether two containers' options reach one server, however each reaches it (a socket,
+   * 127.0.0.1, a host name); throws when it cannot be told (a server does not answer).
+   * collect-garbage asks it when another container's component of the same name has a different
+   * location, since two such texts may name one server, and refuses when it cannot be told.
    */
-  serverIdentity?(options: O, log: Logger): Promise<string | undefined>;
+  sameServer?(mine: O, theirs: O, log: Logger, signal?: AbortSignal): Promise<boolean>;
   /** Describes how to reach the component from a shell. */
   shell?(ctx: PluginContext<O>): Promise<ShellInfo>;
 }

@@ -94,3 +94,39 @@ export async function createPeerCluster(): Promise<PeerCluster> {
     },
   };
 }
+
+/** A started throwaway MariaDB server on a socket of its own (no TCP). */
+export interface ThrowawayMariadb {
+  /** Container properties of the mysql-database plugin reaching it. */
+  properties: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Creates and starts a second MariaDB server in a temporary folder (mariadb-install-db, mariadbd
+ * from the installed server), reachable only through its own socket, root without a password.
+ * Fails (never skips) when it cannot. Takes about a second.
+ */
+export async function startThrowawayMariadb(dir: string): Promise<ThrowawayMariadb> {
+  const data = `${dir}/data`;
+  const socket = `${dir}/mysqld.sock`;
+  await execa('mariadb-install-db', ['--no-defaults', `--datadir=${data}`, '--user=root', '--auth-root-authentication-method=normal', '--skip-test-db']);
+  const server = execa('/usr/sbin/mariadbd', ['--no-defaults', `--datadir=${data}`, `--socket=${socket}`, '--skip-networking', '--user=root', `--pid-file=${dir}/mysqld.pid`], {
+    reject: false,
+  });
+  const stop = async () => {
+    server.kill('SIGTERM');
+    await server;
+  };
+  const started = Date.now();
+  for (;;) {
+    const ping = await execa('mariadb-admin', ['--no-defaults', '-uroot', `--socket=${socket}`, 'ping'], { reject: false });
+    if (ping.exitCode === 0) break;
+    if (server.exitCode !== null || Date.now() - started > 20_000) {
+      await stop();
+      throw new Error(`the throwaway MariaDB server in ${dir} did not start: ${(await server).stderr}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return { properties: { type: 'mysql-database', mysqlUsername: 'root', mysqlSocket: socket }, stop };
+}

@@ -3,6 +3,7 @@
  * from the component's `mysql-databases/*.sql`; snapshots are consistent mysqldumps; a restore
  * loads into a staging database and swaps it in (swap.ts), so the live database is never lost.
  */
+import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DysnomiaError, OperationError } from '../../core/errors.js';
@@ -205,12 +206,18 @@ const plugin: Plugin<MysqlOptions> = {
   collectGarbage,
   shell,
   location: (options, component) => `mysql://${describeServer(options)}/${component.name}`,
-  // The host, port and data directory as the server itself reports them: one server answers the
-  // same through its socket and over TCP.
-  serverIdentity: (options) =>
-    withConnection(options, undefined, async (connection) => {
-      const [row] = await query(connection, 'SELECT @@hostname AS host, @@port AS port, @@datadir AS datadir');
-      return row === undefined ? undefined : `${String(row.host)}:${String(row.port)}${String(row.datadir)}`;
+  // A user lock with a random name, taken through `mine`, is in use seen through `theirs` only on
+  // one server: no privilege needed, and no two servers can be mistaken for one (as host name,
+  // port and data directory can be, on cloned machines).
+  sameServer: (mine, theirs, _log, signal) =>
+    withConnection(mine, signal, async (held) => {
+      const probe = `dysnomia-probe:${randomBytes(8).toString('hex')}`;
+      const [row] = await query(held, 'SELECT GET_LOCK(?, 0) AS taken, CONNECTION_ID() AS id', [probe]);
+      if (Number(row?.taken) !== 1) throw new OperationError(`cannot take the probe lock ${probe} on ${describeServer(mine)}`, { plugin: PLUGIN });
+      return withConnection(theirs, signal, async (other) => {
+        const [seen] = await query(other, 'SELECT IS_USED_LOCK(?) AS holder', [probe]);
+        return seen?.holder !== null && seen?.holder !== undefined && Number(seen.holder) === Number(row!.id);
+      });
     }),
 };
 

@@ -4,6 +4,7 @@
  * loads into a staging database and swaps the names in one transaction (swap.ts), so the live
  * database is never lost.
  */
+import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DysnomiaError, OperationError } from '../../core/errors.js';
@@ -186,17 +187,18 @@ const plugin: Plugin<PostgresOptions> = {
   collectGarbage,
   shell,
   location: (options, component) => `postgresql://${describeServer(options)}/${component.name}`,
-  // The cluster's system identifier, made by initdb: one server answers the same however it is
-  // reached. A role that may not read it (42501) cannot tell.
-  serverIdentity: (options, log) =>
-    withSession(options, log, undefined, async (session) => {
-      try {
-        const [row] = await session.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()');
-        return row === undefined ? undefined : `cluster ${row.id}`;
-      } catch (error) {
-        if ((error as { code?: string }).code === '42501') return undefined;
-        throw error;
-      }
+  // An advisory lock with random keys, held through `mine`, is taken already seen through `theirs`
+  // only on one server: no privilege needed, and no two servers can be mistaken for one (as the
+  // system identifiers of cloned clusters can). Advisory locks belong to a database; every
+  // control session is on the same maintenance database (client.ts, openSession).
+  sameServer: (mine, theirs, log, signal) =>
+    withSession(mine, log, signal, async (held) => {
+      const keys = [randomBytes(4).readInt32BE(0), randomBytes(4).readInt32BE(0)];
+      await held.query('SELECT pg_advisory_lock($1::int, $2::int)', keys);
+      return withSession(theirs, log, signal, async (other) => {
+        const [row] = await other.query<{ free: boolean }>('SELECT pg_try_advisory_lock($1::int, $2::int) AS free', keys);
+        return row?.free === false;
+      });
     }),
 };
 
