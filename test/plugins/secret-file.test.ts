@@ -4,11 +4,11 @@
  * host removes it, and nothing else.
  */
 import { existsSync } from 'node:fs';
-import { chown, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { HOST_TAG } from '../../src/core/lock.js';
-import { removeSecretsOfDeadRuns, withPrivateDir } from '../../src/plugins/sql/secret-file.js';
+import { removeSecretsOfDeadRuns, withPrivateDir, writePrivateFile } from '../../src/plugins/sql/secret-file.js';
 import { deadPid } from '../store/helpers.js';
 import { useTempDir } from '../support/temp.js';
 
@@ -76,5 +76,30 @@ describe('secret folders of killed runs', () => {
     expect(path.dirname(used)).toBe(tmp);
     expect(path.basename(used)).toMatch(new RegExp(`^dysnomia-secret-${process.pid}@${HOST_TAG}-`));
     expect(existsSync(used)).toBe(false);
+  });
+
+  it('sweeps nothing in a temp dir that others may write and that is not sticky', async () => {
+    const tmp = await useTempDir('dysnomia-tmp-');
+    const name = `dysnomia-secret-${await deadPid()}@${HOST_TAG}-open01`;
+    await secretDir(tmp, name);
+    await chmod(tmp, 0o777);
+    await removeSecretsOfDeadRuns(tmp);
+    expect(await readdir(tmp)).toEqual([name]);
+    await chmod(tmp, 0o1777);
+    await removeSecretsOfDeadRuns(tmp);
+    expect(await readdir(tmp)).toEqual([]);
+  });
+
+  it('a folder whose file goes to another OS user stays this user\'s, reachable but not listable (0711)', async () => {
+    const uid = process.getuid!();
+    const nobody = { uid: 65534, gid: 65534 };
+    await withPrivateDir(async (dir) => {
+      const file = await writePrivateFile(dir, 'pgpass', 'secret', uid === 0 ? nobody : undefined);
+      const folder = await stat(dir);
+      expect(folder.uid).toBe(uid);
+      expect(folder.mode & 0o777).toBe(0o711);
+      if (uid === 0) expect((await stat(file)).uid).toBe(65534);
+      expect((await stat(file)).mode & 0o777).toBe(0o600);
+    }, uid === 0 ? nobody : { uid, gid: process.getgid!() });
   });
 });

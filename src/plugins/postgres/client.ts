@@ -93,7 +93,13 @@ async function directSession(options: PostgresOptions, database: string, timeout
     await client.end().catch(() => {});
     throw error;
   }
-  const facts = (await client.query<{ version: string; pid: number }>(SESSION_FACTS)).rows[0];
+  let facts: { version: string; pid: number } | undefined;
+  try {
+    facts = (await client.query<{ version: string; pid: number }>(SESSION_FACTS)).rows[0];
+  } catch (error) {
+    await client.end().catch(() => {});
+    throw error;
+  }
   return {
     query: async <T>(sql: string, params?: unknown[]) => (await client.query(sql, params)).rows as T[],
     end: () => client.end(),
@@ -151,9 +157,16 @@ async function helperSession(options: PostgresOptions, database: string, user: O
       pending.set(id, { resolve, reject });
       helper.send({ ...message, id });
     });
-  // No password goes to the helper: peer authentication needs none.
-  await call({ op: 'connect', config: { ...clientConfig(options, database, options.timeoutMs), password: undefined } });
-  const [facts] = await call({ op: 'query', sql: SESSION_FACTS });
+  let facts: Row | undefined;
+  try {
+    // No password goes to the helper: peer authentication needs none.
+    await call({ op: 'connect', config: { ...clientConfig(options, database, options.timeoutMs), password: undefined } });
+    [facts] = await call({ op: 'query', sql: SESSION_FACTS });
+  } catch (error) {
+    // Its IPC channel would keep this process alive.
+    helper.kill();
+    throw error;
+  }
   return {
     query: async <T>(sql: string, params?: unknown[]) => (await call({ op: 'query', sql, params })) as T[],
     end: async () => {

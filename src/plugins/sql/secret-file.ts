@@ -4,14 +4,15 @@
  * killed (SIGKILL) in between cannot remove its folder; its name carries the pid and a tag of the
  * host, and the next run on this host removes the folders of runs that are gone.
  */
-import { chown, lstat, mkdtemp, readdir, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdtemp, readdir, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { HOST_TAG, processIsGone } from '../../core/lock.js';
 
 const PREFIX = 'dysnomia-secret-';
-/** The sweep of killed runs' folders, once per process. */
-let swept: Promise<void> | undefined;
+/** When each temp dir was last swept for killed runs' folders (once an hour: a deployer's process may run for days). */
+const lastSweep = new Map<string, number>();
+const SWEEP_EVERY_MS = 60 * 60 * 1000;
 
 /** The owner of the private folder, when a tool runs as another OS user. */
 export interface FileOwner {
@@ -19,13 +20,21 @@ export interface FileOwner {
   gid: number;
 }
 
-/** Runs `work` with a private folder, removed afterwards. */
+/**
+ * Runs `work` with a private folder, removed afterwards. With `owner`, the files in it go to that
+ * OS user, but the folder stays this user's (0711: the owner reaches its file by name, nobody
+ * lists or adds): then only this user can put anything in it, and removing it cannot be led
+ * elsewhere by the other user.
+ */
 export async function withPrivateDir<T>(work: (dir: string) => Promise<T>, owner?: FileOwner): Promise<T> {
-  swept ??= removeSecretsOfDeadRuns(os.tmpdir());
-  await swept;
-  const dir = await mkdtemp(path.join(os.tmpdir(), `${PREFIX}${process.pid}@${HOST_TAG}-`));
+  const tmp = os.tmpdir();
+  if (Date.now() - (lastSweep.get(tmp) ?? -Infinity) > SWEEP_EVERY_MS) {
+    lastSweep.set(tmp, Date.now());
+    await removeSecretsOfDeadRuns(tmp);
+  }
+  const dir = await mkdtemp(path.join(tmp, `${PREFIX}${process.pid}@${HOST_TAG}-`));
   try {
-    if (owner !== undefined) await chown(dir, owner.uid, owner.gid);
+    if (owner !== undefined) await chmod(dir, 0o711);
     return await work(dir);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -46,12 +55,17 @@ export async function writePrivateFile(dir: string, name: string, content: strin
  * the plain files in it, one by one, never recursively: anyone may create a folder of that name
  * in /tmp, and a recursive removal as root through a folder another user can change could be
  * led elsewhere. Folders of live runs, other hosts (a shared /tmp), older versions (no pid in
- * the name) and other users stay; so does a folder handed to another OS user for peer
- * authentication (PostgreSQL), which is that user's.
+ * the name) and other users stay. A folder whose file went to the OS user of peer
+ * authentication is still this user's (see withPrivateDir), so it goes too. Nothing is swept in a
+ * temp dir that others may write and that is not sticky.
  */
 export async function removeSecretsOfDeadRuns(tmp: string): Promise<void> {
   let names: string[];
   try {
+    // In a temp dir that others may write and that is not sticky, they could swap a folder for a
+    // link between the checks below and the removal: no sweep there.
+    const mode = (await stat(tmp)).mode;
+    if ((mode & 0o022) !== 0 && (mode & 0o1000) === 0) return;
     names = await readdir(tmp);
   } catch {
     return;
