@@ -264,7 +264,7 @@ async function refuseShared(request: OperationRequest, plugin: Plugin<unknown>, 
       } catch (error) {
         if (error instanceof AbortedError) throw error;
         throw new OperationError(
-          `not collecting ${key.container}/${key.component}: ${other.container}/${other.component} is activated with a database of the same name at ${theirs}, and whether that is this container's server (${mine}) cannot be told: ${messageOf(error)}. Nothing was removed. Run collect-garbage again when both servers answer; if ${other.container} uses another server that is gone for good, deactivate ${other.container}/${other.component} first`,
+          `not collecting ${key.container}/${key.component}: ${other.container}/${other.component} is activated with a database of the same name at ${theirs}, and whether that is this container's server (${mine}) cannot be told: ${messageOf(error)}. Nothing was removed. Run collect-garbage again when both servers answer; if ${other.container} uses another server that is gone for good, deactivate ${other.container}/${other.component} first; if ${key.container}/${key.component}'s data is not garbage after all, remove the marker ${stateLayout.garbage(request.stateDir, key)}`,
           { cause: error },
         );
       }

@@ -105,7 +105,7 @@ export interface ThrowawayMariadb {
 /**
  * Creates and starts a second MariaDB server in a temporary folder (mariadb-install-db, mariadbd
  * from the installed server), reachable only through its own socket, root without a password.
- * Fails (never skips) when it cannot. Takes about a second.
+ * Fails (never skips) when it cannot. Takes one to a few seconds.
  */
 export async function startThrowawayMariadb(dir: string): Promise<ThrowawayMariadb> {
   const data = `${dir}/data`;
@@ -114,15 +114,19 @@ export async function startThrowawayMariadb(dir: string): Promise<ThrowawayMaria
   const server = execa('/usr/sbin/mariadbd', ['--no-defaults', `--datadir=${data}`, `--socket=${socket}`, '--skip-networking', '--user=root', `--pid-file=${dir}/mysqld.pid`], {
     reject: false,
   });
+  let exited = false;
+  void server.then(() => (exited = true));
   const stop = async () => {
     server.kill('SIGTERM');
+    const killer = setTimeout(() => server.kill('SIGKILL'), 10_000);
     await server;
+    clearTimeout(killer);
   };
   const started = Date.now();
   for (;;) {
     const ping = await execa('mariadb-admin', ['--no-defaults', '-uroot', `--socket=${socket}`, 'ping'], { reject: false });
     if (ping.exitCode === 0) break;
-    if (server.exitCode !== null || Date.now() - started > 20_000) {
+    if (exited || Date.now() - started > 20_000) {
       await stop();
       throw new Error(`the throwaway MariaDB server in ${dir} did not start: ${(await server).stderr}`);
     }

@@ -197,6 +197,16 @@ async function shell(ctx: Context): Promise<ShellInfo> {
   };
 }
 
+/** Whether the server is a Galera cluster node (wsrep on); a server without Galera has no such variable. */
+async function isGaleraNode(connection: MysqlConnection): Promise<boolean> {
+  try {
+    const [row] = await query(connection, 'SELECT @@GLOBAL.wsrep_on AS galera');
+    return Number(row?.galera) === 1;
+  } catch {
+    return false;
+  }
+}
+
 const plugin: Plugin<MysqlOptions> = {
   type: PLUGIN,
   parseOptions: parseMysqlOptions,
@@ -208,15 +218,23 @@ const plugin: Plugin<MysqlOptions> = {
   location: (options, component) => `mysql://${describeServer(options)}/${component.name}`,
   // A user lock with a random name, taken through `mine`, is in use seen through `theirs` only on
   // one server: no privilege needed, and no two servers can be mistaken for one (as host name,
-  // port and data directory can be, on cloned machines).
+  // port and data directory can be, on cloned machines). User locks stay on one node of a Galera
+  // cluster, whose nodes share their data: there, "not in use" cannot tell.
   sameServer: (mine, theirs, _log, signal) =>
     withConnection(mine, signal, async (held) => {
       const probe = `dysnomia-probe:${randomBytes(8).toString('hex')}`;
-      const [row] = await query(held, 'SELECT GET_LOCK(?, 0) AS taken, CONNECTION_ID() AS id', [probe]);
+      const [row] = await query(held, 'SELECT GET_LOCK(?, 0) AS taken', [probe]);
       if (Number(row?.taken) !== 1) throw new OperationError(`cannot take the probe lock ${probe} on ${describeServer(mine)}`, { plugin: PLUGIN });
       return withConnection(theirs, signal, async (other) => {
         const [seen] = await query(other, 'SELECT IS_USED_LOCK(?) AS holder', [probe]);
-        return seen?.holder !== null && seen?.holder !== undefined && Number(seen.holder) === Number(row!.id);
+        if (seen?.holder !== null && seen?.holder !== undefined) return true;
+        if ((await isGaleraNode(held)) || (await isGaleraNode(other))) {
+          throw new OperationError(
+            `${describeServer(mine)} or ${describeServer(theirs)} is a node of a Galera cluster, whose nodes share their data but not their locks`,
+            { plugin: PLUGIN },
+          );
+        }
+        return false;
       });
     }),
 };

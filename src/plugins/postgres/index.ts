@@ -187,18 +187,30 @@ const plugin: Plugin<PostgresOptions> = {
   collectGarbage,
   shell,
   location: (options, component) => `postgresql://${describeServer(options)}/${component.name}`,
-  // An advisory lock with random keys, held through `mine`, is taken already seen through `theirs`
-  // only on one server: no privilege needed, and no two servers can be mistaken for one (as the
-  // system identifiers of cloned clusters can). Advisory locks belong to a database; every
-  // control session is on the same maintenance database (client.ts, openSession).
+  // An advisory lock with random keys, held through `mine`, shows in pg_locks seen through
+  // `theirs` only on one server: no privilege needed, and no two servers can be mistaken for one
+  // (as the system identifiers of cloned clusters can). pg_locks covers the whole cluster, whatever
+  // database a session is on. The lock is a transaction's, in a transaction kept open: a pooler
+  // (pgbouncer) cannot hand that server process to the other session meanwhile, and it ends with
+  // the transaction.
   sameServer: (mine, theirs, log, signal) =>
     withSession(mine, log, signal, async (held) => {
       const keys = [randomBytes(4).readInt32BE(0), randomBytes(4).readInt32BE(0)];
-      await held.query('SELECT pg_advisory_lock($1::int, $2::int)', keys);
-      return withSession(theirs, log, signal, async (other) => {
-        const [row] = await other.query<{ free: boolean }>('SELECT pg_try_advisory_lock($1::int, $2::int) AS free', keys);
-        return row?.free === false;
-      });
+      await held.query('BEGIN');
+      try {
+        const [taken] = await held.query<{ taken: boolean }>('SELECT pg_try_advisory_xact_lock($1::int, $2::int) AS taken', keys);
+        if (taken?.taken !== true) throw new OperationError(`cannot take a probe lock on ${describeServer(mine)}`, { plugin: PLUGIN });
+        return await withSession(theirs, log, signal, async (other) => {
+          const [row] = await other.query<{ seen: boolean }>(
+            `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
+                               AND classid = $1::bigint::oid AND objid = $2::bigint::oid) AS seen`,
+            [keys[0]! >>> 0, keys[1]! >>> 0],
+          );
+          return row?.seen === true;
+        });
+      } finally {
+        await held.query('ROLLBACK').catch(() => {});
+      }
     }),
 };
 
