@@ -171,7 +171,13 @@ export class SnapshotStore {
     const folder = snapshotDir(this.stateDir, key, identity);
     const rel = relativePath(key, identity);
     if (!(await isDirectory(folder))) {
-      throw new IntegrityError(`${via ? `${via} points at` : 'there is no'} snapshot ${rel}${via ? ', which is missing' : ''}`);
+      // An import that replaced a damaged copy and was killed between its two renames leaves the
+      // damaged copy aside (transfer.ts, commitImport); the next import of the snapshot settles it.
+      const aside = path.join(path.dirname(folder), `.damaged-${identity}`);
+      const interrupted = (await isDirectory(aside))
+        ? `; an import that was replacing a damaged copy of it was interrupted (the damaged copy is at ${aside}): import the snapshot again to finish it`
+        : '';
+      throw new IntegrityError(`${via ? `${via} points at` : 'there is no'} snapshot ${rel}${via ? ', which is missing' : ''}${interrupted}`);
     }
     const guard = () => this.readLock(rel);
     if (await isFile(path.join(folder, MANIFEST_FILE))) return StoredSnapshot.load(folder, rel, guard);

@@ -221,6 +221,9 @@ describe('a replacement of a damaged copy that was killed halfway', () => {
     // What a kill after moving the damaged copy aside leaves: no folder under the identity.
     const aside = path.join(path.dirname(target), `.damaged-${path.basename(target)}`);
     await rename(target, aside);
+    // Until then, a restore says what happened and what to do.
+    const missing = await new SnapshotStore(receiver).latest(key).catch((error: unknown) => error);
+    expect(String(missing)).toContain(`an import that was replacing a damaged copy of it was interrupted (the damaged copy is at ${aside}): import the snapshot again`);
 
     const again = await importInto(receiver, 'stream', from);
     expect(again.exitCode, again.stderr).toBe(0);
