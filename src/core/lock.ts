@@ -300,6 +300,27 @@ async function readHolder(file: string): Promise<LockHolder | undefined> {
   }
 }
 
+/**
+ * The start of a name that says which process on which host owns a file or folder:
+ * `<prefix><pid>@<host tag>-`. Store temporaries and the SQL plugins' secret folders use it, so
+ * that a later run can remove what a killed one left ({@link leftByGoneProcess}).
+ */
+export function ownedName(prefix: string): string {
+  return `${prefix}${process.pid}@${HOST_TAG}-`;
+}
+
+/**
+ * True when `name` was made by {@link ownedName}(prefix) on this host, by a process that is gone.
+ * Names without a host tag are from older versions, made on this host as far as we know.
+ */
+export function leftByGoneProcess(name: string, prefix: string): boolean {
+  if (!name.startsWith(prefix)) return false;
+  const match = /^(\d+)(?:@([0-9a-f]{8}))?-/.exec(name.slice(prefix.length));
+  if (match === null || (match[2] !== undefined && match[2] !== HOST_TAG)) return false;
+  const pid = Number(match[1]);
+  return pid !== process.pid && processIsGone(pid);
+}
+
 /** True when the process is known to be gone on this host (ESRCH); false when alive or unknown. */
 export function processIsGone(pid: number): boolean {
   try {

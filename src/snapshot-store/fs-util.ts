@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { renameSync, rmSync } from 'node:fs';
 import { lstat, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { HOST_TAG, processIsGone } from '../core/lock.js';
+import { leftByGoneProcess, ownedName } from '../core/lock.js';
 
 /** Every temporary name in the store starts with this; listings skip such names. */
 export const TEMP_PREFIX = '.tmp-';
@@ -14,7 +14,7 @@ export const TEMP_PREFIX = '.tmp-';
  * state dir leaves it alone.
  */
 export function tempName(suffix = ''): string {
-  return `${TEMP_PREFIX}${process.pid}@${HOST_TAG}-${randomBytes(6).toString('hex')}${suffix}`;
+  return `${ownedName(TEMP_PREFIX)}${randomBytes(6).toString('hex')}${suffix}`;
 }
 
 /**
@@ -37,14 +37,6 @@ export function removeFolderHidden(folder: string, suffix: string): boolean {
 /** True for names made by {@link tempName} (or any other hidden name the store must ignore). */
 export function isHiddenName(name: string): boolean {
   return name.startsWith('.');
-}
-
-/** The pid in a temporary name written on this host, if it has one (none for another host's). */
-export function pidOfTempName(name: string): number | undefined {
-  const match = /^\.tmp-(\d+)(?:@([0-9a-f]{8}))?-/.exec(name);
-  // Names without a tag are from before tags, written on this host as far as we know.
-  if (match === null || (match[2] !== undefined && match[2] !== HOST_TAG)) return undefined;
-  return Number(match[1]);
 }
 
 /** Flushes a file or directory to disk. */
@@ -116,8 +108,7 @@ export async function isDirectory(file: string): Promise<boolean> {
 export async function removeDeadTemps(dir: string, all = false): Promise<void> {
   for (const name of await readdirOrEmpty(dir)) {
     if (!name.startsWith(TEMP_PREFIX)) continue;
-    const pid = pidOfTempName(name);
-    if (all || (pid !== undefined && pid !== process.pid && processIsGone(pid))) {
+    if (all || leftByGoneProcess(name, TEMP_PREFIX)) {
       await rm(path.join(dir, name), { recursive: true, force: true });
     }
   }

@@ -25,6 +25,14 @@ export function snapshotDir(stateDir: string, key: ComponentKey, identity: strin
   return path.join(stateLayout.snapshots(stateDir, key), identity);
 }
 
+/**
+ * Where an import that replaces a damaged copy of a snapshot keeps that copy until the imported
+ * one has its name (transfer.ts, commitImport); a kill in between leaves it there.
+ */
+export function damagedAsideDir(stateDir: string, key: ComponentKey, identity: string): string {
+  return path.join(stateLayout.snapshots(stateDir, key), `.damaged-${identity}`);
+}
+
 /** The checksum file of one snapshot. */
 export function checksumFile(stateDir: string, key: ComponentKey, identity: string): string {
   return path.join(stateLayout.checksums(stateDir, key), identity);

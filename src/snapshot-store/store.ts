@@ -16,6 +16,7 @@ import {
   assertIdentity,
   assertKey,
   checksumFile,
+  damagedAsideDir,
   relativePath,
   snapshotDir,
   storeLockFile,
@@ -173,7 +174,7 @@ export class SnapshotStore {
     if (!(await isDirectory(folder))) {
       // An import that replaced a damaged copy and was killed between its two renames leaves the
       // damaged copy aside (transfer.ts, commitImport); the next import of the snapshot settles it.
-      const aside = path.join(path.dirname(folder), `.damaged-${identity}`);
+      const aside = damagedAsideDir(this.stateDir, key, identity);
       const interrupted = (await isDirectory(aside))
         ? `; an import that was replacing a damaged copy of it was interrupted (the damaged copy is at ${aside}): import the snapshot again to finish it`
         : '';

@@ -25,6 +25,7 @@ import {
   assertKey,
   checksumFile,
   componentLockFile,
+  damagedAsideDir,
   packFileName,
   packOfFileName,
   parseRelativePath,
@@ -194,18 +195,13 @@ function chooseKey(options: ImportOptions, ...sources: Partial<ComponentKey>[]):
 /** The store's copy of the snapshot an import brings: none, intact, or damaged (and how). */
 type StoredCopy = { state: 'absent' } | { state: 'intact' } | { state: 'damaged'; problem: string };
 
-/** Where {@link commitImport} keeps a damaged copy while the imported one takes its name. */
-function asideOf(stateDir: string, key: ComponentKey, identity: string): string {
-  return path.join(stateLayout.snapshots(stateDir, key), `.damaged-${identity}`);
-}
-
 /**
  * Finishes what a replacement killed halfway left (see {@link commitImport}): with no folder under
  * the identity, the damaged copy is put back, so generations never point at nothing; with one,
  * the replacement is in place and the damaged copy goes. Runs under the import's locks.
  */
 async function settleAside(stateDir: string, key: ComponentKey, identity: string, log: Logger): Promise<void> {
-  const aside = asideOf(stateDir, key, identity);
+  const aside = damagedAsideDir(stateDir, key, identity);
   if (!(await isDirectory(aside))) return;
   const target = snapshotDir(stateDir, key, identity);
   if (await isDirectory(target)) {
@@ -276,7 +272,7 @@ async function commitImport(
   if (stored.state !== 'damaged') return staging.commit(identity, log);
   await staging.pool(log);
   const target = snapshotDir(stateDir, key, identity);
-  const aside = asideOf(stateDir, key, identity);
+  const aside = damagedAsideDir(stateDir, key, identity);
   await rm(checksumFile(stateDir, key, identity), { force: true });
   await rename(target, aside);
   let committed: boolean;

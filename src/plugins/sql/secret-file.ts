@@ -7,7 +7,7 @@
 import { chmod, chown, lstat, mkdtemp, readdir, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { HOST_TAG, processIsGone } from '../../core/lock.js';
+import { leftByGoneProcess, ownedName } from '../../core/lock.js';
 
 const PREFIX = 'dysnomia-secret-';
 /** When each temp dir was last swept for killed runs' folders (once an hour: a deployer's process may run for days). */
@@ -32,7 +32,7 @@ export async function withPrivateDir<T>(work: (dir: string) => Promise<T>, owner
     lastSweep.set(tmp, Date.now());
     await removeSecretsOfDeadRuns(tmp);
   }
-  const dir = await mkdtemp(path.join(tmp, `${PREFIX}${process.pid}@${HOST_TAG}-`));
+  const dir = await mkdtemp(path.join(tmp, ownedName(PREFIX)));
   try {
     if (owner !== undefined) await chmod(dir, 0o711);
     return await work(dir);
@@ -72,10 +72,7 @@ export async function removeSecretsOfDeadRuns(tmp: string): Promise<void> {
   }
   const uid = process.getuid?.();
   for (const name of names) {
-    const match = /^dysnomia-secret-(\d+)@([0-9a-f]{8})-/.exec(name);
-    if (match === null || match[2] !== HOST_TAG) continue;
-    const pid = Number(match[1]);
-    if (pid === process.pid || !processIsGone(pid)) continue;
+    if (!leftByGoneProcess(name, PREFIX)) continue;
     const dir = path.join(tmp, name);
     try {
       const info = await lstat(dir);
