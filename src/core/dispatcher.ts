@@ -18,7 +18,7 @@ import {
   type ShellInfo,
   type SnapshotSink,
 } from './plugin.js';
-import { loadPlugin } from './registry.js';
+import { builtInTypes, loadPlugin } from './registry.js';
 import { type ComponentSpec, type ContainerSpec, findContainerFile, loadContainerFile } from './resolve.js';
 import {
   type ComponentKey,
@@ -83,7 +83,7 @@ export async function prepare(request: OperationRequest): Promise<PreparedOperat
   const env = request.env ?? process.env;
   const plugin = request.plugin ?? (await loadPlugin(request.container.type, env, request.container.file));
   const log = (request.log ?? silentLogger).child(plugin.type);
-  const options = isPassThrough(plugin)
+  const options = isPassThrough(plugin) || isDefaultNoOp(plugin, request.operation)
     ? undefined
     : plugin.parseOptions(request.container.properties, request.container.file);
   const ctx: PluginContext<unknown> = {
@@ -106,6 +106,15 @@ export async function prepare(request: OperationRequest): Promise<PreparedOperat
     print: request.print ?? ((text) => process.stdout.write(text)),
   };
   return { plugin, ctx };
+}
+
+/**
+ * lock and unlock of a plugin without them are no-ops, and need no properties: Disnix runs them
+ * with `--environment` but without the container's properties (Dysnomia's modules ignore them), so
+ * requiring `gitBaseDir` there would stop every deployment at its lock step.
+ */
+function isDefaultNoOp(plugin: Plugin<unknown>, operation: Operation): boolean {
+  return (operation === 'lock' && plugin.lock === undefined) || (operation === 'unlock' && plugin.unlock === undefined);
 }
 
 function keyOf(request: OperationRequest): ComponentKey {
@@ -240,18 +249,28 @@ async function dispatch(
  * containers that reach the same server (or gitBaseDir) give a component name the same database.
  * A deployment that moved `shop` from one such container to the other leaves the old one marked
  * as garbage, and collecting it would remove the live data. The other containers are found in
- * DYSNOMIA_CONTAINERS_PATH or beside this one's file; one that is not found cannot be compared.
+ * DYSNOMIA_CONTAINERS_PATH or beside this one's file. One that is not found (Disnix runs every
+ * operation with --environment, so its containers have no files) cannot be compared: when it has
+ * a component of the same name activated, nothing is removed.
  */
 async function refuseShared(request: OperationRequest, plugin: Plugin<unknown>, ctx: PluginContext<unknown>, key: ComponentKey): Promise<void> {
   if (plugin.location === undefined) return;
   const mine = plugin.location(ctx.options, request.component);
   const env = request.env ?? process.env;
-  const optionsOf = new Map<string, unknown>();
+  const found = new Map<string, OtherContainer>();
+  const keep = `if ${key.container}/${key.component}'s data is not garbage after all, remove the marker ${stateLayout.garbage(request.stateDir, key)}`;
   for (const other of await listMarked(request.stateDir, 'activated')) {
     if (other.container === key.container) continue;
-    if (!optionsOf.has(other.container)) optionsOf.set(other.container, await containerOptions(request, plugin, other.container, env, ctx.log));
-    const options = optionsOf.get(other.container);
-    if (options === undefined) continue;
+    if (!found.has(other.container)) found.set(other.container, await containerOptions(request, plugin, other.container, env));
+    const container = found.get(other.container)!;
+    if (container.kind === 'other-type') continue;
+    if (container.kind === 'unknown') {
+      if (other.component !== key.component) continue;
+      throw new OperationError(
+        `not collecting ${key.container}/${key.component}: ${other.container}/${other.component} is activated, and whether it keeps its data in the same place (${mine}) cannot be told: ${container.why}. Nothing was removed. Put ${other.container}'s container file in DYSNOMIA_CONTAINERS_PATH (or beside this container's file) so that the two can be compared, or, if its data is garbage too, deactivate ${other.container}/${other.component} first; ${keep}`,
+      );
+    }
+    const { options } = container;
     const theirs = plugin.location(options, { ...request.component, name: other.component });
     let where = `the same place (${mine})`;
     if (theirs !== mine) {
@@ -264,7 +283,7 @@ async function refuseShared(request: OperationRequest, plugin: Plugin<unknown>, 
       } catch (error) {
         if (error instanceof AbortedError) throw error;
         throw new OperationError(
-          `not collecting ${key.container}/${key.component}: ${other.container}/${other.component} is activated with a database of the same name at ${theirs}, and whether that is this container's server (${mine}) cannot be told: ${messageOf(error)}. Nothing was removed. Run collect-garbage again when both servers answer; if ${other.container} uses another server that is gone for good, deactivate ${other.container}/${other.component} first; if ${key.container}/${key.component}'s data is not garbage after all, remove the marker ${stateLayout.garbage(request.stateDir, key)}`,
+          `not collecting ${key.container}/${key.component}: ${other.container}/${other.component} is activated with a database of the same name at ${theirs}, and whether that is this container's server (${mine}) cannot be told: ${messageOf(error)}. Nothing was removed. Run collect-garbage again when both servers answer; if ${other.container} uses another server that is gone for good, deactivate ${other.container}/${other.component} first; ${keep}`,
           { cause: error },
         );
       }
@@ -272,31 +291,40 @@ async function refuseShared(request: OperationRequest, plugin: Plugin<unknown>, 
       where = `the same place, reached another way (${theirs} and ${mine} are one server)`;
     }
     throw new OperationError(
-      `not collecting ${key.container}/${key.component}: ${other.container}/${other.component} is activated and keeps its data in ${where}, so removing it would remove that component's data. Nothing was removed. If the data really is garbage, deactivate ${other.container}/${other.component} first; if it is not, remove the marker ${stateLayout.garbage(request.stateDir, key)}`,
+      `not collecting ${key.container}/${key.component}: ${other.container}/${other.component} is activated and keeps its data in ${where}, so removing it would remove that component's data. Nothing was removed. If the data really is garbage, deactivate ${other.container}/${other.component} first; ${keep}`,
     );
   }
 }
 
-/** The options of another container of the same type, or undefined when it is not found or not of that type. */
-async function containerOptions(
-  request: OperationRequest,
-  plugin: Plugin<unknown>,
-  name: string,
-  env: NodeJS.ProcessEnv,
-  log: Logger,
-): Promise<unknown> {
+/** Another container, as collect-garbage can know it. */
+type OtherContainer =
+  | { kind: 'found'; options: unknown }
+  /** Of another type: its components' data is not this plugin's. */
+  | { kind: 'other-type' }
+  /** Not found or not readable; `why` says which. */
+  | { kind: 'unknown'; why: string };
+
+/** Another container's options, looked up by name in DYSNOMIA_CONTAINERS_PATH and beside this container's file. */
+async function containerOptions(request: OperationRequest, plugin: Plugin<unknown>, name: string, env: NodeJS.ProcessEnv): Promise<OtherContainer> {
   const files = [await findContainerFile(name, env).catch(() => undefined)];
   if (request.container.file !== undefined) files.push(path.join(path.dirname(request.container.file), name));
+  const problems: string[] = [];
   for (const file of files) {
     if (file === undefined) continue;
     try {
       const spec = await loadContainerFile(file, env);
-      return spec.type === plugin.type ? plugin.parseOptions(spec.properties, spec.file) : undefined;
+      return spec.type === plugin.type ? { kind: 'found', options: plugin.parseOptions(spec.properties, spec.file) } : { kind: 'other-type' };
     } catch (error) {
-      log.debug(`container ${name}: ${messageOf(error)}`);
+      problems.push(messageOf(error));
     }
   }
-  return undefined;
+  // Without a file, a container named after another built-in type (as --environment names one
+  // when no --container is given) is of that type.
+  if (problems.length === 0 && builtInTypes.includes(name) && name !== plugin.type) return { kind: 'other-type' };
+  return {
+    kind: 'unknown',
+    why: problems.length > 0 ? `its container file cannot be read (${problems.join('; ')})` : `no container file named ${name} was found (with --environment, as Disnix runs dysnomia, only this container's properties are known)`,
+  };
 }
 
 /**

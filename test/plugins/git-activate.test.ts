@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { programPath, runCli } from '../support/cli.js';
 import { git, makeBundle, makeWorkRepo, refs } from '../support/git.js';
 import { gitSetup } from '../support/git-repository.js';
+import { markActive } from '../../src/core/state-dir.js';
 
 const exists = (file: string) => stat(file).then(
   () => true,
@@ -268,6 +269,56 @@ describe('git-repository collect-garbage and shell', () => {
     const collected = await setup.ok('collect-garbage');
     expect(collected.stderr).toContain(`removed ${setup.repo}`);
     expect(await refs(path.join(setup.dir, 'other-repos', 'project'))).toBe(before);
+  });
+
+  it('under --environment (as Disnix runs it), refuses while another container that cannot be found has the component activated', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    const asDisnix = (operation: string, container: string) =>
+      runCli('dysnomia', ['--type', 'git-repository', '--operation', operation, '--component', setup.component, '--container', container, '--environment'], {
+        env: { DYSNOMIA_STATEDIR: setup.stateDir, gitBaseDir: setup.baseDir },
+      });
+    expect((await asDisnix('activate', 'git-a')).exitCode).toBe(0);
+    const before = await refs(setup.repo);
+    // The deployment moves the component to git-b, whose properties only Disnix knows.
+    expect((await asDisnix('activate', 'git-b')).exitCode).toBe(0);
+    expect((await asDisnix('deactivate', 'git-a')).exitCode).toBe(0);
+
+    const refused = await asDisnix('collect-garbage', 'git-a');
+    expect(refused.exitCode, refused.stderr).toBe(1);
+    expect(refused.stderr).toContain(`not collecting git-a/project: git-b/project is activated, and whether it keeps its data in the same place (${setup.repo}) cannot be told`);
+    expect(refused.stderr).toContain('no container file named git-b was found');
+    expect(refused.stderr).toContain('Nothing was removed');
+    expect(await refs(setup.repo)).toBe(before);
+    expect(await exists(path.join(setup.stateDir, 'garbage', 'git-a', 'project'))).toBe(true);
+
+    // A container named after another plugin's type (as --environment names one without
+    // --container) keeps another plugin's data, and git-b gone, the repository is collected.
+    await markActive(setup.stateDir, { container: 'postgresql-database', component: 'project' });
+    expect((await asDisnix('deactivate', 'git-b')).exitCode).toBe(0);
+    const collected = await asDisnix('collect-garbage', 'git-a');
+    expect(collected.exitCode, collected.stderr).toBe(0);
+    expect(collected.stderr).toContain(`removed ${setup.repo}`);
+  });
+
+  it('lock and unlock need no properties (Disnix runs them without), and change nothing', async () => {
+    const setup = await gitSetup();
+    await setup.ok('activate');
+    const before = await refs(setup.repo);
+    for (const operation of ['lock', 'unlock']) {
+      const result = await runCli('dysnomia', ['--type', 'git-repository', '--operation', operation, '--component', setup.component, '--container', 'git-repository', '--environment'], {
+        env: { DYSNOMIA_STATEDIR: setup.stateDir },
+        cleanEnv: true,
+      });
+      expect(result.exitCode, result.stderr).toBe(0);
+    }
+    expect(await refs(setup.repo)).toBe(before);
+    // Activation still needs gitBaseDir.
+    const activate = await runCli('dysnomia', ['--type', 'git-repository', '--operation', 'activate', '--component', setup.component, '--environment'], {
+      env: { DYSNOMIA_STATEDIR: setup.stateDir },
+      cleanEnv: true,
+    });
+    expect(activate.exitCode).toBe(2);
+    expect(activate.stderr).toContain('gitBaseDir');
   });
 
   it('shows the repository path and commands, and exports gitRepository', async () => {
