@@ -29,7 +29,12 @@ const DEFAULT_CONTAINERS_PATH = '/etc/dysnomia/containers';
 const DEFAULT_COMPONENTS_PATH = '/etc/dysnomia/components';
 
 /** Names that must never become a state-dir path segment. */
-const SAFE_NAME = /^[A-Za-z0-9._+@-][A-Za-z0-9._+@= -]*$/;
+/**
+ * Not starting with a dot: the state dir's listings (and Dysnomia's `ls`) skip hidden names, so a
+ * component called `.shop` would be activated and then never found by `dysnomia-containers`: no
+ * nightly snapshot, no deactivation on --deploy.
+ */
+const SAFE_NAME = /^[A-Za-z0-9_+@-][A-Za-z0-9._+@= -]*$/;
 
 function searchPath(value: string | undefined, fallback: string): string[] {
   const dirs = (value === undefined || value === '' ? fallback : value).split(':');
@@ -68,7 +73,7 @@ export function assertSafeName(name: string, what: string, source?: string): str
   if (name === '.' || name === '..' || !SAFE_NAME.test(name) || name.length > 200) {
     const from = source === undefined ? '' : ` (from ${source})`;
     throw new ConfigError(
-      `${JSON.stringify(name)}${from} is not a usable ${what} name: it becomes a folder name in the state dir, so use letters, digits and . _ - + @ = space (not . or .., at most 200 characters)`,
+      `${JSON.stringify(name)}${from} is not a usable ${what} name: it becomes a folder name in the state dir, so use letters, digits and . _ - + @ = space, not starting with a dot (hidden names are skipped when the state dir is listed), at most 200 characters`,
     );
   }
   return name;
@@ -151,13 +156,22 @@ export function containerFromEnvironment(
   properties.type = type;
   const name =
     containerArgument === undefined || containerArgument === ''
-      ? type
+      ? typeName(type)
       : nameFromPath(containerArgument, env);
   return { name: assertSafeName(name, 'container'), type, properties, fromEnvironment: true };
 }
 
 /**
- * A container given as an object of properties (the library API). `name` defaults to the type.
+ * The container name a type gives when no container is named: the type itself, or for a module
+ * given as a path (`--type /opt/modules/mymod`) its base name, as Dysnomia's determineContainerName.
+ */
+function typeName(type: string): string {
+  return type.includes('/') ? path.basename(type.replace(/\/+$/, '')) : type;
+}
+
+/**
+ * A container given as an object of properties (the library API). `name` defaults to the type
+ * (a module's path gives its base name).
  */
 export function containerFromProperties(
   properties: ContainerProperties,
@@ -168,7 +182,7 @@ export function containerFromProperties(
     throw new ConfigError('no type given in the container properties', { key: 'type' });
   }
   return {
-    name: assertSafeName(name ?? type, 'container'),
+    name: assertSafeName(name ?? typeName(type), 'container'),
     type,
     properties: { ...properties },
     fromEnvironment: false,

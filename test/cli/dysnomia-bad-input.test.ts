@@ -150,6 +150,13 @@ describe('bad input: exit 2, a clear message, nothing changed', () => {
     await expectRejected(bad, ['-o', 'activate', '-c', odd, '-C', bad.container], `"semi;colon" (from ${odd}) is not a usable component name`);
   });
 
+  it('a component whose name starts with a dot (the state dir\'s listings skip hidden names)', async () => {
+    const bad = await prepare();
+    const hidden = path.join(bad.stage.root, 'components', '.hidden');
+    await mkdir(hidden);
+    await expectRejected(bad, ['-o', 'activate', '-c', hidden, '-C', bad.container], `".hidden" (from ${hidden}) is not a usable component name`);
+  });
+
   it('--environment without --type', async () => {
     const bad = await prepare();
     await expectRejected(bad, ['-o', 'activate', '-c', bad.stage.component, '--environment'], 'dysnomia: --environment needs --type TYPE (the plugin to use)\n');

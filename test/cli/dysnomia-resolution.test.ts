@@ -111,6 +111,17 @@ describe('--environment', () => {
     expect(await markers(stage.stateDir)).toEqual(['activated/recorder/testcomp']);
   });
 
+  it('names the container after the base name of a module given as a path', async () => {
+    const { stage } = await recorderStage();
+    const modulePath = path.join(stage.env.DYSNOMIA_MODULES_PATH!, 'recorder');
+    const result = await stage.dysnomia(['-o', 'activate', '-c', stage.component, '-E', '-t', modulePath], {
+      env: { recordTo: stage.log },
+    });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(await lastArgs(stage)).toEqual(['activate', stage.component, 'recorder']);
+    expect(await markers(stage.stateDir)).toEqual(['activated/recorder/testcomp']);
+  });
+
   it('with --container as well, the container is named after that argument', async () => {
     const { stage } = await recorderStage();
     const result = await stage.dysnomia(['-o', 'activate', '-c', stage.component, '-E', '-t', 'recorder', '-C', 'staging'], {
