@@ -4,13 +4,11 @@
  * infrastructure model) or as JSON.
  */
 import { readFile } from 'node:fs/promises';
-import {
-  type ContainerProperties,
-  type PropertyValue,
-  parseContainerText,
-  readContainerFile,
-} from '../core/container-file.js';
+import path from 'node:path';
+import { execa } from 'execa';
+import { type ContainerProperties, type PropertyValue, readContainerFile } from '../core/container-file.js';
 import { ConfigError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import { type AvailableComponent, listContainers, type QueryOptions } from './queries.js';
 
 const DEFAULT_PROPERTIES_FILE = '/etc/dysnomia/properties';
@@ -30,8 +28,74 @@ export function propertiesFile(env: NodeJS.ProcessEnv = process.env): string {
   return env.DYSNOMIA_PROPERTIES || DEFAULT_PROPERTIES_FILE;
 }
 
-/** Reads the machine properties, parsed like a container file; a missing file gives `{}`. */
-export async function readMachineProperties(env: NodeJS.ProcessEnv = process.env): Promise<ContainerProperties> {
+/** Seconds the properties file may take to evaluate (its `$(...)` commands included). */
+const PROPERTIES_TIMEOUT_SECONDS = 30;
+
+/**
+ * Prints, for each name given, the variable the sourced file left: `s NAME VALUE` or
+ * `a NAME COUNT VALUE...`, every field NUL-terminated. A syntax error stops it first (`bash -n`);
+ * a command of the file that fails does not (its value is then empty, as in Dysnomia). What the
+ * file prints goes to stderr. The script's own variables have names no property would use.
+ */
+const PRINT_PROPERTIES = `
+bash -n "$1" || exit 2
+source "$1" >&2
+shift
+for __dysnomia_name in "$@"; do
+  __dysnomia_declaration=$(declare -p "$__dysnomia_name" 2>/dev/null) || continue
+  if [[ $__dysnomia_declaration == "declare -a"* ]]; then
+    declare -n __dysnomia_values="$__dysnomia_name"
+    printf 'a\\0%s\\0%s\\0' "$__dysnomia_name" "\${#__dysnomia_values[@]}"
+    printf '%s\\0' "\${__dysnomia_values[@]}"
+    unset -n __dysnomia_values
+  else
+    printf 's\\0%s\\0%s\\0' "$__dysnomia_name" "\${!__dysnomia_name}"
+  fi
+done
+`;
+
+/** The names a properties file assigns, in order: `name=` or `export name=` at the start of a line. */
+function assignedNames(text: string): string[] {
+  const names: string[] = [];
+  for (const line of text.split('\n')) {
+    const match = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\+?=/.exec(line);
+    if (match && !names.includes(match[1]!)) names.push(match[1]!);
+  }
+  return names;
+}
+
+function decodeProperties(output: Buffer, file: string): ContainerProperties {
+  const fields = output.toString('utf8').split('\0');
+  const properties: ContainerProperties = {};
+  let i = 0;
+  const next = () => {
+    if (i >= fields.length - 1) throw new ConfigError('bash printed the properties in a form that cannot be read', { file });
+    return fields[i++]!;
+  };
+  while (i < fields.length - 1) {
+    const kind = next();
+    const name = next();
+    if (kind === 'a') {
+      const count = Number(next());
+      const values: string[] = [];
+      for (let k = 0; k < count; k += 1) values.push(next());
+      properties[name] = values;
+    } else {
+      properties[name] = next();
+    }
+  }
+  return properties;
+}
+
+/**
+ * Reads the machine properties; a missing file gives `{}`. Unlike container files, this file is
+ * evaluated by bash, as Dysnomia does: its values may be shell substitutions, and the properties
+ * NixOS's dysnomia module and Dysnomia's own tests write use them (`mem="$(grep MemTotal
+ * /proc/meminfo | ...)"`, `hostname="$(hostname)"`). Disnix captures a machine's infrastructure
+ * with `--generate-expr`, so refusing those would fail the capture of such machines. The
+ * variables each assignment line names are read back after the file has run.
+ */
+export async function readMachineProperties(env: NodeJS.ProcessEnv = process.env, log?: Logger): Promise<ContainerProperties> {
   const file = propertiesFile(env);
   let text: string;
   try {
@@ -44,12 +108,32 @@ export async function readMachineProperties(env: NodeJS.ProcessEnv = process.env
       cause: error,
     });
   }
-  return parseContainerText(text, file);
+  const names = assignedNames(text);
+  if (names.length === 0) return {};
+  const result = await execa('bash', ['--noprofile', '--norc', '-c', PRINT_PROPERTIES, 'dysnomia-properties', path.resolve(file), ...names], {
+    env,
+    extendEnv: false,
+    stdin: 'ignore',
+    encoding: 'buffer',
+    reject: false,
+    timeout: PROPERTIES_TIMEOUT_SECONDS * 1000,
+  });
+  const stderr = Buffer.from(result.stderr).toString('utf8').trim();
+  if (result.timedOut) {
+    throw new ConfigError(`the machine properties file did not finish within ${PROPERTIES_TIMEOUT_SECONDS} s (bash evaluates it, with its $(...) commands); nothing was printed`, { file });
+  }
+  if (result.failed) {
+    const why = result.code === 'ENOENT' ? 'bash was not found' : `bash ${result.exitCode === undefined ? 'failed' : `exited with ${result.exitCode}`}${stderr ? `: ${stderr}` : ''}`;
+    throw new ConfigError(`cannot evaluate the machine properties file (${why})`, { file });
+  }
+  // A command of the file that complained (a missing tool in a `$(...)`) is worth seeing.
+  for (const line of stderr.split('\n')) if (line !== '') log?.warn(`${file}: ${line}`);
+  return decodeProperties(Buffer.from(result.stdout), file);
 }
 
 /** Describes this machine: its properties and the properties of every container file. */
 export async function describeMachine(options: Omit<QueryOptions, 'container'> = {}): Promise<MachineDescription> {
-  const properties = await readMachineProperties(options.env);
+  const properties = await readMachineProperties(options.env, options.log);
   const containers: Record<string, ContainerProperties> = {};
   for (const entry of await listContainers(options)) {
     const { type: _type, ...rest } = await readContainerFile(entry.file);

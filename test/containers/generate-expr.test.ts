@@ -2,7 +2,7 @@
  * `dysnomia-containers --generate-expr`: the output is valid Nix (checked with the parser in
  * test/support, there being no nix binary here) and holds exactly the machine's properties.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
@@ -70,13 +70,55 @@ describe('dysnomia-containers --generate-expr', () => {
     expect(parseNix(result.stdout)).toEqual({ properties: {}, containers: {} });
   });
 
-  it('names the file and line of a bad properties file, exit 2, nothing printed', async () => {
+  it('evaluates the properties file with bash, as Dysnomia does: shell substitutions, arrays, quoting', async () => {
     const machine = await useMachine();
-    await writeFile(machine.env.DYSNOMIA_PROPERTIES!, 'hostname=db1\nmem=$(free -m)\n');
+    // As NixOS's dysnomia module and Dysnomia's own tests write it.
+    await writeFile(
+      machine.env.DYSNOMIA_PROPERTIES!,
+      [
+        'hostname="$(echo db1.example.org)"',
+        `mem="$(grep 'MemTotal:' /proc/meminfo | sed -e 's/kB//' -e 's/MemTotal://' -e 's/ //g')"`,
+        'supportedTypes=("process" "$(echo wrapper)")',
+        'echo "a line the file prints"',
+        "quoted='$HOME stays as written'",
+        'export name=plain',
+        '',
+      ].join('\n'),
+    );
+    const result = await runCli('dysnomia-containers', ['--generate-expr'], { env: machine.env });
+    expect(result.exitCode, result.stderr).toBe(0);
+    const memTotal = /MemTotal:\s+(\d+) kB/.exec(await readFile('/proc/meminfo', 'utf8'))![1];
+    expect(parseNix(result.stdout)).toEqual({
+      properties: {
+        hostname: 'db1.example.org',
+        mem: memTotal,
+        supportedTypes: ['process', 'wrapper'],
+        quoted: '$HOME stays as written',
+        name: 'plain',
+      },
+      containers: {},
+    });
+    // What the file prints is not part of the expression.
+    expect(result.stdout).not.toContain('a line the file prints');
+    expect(result.stderr).toContain(`${machine.env.DYSNOMIA_PROPERTIES}: a line the file prints`);
+  });
+
+  it('a command of the properties file that fails gives an empty value and a warning naming the file', async () => {
+    const machine = await useMachine();
+    await writeFile(machine.env.DYSNOMIA_PROPERTIES!, 'hostname=db1\nmem="$(no-such-tool-for-dysnomia)"\n');
+    const result = await runCli('dysnomia-containers', ['--generate-expr'], { env: machine.env });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(parseNix(result.stdout)).toEqual({ properties: { hostname: 'db1', mem: '' }, containers: {} });
+    expect(result.stderr).toMatch(new RegExp(`${machine.env.DYSNOMIA_PROPERTIES}: .*no-such-tool-for-dysnomia: command not found`));
+  });
+
+  it('names a properties file bash cannot read, exit 2, nothing printed', async () => {
+    const machine = await useMachine();
+    await writeFile(machine.env.DYSNOMIA_PROPERTIES!, 'hostname=db1\nmem="$(free -m\n');
     const result = await runCli('dysnomia-containers', ['--generate-expr'], { env: machine.env });
     expect(result.exitCode).toBe(2);
     expect(result.stdout).toBe('');
-    expect(result.stderr).toContain(`${machine.env.DYSNOMIA_PROPERTIES}:2: mem:`);
+    expect(result.stderr).toContain(`${machine.env.DYSNOMIA_PROPERTIES}: cannot evaluate the machine properties file (bash exited with 2:`);
   });
 
   it('names a bad container file, exit 2', async () => {
