@@ -160,7 +160,8 @@ async function finishImport(
 ): Promise<ImportOutcome> {
   const store = new SnapshotStore(stateDir, { log: options.log });
   await store.ensureChecksum(key, identity);
-  const { generation, newGeneration } = await addGeneration(stateDir, key, identity, options.now?.());
+  const time = await generationTime(snapshotDir(stateDir, key, identity), options.now?.() ?? new Date());
+  const { generation, newGeneration } = await addGeneration(stateDir, key, identity, time);
   return {
     container: key.container,
     component: key.component,
@@ -170,6 +171,21 @@ async function finishImport(
     newGeneration,
     ...counts,
   };
+}
+
+/**
+ * The time of an imported snapshot's generation: when the snapshot was taken (its manifest's
+ * `created`), so that a history moved to another machine keeps its dates and `--gc --keep-daily`
+ * there keeps what it kept here. With the import's time instead, a whole migrated history looked
+ * one day old, and the first time-based gc kept one snapshot of it. A Dysnomia folder (no manifest)
+ * or a time in the future (another machine's clock) gives `now`.
+ */
+async function generationTime(folder: string, now: Date): Promise<Date> {
+  const created = await readManifest(folder, folder).then(
+    (manifest) => new Date(manifest.created),
+    () => undefined,
+  );
+  return created !== undefined && !Number.isNaN(created.getTime()) && created < now ? created : now;
 }
 
 /** Container and component from `.../snapshots/<container>/<component>/<id>`, if the path has that form. */

@@ -1,4 +1,4 @@
-import { chmod, cp, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, cp, lstat, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -206,6 +206,39 @@ describe('dysnomia-snapshots --gc when the store cannot be read or holds strays'
 });
 
 describe('dysnomia-snapshots --import', () => {
+  it('keeps the dates of an imported history, so that --gc --keep-daily keeps there what it kept here', async () => {
+    const source = await useTempDir();
+    const byStream = await useTempDir();
+    const byFolder = await useTempDir();
+    const days = [new Date(2024, 0, 1, 13), new Date(2024, 0, 3, 13), new Date(2024, 0, 6, 13), new Date(2024, 0, 9, 13)];
+    let clock = days[0]!;
+    const store = new SnapshotStore(source, { now: () => clock });
+    for (const [i, day] of days.entries()) {
+      clock = day;
+      await store.write(key, { type: 't' }, (sink) => sink.addStream('dump.sql', streamOf(Buffer.from(`night ${i}\n`))));
+    }
+    const cli = path.resolve('dist/cli/dysnomia-snapshots.js');
+    const ids = (await snapshots(source, ['--query-all'])).stdout.trim().split('\n');
+    expect(ids).toHaveLength(4);
+    for (const id of ids) {
+      const moved = await execa('bash', ['-o', 'pipefail', '-c', `node ${cli} --export ${id} | DYSNOMIA_STATEDIR=${byStream} node ${cli} --import -`], {
+        env: { DYSNOMIA_STATEDIR: source },
+        reject: false,
+      });
+      expect(moved.exitCode, moved.stderr).toBe(0);
+      const copied = await snapshots(byFolder, ['--import', path.join(source, 'snapshots', id)]);
+      expect(copied.exitCode, copied.stderr).toBe(0);
+    }
+    for (const target of [byStream, byFolder]) {
+      const generations = path.join(target, 'generations', key.container, key.component);
+      const times = await Promise.all(['1', '2', '3', '4'].map(async (n) => (await lstat(path.join(generations, n))).mtime.getTime()));
+      expect(times).toEqual(days.map((day) => day.getTime()));
+      const gc = await snapshots(target, ['--gc', '--keep-daily', '7', '--dry-run', '--json']);
+      expect(gc.exitCode, gc.stderr).toBe(0);
+      expect(JSON.parse(gc.stdout).generationsRemoved).toEqual([]);
+    }
+  });
+
   it('imports a cp -a copy into a fresh state dir, verified, and links pool data it has', async () => {
     const source = await useTempDir();
     const target = await useTempDir();
