@@ -52,13 +52,20 @@ export function exitCodeOf(error: unknown): number {
 export function runProgram(program: string, main: (argv: string[]) => Promise<number>): void {
   const argv = process.argv.slice(2);
   const debug = wantsDebug(argv);
-  // A reader that went away (`dysnomia ... | head -1`) must not abort an operation half-way.
+  // A reader that went away (`dysnomia ... | head -1`) must not abort an operation half-way. Nor
+  // must a full disk or any other failure to write the output: it is said once, the operation
+  // finishes (an export sees the error itself and stops), and the exit status is 1.
+  let outputFailed = false;
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EPIPE') throw error;
+    if (error.code === 'EPIPE' || outputFailed) return;
+    outputFailed = true;
+    process.stderr.write(`${program}: cannot write to standard output: ${error.message}\n`);
+    // The last write may fail after main has finished.
+    if (!process.exitCode) process.exitCode = 1;
   });
   main(argv).then(
     (code) => {
-      process.exitCode = code;
+      process.exitCode = outputFailed && code === 0 ? 1 : code;
     },
     (error: unknown) => {
       if (error instanceof CommanderError) {

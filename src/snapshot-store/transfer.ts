@@ -416,7 +416,13 @@ export async function exportSnapshot(stateDir: string, rel: string, out: Writabl
     const omitted: string[] = [];
     const addFile = async (name: string) => {
       const file = path.join(folder, name);
-      files.push({ name, file, size: (await stat(file)).size });
+      const size = await stat(file).then(
+        (info) => info.size,
+        (error: unknown) => {
+          throw new IntegrityError(`cannot export ${rel}: its file ${name} cannot be read (${messageOf(error)}); the snapshot is damaged, see dysnomia-snapshots --check`, { cause: error });
+        },
+      );
+      files.push({ name, file, size });
     };
     if ((await lstat(path.join(folder, MANIFEST_FILE)).catch(() => undefined)) !== undefined) {
       const manifest = await readManifest(folder, rel);
@@ -440,12 +446,20 @@ export async function exportSnapshot(stateDir: string, rel: string, out: Writabl
       omittedPacks: omitted,
     };
     const pack = tar.pack();
-    const writing = pipeline(pack, out);
+    // The reader can go away at any time (`--export | ssh host ...` with ssh dying): its error
+    // must end the export with a message, not wait unheard while an entry waits for room.
+    const writing = pipeline(pack, out).catch((error: unknown) => {
+      throw new OperationError(`export of ${rel} stopped: its output cannot be written (${messageOf(error)}); the receiving side got an incomplete stream, which an import refuses`, {
+        cause: error,
+      });
+    });
+    const failure = writing.then(() => new Promise<never>(() => {}));
+    failure.catch(() => {}); // raced below; this only keeps an unused one quiet
     try {
-      await addEntry(pack, EXPORT_HEADER, Buffer.from(`${JSON.stringify(header, null, 2)}\n`));
+      await Promise.race([addEntry(pack, EXPORT_HEADER, Buffer.from(`${JSON.stringify(header, null, 2)}\n`)), failure]);
       for (const entry of files) {
         if (options.signal?.aborted) throw new OperationError(`export of ${rel} cancelled`);
-        await addStreamEntry(pack, `${identity}/${entry.name}`, entry.size, createReadStream(entry.file));
+        await Promise.race([addStreamEntry(pack, `${identity}/${entry.name}`, entry.size, createReadStream(entry.file)), failure]);
       }
       pack.finalize();
     } catch (error) {
@@ -475,6 +489,7 @@ async function addStreamEntry(pack: tar.Pack, name: string, size: number, data: 
   const finished = new Promise<void>((resolve, reject) => {
     done = (error) => (error ? reject(error) : resolve());
   });
+  finished.catch(() => {}); // awaited below, unless the pipeline fails first
   const entry = pack.entry({ name, size, mode: 0o444, mtime: new Date(0) }, done);
   await pipeline(data, entry);
   await finished;

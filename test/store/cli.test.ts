@@ -1,4 +1,4 @@
-import { chmod, cp, lstat, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, cp, lstat, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -299,6 +299,44 @@ describe('dysnomia-snapshots --import', () => {
 });
 
 describe('dysnomia-snapshots --export and --import -', () => {
+  it('says so and exits 1 when its output cannot be written (a reader gone, a full disk), and leaves no lock behind', async () => {
+    const stateDir = await useTempDir();
+    const { outcomes } = await storeWith(stateDir, fakeDump(8_000_000, 3));
+    const rel = `${key.container}/${key.component}/${outcomes[0]!.identity}`;
+    const sh = (command: string) =>
+      execa('bash', ['-c', command], { env: { DYSNOMIA_STATEDIR: stateDir, CLI: path.resolve('dist/cli/dysnomia-snapshots.js'), NODE: process.execPath }, reject: false });
+    const cases: [string, string][] = [
+      // ssh dying in `--export | ssh host dysnomia-snapshots --import -` looks like this.
+      [`"$NODE" "$CLI" --export ${rel} | head -c 1000 > /dev/null; exit \${PIPESTATUS[0]}`, 'its output cannot be written (write EPIPE)'],
+      [`"$NODE" "$CLI" --export ${rel} > /dev/full`, 'its output cannot be written (ENOSPC'],
+      [`"$NODE" "$CLI" --gc --dry-run --json > /dev/full`, 'cannot write to standard output: ENOSPC'],
+    ];
+    for (const [command, message] of cases) {
+      const result = await sh(command);
+      expect(result.exitCode, `${command}\n${result.stderr}`).toBe(1);
+      expect(result.stderr).toContain(message);
+      expect(result.stderr).not.toMatch(/^\s+at /m);
+    }
+    // The next run finds no lock of a dead export to take over.
+    const next = await snapshots(stateDir, ['--query-all', '--check']);
+    expect(next.exitCode, next.stderr).toBe(0);
+    expect(next.stderr).not.toContain('stale lock');
+  });
+
+  it('names the file of a damaged snapshot it cannot export', async () => {
+    const stateDir = await useTempDir();
+    const { outcomes } = await storeWith(stateDir, fakeDump(2_000_000, 4));
+    const rel = `${key.container}/${key.component}/${outcomes[0]!.identity}`;
+    const folder = path.join(stateDir, 'snapshots', rel);
+    const pack = (await readdir(folder)).find((name) => name.endsWith('.pack'))!;
+    await rm(path.join(folder, pack));
+    const result = await snapshots(stateDir, ['--export', rel]);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain(`cannot export ${rel}: its file ${pack} cannot be read (`);
+    expect(result.stderr).toContain('see dysnomia-snapshots --check');
+    expect(result.stderr).not.toContain('unexpected error');
+  });
+
   it('moves a snapshot through a pipe, and sends only new packs the second time', async () => {
     const source = await useTempDir();
     const target = await useTempDir();
