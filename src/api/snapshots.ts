@@ -6,13 +6,13 @@ import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../core/log.js';
 import {
   type CheckResult,
-  checkSnapshots as checkStore,
   collectGarbage,
   exportSnapshot as exportFromStore,
   type ExportOutcome,
   type GcReport,
   importSnapshotFolder,
   importSnapshotStream,
+  listAndCheck,
   type ImportOutcome,
   listPoolPacks,
   queryAll,
@@ -54,9 +54,8 @@ export function allSnapshots(options: SnapshotQueryOptions = {}): Promise<Snapsh
  * Verifies snapshots (`--check`): every chunk, the manifest and the checksum. By default the
  * latest of each component; `all` checks every generation.
  */
-export async function checkSnapshots(options: SnapshotQueryOptions & { all?: boolean } = {}): Promise<CheckResult[]> {
-  const entries = options.all ? await allSnapshots(options) : await latestSnapshots(options);
-  return checkStore(stateDirOf(options), entries);
+export async function checkSnapshots(options: StoreCallOptions & { all?: boolean } = {}): Promise<CheckResult[]> {
+  return listAndCheck(stateDirOf(options), () => (options.all ? allSnapshots(options) : latestSnapshots(options)), options);
 }
 
 /** Options of {@link collectSnapshotGarbage}: restic-style retention. */

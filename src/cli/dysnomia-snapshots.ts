@@ -10,7 +10,7 @@ import { debugFromEnv, type Logger, streamLogger } from '../core/log.js';
 import { assertSafeName, nameFromPath } from '../core/resolve.js';
 import { defaultStateDir } from '../core/state-dir.js';
 import {
-  checkSnapshots,
+  listAndCheck,
   type CheckResult,
   collectGarbage,
   type ComponentFilter,
@@ -152,13 +152,14 @@ async function main(argv: string[]): Promise<number> {
   switch (operation) {
     case 'queryLatest':
     case 'queryAll': {
-      const entries = operation === 'queryLatest' ? await queryLatest(stateDir, filter) : await queryAll(stateDir, filter);
+      const list = () => (operation === 'queryLatest' ? queryLatest(stateDir, filter) : queryAll(stateDir, filter));
       if (!options.check) {
+        const entries = await list();
         if (options.json) json(entries);
         else for (const entry of entries) print(`${entry.path}\n`);
         return 0;
       }
-      const results = await checkSnapshots(stateDir, entries);
+      const results = await listAndCheck(stateDir, list, { lockTimeoutMs, log });
       if (options.json) json(results);
       else for (const result of results) print(`${result.path}\n`);
       const failed = results.filter((result) => !result.ok);

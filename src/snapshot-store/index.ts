@@ -17,6 +17,7 @@ export { parseRelativePath, relativePath, type SnapshotRef } from './layout.js';
 export {
   checkSnapshots,
   type CheckResult,
+  listAndCheck,
   type ComponentFilter,
   listComponents,
   printMissing,

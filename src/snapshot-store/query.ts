@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { IntegrityError, messageOf, UsageError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import type { ComponentKey } from '../core/state-dir.js';
 import { exists, visibleNames } from './fs-util.js';
 import { type Generation, latestGeneration, listGenerations } from './generations.js';
@@ -89,6 +90,20 @@ export interface CheckResult {
  * chunk, each stream's size and hash, and the checksum file. Dysnomia's folders: `xz -t` and its
  * folder checksum.
  */
+/**
+ * Lists snapshots and checks them under one shared store lock. Listed first and locked per
+ * snapshot, a gc that ran in between removed listed snapshots, and the check reported them as
+ * damaged (exit 1 on an intact store).
+ */
+export async function listAndCheck(
+  stateDir: string,
+  list: () => Promise<SnapshotEntry[]>,
+  options: { lockTimeoutMs?: number; log?: Logger; signal?: AbortSignal } = {},
+): Promise<CheckResult[]> {
+  const store = new SnapshotStore(stateDir, { log: options.log, lockTimeoutMs: options.lockTimeoutMs });
+  return store.withStoreLock('shared', 'the snapshot store (check)', options.signal, async () => checkSnapshots(stateDir, await list()));
+}
+
 export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[]): Promise<CheckResult[]> {
   const store = new SnapshotStore(stateDir);
   const seen = new Set<string>();

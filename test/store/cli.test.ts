@@ -2,6 +2,7 @@ import { chmod, cp, lstat, mkdir, readdir, readFile, rm, stat, writeFile } from 
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
+import { acquireLock } from '../../src/core/lock.js';
 import { SnapshotStore } from '../../src/snapshot-store/index.js';
 import { runCli } from '../support/cli.js';
 import { useTempDir } from '../support/temp.js';
@@ -164,6 +165,41 @@ describe('dysnomia-snapshots --gc', () => {
     );
     const combined = await snapshots(stateDir, ['--gc', '--keep', '4', '--keep-monthly', '1', '--json']);
     expect(JSON.parse(combined.stdout).generationsRemoved).toHaveLength(2);
+  });
+});
+
+describe('dysnomia-snapshots --check beside --gc', () => {
+  it('lists and checks under one store lock: a gc queued meanwhile waits, and nothing intact is reported damaged', async () => {
+    const stateDir = await useTempDir();
+    await storeWith(stateDir, fakeDump(200_000, 1), fakeDump(200_000, 2), fakeDump(200_000, 3));
+    const start = (args: string[]) => {
+      const child = execa(process.execPath, [path.resolve('dist/cli/dysnomia-snapshots.js'), ...args], { env: { DYSNOMIA_STATEDIR: stateDir }, reject: false });
+      let stderr = '';
+      const waiting = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${args.join(' ')} never waited for the store lock:\n${stderr}`)), 20_000);
+        child.stderr!.on('data', (data: Buffer) => {
+          stderr += data.toString();
+          if (stderr.includes('waiting for the snapshot store')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      return { child, waiting };
+    };
+    // Someone reads the store; a gc queues behind it, then a check starts.
+    const reader = await acquireLock(path.join(stateDir, 'locks', 'store.lock'), 'shared', { what: 'a reader of the test' });
+    const gc = start(['--gc', '--keep', '1']);
+    await gc.waiting;
+    const check = start(['--query-all', '--check']);
+    await check.waiting;
+    await reader.release();
+    const [gcDone, checkDone] = await Promise.all([gc.child, check.child]);
+    expect(gcDone.exitCode, gcDone.stderr).toBe(0);
+    // The check ran after the gc, on what the gc kept: one snapshot, intact.
+    expect(checkDone.exitCode, checkDone.stderr).toBe(0);
+    expect(checkDone.stdout.trim().split('\n')).toHaveLength(1);
+    expect(checkDone.stderr).toContain('checked 1 snapshot: all intact');
   });
 });
 
