@@ -3,9 +3,9 @@
  * `dysnomia-snapshots`: queries, checks, collects and moves the snapshots in the state dir, with
  * Dysnomia's options. The logic lives in src/snapshot-store; this file parses and prints.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { Option } from 'commander';
-import { UsageError, messageOf } from '../core/errors.js';
+import { OperationError, UsageError, messageOf } from '../core/errors.js';
 import { debugFromEnv, type Logger, streamLogger } from '../core/log.js';
 import { assertSafeName, nameFromPath } from '../core/resolve.js';
 import { defaultStateDir } from '../core/state-dir.js';
@@ -27,7 +27,7 @@ import {
   type RetentionPolicy,
 } from '../snapshot-store/index.js';
 import { commonProgram, parseLockTimeout } from './common.js';
-import { runProgram } from './run.js';
+import { formatError, runProgram } from './run.js';
 
 const PROGRAM = 'dysnomia-snapshots';
 
@@ -198,16 +198,37 @@ async function main(argv: string[]): Promise<number> {
       if (args.length === 0) throw new UsageError('--import needs PATH... (snapshot folders) or - (a stream on stdin)');
       if (args.includes('-') && args.length > 1) throw new UsageError('--import - reads one stream from stdin; give no other paths with it');
       const importOptions = { container: filter.container, component: filter.component, log, lockTimeoutMs };
-      const outcomes: ImportOutcome[] = [];
+      // Every path is looked at before anything is imported: a typo in the third path must not
+      // leave the first two imported under an exit status that says nothing was done.
       for (const arg of args) {
-        const outcome =
-          arg === '-'
-            ? await importSnapshotStream(stateDir, process.stdin, importOptions)
-            : await importSnapshotFolder(stateDir, arg, importOptions);
-        outcomes.push(outcome);
-        log.info(describeImport(outcome));
+        if (arg !== '-' && !(await stat(arg).then((info) => info.isDirectory(), () => false))) {
+          throw new UsageError(`cannot import ${arg}: it is not a folder; nothing was imported`);
+        }
+      }
+      // One failed import does not stop the others; each failure is said, and the status is 1.
+      const outcomes: ImportOutcome[] = [];
+      let failed = 0;
+      for (const arg of args) {
+        try {
+          const outcome =
+            arg === '-'
+              ? await importSnapshotStream(stateDir, process.stdin, importOptions)
+              : await importSnapshotFolder(stateDir, arg, importOptions);
+          outcomes.push(outcome);
+          log.info(describeImport(outcome));
+        } catch (error) {
+          if (args.length === 1) throw error;
+          failed += 1;
+          // Named, since the store's message may name only a pack.
+          const text = messageOf(error);
+          process.stderr.write(formatError(PROGRAM, text.includes(arg) ? error : new OperationError(`cannot import ${arg}: ${text}`, { cause: error }), options.debug || debugFromEnv()));
+        }
       }
       if (options.json) json(outcomes);
+      if (failed > 0) {
+        log.warn(`imported ${outcomes.length} of ${args.length} snapshot folders; ${failed} failed (see above)`);
+        return 1;
+      }
       return 0;
     }
     case 'export': {

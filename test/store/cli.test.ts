@@ -275,6 +275,30 @@ describe('dysnomia-snapshots --import', () => {
     }
   });
 
+  it('with several folders: a path that is no folder stops it before anything is imported; a damaged folder does not stop the others', async () => {
+    const source = await useTempDir();
+    const target = await useTempDir();
+    const { outcomes } = await storeWith(source, fakeDump(300_000, 1), fakeDump(300_000, 2), fakeDump(300_000, 3));
+    const [one, two, three] = outcomes.map((outcome) => outcome.path);
+    const before = await treeOf(target);
+    const typo = await snapshots(target, ['--import', one!, path.join(source, 'no-such-folder'), two!]);
+    expect(typo.exitCode).toBe(2);
+    expect(typo.stderr).toContain(`cannot import ${path.join(source, 'no-such-folder')}: it is not a folder; nothing was imported`);
+    expect(await treeOf(target)).toEqual(before);
+    expect((await snapshots(target, ['--query-all'])).stdout).toBe('');
+
+    const copies = await useTempDir();
+    await execa('cp', ['-a', two!, copies]);
+    const damaged = path.join(copies, path.basename(two!));
+    await flipByte(path.join(damaged, (await readdir(damaged)).find((name) => name.endsWith('.pack'))!), 100);
+    const result = await snapshots(target, ['--import', '--json', one!, damaged, three!]);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain(`cannot import ${damaged}`);
+    expect(result.stderr).toContain('imported 2 of 3 snapshot folders; 1 failed');
+    expect((JSON.parse(result.stdout) as { identity: string }[]).map((outcome) => outcome.identity)).toEqual([path.basename(one!), path.basename(three!)]);
+    expect((await snapshots(target, ['--query-all', '--check'])).stdout.trim().split('\n')).toHaveLength(2);
+  });
+
   it('imports a cp -a copy into a fresh state dir, verified, and links pool data it has', async () => {
     const source = await useTempDir();
     const target = await useTempDir();
