@@ -55,6 +55,23 @@ describe('git-repository snapshot and restore', () => {
     expect(await readdir(setup.baseDir)).toEqual(['project']);
   });
 
+  it('names the refs a restore replaces or drops (pushed since the snapshot)', async () => {
+    const setup = await gitSetup({ commits: 3 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    const before = await git(setup.repo, 'rev-parse', 'main');
+    await pushRandom(setup, 'after-the-snapshot.bin');
+    const moved = await git(setup.repo, 'rev-parse', 'main');
+    await git(setup.work, 'push', '-q', setup.repo, 'main:refs/heads/feature');
+    const result = await setup.ok('restore');
+    expect(result.stderr).toContain(`warning: the restore of ${setup.repo} replaces refs that differ from the snapshot:`);
+    expect(result.stderr).toContain(`refs/heads/main (at ${moved.slice(0, 12)}; the snapshot has ${before.slice(0, 12)})`);
+    expect(result.stderr).toContain(`refs/heads/feature (at ${moved.slice(0, 12)}, not in the snapshot)`);
+    // An unchanged repository gives no warning.
+    const again = await setup.ok('restore');
+    expect(again.stderr).not.toContain('replaces refs');
+  });
+
   it('keeps every branch, annotated and lightweight tag, other refs, and HEAD\'s branch', async () => {
     const setup = await gitSetup({ commits: 3, branches: ['dev', 'feature'], tags: ['light'] });
     await git(setup.work, 'branch', 'release/1.x', 'main~1');
@@ -199,6 +216,22 @@ describe('git-repository snapshot and restore', () => {
     }
   });
 
+  it('gives the restored repository the container\'s gitGroup even when the live one had another group', async () => {
+    const setup = await gitSetup({ commits: 2, properties: { gitGroup: 'daemon' } });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    await pushRandom(setup, 'x.bin');
+    await execa('chown', ['-R', 'nobody', setup.repo]);
+    await writeFile(setup.containerFile, `type=git-repository\ngitBaseDir=${setup.baseDir}\ngitGroup=users\n`);
+    await setup.ok('restore');
+    const gid = Number((await execa('getent', ['group', 'users'])).stdout.split(':')[2]);
+    for (const file of ['', 'HEAD', 'config', 'objects/pack', 'refs/heads/main']) {
+      const info = await stat(path.join(setup.repo, file));
+      expect(info.uid, file).toBe(65534);
+      expect(info.gid, file).toBe(gid);
+    }
+  });
+
   it('round-trips a SHA-256 repository', async () => {
     const setup = await gitSetup();
     const work = path.join(setup.dir, 'work256');
@@ -323,6 +356,50 @@ describe('git-repository restore when the live repository is in trouble', () => 
     expect(result.stderr).toContain(`listing the refs of ${setup.repo} failed`);
     expect(result.stderr).toMatch(/not a git repository/);
     expect(await setup.generations()).toEqual(['1']);
+  });
+
+  it('refuses to restore over a folder that is no repository, and to activate one, and leaves what it holds', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    // Someone keeps web pages where the repository was.
+    await rm(setup.repo, { recursive: true });
+    await mkdir(path.join(setup.repo, 'htdocs'), { recursive: true });
+    await writeFile(path.join(setup.repo, 'htdocs', 'index.html'), '<p>keep me</p>\n');
+
+    const restore = await setup.run('restore');
+    expect(restore.exitCode, restore.stderr).toBe(1);
+    expect(restore.stderr).toContain(`${setup.repo} exists but is not a bare git repository (a folder without objects/, HEAD or refs/); the restore would replace it`);
+    const activate = await setup.run('activate');
+    expect(activate.exitCode, activate.stderr).toBe(1);
+    expect(activate.stderr).toContain(`${setup.repo} exists but is not a bare git repository`);
+    expect(await readFile(path.join(setup.repo, 'htdocs', 'index.html'), 'utf8')).toBe('<p>keep me</p>\n');
+    expect(await readdir(setup.repo)).toEqual(['htdocs']);
+  });
+
+  it('refuses to snapshot a shallow repository, whose bundle could never be restored', async () => {
+    const setup = await gitSetup({ commits: 4 });
+    await setup.ok('activate');
+    await rm(setup.repo, { recursive: true });
+    await execa('git', ['clone', '-q', '--bare', '--depth', '2', `file://${setup.work}`, setup.repo]);
+    const result = await setup.run('snapshot');
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`${setup.repo} is a shallow repository`);
+    expect(result.stderr).toContain('fetch --unshallow');
+    expect(await setup.generations()).toEqual([]);
+  });
+
+  it('snapshots and restores a repository with a linked worktree (its HEAD is not one of the refs)', async () => {
+    const setup = await gitSetup({ commits: 3 });
+    await setup.ok('activate');
+    await git(setup.repo, 'worktree', 'add', '-q', '--detach', path.join(setup.dir, 'checkout'), 'main~1');
+    const snapshotted = await refState(setup.repo);
+    await setup.ok('snapshot');
+    await git(setup.work, 'push', '-q', '--force', setup.repo, 'main~2:main');
+    const result = await setup.ok('restore');
+    expect(result.stderr).toContain('now has the refs of snapshot');
+    expect(await refState(setup.repo)).toBe(snapshotted);
+    await fsckClean(setup.repo);
   });
 
   it('refuses to restore through a symbolic link, and changes neither the link nor its folder', async () => {

@@ -8,7 +8,7 @@ import { ConfigError, DysnomiaError, OperationError } from '../../core/errors.js
 import type { PluginContext } from '../../core/plugin.js';
 import { git } from './git.js';
 import { type Ref, listRefs, objectFormat, readBundleHeader } from './identity.js';
-import { baseDirError, ensureBaseDir, exists, fsyncDir, fsyncTree, recover, repositoryPath, tempPath } from './layout.js';
+import { assertRepositoryAt, baseDirError, ensureBaseDir, exists, fsyncDir, fsyncTree, recover, repositoryPath, tempPath } from './layout.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
 import { checkGroup, shareWithGroup } from './permissions.js';
 
@@ -102,6 +102,8 @@ export async function activate(ctx: PluginContext<GitRepositoryOptions>): Promis
         plugin: PLUGIN_TYPE,
       });
     }
+    // Marked activated, a folder that is no repository would be replaced by the next restore.
+    await assertRepositoryAt(repo, 'a restore of the component');
     ctx.log.info(`${repo} exists already; nothing to do`);
     return;
   }

@@ -100,7 +100,10 @@ export function parseBundleHeader(text: string): BundleHeader {
       const [ref] = parseRefLines(line);
       if (ref === undefined) continue;
       if (ref.name === 'HEAD') header.headOid = ref.oid;
-      else header.refs.push(ref);
+      // Only refs/: `--all` also lists a linked worktree's HEAD (`worktrees/<name>/HEAD`), which
+      // belongs to that worktree, is not restored (the fetch takes refs/*) and is not in the
+      // identity of the live repository either. Counted, it made every such snapshot unrestorable.
+      else if (ref.name.startsWith('refs/')) header.refs.push(ref);
     }
   }
   return header;

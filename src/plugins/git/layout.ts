@@ -15,7 +15,7 @@
  * - `delete`: a collected repository being removed; removed if found.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ComponentSpec } from '../../core/resolve.js';
 import type { Logger } from '../../core/log.js';
@@ -63,6 +63,24 @@ export async function leftovers(repo: string): Promise<Leftover[]> {
 }
 
 /** True when something (a folder, a file, a link) exists at `file`. */
+/**
+ * Refuses a path that holds something other than a bare git repository: a folder with `objects/`,
+ * or with HEAD and `refs/`. A damaged repository (HEAD or `refs/` lost) still passes, since that
+ * is what a restore is for; a folder of web pages at the same path does not, and a restore would
+ * have replaced it and removed what it held.
+ */
+export async function assertRepositoryAt(repo: string, doing: string): Promise<void> {
+  const info = await lstat(repo);
+  if (info.isSymbolicLink()) return; // each caller says what a link means to it
+  const isDir = async (name: string) => (await stat(path.join(repo, name)).catch(() => undefined))?.isDirectory() === true;
+  const isFile = async (name: string) => (await stat(path.join(repo, name)).catch(() => undefined))?.isFile() === true;
+  if (info.isDirectory() && ((await isDir('objects')) || ((await isFile('HEAD')) && (await isDir('refs'))))) return;
+  throw new OperationError(
+    `${repo} exists but is not a bare git repository (${info.isDirectory() ? 'a folder without objects/, HEAD or refs/' : 'not a folder'}); ${doing} would replace it and what it holds: move it away first, or set gitBaseDir to the folder of the repositories`,
+    { plugin: PLUGIN_TYPE },
+  );
+}
+
 export async function exists(file: string): Promise<boolean> {
   try {
     await lstat(file);

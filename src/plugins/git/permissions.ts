@@ -34,15 +34,17 @@ export async function shareWithGroup(repo: string, group: string, signal?: Abort
 }
 
 /**
- * Gives the new repository the owner and group of the live one it is about to replace. Only root
- * can, and only root needs to: anyone else creates files they own already.
+ * Gives the new repository the owner of the live one it is about to replace, and its group unless
+ * `keepGroup` (gitGroup has set the group already: the container's, even when the live repository
+ * had another). Only root can, and only root needs to: anyone else creates files they own already.
  */
-export async function matchOwner(newRepo: string, liveRepo: string, signal?: AbortSignal): Promise<void> {
+export async function matchOwner(newRepo: string, liveRepo: string, keepGroup: boolean, signal?: AbortSignal): Promise<void> {
   if (process.getuid?.() !== 0) return;
   const live = await stat(liveRepo);
   const fresh = await stat(newRepo);
-  if (live.uid === fresh.uid && live.gid === fresh.gid) return;
-  await run('chown', ['-R', '--no-dereference', `${live.uid}:${live.gid}`, newRepo], `giving ${newRepo} the owner of ${liveRepo}`, {
+  if (live.uid === fresh.uid && (keepGroup || live.gid === fresh.gid)) return;
+  const owner = keepGroup ? `${live.uid}` : `${live.uid}:${live.gid}`;
+  await run('chown', ['-R', '--no-dereference', owner, newRepo], `giving ${newRepo} the owner of ${liveRepo}`, {
     signal,
   });
 }

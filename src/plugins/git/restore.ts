@@ -11,8 +11,8 @@ import { pipeline } from 'node:stream/promises';
 import { AbortedError, IntegrityError, messageOf, OperationError, throwIfAborted } from '../../core/errors.js';
 import type { PluginContext, SnapshotSource } from '../../core/plugin.js';
 import { git, run } from './git.js';
-import { type BundleHeader, BundleHeaderReader, identityOf, objectFormat, readRefState } from './identity.js';
-import { ensureBaseDir, exists, fsyncDir, fsyncTree, recover, repositoryPath, tempPath } from './layout.js';
+import { type BundleHeader, BundleHeaderReader, identityOf, objectFormat, readRefState, type RefState } from './identity.js';
+import { assertRepositoryAt, ensureBaseDir, exists, fsyncDir, fsyncTree, recover, repositoryPath, tempPath } from './layout.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
 import { checkGroup, matchOwner, shareWithGroup } from './permissions.js';
 import { EXTRA_FILES, STREAM } from './streams.js';
@@ -64,7 +64,7 @@ async function stage(
   source: SnapshotSource,
   work: string,
   staged: string,
-): Promise<void> {
+): Promise<RefState> {
   const { signal } = ctx;
   const head = (await readText(source, STREAM.head)).trim();
   const bundleFile = path.join(work, STREAM.bundle);
@@ -85,13 +85,31 @@ async function stage(
   if (source.streams.includes(STREAM.files)) await extractFiles(source, work, staged, signal);
 
   await git(staged, ['fsck', '--no-progress', '--no-dangling'], `checking the restored repository ${staged}`, signal);
-  const restored = identityOf(await readRefState(staged, signal));
+  const state = await readRefState(staged, signal);
+  const restored = identityOf(state);
   if (restored !== source.identity) {
     throw new IntegrityError(
       `the repository rebuilt from snapshot ${source.identity} has different refs (identity ${restored}); the snapshot is not what it claims to be`,
       { plugin: PLUGIN_TYPE },
     );
   }
+  return state;
+}
+
+/**
+ * The live refs a restore replaces or drops (pushed since the snapshot, say), for a warning that
+ * names them: after the swap their commits are gone with the previous repository.
+ */
+function replacedRefs(live: RefState, restored: RefState): string[] {
+  const short = (oid: string) => oid.slice(0, 12);
+  const after = new Map(restored.refs.map((ref) => [ref.name, ref.oid]));
+  const lost: string[] = [];
+  for (const ref of live.refs) {
+    const oid = after.get(ref.name);
+    if (oid === undefined) lost.push(`${ref.name} (at ${short(ref.oid)}, not in the snapshot)`);
+    else if (oid !== ref.oid) lost.push(`${ref.name} (at ${short(ref.oid)}; the snapshot has ${short(oid)})`);
+  }
+  return lost;
 }
 
 /** Replaces the live repository by the staged one: two renames, the old one removed after. */
@@ -109,12 +127,12 @@ async function swap(repo: string, staged: string, live: boolean): Promise<void> 
 }
 
 /**
- * The live repository's identity, or undefined when its refs cannot be read (HEAD or refs/ lost,
+ * The live repository's refs, or undefined when they cannot be read (HEAD or refs/ lost,
  * say): a damaged repository is what a restore is for, so that is no reason to stop.
  */
-async function liveIdentity(ctx: PluginContext<GitRepositoryOptions>, repo: string): Promise<string | undefined> {
+async function liveState(ctx: PluginContext<GitRepositoryOptions>, repo: string): Promise<RefState | undefined> {
   try {
-    return identityOf(await readRefState(repo, ctx.signal));
+    return await readRefState(repo, ctx.signal);
   } catch (error) {
     if (error instanceof AbortedError) throw error;
     ctx.log.warn(`cannot read the refs of ${repo} (${messageOf(error)}); restoring it from the snapshot`);
@@ -150,7 +168,9 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
   await checkGroup(ctx.options);
   await recover(repo, ctx.log);
   const live = await exists(repo);
-  if (live && (await liveIdentity(ctx, repo)) === source.identity) {
+  if (live) await assertRepositoryAt(repo, 'the restore');
+  const before = live ? await liveState(ctx, repo) : undefined;
+  if (before !== undefined && identityOf(before) === source.identity) {
     ctx.log.info(`${repo} already has the refs of snapshot ${source.identity}; nothing to restore`);
     return;
   }
@@ -161,10 +181,15 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
   try {
     const staged = path.join(work, 'repository');
     try {
-      await stage(ctx, source, work, staged);
+      const restored = await stage(ctx, source, work, staged);
+      const lost = before === undefined ? [] : replacedRefs(before, restored);
+      if (lost.length > 0) {
+        const shown = lost.length > 10 ? [...lost.slice(0, 10), `and ${lost.length - 10} more`] : lost;
+        ctx.log.warn(`the restore of ${repo} replaces refs that differ from the snapshot: ${shown.join(', ')}; commits only they reach are removed with the previous repository`);
+      }
       // Group first: it rewrites the config, which must then get the owner too.
       if (ctx.options.group !== undefined) await shareWithGroup(staged, ctx.options.group, ctx.signal);
-      if (live) await matchOwner(staged, repo, ctx.signal);
+      if (live) await matchOwner(staged, repo, ctx.options.group !== undefined, ctx.signal);
       await fsyncTree(staged);
       throwIfAborted(ctx.signal, `restore of ${repo}`);
     } catch (error) {

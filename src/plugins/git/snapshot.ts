@@ -28,6 +28,14 @@ export async function liveRepository(ctx: PluginContext<GitRepositoryOptions>): 
       });
     }
   }
+  // A bundle of a shallow repository lacks the history its refs need: it would be stored, and
+  // every restore of it would fail.
+  if (await exists(path.join(repo, 'shallow'))) {
+    throw new OperationError(
+      `${repo} is a shallow repository (it lacks part of its history), and a snapshot of it could never be restored; fetch its whole history first (git --git-dir=${repo} fetch --unshallow)`,
+      { plugin: PLUGIN_TYPE },
+    );
+  }
   return repo;
 }
 
