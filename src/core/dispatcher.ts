@@ -2,16 +2,19 @@
  * Runs one operation on one component: load the plugin, validate the container's properties, lock
  * the component, call the plugin, keep the markers, and report what happened.
  */
+import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, pipeline, Readable } from 'node:stream';
 import { SnapshotStore } from '../snapshot-store/index.js';
-import { AbortedError, DysnomiaError, messageOf, OperationError, PluginError, throwIfAborted } from './errors.js';
+import { AbortedError, DysnomiaError, messageOf, OperationError, PluginError, throwIfAborted, UsageError } from './errors.js';
 import { withLock } from './lock.js';
 import { type Logger, silentLogger } from './log.js';
 import {
   type AnyPlugin,
+  isOperation,
   isPassThrough,
   type Operation,
+  OPERATIONS,
   type Plugin,
   type PluginContext,
   type ProgressEvent,
@@ -86,6 +89,7 @@ export async function prepare(request: OperationRequest): Promise<PreparedOperat
   const options = isPassThrough(plugin) || isDefaultNoOp(plugin, request.operation)
     ? undefined
     : plugin.parseOptions(request.container.properties, request.container.file);
+  let progressFailed = false;
   const ctx: PluginContext<unknown> = {
     operation: request.operation,
     component: request.component,
@@ -95,14 +99,18 @@ export async function prepare(request: OperationRequest): Promise<PreparedOperat
     lockTimeoutMs: request.lockTimeoutMs,
     log,
     signal: request.signal,
-    progress: (stage, bytes, totalBytes) =>
-      request.onProgress?.({
-        operation: request.operation,
-        component: request.component.name,
-        stage,
-        bytes,
-        totalBytes,
-      }),
+    progress: (stage, bytes, totalBytes) => {
+      if (request.onProgress === undefined || progressFailed) return;
+      // The caller's callback runs inside a plugin's streams: one that throws there would escape
+      // as an uncaught exception and leave the operation hanging. It is told once and not called
+      // again; the operation goes on.
+      try {
+        request.onProgress({ operation: request.operation, component: request.component.name, stage, bytes, totalBytes });
+      } catch (error) {
+        progressFailed = true;
+        log.warn(`the onProgress callback threw (${messageOf(error)}); it is not called again for this operation`);
+      }
+    },
     print: request.print ?? ((text) => process.stdout.write(text)),
   };
   return { plugin, ctx };
@@ -127,6 +135,11 @@ function keyOf(request: OperationRequest): ComponentKey {
  */
 export async function runOperation(request: OperationRequest): Promise<OperationResult> {
   const started = performance.now();
+  // The library's callers are not held to the type: an unknown operation would otherwise take
+  // the lock and come back looking like a success.
+  if (!isOperation(String(request.operation))) {
+    throw new UsageError(`unknown operation ${JSON.stringify(request.operation)}: expected one of ${OPERATIONS.join(', ')}`);
+  }
   const { plugin, ctx } = await prepare(request);
   const key = keyOf(request);
   const lockFile = path.join(
@@ -304,13 +317,18 @@ type OtherContainer =
   /** Not found or not readable; `why` says which. */
   | { kind: 'unknown'; why: string };
 
+/** True when something is at `file` (a broken link counts: reading it then says what is wrong). */
+async function exists(file: string): Promise<boolean> {
+  return (await lstat(file).catch(() => undefined)) !== undefined;
+}
+
 /** Another container's options, looked up by name in DYSNOMIA_CONTAINERS_PATH and beside this container's file. */
 async function containerOptions(request: OperationRequest, plugin: Plugin<unknown>, name: string, env: NodeJS.ProcessEnv): Promise<OtherContainer> {
   const files = [await findContainerFile(name, env).catch(() => undefined)];
   if (request.container.file !== undefined) files.push(path.join(path.dirname(request.container.file), name));
   const problems: string[] = [];
   for (const file of files) {
-    if (file === undefined) continue;
+    if (file === undefined || !(await exists(file))) continue;
     try {
       const spec = await loadContainerFile(file, env);
       return spec.type === plugin.type ? { kind: 'found', options: plugin.parseOptions(spec.properties, spec.file) } : { kind: 'other-type' };

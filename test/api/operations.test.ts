@@ -3,7 +3,7 @@
  * the container forms, the structured result, typed errors, cancellation before the start.
  */
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as dysnomia from '../../src/index.js';
@@ -18,6 +18,56 @@ async function gitComponent(name = 'project') {
   const baseDir = path.join(dir, 'repos');
   return { dir, work, component, baseDir, stateDir: path.join(dir, 'state'), repo: path.join(baseDir, name) };
 }
+
+describe('library API: callers that do not keep the rules', () => {
+  it('a throwing onProgress is reported once and the restore still finishes', async () => {
+    const c = await gitComponent();
+    const container = { type: 'git-repository', gitBaseDir: c.baseDir };
+    await dysnomia.activate({ container, component: c.component, stateDir: c.stateDir });
+    await dysnomia.snapshot({ container, component: c.component, stateDir: c.stateDir });
+    const before = await refs(c.repo);
+    await rm(c.repo, { recursive: true });
+    const warnings: string[] = [];
+    const recording: dysnomia.Logger = { info: () => {}, debug: () => {}, warn: (message) => warnings.push(message), child: () => recording };
+    let calls = 0;
+    const result = await dysnomia.restore({
+      container,
+      component: c.component,
+      stateDir: c.stateDir,
+      log: recording,
+      onProgress: () => {
+        calls += 1;
+        throw new Error('callback bug');
+      },
+    });
+    expect(result.status).toBe('done');
+    expect(await refs(c.repo)).toBe(before);
+    expect(calls).toBe(1);
+    expect(warnings.join('\n')).toContain('the onProgress callback threw (callback bug); it is not called again');
+  });
+
+  it('refuses an unknown operation before it takes any lock', async () => {
+    const c = await gitComponent();
+    const error = await dysnomia
+      .run('frobnicate' as dysnomia.Operation, { container: { type: 'git-repository', gitBaseDir: c.baseDir }, component: c.component, stateDir: c.stateDir })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(dysnomia.UsageError);
+    expect((error as Error).message).toContain('unknown operation "frobnicate"');
+    expect(existsSync(c.stateDir)).toBe(false);
+  });
+
+  it('collectGarbage refuses while a container given as properties (no file to compare) has the component activated', async () => {
+    const c = await gitComponent();
+    const container = (name: string) => ({ properties: { type: 'git-repository', gitBaseDir: c.baseDir }, name });
+    for (const name of ['A', 'B']) await dysnomia.activate({ container: container(name), component: c.component, stateDir: c.stateDir });
+    await dysnomia.deactivate({ container: container('A'), component: c.component, stateDir: c.stateDir });
+    const before = await refs(c.repo);
+    const error = await dysnomia.collectGarbage({ container: container('A'), component: c.component, stateDir: c.stateDir }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(dysnomia.OperationError);
+    expect((error as Error).message).toContain('not collecting A/project: B/project is activated, and whether it keeps its data in the same place');
+    expect(await refs(c.repo)).toBe(before);
+  });
+});
 
 describe('library API: one component', () => {
   it('activates with a container given as properties; its name in the state dir is the type', async () => {
@@ -67,6 +117,9 @@ describe('library API: one component', () => {
     expect(await dysnomia.listGarbageComponents({ stateDir: c.stateDir })).toEqual([
       { container: 'git-staging', component: 'project' },
     ]);
+    // git-production, given as properties, has no file to compare: while its project is
+    // activated, collecting git-staging's is refused (see the test above); deactivated, it is not.
+    await dysnomia.deactivate({ container: { properties: { type: 'git-repository', gitBaseDir: c.baseDir }, name: 'git-production' }, component: c.component, stateDir: c.stateDir });
     const collected = await dysnomia.collectGarbage({ container: file, component: c.component, stateDir: c.stateDir });
     expect(collected.status).toBe('done');
     expect(existsSync(path.join(c.dir, 'staging-repos', 'project'))).toBe(false);
