@@ -4,7 +4,7 @@
  * The signal fires from the first progress event, i.e. while data is flowing.
  */
 import { randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { acquireLock } from '../../src/core/lock.js';
@@ -34,6 +34,24 @@ async function bigGitComponent() {
   return { dir, work, options, stateDir, repo: path.join(baseDir, 'big') };
 }
 
+/** Processes working in `dir` (their cwd), after giving a stopped one a moment to go. */
+async function processesIn(dir: string): Promise<string[]> {
+  const found = async () => {
+    const names: string[] = [];
+    for (const pid of await readdir('/proc').catch(() => [])) {
+      if (!/^\d+$/.test(pid)) continue;
+      const cwd = await readlink(`/proc/${pid}/cwd`).catch(() => undefined);
+      if (cwd === dir) names.push(`${pid} ${(await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' ').trim()}`);
+    }
+    return names;
+  };
+  for (let i = 0; i < 20; i += 1) {
+    if ((await found()).length === 0) return [];
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return found();
+}
+
 function abortOnFirstProgress() {
   const controller = new AbortController();
   const stages: string[] = [];
@@ -56,6 +74,9 @@ describe('cancellation', () => {
     expect(error).toBeInstanceOf(dysnomia.AbortedError);
     expect(await entries(path.join(c.stateDir, 'generations', 'git-repository', 'big'))).toEqual([]);
     expect(await entries(path.join(c.stateDir, 'snapshots', 'git-repository', 'big'))).toEqual([]);
+    // No git is left behind: git bundle's pack-objects, which writes to our pipe itself, is
+    // stopped with it (it used to stay blocked on that pipe, and the process never exited).
+    expect(await processesIn(c.repo)).toEqual([]);
 
     // The store is usable afterwards: a complete snapshot is generation 1.
     const result = await dysnomia.snapshot(c.options);

@@ -49,7 +49,7 @@ describe('library API: callers that do not keep the rules', () => {
   it('refuses an unknown operation before it takes any lock', async () => {
     const c = await gitComponent();
     const error = await dysnomia
-      .run('frobnicate' as dysnomia.Operation, { container: { type: 'git-repository', gitBaseDir: c.baseDir }, component: c.component, stateDir: c.stateDir })
+      .run('frobnicate' as dysnomia.ComponentOperation, { container: { type: 'git-repository', gitBaseDir: c.baseDir }, component: c.component, stateDir: c.stateDir })
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(dysnomia.UsageError);
     expect((error as Error).message).toContain('unknown operation "frobnicate"');

@@ -127,6 +127,10 @@ export async function commandOutput(
   options: { cwd?: string; signal?: AbortSignal; onChunk?: (chunk: Buffer) => void } = {},
 ): Promise<Transform> {
   const { execa } = await loadExeca();
+  // In a process group of its own, killed as a group: `git bundle create` runs `git pack-objects`,
+  // which writes to our pipe itself. Killing only git left pack-objects blocked on that pipe, its
+  // stderr held open, and a cancelled snapshot that took seconds to fail and a process that never
+  // exited.
   const subprocess = execa(command, args, {
     cwd: options.cwd,
     env: gitEnvironment(),
@@ -134,10 +138,21 @@ export async function commandOutput(
     stdin: 'ignore',
     buffer: { stdout: false, stderr: true },
     reject: false,
-    cancelSignal: options.signal,
+    detached: true,
   });
+  const killGroup = () => {
+    if (subprocess.pid === undefined || subprocess.exitCode !== null) return;
+    try {
+      process.kill(-subprocess.pid, 'SIGTERM');
+    } catch {
+      // Gone already.
+    }
+    subprocess.stdout.destroy();
+  };
+  options.signal?.addEventListener('abort', killGroup, { once: true });
   const finished = subprocess.then((result) => {
-    if (result.failed) throw commandError(command, args, what, result, options.signal);
+    options.signal?.removeEventListener('abort', killGroup);
+    if (result.failed) throw commandError(command, args, what, { ...result, isCanceled: options.signal?.aborted }, options.signal);
   });
   // Without this a failure seen only through the stream would also be an unhandled rejection.
   finished.catch(() => {});
@@ -150,7 +165,7 @@ export async function commandOutput(
       finished.then(() => callback(), (error: Error) => callback(error));
     },
     destroy(error, callback) {
-      if (subprocess.exitCode === null) subprocess.kill();
+      killGroup();
       callback(error);
     },
   });
