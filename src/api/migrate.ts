@@ -311,6 +311,22 @@ async function transfer(
       stream.destroy();
       throw error;
     });
+  // A receiver that finished without reading to the end (a command that exits 0 early) left the
+  // export blocked for good on a stream nobody reads. What is left is drained instead; any of it
+  // that is not the archive's closing zeros was never received, and the transfer fails.
+  let unreceived = false;
+  receiving.then(
+    () => {
+      counter.unpipe(stream);
+      const missed = (chunk: Buffer) => {
+        if (chunk.some((byte) => byte !== 0)) unreceived = true;
+      };
+      for (let chunk = stream.read() as Buffer | null; chunk !== null; chunk = stream.read() as Buffer | null) missed(chunk);
+      counter.on('data', missed);
+      counter.resume(); // paused by the pipe's back-pressure, a 'data' listener alone does not restart it
+    },
+    noop,
+  );
   // The export takes the source store's lock: for a target that locks first, only once it has.
   if (target.locksFirst === true) await Promise.race([targetLocked, receiving.then(noop, noop)]);
   const exporting = (
@@ -329,6 +345,14 @@ async function transfer(
   });
   const [exported, imported] = await Promise.allSettled([exporting, receiving]);
   options.signal?.removeEventListener('abort', cancel);
+  if (exported.status === 'fulfilled' && imported.status === 'fulfilled' && unreceived) {
+    throw new MigrationError(
+      `the import of ${options.name} on ${target.description} failed: it stopped reading the snapshot before the end and reported success; ${options.unchanged}`,
+      'target',
+      'import',
+      undefined,
+    );
+  }
   if (exported.status === 'fulfilled' && imported.status === 'fulfilled') {
     return { exported: exported.value, imported: imported.value };
   }
@@ -494,6 +518,12 @@ function restoreReport(output: string): TargetRestoreReport | undefined {
 export interface DysnomiaCommandsOptions {
   /** A command prefix that runs a command on the target, e.g. `ssh deploy@db2` (default: none, this machine). */
   via?: string;
+  /**
+   * Whether `via` hands the words to a shell on the target, as ssh does (it joins them with
+   * spaces and the remote shell splits them again): then every word is quoted once more, for that
+   * shell. Default true; false for a prefix that runs the words itself (`sudo -u dysnomia`).
+   */
+  viaShell?: boolean;
   /** The target container, as `dysnomia --container` takes it there (a name or a path). */
   container: string;
   /** The component, as `dysnomia --component` takes it there (a name or a path). */
@@ -512,13 +542,16 @@ export function shellQuote(word: string): string {
 /**
  * The commands of a {@link commandTransport} that runs the dysnomia programs on the target:
  * `--list-packs`, `--import -`, then `activate` (a no-op when activated) and `restore`.
- * Every word is shell-quoted, so the commands survive the extra shell of ssh.
+ * Every word is shell-quoted, and with `via` (unless `viaShell: false`) quoted once more for the
+ * shell on the target that ssh hands them to, so names with spaces arrive as one word.
  */
 export function dysnomiaCommands(options: DysnomiaCommandsOptions): TransportCommands {
   const prefix = options.via === undefined || options.via.trim() === '' ? '' : `${options.via.trim()} `;
   const env = Object.entries(options.env ?? {}).map(([key, value]) => `${key}=${value}`);
   const envWords = env.length > 0 ? ['env', ...env] : [];
-  const line = (program: string[], args: string[]) => `${prefix}${[...envWords, ...program, ...args].map(shellQuote).join(' ')}`;
+  // Quoted for `sh -c` here, and with a via that goes through a shell there, once more for it.
+  const quote = prefix !== '' && options.viaShell !== false ? (word: string) => shellQuote(shellQuote(word)) : shellQuote;
+  const line = (program: string[], args: string[]) => `${prefix}${[...envWords, ...program, ...args].map(quote).join(' ')}`;
   const dysnomia = options.programs?.dysnomia ?? ['dysnomia'];
   const snapshots = options.programs?.dysnomiaSnapshots ?? ['dysnomia-snapshots'];
   const target = ['--container', options.container, '--component', options.component];

@@ -126,6 +126,26 @@ describe('migrate (git-repository)', () => {
     expect(second.transfer.bytesSent).toBeLessThan(first.transfer.bytesSent);
   });
 
+  it('over a via that hands the words to a remote shell (as ssh does), a container path with a space arrives whole', async () => {
+    const s = await twoSides();
+    // Like ssh: drops the host, joins the words with spaces, and a shell splits them again.
+    const fakeSsh = path.join(s.dir, 'fake-ssh');
+    await writeFile(fakeSsh, '#!/bin/sh\nshift\nexec sh -c "$*"\n', { mode: 0o755 });
+    const spaced = path.join(s.dir, 'git b');
+    await writeFile(spaced, `type=git-repository\ngitBaseDir=${path.join(s.dir, 'b-repos')}\n`);
+    const commands = dysnomia.dysnomiaCommands({
+      via: `${fakeSsh} db2`,
+      container: spaced,
+      component: s.component,
+      env: { DYSNOMIA_STATEDIR: s.b.stateDir },
+      programs: { dysnomia: programWords('dysnomia'), dysnomiaSnapshots: programWords('dysnomia-snapshots') },
+    });
+    const result = await dysnomia.migrate({ component: s.component, from: s.a, to: dysnomia.commandTransport(commands) });
+    expect(result.restore?.snapshot?.identity).toBe(result.identity);
+    expect(await refs(s.bRepo)).toBe(await refs(s.aRepo));
+    expect(activated(s.b.stateDir, 'git b')).toBe(true);
+  });
+
   it('moves the state by a shell pipeline of the CLIs (Disnix style)', async () => {
     const s = await twoSides();
     const containerA = path.join(s.dir, 'git-a');
@@ -190,6 +210,24 @@ describe('migrate (git-repository)', () => {
     // The source was unlocked: its component can be snapshotted right away.
     const after = await dysnomia.snapshot({ ...s.a, component: s.component, lockTimeoutMs: 2000 });
     expect(after.snapshot?.identity).toBeDefined();
+  });
+
+  it('fails, instead of hanging, when the receiving command exits 0 without reading the whole snapshot', async () => {
+    const s = await twoSides();
+    // Large enough that the export cannot fit in the pipe's buffer.
+    await s.change(randomBytes(2 * 1024 * 1024).toString('base64'));
+    for (const receive of ['true', 'head -c 100 > /dev/null']) {
+      const error = await dysnomia
+        .migrate({ component: s.component, from: s.a, to: dysnomia.commandTransport({ description: 'a broken receiver', receive, restore: 'echo restore must not run >&2; exit 1' }) })
+        .catch((e: unknown) => e);
+      expect(error, receive).toBeInstanceOf(dysnomia.MigrationError);
+      expect((error as dysnomia.MigrationError).side).toBe('target');
+      expect((error as Error).message).toContain('the import of git-a/project on a broken receiver failed: it stopped reading the snapshot before the end');
+      expect((error as Error).message).not.toContain('restore must not run');
+    }
+    // The source store's lock was released: a gc gets it at once.
+    const gc = await dysnomia.collectSnapshotGarbage({ stateDir: s.a.stateDir, lockTimeoutMs: 2000 });
+    expect(gc).toBeDefined();
   });
 
   it('fails when the target restores nothing (the snapshot filed under another name than it restores from)', async () => {
