@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { programPath, runCli } from '../support/cli.js';
 import { git, makeBundle, makeWorkRepo, refs } from '../support/git.js';
 import { gitSetup } from '../support/git-repository.js';
+import { HOST_TAG } from '../../src/core/lock.js';
 import { markActive } from '../../src/core/state-dir.js';
 
 const exists = (file: string) => stat(file).then(
@@ -344,6 +345,27 @@ describe('git-repository repairs interrupted operations', () => {
     const result = await setup.ok('activate');
     expect(result.stderr).toContain('left by an interrupted restore');
     expect((await readdir(setup.baseDir)).sort()).toEqual(['project', ...others].sort());
+  });
+
+  it('leaves the folders of a restore that is still running (another container sharing gitBaseDir), removes those of a gone one', async () => {
+    const setup = await gitSetup();
+    await setup.ok('activate');
+    const running = execa('sleep', ['60']);
+    const finished = execa('true');
+    const gone = { pid: finished.pid };
+    await finished;
+    try {
+      const live = `.project.dysnomia-restore-${running.pid}@${HOST_TAG}-0123456789ab`;
+      const dead = `.project.dysnomia-restore-${gone.pid}@${HOST_TAG}-0123456789ab`;
+      const otherHost = `.project.dysnomia-restore-${gone.pid}@00000000-0123456789ab`;
+      for (const name of [live, dead, otherHost]) await mkdir(leftover(setup, path.join(name, 'repository')), { recursive: true });
+      const result = await setup.ok('activate');
+      expect(result.stderr).toContain(`removing ${leftover(setup, dead)}, left by an interrupted restore`);
+      expect((await readdir(setup.baseDir)).sort()).toEqual(['project', live, otherHost].sort());
+    } finally {
+      running.kill();
+      await running.catch(() => {});
+    }
   });
 
   it('puts the old repository back when a restore died between its two renames', async () => {

@@ -4,7 +4,8 @@
  *
  * Every change to a live repository is made in a folder beside it and moved into place by
  * renaming, so the repository is always either the old one or the new one. The folders are named
- * `.<component>.dysnomia-<kind>-<random>`:
+ * `.<component>.dysnomia-<kind>-<pid>@<host tag>-<random>`, and only those of a process that is
+ * gone are repaired (older versions named them `.<component>.dysnomia-<kind>-<random>`):
  *
  * - `activate`, `restore`: a repository being built; never live, removed if found.
  * - `old`: the previous repository, moved aside during a restore's swap. With the repository in
@@ -20,12 +21,16 @@ import path from 'node:path';
 import type { ComponentSpec } from '../../core/resolve.js';
 import type { Logger } from '../../core/log.js';
 import { ConfigError, OperationError } from '../../core/errors.js';
+import { leftByGoneProcess, ownedName } from '../../core/lock.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
 
 /** The kinds of temporary folder beside a repository. */
 export type TempKind = 'activate' | 'restore' | 'old' | 'delete';
 
+/** Names of older versions, without their maker: `<kind>-<random>`. */
 const TEMP_SUFFIX = /^(activate|restore|old|delete)-[0-9a-f]{12}$/;
+/** Names with their maker (see ownedName): `<kind>-<pid>@<host tag>-<random>`. */
+const OWNED_SUFFIX = /^(activate|restore|old|delete)-\d+@[0-9a-f]{8}-[0-9a-f]{12}$/;
 
 /** The live repository of a component: `<gitBaseDir>/<component name>`. */
 export function repositoryPath(options: GitRepositoryOptions, component: ComponentSpec): string {
@@ -34,7 +39,7 @@ export function repositoryPath(options: GitRepositoryOptions, component: Compone
 
 /** A fresh temporary path beside the repository. */
 export function tempPath(repo: string, kind: TempKind): string {
-  return path.join(path.dirname(repo), `.${path.basename(repo)}.dysnomia-${kind}-${randomBytes(6).toString('hex')}`);
+  return path.join(path.dirname(repo), `${ownedName(`.${path.basename(repo)}.dysnomia-${kind}-`)}${randomBytes(6).toString('hex')}`);
 }
 
 /** A temporary folder found beside a repository. */
@@ -43,7 +48,12 @@ export interface Leftover {
   path: string;
 }
 
-/** The temporary folders of this repository (and only this one) in its base dir. */
+/**
+ * The temporary folders of this repository (and only this one) in its base dir that no running
+ * operation owns: those of a process that is gone, and those of older versions (which did not
+ * name their maker). Two containers that share a gitBaseDir have their own component locks, so a
+ * restore through one must not lose its folder to the other's repair.
+ */
 export async function leftovers(repo: string): Promise<Leftover[]> {
   const prefix = `.${path.basename(repo)}.dysnomia-`;
   let entries: string[];
@@ -56,8 +66,11 @@ export async function leftovers(repo: string): Promise<Leftover[]> {
   const found: Leftover[] = [];
   for (const entry of entries.sort()) {
     if (!entry.startsWith(prefix)) continue;
-    const match = TEMP_SUFFIX.exec(entry.slice(prefix.length));
-    if (match) found.push({ kind: match[1] as TempKind, path: path.join(path.dirname(repo), entry) });
+    const suffix = entry.slice(prefix.length);
+    const match = TEMP_SUFFIX.exec(suffix) ?? OWNED_SUFFIX.exec(suffix);
+    if (match === null) continue;
+    if (OWNED_SUFFIX.test(suffix) && !leftByGoneProcess(entry, `${prefix}${match[1]}-`)) continue;
+    found.push({ kind: match[1] as TempKind, path: path.join(path.dirname(repo), entry) });
   }
   return found;
 }
