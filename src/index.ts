@@ -36,6 +36,7 @@ export type {
   PassThroughPlugin,
   Plugin,
   PluginContext,
+  PluginRestoreResult,
   PluginSnapshotResult,
   ShellInfo,
   SnapshotSink,

@@ -468,7 +468,16 @@ async function restore(
         bytesStored: 0,
       };
     }
-    await plugin.restore(ctx, source);
+    const outcome = await plugin.restore(ctx, source);
+    if (outcome?.restored === false) {
+      return {
+        status: 'skipped',
+        message: `${name} is in the state of ${source.identity} already (${outcome.reason}); nothing restored`,
+        snapshot: { identity: source.identity },
+        bytesRead: 0,
+        bytesStored: 0,
+      };
+    }
     const bytesRead = source.streams.reduce((sum, stream) => sum + (source.size(stream) ?? 0), 0);
     return {
       status: 'done',

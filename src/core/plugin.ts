@@ -29,6 +29,12 @@ export function isOperation(value: string): value is Operation {
   return (OPERATIONS as readonly string[]).includes(value);
 }
 
+/** What a plugin's restore may say: that it had nothing to do, and why. */
+export interface PluginRestoreResult {
+  restored: false;
+  reason: string;
+}
+
 /** A progress report: which stage, and how many bytes of logical data have gone through. */
 export interface ProgressEvent {
   operation: Operation;
@@ -135,9 +141,10 @@ export interface Plugin<O = unknown> {
   snapshot(ctx: PluginContext<O>, sink: SnapshotSink): Promise<PluginSnapshotResult | void>;
   /**
    * Restores the given snapshot. Must be safe: stage, verify, then swap; on any failure the live
-   * component stays exactly as it was.
+   * component stays exactly as it was. Returns `{ restored: false, reason }` when the component is
+   * in the snapshot's state already and nothing was done (the operation is then `skipped`).
    */
-  restore(ctx: PluginContext<O>, source: SnapshotSource): Promise<void>;
+  restore(ctx: PluginContext<O>, source: SnapshotSource): Promise<PluginRestoreResult | void>;
   /** Removes the component from the container. Called only when it is marked as garbage. */
   collectGarbage(ctx: PluginContext<O>): Promise<void>;
   /**

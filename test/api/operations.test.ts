@@ -43,6 +43,10 @@ describe('library API: callers that do not keep the rules', () => {
     expect(result.status).toBe('done');
     expect(await refs(c.repo)).toBe(before);
     expect(calls).toBe(1);
+    // Again, with nothing to do: skipped, as the result's status says for every operation.
+    const again = await dysnomia.restore({ container, component: c.component, stateDir: c.stateDir });
+    expect(again.status).toBe('skipped');
+    expect(again.message).toContain('nothing restored');
     expect(warnings.join('\n')).toContain('the onProgress callback threw (callback bug); it is not called again');
   });
 

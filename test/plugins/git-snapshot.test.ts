@@ -158,7 +158,8 @@ describe('git-repository snapshot and restore', () => {
     await setup.ok('snapshot');
     const before = await stat(setup.repo);
     const result = await setup.ok('restore');
-    expect(result.stderr).toContain('nothing to restore');
+    expect(result.stderr).toContain(`${setup.containerName}/project is in the state of`);
+    expect(result.stderr).toContain('already (' + setup.repo + ' has its refs); nothing restored');
     expect((await stat(setup.repo)).ino).toBe(before.ino);
   });
 
@@ -424,7 +425,7 @@ describe('git-repository restore when the live repository is in trouble', () => 
     await git(setup.work, 'push', '-q', '--force', real, 'main~1:main');
     const same = await setup.run('restore');
     expect(same.exitCode, same.stderr).toBe(0);
-    expect(same.stderr).toContain('nothing to restore');
+    expect(same.stderr).toContain('nothing restored');
     expect(await readlink(setup.repo)).toBe(real);
   });
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AbortedError, IntegrityError, messageOf, OperationError, throwIfAborted } from '../../core/errors.js';
-import type { PluginContext, SnapshotSource } from '../../core/plugin.js';
+import type { PluginContext, PluginRestoreResult, SnapshotSource } from '../../core/plugin.js';
 import { git, run } from './git.js';
 import { type BundleHeader, BundleHeaderReader, identityOf, objectFormat, readRefState, type RefState } from './identity.js';
 import { assertRepositoryAt, ensureBaseDir, exists, fsyncDir, fsyncTree, recover, repositoryPath, tempPath } from './layout.js';
@@ -37,7 +37,10 @@ async function fetchBundle(ctx: PluginContext<GitRepositoryOptions>, source: Sna
       callback(null, chunk);
     },
   });
-  await pipeline(source.open(STREAM.bundle), watch, createWriteStream(file));
+  await pipeline(source.open(STREAM.bundle), watch, createWriteStream(file), { signal: ctx.signal }).catch((error: unknown) => {
+    throwIfAborted(ctx.signal, 'restore');
+    throw error;
+  });
   const header = reader.header();
   if (header === undefined) {
     throw new IntegrityError(`the bundle in snapshot ${source.identity} has no complete header`, { plugin: PLUGIN_TYPE });
@@ -151,7 +154,7 @@ async function refuseSymlink(repo: string): Promise<void> {
 }
 
 /** restore: brings the repository to the snapshot's state, unless it is there already. */
-export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: SnapshotSource): Promise<void> {
+export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: SnapshotSource): Promise<PluginRestoreResult | void> {
   const repo = repositoryPath(ctx.options, ctx.component);
   if (source.type !== PLUGIN_TYPE) {
     throw new OperationError(`snapshot ${source.identity} was taken by ${source.type}, not ${PLUGIN_TYPE}; it cannot be restored into ${repo}`, {
@@ -171,8 +174,7 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
   if (live) await assertRepositoryAt(repo, 'the restore');
   const before = live ? await liveState(ctx, repo) : undefined;
   if (before !== undefined && identityOf(before) === source.identity) {
-    ctx.log.info(`${repo} already has the refs of snapshot ${source.identity}; nothing to restore`);
-    return;
+    return { restored: false, reason: `${repo} has its refs` };
   }
   if (live) await refuseSymlink(repo);
   await ensureBaseDir(ctx.options);
