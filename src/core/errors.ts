@@ -81,6 +81,25 @@ export class PluginError extends OperationError {
 /** Stored data does not match its checksum. Exit 1; nothing was committed from it. */
 export class IntegrityError extends OperationError {}
 
+/** Stored data is damaged inside one pack file, named by `pack` (its hash). */
+export class DamagedPackError extends IntegrityError {
+  constructor(
+    message: string,
+    readonly pack: string,
+    options: DysnomiaErrorOptions = {},
+  ) {
+    super(message, options);
+  }
+}
+
+/** The pack a DamagedPackError anywhere in an error's cause chain names, if any. */
+export function damagedPackOf(error: unknown): string | undefined {
+  for (let at: unknown = error; at instanceof Error; at = (at as { cause?: unknown }).cause) {
+    if (at instanceof DamagedPackError) return at.pack;
+  }
+  return undefined;
+}
+
 /** A lock could not be taken within --lock-timeout. Exit 1. */
 export class LockTimeoutError extends OperationError {}
 

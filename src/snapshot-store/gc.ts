@@ -10,6 +10,7 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { exists, isHiddenName, readdirOrEmpty, removeFolderHidden, TEMP_PREFIX } from './fs-util.js';
 import { type Generation, listGenerations, listTimedGenerations, type TimedGeneration } from './generations.js';
+import { damagedPacks, forgetDamagedPack } from './damage.js';
 import { checksumFile, packOfFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
 import { type ComponentFilter, listComponents } from './query.js';
 import { generationsToKeep, needsTimes, type RetentionPolicy, validatePolicy } from './retention.js';
@@ -67,6 +68,10 @@ export async function collectGarbage(stateDir: string, options: GcOptions): Prom
     if (!dryRun) {
       for (const temp of plan.temps) await rm(temp, { recursive: true, force: true });
       await unlinkAll(plan.packs.map((pack) => poolPackPath(stateDir, pack)));
+      // A record of a damaged pack goes with the pack.
+      for (const pack of await damagedPacks(stateDir)) {
+        if (!(await exists(poolPackPath(stateDir, pack)))) await forgetDamagedPack(stateDir, pack);
+      }
       await pruneEmptyDirs(stateDir);
     }
     return report(plan, dryRun);

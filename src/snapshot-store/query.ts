@@ -4,8 +4,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { IntegrityError, messageOf, UsageError } from '../core/errors.js';
-import type { Logger } from '../core/log.js';
+import { damagedPackOf, IntegrityError, messageOf, UsageError } from '../core/errors.js';
+import { type Logger, silentLogger } from '../core/log.js';
+import { recordDamagedPack } from './damage.js';
 import type { ComponentKey } from '../core/state-dir.js';
 import { exists, visibleNames } from './fs-util.js';
 import { type Generation, latestGeneration, listGenerations } from './generations.js';
@@ -101,10 +102,10 @@ export async function listAndCheck(
   options: { lockTimeoutMs?: number; log?: Logger; signal?: AbortSignal } = {},
 ): Promise<CheckResult[]> {
   const store = new SnapshotStore(stateDir, { log: options.log, lockTimeoutMs: options.lockTimeoutMs });
-  return store.withStoreLock('shared', 'the snapshot store (check)', options.signal, async () => checkSnapshots(stateDir, await list()));
+  return store.withStoreLock('shared', 'the snapshot store (check)', options.signal, async () => checkSnapshots(stateDir, await list(), options.log));
 }
 
-export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[]): Promise<CheckResult[]> {
+export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[], log: Logger = silentLogger): Promise<CheckResult[]> {
   const store = new SnapshotStore(stateDir);
   const seen = new Set<string>();
   const results: CheckResult[] = [];
@@ -116,6 +117,8 @@ export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[])
     let damaged = true;
     try {
       const snapshot = await store.open(key, entry.identity, `generation ${entry.generation} of ${key.container}/${key.component}`);
+      // The indexes first: a damaged index must not be taken for damage in the pack it points into.
+      if (snapshot instanceof StoredSnapshot) await snapshot.verifyIndexes();
       await snapshot.verify();
       if (snapshot instanceof StoredSnapshot) {
         const recorded = await readChecksum(checksumFile(stateDir, key, entry.identity));
@@ -132,6 +135,11 @@ export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[])
     } catch (error) {
       problems.push(messageOf(error));
       damaged = error instanceof IntegrityError;
+      const pack = damagedPackOf(error);
+      if (pack !== undefined) {
+        await recordDamagedPack(stateDir, pack, log);
+        problems.push(`${entry.path}: pack ${pack} is now recorded as damaged: the next snapshot of ${key.container}/${key.component} stores its data anew instead of reusing it`);
+      }
     }
     const status = problems.length === 0 ? 'intact' : damaged ? 'damaged' : 'unchecked';
     results.push({ path: entry.path, ok: status === 'intact', status, problems });

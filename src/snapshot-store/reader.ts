@@ -10,7 +10,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { IntegrityError, OperationError, messageOf } from '../core/errors.js';
+import { DamagedPackError, IntegrityError, OperationError, messageOf } from '../core/errors.js';
 import type { SnapshotSource } from '../core/plugin.js';
 import { packFileName } from './layout.js';
 import { CHUNK_RECORD_SIZE, decodeChunkRecord, MANIFEST_FILE, type Manifest, parseManifest } from './manifest.js';
@@ -138,19 +138,21 @@ export class StoredSnapshot implements SnapshotSource {
           const data = await packs.read(run[0]!.pack, run[0]!.offset, runLength(run), chunkNumber);
           let at = 0;
           for (const record of run) {
-            const label = `${where}: chunk ${chunkNumber} (pack ${this.manifest.packs[record.pack]}, offset ${record.offset})`;
+            const pack = this.manifest.packs[record.pack]!;
+            const label = `${where}: chunk ${chunkNumber} (pack ${pack}, offset ${record.offset})`;
             if (record.rawLength > MAX_CHUNK) throw new IntegrityError(`${label} has an impossible size; the snapshot is damaged`);
             const raw = Buffer.allocUnsafe(record.rawLength);
             let produced: number;
             try {
               produced = dctx.decompress(raw, data.subarray(at, at + record.length));
             } catch (error) {
-              throw new IntegrityError(`${label} cannot be decompressed (${messageOf(error)}); the snapshot is damaged`);
+              throw new DamagedPackError(`${label} cannot be decompressed (${messageOf(error)}); the snapshot is damaged`, pack);
             }
             const actual = createHash('sha256').update(raw).digest();
             if (produced !== record.rawLength || !actual.equals(record.hash)) {
-              throw new IntegrityError(
+              throw new DamagedPackError(
                 `${label} does not match its checksum (expected ${Buffer.from(record.hash).toString('hex')}, got ${actual.toString('hex')}); the snapshot is damaged`,
+                pack,
               );
             }
             streamHash.update(raw);
@@ -234,8 +236,9 @@ class PackFiles {
     const data = Buffer.allocUnsafe(length);
     const { bytesRead } = await handle.read(data, 0, length, offset);
     if (bytesRead !== length) {
-      throw new IntegrityError(
+      throw new DamagedPackError(
         `${this.where}: chunk ${chunkNumber} lies beyond the end of pack ${name} (offset ${offset}); the snapshot is damaged`,
+        name,
       );
     }
     return data;

@@ -13,6 +13,7 @@ import { type Logger, silentLogger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { exists, fsyncPath, tempName } from './fs-util.js';
 import { packFileName, poolPackPath, snapshotDir } from './layout.js';
+import { healPack } from './damage.js';
 import { fileSha256, LegacySnapshot } from './legacy.js';
 import { MANIFEST_FILE } from './manifest.js';
 import { StoredSnapshot } from './reader.js';
@@ -138,15 +139,10 @@ export class Staging {
           await link(pooled, temp);
           await rename(temp, mine);
         } else {
-          // The pool's copy is damaged, ours was checked: ours takes its place in the pool. The
-          // temporary link sits at the pool's top level, where a later run finds it if we die.
-          const temp = path.join(stateLayout.pool(this.stateDir), tempName('.pack'));
-          await link(mine, temp);
-          await rename(temp, pooled);
-          poolDirs.add(path.dirname(pooled));
-          log.warn(
-            `the pool's copy of pack ${pack} was damaged (its content hashes to ${pooledHash}); the imported copy replaced it. Snapshots that linked the damaged copy still do: run dysnomia-snapshots --check`,
-          );
+          // The pool's copy is damaged, ours was checked: ours takes its place in the pool and in
+          // every snapshot folder that linked the damaged copy.
+          log.warn(`the pool's copy of pack ${pack} was damaged (its content hashes to ${pooledHash}); the imported copy replaces it`);
+          await healPack(this.stateDir, pack, mine, log);
         }
       }
     }

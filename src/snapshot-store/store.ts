@@ -4,12 +4,13 @@
  */
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { AbortedError, DysnomiaError, IntegrityError, OperationError, messageOf } from '../core/errors.js';
+import { AbortedError, damagedPackOf, DysnomiaError, IntegrityError, OperationError, messageOf } from '../core/errors.js';
 import { acquireLock, withLock } from '../core/lock.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import type { PluginSnapshotResult, SnapshotSink, SnapshotSource } from '../core/plugin.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import type { KnownSnapshot } from './chunk-processor.js';
+import { damagedPackIn, damagedPacks, recordDamagedPack, settleAside } from './damage.js';
 import { isDirectory, removeDeadTemps, writeFileAtomic } from './fs-util.js';
 import { addGeneration, latestGeneration, listGenerations } from './generations.js';
 import {
@@ -97,13 +98,19 @@ export class SnapshotStore {
       await mkdirOrExplain(snapshots, this.stateDir);
       await removeDeadTemps(snapshots);
       await removeDeadTemps(stateLayout.pool(this.stateDir));
-      if (params.naturalIdentity !== undefined && (await holdsSnapshot(snapshotDir(this.stateDir, key, params.naturalIdentity)))) {
-        return this.finish(key, params.naturalIdentity, { newSnapshot: false, bytesRead: 0, bytesStored: 0 });
+      const damaged = await damagedPacks(this.stateDir);
+      if (params.naturalIdentity !== undefined) {
+        await settleAside(this.stateDir, key, params.naturalIdentity, this.log);
+        const existing = snapshotDir(this.stateDir, key, params.naturalIdentity);
+        if ((await holdsSnapshot(existing)) && (await damagedPackIn(existing, damaged)) === undefined) {
+          return this.finish(key, params.naturalIdentity, { newSnapshot: false, bytesRead: 0, bytesStored: 0 });
+        }
       }
       const writer = new SnapshotWriter({
         stateDir: this.stateDir,
         key,
-        known: await this.knownSnapshots(key),
+        known: await this.knownSnapshots(key, damaged),
+        log: this.log,
         tuning: this.options.tuning,
         signal: params.signal,
         onProgress: params.onProgress,
@@ -119,6 +126,7 @@ export class SnapshotStore {
           return undefined;
         }
         assertIdentity(identity);
+        await settleAside(this.stateDir, key, identity, this.log);
         await setAsideIncomplete(snapshotDir(this.stateDir, key, identity), relativePath(key, identity), this.log);
         const newSnapshot = await writer.commit({
           identity,
@@ -159,6 +167,11 @@ export class SnapshotStore {
     const held = await this.readLock(`latest generation of ${key.container}/${key.component}`, signal);
     try {
       return await fn(await this.latest(key));
+    } catch (error) {
+      // A restore that met damaged data says so to the next snapshot, which stores it anew.
+      const pack = damagedPackOf(error);
+      if (pack !== undefined) await recordDamagedPack(this.stateDir, pack, this.log);
+      throw error;
     } finally {
       await held.release();
     }
@@ -172,11 +185,11 @@ export class SnapshotStore {
     const folder = snapshotDir(this.stateDir, key, identity);
     const rel = relativePath(key, identity);
     if (!(await isDirectory(folder))) {
-      // An import that replaced a damaged copy and was killed between its two renames leaves the
-      // damaged copy aside (transfer.ts, commitImport); the next import of the snapshot settles it.
+      // An import or a snapshot that replaced a damaged copy and was killed between its two
+      // renames leaves the damaged copy aside; the next one of the snapshot settles it (settleAside).
       const aside = damagedAsideDir(this.stateDir, key, identity);
       const interrupted = (await isDirectory(aside))
-        ? `; an import that was replacing a damaged copy of it was interrupted (the damaged copy is at ${aside}): import the snapshot again to finish it`
+        ? `; a replacement of a damaged copy of it was interrupted (the damaged copy is at ${aside}): take a snapshot of the component, or import the snapshot again, to finish it`
         : '';
       throw new IntegrityError(`${via ? `${via} points at` : 'there is no'} snapshot ${rel}${via ? ', which is missing' : ''}${interrupted}`);
     }
@@ -230,7 +243,7 @@ export class SnapshotStore {
   }
 
   /** The recent snapshots of a component whose chunks a new snapshot can reuse. */
-  private async knownSnapshots(key: ComponentKey): Promise<KnownSnapshot[]> {
+  private async knownSnapshots(key: ComponentKey, damaged: Set<string>): Promise<KnownSnapshot[]> {
     const identities: string[] = [];
     for (const generation of (await listGenerations(this.stateDir, key)).reverse()) {
       if (!identities.includes(generation.identity)) identities.push(generation.identity);
@@ -243,6 +256,11 @@ export class SnapshotStore {
       try {
         const snapshot = await StoredSnapshot.load(folder, relativePath(key, identity));
         await snapshot.verifyIndexes();
+        const bad = snapshot.manifest.packs.find((pack) => damaged.has(pack));
+        if (bad !== undefined) {
+          this.log.warn(`not reusing data of ${relativePath(key, identity)}: its pack ${bad} was found damaged; this snapshot stores that data anew`);
+          continue;
+        }
         known.push({
           folder,
           packs: snapshot.manifest.packs,

@@ -19,6 +19,7 @@ import { acquireLock, type HeldLock } from '../core/lock.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { isDirectory, readdirOrEmpty, tempName } from './fs-util.js';
+import { settleAside } from './damage.js';
 import { addGeneration } from './generations.js';
 import {
   assertIdentity,
@@ -210,23 +211,6 @@ function chooseKey(options: ImportOptions, ...sources: Partial<ComponentKey>[]):
 
 /** The store's copy of the snapshot an import brings: none, intact, or damaged (and how). */
 type StoredCopy = { state: 'absent' } | { state: 'intact' } | { state: 'damaged'; problem: string };
-
-/**
- * Finishes what a replacement killed halfway left (see {@link commitImport}): with no folder under
- * the identity, the damaged copy is put back, so generations never point at nothing; with one,
- * the replacement is in place and the damaged copy goes. Runs under the import's locks.
- */
-async function settleAside(stateDir: string, key: ComponentKey, identity: string, log: Logger): Promise<void> {
-  const aside = damagedAsideDir(stateDir, key, identity);
-  if (!(await isDirectory(aside))) return;
-  const target = snapshotDir(stateDir, key, identity);
-  if (await isDirectory(target)) {
-    await rm(aside, { recursive: true, force: true });
-    return;
-  }
-  log.warn(`an earlier import that replaced the damaged ${relativePath(key, identity)} was interrupted; putting the damaged copy back before this import checks it`);
-  await rename(aside, target);
-}
 
 /**
  * True when an integrity error comes from failing to read (EACCES, EIO, EMFILE), not from what was

@@ -9,13 +9,15 @@ import { link, mkdir, open, rename, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { AbortedError, OperationError, messageOf } from '../core/errors.js';
+import { type Logger, silentLogger } from '../core/log.js';
 import type { PluginSnapshotResult, SnapshotSink } from '../core/plugin.js';
 import type { ComponentKey } from '../core/state-dir.js';
 import { stateLayout } from '../core/state-dir.js';
 import { type BatchResult, CHUNK_KNOWN, CHUNK_NEW, type KnownSnapshot } from './chunk-processor.js';
 import { Batcher, type Batch, Chunker, type ChunkingOptions, DEFAULT_CHUNKING } from './chunker.js';
+import { damagedPackIn, damagedPacks, forgetDamagedPack, healPack, poolCopyIsDamaged } from './damage.js';
 import { fsyncPath, tempName, writeFileAtomic } from './fs-util.js';
-import { packFileName, poolPackPath, snapshotDir } from './layout.js';
+import { checksumFile, damagedAsideDir, packFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
 import {
   CHUNK_RECORD_SIZE,
   contentHash,
@@ -63,6 +65,7 @@ export interface SnapshotWriterOptions {
   tuning?: WriteTuning;
   signal?: AbortSignal;
   onProgress?: (bytes: number) => void;
+  log?: Logger;
 }
 
 /** What the folder is committed with. */
@@ -323,8 +326,16 @@ export class SnapshotWriter {
       this.bytesStored += pack.size;
       this.poolDirsToSync.add(path.dirname(target));
     } catch (error) {
-      // The same bytes are in the pool already (a pack is named by its content).
+      // The same bytes are in the pool already (a pack is named by its content), unless the
+      // pool's copy is damaged: then these, hashed as they were written, heal it everywhere.
+      // Rare (only data stored anew makes a pack the pool has), so reading it costs little.
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      if (await poolCopyIsDamaged(this.options.stateDir, name)) {
+        await healPack(this.options.stateDir, name, pack.temp, this.options.log ?? silentLogger);
+        this.bytesStored += pack.size;
+      } else {
+        await forgetDamagedPack(this.options.stateDir, name);
+      }
     }
     await rm(pack.temp, { force: true });
     await this.linkIntoFolder(name, [target]);
@@ -403,15 +414,42 @@ export class SnapshotWriter {
       await rename(this.folder, target);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOTEMPTY' || code === 'EEXIST') {
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+      const damaged = await damagedPackIn(target, await damagedPacks(this.options.stateDir));
+      if (damaged === undefined) {
         await this.discard();
         return false;
       }
-      throw error;
+      await this.replaceDamaged(target, params.identity, damaged);
     }
     this.folderCreated = false;
     await fsyncPath(path.dirname(target));
     return true;
+  }
+
+  /**
+   * Puts this folder in place of the store's damaged copy of the same snapshot, as an import that
+   * brings an intact copy does: the damaged one moves aside, this one takes its name, then the
+   * damaged one goes. Killed between the renames, the next run puts the damaged copy back
+   * (settleAside) and replaces it again.
+   */
+  private async replaceDamaged(target: string, identity: string, pack: string): Promise<void> {
+    const { stateDir, key } = this.options;
+    const aside = damagedAsideDir(stateDir, key, identity);
+    await rm(checksumFile(stateDir, key, identity), { force: true });
+    await rename(target, aside);
+    try {
+      await rename(this.folder, target);
+    } catch (error) {
+      await rename(aside, target);
+      throw error;
+    }
+    this.folderCreated = false;
+    await fsyncPath(path.dirname(target));
+    await rm(aside, { recursive: true, force: true });
+    (this.options.log ?? silentLogger).warn(
+      `snapshot ${relativePath(key, identity)} in the store was damaged (pack ${pack}); the snapshot just taken, which is the same, replaced it`,
+    );
   }
 
   /** The content hash of what was written so far (the default identity). */

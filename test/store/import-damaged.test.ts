@@ -223,11 +223,11 @@ describe('a replacement of a damaged copy that was killed halfway', () => {
     await rename(target, aside);
     // Until then, a restore says what happened and what to do.
     const missing = await new SnapshotStore(receiver).latest(key).catch((error: unknown) => error);
-    expect(String(missing)).toContain(`an import that was replacing a damaged copy of it was interrupted (the damaged copy is at ${aside}): import the snapshot again`);
+    expect(String(missing)).toContain(`a replacement of a damaged copy of it was interrupted (the damaged copy is at ${aside}): take a snapshot of the component, or import the snapshot again`);
 
     const again = await importInto(receiver, 'stream', from);
     expect(again.exitCode, again.stderr).toBe(0);
-    expect(again.stderr).toContain(`an earlier import that replaced the damaged ${from.rel} was interrupted; putting the damaged copy back`);
+    expect(again.stderr).toContain(`an earlier replacement of the damaged ${from.rel} was interrupted; putting the damaged copy back`);
     expect(again.stderr).toContain(`snapshot ${from.rel} in the store was damaged (`);
     expect((await readAll((await new SnapshotStore(receiver).latest(key))!, 'dump.sql')).equals(dump)).toBe(true);
     expect(await readdir(path.dirname(target))).toEqual([path.basename(target)]);

@@ -1,0 +1,124 @@
+/**
+ * A damaged pack that --check or a restore found is recorded, and the next snapshot heals what it
+ * can: it does not reuse the damaged data, a pack of the same bytes that it makes replaces the
+ * damaged copy in the pool and in every snapshot folder, and an unchanged component's snapshot
+ * replaces its damaged copy instead of saying "unchanged". Through the real store, the built
+ * programs and, for git, the real plugin.
+ */
+import { readdir, readFile, readlink } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { SnapshotStore } from '../../src/snapshot-store/index.js';
+import { git } from '../support/git.js';
+import { gitSetup } from '../support/git-repository.js';
+import { useTempDir } from '../support/temp.js';
+import { fakeDump, flipByte, readAll, recordingLogger, snapshots, streamOf } from './helpers.js';
+
+const key = { container: 'mysql-production', component: 'testdb' };
+
+async function packsOf(folder: string): Promise<string[]> {
+  return (await readdir(folder)).filter((name) => name.endsWith('.pack')).map((name) => path.join(folder, name));
+}
+
+async function recorded(stateDir: string): Promise<string[]> {
+  return readdir(path.join(stateDir, 'pool', '.damaged')).catch(() => []);
+}
+
+describe('damaged packs are recorded and healed by the next snapshot', () => {
+  it('an unchanged component: --check records the damage, and the next snapshot makes the same pack again, which heals it in place', async () => {
+    const stateDir = await useTempDir();
+    const log = recordingLogger();
+    const store = new SnapshotStore(stateDir, { log });
+    const base = fakeDump(3_000_000, 5);
+    const write = () => store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(base)));
+    const first = (await write())!;
+    const pack = (await packsOf(first.path))[0]!;
+    await flipByte(pack, 1000);
+
+    const check = await snapshots(stateDir, ['--query-all', '--check']);
+    expect(check.exitCode).toBe(1);
+    expect(check.stderr).toContain(`pack ${path.basename(pack, '.pack')} is now recorded as damaged`);
+    expect(await recorded(stateDir)).toEqual([path.basename(pack, '.pack')]);
+
+    // Unchanged, but not "unchanged": the data is stored anew, in the same bytes, and that copy
+    // takes the damaged one's place in the pool and in the snapshot's folder.
+    const again = (await write())!;
+    expect(again.identity).toBe(first.identity);
+    expect(log.lines.join('\n')).toContain(`pack ${path.basename(pack, '.pack')} was damaged; a good copy of it was just stored and replaced it in the pool and in 1 snapshot folder`);
+    const after = await snapshots(stateDir, ['--query-all', '--check']);
+    expect(after.exitCode, after.stderr).toBe(0);
+    expect(await recorded(stateDir)).toEqual([]);
+    expect((await readAll(await new SnapshotStore(stateDir).open(key, first.identity), 'dump.sql')).equals(base)).toBe(true);
+  });
+
+  it('a snapshot whose data comes out in other packs replaces the damaged copy of the same snapshot; an older one that shares the pack stays damaged', async () => {
+    const stateDir = await useTempDir();
+    const log = recordingLogger();
+    const store = new SnapshotStore(stateDir, { log });
+    const base = fakeDump(3_000_000, 7);
+    const changed = Buffer.concat([base, Buffer.from('one more row\n')]);
+    const write = (data: Buffer) => store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(data)));
+    const first = (await write(base))!;
+    const second = (await write(changed))!;
+    // The second snapshot reuses the first one's pack: one byte of it damages both.
+    const shared = (await packsOf(first.path))[0]!;
+    await flipByte(shared, 1000);
+    expect((await snapshots(stateDir, ['--query-all', '--check'])).exitCode).toBe(1);
+
+    // The latest content again: stored anew in one new pack, which replaces the second snapshot.
+    const again = (await write(changed))!;
+    expect(again.identity).toBe(second.identity);
+    expect(log.lines.join('\n')).toContain(`snapshot ${key.container}/${key.component}/${second.identity} in the store was damaged (pack ${path.basename(shared, '.pack')}); the snapshot just taken, which is the same, replaced it`);
+    const latest = await snapshots(stateDir, ['--query-latest', '--check']);
+    expect(latest.exitCode, latest.stderr).toBe(0);
+    expect((await readAll(await new SnapshotStore(stateDir).open(key, second.identity), 'dump.sql')).equals(changed)).toBe(true);
+    // The first snapshot still links the damaged copy, and --check still says so.
+    const all = await snapshots(stateDir, ['--query-all', '--check']);
+    expect(all.exitCode).toBe(1);
+    expect(all.stderr).toContain(first.identity);
+    expect(all.stderr).not.toContain(`check failed: generation 2`);
+  });
+
+  it('a restore that meets damaged data records it; a snapshot of changed data then stores it anew and is intact', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir);
+    const base = fakeDump(2_000_000, 6);
+    const write = (data: Buffer) => store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(data)));
+    const first = (await write(base))!;
+    const pack = (await packsOf(first.path))[0]!;
+    await flipByte(pack, 500);
+
+    const failed = await store.withLatest(key, (source) => readAll(source!, 'dump.sql')).catch((error: unknown) => error);
+    expect((failed as Error).message).toContain('does not match its checksum');
+    expect(await recorded(stateDir)).toEqual([path.basename(pack, '.pack')]);
+
+    const changed = Buffer.concat([Buffer.from('a new first row\n'), base]);
+    const second = (await write(changed))!;
+    const check = await snapshots(stateDir, ['--query-latest', '--check']);
+    expect(check.exitCode, check.stderr).toBe(0);
+    expect((await readAll((await store.open(key, second.identity)), 'dump.sql')).equals(changed)).toBe(true);
+  });
+
+  it('git: a damaged snapshot of an unchanged repository is replaced by the next snapshot, and restores', async () => {
+    const setup = await gitSetup({ commits: 3 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    const generation = path.join(setup.stateDir, 'generations', setup.containerName, 'project', '1');
+    const folder = path.resolve(path.dirname(generation), await readlink(generation));
+    for (const pack of await packsOf(folder)) await flipByte(pack, 200);
+    const check = await snapshots(setup.stateDir, ['--query-latest', '--check']);
+    expect(check.exitCode).toBe(1);
+
+    const again = await setup.ok('snapshot');
+    // git made the same bundle, so the same pack: it heals the damaged one in place.
+    expect(again.stderr).toMatch(/pack [0-9a-f]{64} was damaged; a good copy of it was just stored and replaced it in the pool and in 1 snapshot folder/);
+    expect((await snapshots(setup.stateDir, ['--query-latest', '--check'])).exitCode).toBe(0);
+    expect(await setup.generations()).toEqual(['1']);
+
+    const before = await git(setup.repo, 'rev-parse', 'main');
+    await git(setup.work, 'push', '-q', '--force', setup.repo, 'main~2:main');
+    await setup.ok('restore');
+    expect(await git(setup.repo, 'rev-parse', 'main')).toBe(before);
+    expect(await readFile(path.join(setup.repo, 'HEAD'), 'utf8')).toBe('ref: refs/heads/main\n');
+  });
+});
