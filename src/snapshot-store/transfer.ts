@@ -491,8 +491,12 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
   const entries = extract[Symbol.asyncIterator]();
   const readHeader = async () => {
     const first = await entries.next();
-    if (first.done || first.value.header.name !== EXPORT_HEADER) {
-      if (!first.done) first.value.resume();
+    if (first.done) {
+      // Nothing at all: in `--export ... | --import -` the sending side failed (its error is above).
+      throw new IntegrityError(`the input is empty: no snapshot stream arrived (when it comes from dysnomia-snapshots --export, that side failed; see its message)`);
+    }
+    if (first.value.header.name !== EXPORT_HEADER) {
+      first.value.resume();
       throw new UsageError(`the input is not a snapshot stream made by dysnomia-snapshots --export (it does not start with ${EXPORT_HEADER})`);
     }
     return parseHeader(await readSmall(first.value as AsyncIterable<Buffer>, MAX_HEADER));

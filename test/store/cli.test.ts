@@ -479,6 +479,11 @@ describe('dysnomia-snapshots --export and --import -', () => {
     const garbage = await snapshots(target, ['--import', '-'], 'not a tar stream at all');
     expect(garbage.exitCode).not.toBe(0);
     expect(await treeOf(target)).toEqual(tree);
+    // Nothing at all (the sender of `--export | --import -` failed): a failed operation, exit 1.
+    const empty = await snapshots(target, ['--import', '-'], '');
+    expect(empty.exitCode).toBe(1);
+    expect(empty.stderr).toContain('the input is empty: no snapshot stream arrived');
+    expect(await treeOf(target)).toEqual(tree);
   });
 });
 
