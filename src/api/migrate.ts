@@ -218,7 +218,9 @@ async function migrateSteps(options: MigrateOptions): Promise<MigrateResult> {
       log.warn(`${target.description} has a damaged copy of a pack the transfer left out; sending ${name} again with every pack`);
       return move(undefined);
     });
-    const report = await step('target', 'restore', `restoring ${name} on ${target.description}`, unchanged, () => target.restore(options.signal));
+    // From here on the target has the snapshot: a migration stopped now is finished by running it again.
+    const afterImport = `${unchanged}; the target holds the imported snapshot (its latest generation), and the component there may be activated but not restored: run the migration again to finish it (nothing new is sent)`;
+    const report = await step('target', 'restore', `restoring ${name} on ${target.description}`, afterImport, () => target.restore(options.signal));
     const restoredIdentity = report?.restored?.snapshot?.identity;
     if (report?.restored !== undefined && restoredIdentity === undefined) {
       throw new MigrationError(

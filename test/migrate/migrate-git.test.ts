@@ -251,6 +251,26 @@ describe('migrate (git-repository)', () => {
     expect((error as Error).message).toContain('restored nothing (no snapshot of git-b/other');
   });
 
+  it('a restore that fails on the target says the target holds the snapshot, and a second run finishes it', async () => {
+    const s = await twoSides();
+    await writeFile(path.join(s.dir, 'git-b'), `type=git-repository\ngitBaseDir=${path.join(s.dir, 'b-repos')}\n`);
+    const commands = dysnomia.dysnomiaCommands({
+      container: path.join(s.dir, 'git-b'),
+      component: s.component,
+      env: { DYSNOMIA_STATEDIR: s.b.stateDir },
+      programs: { dysnomia: programWords('dysnomia'), dysnomiaSnapshots: programWords('dysnomia-snapshots') },
+    });
+    const failing = dysnomia.commandTransport({ ...commands, restore: 'echo the target is busy >&2; exit 1' });
+    const error = await dysnomia.migrate({ component: s.component, from: s.a, to: failing }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(dysnomia.MigrationError);
+    expect((error as dysnomia.MigrationError).step).toBe('restore');
+    expect((error as Error).message).toContain('the target holds the imported snapshot (its latest generation)');
+    expect((error as Error).message).toContain('run the migration again to finish it');
+    const again = await dysnomia.migrate({ component: s.component, from: s.a, to: dysnomia.commandTransport(commands) });
+    expect(again.transfer.packsSent).toBe(0);
+    expect(await refs(s.bRepo)).toBe(await refs(s.aRepo));
+  });
+
   it('unlocks the source when the migration is cancelled', async () => {
     const s = await twoSides();
     const warnings: string[] = [];
