@@ -9,7 +9,7 @@
  */
 import { link, lstat, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { messageOf } from '../core/errors.js';
+import { messageOf, OperationError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { fsyncPath, isDirectory, readdirOrEmpty, tempName } from './fs-util.js';
@@ -21,14 +21,19 @@ function damagedDir(stateDir: string): string {
   return path.join(stateLayout.pool(stateDir), '.damaged');
 }
 
-/** Records that `pack` was found damaged. Never fails the caller: the finding is reported anyway. */
-export async function recordDamagedPack(stateDir: string, pack: string, log: Logger): Promise<void> {
-  if (!/^[0-9a-f]{64}$/.test(pack)) return;
+/**
+ * Records that `pack` was found damaged. Never fails the caller (the finding is reported anyway);
+ * says whether the record was made (a store this user cannot write takes none).
+ */
+export async function recordDamagedPack(stateDir: string, pack: string, log: Logger): Promise<boolean> {
+  if (!/^[0-9a-f]{64}$/.test(pack)) return false;
   try {
     await mkdir(damagedDir(stateDir), { recursive: true });
     await writeFile(path.join(damagedDir(stateDir), pack), '');
+    return true;
   } catch (error) {
     log.warn(`cannot record that pack ${pack} is damaged (${messageOf(error)}); the next snapshot may reuse its data`);
+    return false;
   }
 }
 
@@ -37,7 +42,7 @@ export async function damagedPacks(stateDir: string): Promise<Set<string>> {
   return new Set((await readdirOrEmpty(damagedDir(stateDir))).filter((name) => /^[0-9a-f]{64}$/.test(name)));
 }
 
-/** Forgets a record (the pack was healed, or left the pool). */
+/** Forgets a record (the pack was healed, or left the store). */
 export async function forgetDamagedPack(stateDir: string, pack: string): Promise<void> {
   await rm(path.join(damagedDir(stateDir), pack), { force: true });
 }
@@ -49,64 +54,124 @@ export async function damagedPackIn(folder: string, damaged: Set<string>): Promi
   return manifest?.packs.find((pack) => damaged.has(pack));
 }
 
-/** True when the pool holds `pack` and its bytes do not hash to its name. */
-export async function poolCopyIsDamaged(stateDir: string, pack: string): Promise<boolean> {
-  return (await fileSha256(poolPackPath(stateDir, pack)).catch(() => pack)) !== pack;
+/** The SHA-256 of a file; a file that cannot be read is an error, never taken for intact or damaged. */
+async function hashOf(file: string): Promise<string> {
+  try {
+    return await fileSha256(file);
+  } catch (error) {
+    throw new OperationError(`cannot read ${file} to check it (${messageOf(error)})`, { cause: error });
+  }
+}
+
+/** Every visible snapshot folder's copy of `pack`: `snapshots/<container>/<component>/<id>/<pack>.pack`. */
+async function folderCopies(stateDir: string, pack: string): Promise<string[]> {
+  const snapshots = path.join(stateDir, 'snapshots');
+  const copies: string[] = [];
+  for (const container of await readdirOrEmpty(snapshots)) {
+    if (container.startsWith('.')) continue;
+    for (const component of await readdirOrEmpty(path.join(snapshots, container))) {
+      if (component.startsWith('.')) continue;
+      for (const identity of await readdirOrEmpty(path.join(snapshots, container, component))) {
+        // Hidden: a write or import in progress, or a copy being removed; not ours to touch.
+        if (identity.startsWith('.')) continue;
+        const file = path.join(snapshots, container, component, identity, packFileName(pack));
+        if ((await lstat(file).catch(() => undefined))?.isFile()) copies.push(file);
+      }
+    }
+  }
+  return copies;
+}
+
+/** True when some visible snapshot folder holds a copy of `pack`. */
+export async function packIsLinked(stateDir: string, pack: string): Promise<boolean> {
+  return (await folderCopies(stateDir, pack)).length > 0;
 }
 
 /**
- * Puts `good`, a file whose bytes hash to `pack`, in the pool in place of a damaged copy, and links
- * it in place of the damaged copy in every snapshot folder that holds that copy. Returns how many
- * folders were healed. Each replacement is a rename of a new link, so a crash leaves every folder
- * with either copy (and a temporary link at the pool's top level, which the next run removes).
+ * Heals a recorded-damaged pack with `good`, a file whose bytes hash to the pack's name (a copy
+ * just written and hashed as it was written, or the pool's copy once checked): the pool's copy
+ * and every snapshot folder's copy that is another file and does not hash to the name are
+ * replaced by links to it. Each replacement links under a temporary name at the pool's top level
+ * (where the next run removes a leftover) and renames over the damaged file, so a folder always
+ * holds one whole copy. A folder that goes away meanwhile is skipped, and so is the record's
+ * removal: the record goes only after a pass that reached every copy. Returns how many folders
+ * were healed.
  */
 export async function healPack(stateDir: string, pack: string, good: string, log: Logger): Promise<number> {
   const pool = stateLayout.pool(stateDir);
   const pooled = poolPackPath(stateDir, pack);
-  const old = await stat(pooled).catch(() => undefined);
-  await mkdir(path.dirname(pooled), { recursive: true });
-  const replace = async (target: string, source: string) => {
+  const link2 = async (source: string, target: string) => {
     const temp = path.join(pool, tempName('.pack'));
     await link(source, temp);
-    await rename(temp, target);
+    try {
+      await rename(temp, target);
+    } catch (error) {
+      await rm(temp, { force: true });
+      throw error;
+    }
   };
-  await replace(pooled, good);
-  await fsyncPath(path.dirname(pooled));
-  let healed = 0;
-  if (old !== undefined) {
-    const snapshots = path.join(stateDir, 'snapshots');
-    for (const container of await readdirOrEmpty(snapshots)) {
-      if (container.startsWith('.')) continue;
-      for (const component of await readdirOrEmpty(path.join(snapshots, container))) {
-        if (component.startsWith('.')) continue;
-        for (const identity of await readdirOrEmpty(path.join(snapshots, container, component))) {
-          const file = path.join(snapshots, container, component, identity, packFileName(pack));
-          const info = await lstat(file).catch(() => undefined);
-          if (info === undefined || info.ino !== old.ino || info.dev !== old.dev) continue;
-          await replace(file, pooled);
-          healed += 1;
-        }
-      }
+  await mkdir(path.dirname(pooled), { recursive: true });
+  const poolInfo = await stat(pooled).catch(() => undefined);
+  const goodInfo = await stat(good);
+  if (poolInfo === undefined || poolInfo.ino !== goodInfo.ino || poolInfo.dev !== goodInfo.dev) {
+    if (poolInfo === undefined || (await hashOf(pooled)) !== pack) {
+      await link2(good, pooled);
+      await fsyncPath(path.dirname(pooled));
     }
   }
-  await forgetDamagedPack(stateDir, pack);
-  log.warn(`pack ${pack} was damaged; a good copy of it was just stored and replaced it in the pool${healed > 0 ? ` and in ${healed} snapshot folder${healed === 1 ? '' : 's'}` : ''}`);
+  const source = await stat(pooled);
+  const verdicts = new Map<string, boolean>(); // inode -> intact
+  let healed = 0;
+  let complete = true;
+  for (const file of await folderCopies(stateDir, pack)) {
+    const info = await stat(file).catch(() => undefined);
+    if (info === undefined) continue;
+    if (info.ino === source.ino && info.dev === source.dev) continue;
+    const inode = `${info.dev}:${info.ino}`;
+    if (!verdicts.has(inode)) verdicts.set(inode, (await hashOf(file)) === pack);
+    if (verdicts.get(inode)) continue;
+    try {
+      await link2(pooled, file);
+      healed += 1;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
+      complete = false; // the folder went away meanwhile
+    }
+  }
+  if (complete) await forgetDamagedPack(stateDir, pack);
+  if (healed > 0 || poolInfo === undefined || poolInfo.ino !== source.ino) {
+    log.warn(`pack ${pack} was damaged; a good copy of it replaced it in the pool${healed > 0 ? ` and in ${healed} snapshot folder${healed === 1 ? '' : 's'}` : ''}`);
+  }
   return healed;
 }
 
 /**
- * Finishes what a replacement killed halfway left (see {@link commitImport}): with no folder under
- * the identity, the damaged copy is put back, so generations never point at nothing; with one,
- * the replacement is in place and the damaged copy goes. Runs under the component's lock (an import's or a snapshot's).
+ * Finishes what a replacement killed halfway left (an import's commitImport, a snapshot's
+ * replaceDamaged): with no folder under the identity, the damaged copy is put back, so generations
+ * never point at nothing, and true says the caller must replace it again; with one, the
+ * replacement is in place and the damaged copy goes. Runs under the component's lock (an import's or a snapshot's).
  */
-export async function settleAside(stateDir: string, key: ComponentKey, identity: string, log: Logger): Promise<void> {
+export async function settleAside(stateDir: string, key: ComponentKey, identity: string, log: Logger): Promise<boolean> {
   const aside = damagedAsideDir(stateDir, key, identity);
-  if (!(await isDirectory(aside))) return;
+  if (!(await isDirectory(aside))) return false;
   const target = snapshotDir(stateDir, key, identity);
   if (await isDirectory(target)) {
     await rm(aside, { recursive: true, force: true });
-    return;
+    return false;
   }
-  log.warn(`an earlier replacement of the damaged ${relativePath(key, identity)} was interrupted; putting the damaged copy back before it is checked again`);
+  log.warn(`an earlier replacement of the damaged ${relativePath(key, identity)} was interrupted; putting the damaged copy back, to be replaced again`);
   await rename(aside, target);
+  return true;
+}
+
+/** {@link settleAside} for every copy set aside in a component's snapshots; the identities put back. */
+export async function settleAsides(stateDir: string, key: ComponentKey, log: Logger): Promise<string[]> {
+  const putBack: string[] = [];
+  for (const name of await readdirOrEmpty(stateLayout.snapshots(stateDir, key))) {
+    if (!name.startsWith('.damaged-')) continue;
+    const identity = name.slice('.damaged-'.length);
+    if (await settleAside(stateDir, key, identity, log)) putBack.push(identity);
+  }
+  return putBack;
 }

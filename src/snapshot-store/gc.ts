@@ -10,7 +10,7 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { exists, isHiddenName, readdirOrEmpty, removeFolderHidden, TEMP_PREFIX } from './fs-util.js';
 import { type Generation, listGenerations, listTimedGenerations, type TimedGeneration } from './generations.js';
-import { damagedPacks, forgetDamagedPack } from './damage.js';
+import { damagedPacks, forgetDamagedPack, packIsLinked } from './damage.js';
 import { checksumFile, packOfFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
 import { type ComponentFilter, listComponents } from './query.js';
 import { generationsToKeep, needsTimes, type RetentionPolicy, validatePolicy } from './retention.js';
@@ -68,9 +68,9 @@ export async function collectGarbage(stateDir: string, options: GcOptions): Prom
     if (!dryRun) {
       for (const temp of plan.temps) await rm(temp, { recursive: true, force: true });
       await unlinkAll(plan.packs.map((pack) => poolPackPath(stateDir, pack)));
-      // A record of a damaged pack goes with the pack.
+      // A record of a damaged pack goes once neither the pool nor any snapshot has the pack.
       for (const pack of await damagedPacks(stateDir)) {
-        if (!(await exists(poolPackPath(stateDir, pack)))) await forgetDamagedPack(stateDir, pack);
+        if (!(await exists(poolPackPath(stateDir, pack))) && !(await packIsLinked(stateDir, pack))) await forgetDamagedPack(stateDir, pack);
       }
       await pruneEmptyDirs(stateDir);
     }
@@ -153,6 +153,7 @@ async function makePlan(stateDir: string, filter: ComponentFilter, policy: Reten
     }
   }
   const pool = stateLayout.pool(stateDir);
+  const damaged = await damagedPacks(stateDir);
   for (const name of await readdirOrEmpty(pool)) {
     const file = path.join(pool, name);
     if (name.startsWith(TEMP_PREFIX)) {
@@ -172,6 +173,9 @@ async function makePlan(stateDir: string, filter: ComponentFilter, policy: Reten
       const info = await lstat(path.join(file, packFile)).catch(() => undefined);
       if (info === undefined) continue;
       if (info.nlink - (drops.get(pack) ?? 0) <= 1) {
+        // The pool's copy of a damaged pack that a snapshot folder holds as another file (a
+        // damaged one, not linked to the pool) is what can heal it: kept while that lasts.
+        if (damaged.has(pack) && (await packIsLinked(stateDir, pack))) continue;
         plan.packs.push(pack);
         plan.bytes += info.size;
       }

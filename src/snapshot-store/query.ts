@@ -102,7 +102,7 @@ export async function listAndCheck(
   options: { lockTimeoutMs?: number; log?: Logger; signal?: AbortSignal } = {},
 ): Promise<CheckResult[]> {
   const store = new SnapshotStore(stateDir, { log: options.log, lockTimeoutMs: options.lockTimeoutMs });
-  return store.withStoreLock('shared', 'the snapshot store (check)', options.signal, async () => checkSnapshots(stateDir, await list(), options.log));
+  return store.withReadLock('the snapshots to check', options.signal, async () => checkSnapshots(stateDir, await list(), options.log));
 }
 
 export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[], log: Logger = silentLogger): Promise<CheckResult[]> {
@@ -136,9 +136,8 @@ export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[],
       problems.push(messageOf(error));
       damaged = error instanceof IntegrityError;
       const pack = damagedPackOf(error);
-      if (pack !== undefined) {
-        await recordDamagedPack(stateDir, pack, log);
-        problems.push(`${entry.path}: pack ${pack} is now recorded as damaged: the next snapshot of ${key.container}/${key.component} stores its data anew instead of reusing it`);
+      if (pack !== undefined && (await recordDamagedPack(stateDir, pack, log))) {
+        problems.push(`${entry.path}: pack ${pack} is now recorded as damaged: the next snapshot of any component that links it stores that data anew, and heals the pack where it makes it again`);
       }
     }
     const status = problems.length === 0 ? 'intact' : damaged ? 'damaged' : 'unchecked';

@@ -10,7 +10,7 @@ import { type Logger, silentLogger } from '../core/log.js';
 import type { PluginSnapshotResult, SnapshotSink, SnapshotSource } from '../core/plugin.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import type { KnownSnapshot } from './chunk-processor.js';
-import { damagedPackIn, damagedPacks, recordDamagedPack, settleAside } from './damage.js';
+import { damagedPackIn, damagedPacks, recordDamagedPack, settleAsides } from './damage.js';
 import { isDirectory, removeDeadTemps, writeFileAtomic } from './fs-util.js';
 import { addGeneration, latestGeneration, listGenerations } from './generations.js';
 import {
@@ -98,9 +98,14 @@ export class SnapshotStore {
       await mkdirOrExplain(snapshots, this.stateDir);
       await removeDeadTemps(snapshots);
       await removeDeadTemps(stateLayout.pool(this.stateDir));
+      // Read once: the write may heal (and forget) a record, and commit must still know the
+      // snapshot it replaces was damaged.
       const damaged = await damagedPacks(this.stateDir);
-      if (params.naturalIdentity !== undefined) {
-        await settleAside(this.stateDir, key, params.naturalIdentity, this.log);
+      // A replacement of a damaged copy killed halfway: the copy is put back, and this write
+      // replaces it again, without reusing its data or trusting a pack the pool has already.
+      const putBack = await settleAsides(this.stateDir, key, this.log);
+      const suspect = putBack.length > 0;
+      if (params.naturalIdentity !== undefined && !putBack.includes(params.naturalIdentity)) {
         const existing = snapshotDir(this.stateDir, key, params.naturalIdentity);
         if ((await holdsSnapshot(existing)) && (await damagedPackIn(existing, damaged)) === undefined) {
           return this.finish(key, params.naturalIdentity, { newSnapshot: false, bytesRead: 0, bytesStored: 0 });
@@ -109,7 +114,9 @@ export class SnapshotStore {
       const writer = new SnapshotWriter({
         stateDir: this.stateDir,
         key,
-        known: await this.knownSnapshots(key, damaged),
+        damaged,
+        suspect,
+        known: await this.knownSnapshots(key, damaged, putBack),
         log: this.log,
         tuning: this.options.tuning,
         signal: params.signal,
@@ -126,13 +133,13 @@ export class SnapshotStore {
           return undefined;
         }
         assertIdentity(identity);
-        await settleAside(this.stateDir, key, identity, this.log);
         await setAsideIncomplete(snapshotDir(this.stateDir, key, identity), relativePath(key, identity), this.log);
         const newSnapshot = await writer.commit({
           identity,
           identityKind: natural === undefined ? 'content' : 'natural',
           type: params.type,
           created: this.now(),
+          replaceExisting: putBack.includes(identity),
         });
         return await this.finish(key, identity, {
           newSnapshot,
@@ -168,9 +175,10 @@ export class SnapshotStore {
     try {
       return await fn(await this.latest(key));
     } catch (error) {
-      // A restore that met damaged data says so to the next snapshot, which stores it anew.
+      // A restore that met damaged data says so to the next snapshot, which stores it anew; not
+      // when a chunk index is what is damaged (the reader checks it whole only at the end).
       const pack = damagedPackOf(error);
-      if (pack !== undefined) await recordDamagedPack(this.stateDir, pack, this.log);
+      if (pack !== undefined && (await this.indexesIntact(key))) await recordDamagedPack(this.stateDir, pack, this.log);
       throw error;
     } finally {
       await held.release();
@@ -198,6 +206,27 @@ export class SnapshotStore {
     const legacy = await LegacySnapshot.load(folder, checksumFile(this.stateDir, key, identity), rel);
     if (legacy !== undefined) return legacy;
     throw new IntegrityError(`${rel} is not a snapshot: its folder has neither manifest.json nor a Dysnomia dump (dump.sql.xz, dump.pgsql.xz, dump.xz)`);
+  }
+
+  /** True when the latest snapshot's chunk indexes match its manifest. */
+  private async indexesIntact(key: ComponentKey): Promise<boolean> {
+    try {
+      const latest = await this.latest(key);
+      if (latest instanceof StoredSnapshot) await latest.verifyIndexes();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Runs `fn` under the shared store lock, or without it in a store this process cannot write (see readLock). */
+  async withReadLock<T>(what: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    const held = await this.readLock(what, signal);
+    try {
+      return await fn();
+    } finally {
+      await held.release();
+    }
   }
 
   /**
@@ -243,10 +272,10 @@ export class SnapshotStore {
   }
 
   /** The recent snapshots of a component whose chunks a new snapshot can reuse. */
-  private async knownSnapshots(key: ComponentKey, damaged: Set<string>): Promise<KnownSnapshot[]> {
+  private async knownSnapshots(key: ComponentKey, damaged: Set<string>, exclude: string[]): Promise<KnownSnapshot[]> {
     const identities: string[] = [];
     for (const generation of (await listGenerations(this.stateDir, key)).reverse()) {
-      if (!identities.includes(generation.identity)) identities.push(generation.identity);
+      if (!identities.includes(generation.identity) && !exclude.includes(generation.identity)) identities.push(generation.identity);
       if (identities.length === DEDUP_DEPTH) break;
     }
     const known: KnownSnapshot[] = [];

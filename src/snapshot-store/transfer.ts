@@ -14,12 +14,12 @@ import path from 'node:path';
 import { type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { IntegrityError, OperationError, UsageError, messageOf } from '../core/errors.js';
+import { damagedPackOf, IntegrityError, OperationError, UsageError, messageOf } from '../core/errors.js';
 import { acquireLock, type HeldLock } from '../core/lock.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { isDirectory, readdirOrEmpty, tempName } from './fs-util.js';
-import { settleAside } from './damage.js';
+import { recordDamagedPack, settleAside } from './damage.js';
 import { addGeneration } from './generations.js';
 import {
   assertIdentity,
@@ -246,6 +246,9 @@ async function checkStoredCopy(stateDir: string, key: ComponentKey, identity: st
     await verifySnapshotFolder(target, rel, identity, checksumFile(stateDir, key, identity));
   } catch (error) {
     if (!(error instanceof IntegrityError) || isReadFailure(error)) throw error;
+    // Other snapshots may link the same pack: the next snapshots of their components heal it.
+    const pack = damagedPackOf(error);
+    if (pack !== undefined) await recordDamagedPack(stateDir, pack, log);
     const what = messageOf(error).replace(`${rel}: `, '').replace(/; the snapshot is damaged$/, '');
     return { state: 'damaged', problem: incomplete ? `not a complete snapshot: ${what}` : what };
   }

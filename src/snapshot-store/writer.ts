@@ -15,7 +15,7 @@ import type { ComponentKey } from '../core/state-dir.js';
 import { stateLayout } from '../core/state-dir.js';
 import { type BatchResult, CHUNK_KNOWN, CHUNK_NEW, type KnownSnapshot } from './chunk-processor.js';
 import { Batcher, type Batch, Chunker, type ChunkingOptions, DEFAULT_CHUNKING } from './chunker.js';
-import { damagedPackIn, damagedPacks, forgetDamagedPack, healPack, poolCopyIsDamaged } from './damage.js';
+import { damagedPackIn, healPack } from './damage.js';
 import { fsyncPath, tempName, writeFileAtomic } from './fs-util.js';
 import { checksumFile, damagedAsideDir, packFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
 import {
@@ -66,6 +66,10 @@ export interface SnapshotWriterOptions {
   signal?: AbortSignal;
   onProgress?: (bytes: number) => void;
   log?: Logger;
+  /** Packs recorded as damaged when the write began (see damage.ts). */
+  damaged?: Set<string>;
+  /** Check every pack the pool has already (a damaged copy of this snapshot was put back). */
+  suspect?: boolean;
 }
 
 /** What the folder is committed with. */
@@ -74,6 +78,8 @@ export interface CommitParams {
   identityKind: Manifest['identityKind'];
   type: string;
   created: Date;
+  /** Replace a folder of this identity that exists (a damaged copy put back from aside). */
+  replaceExisting?: boolean;
 }
 
 interface OpenPack {
@@ -330,11 +336,10 @@ export class SnapshotWriter {
       // pool's copy is damaged: then these, hashed as they were written, heal it everywhere.
       // Rare (only data stored anew makes a pack the pool has), so reading it costs little.
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      if (await poolCopyIsDamaged(this.options.stateDir, name)) {
+      // Only a pack recorded as damaged is read: identical data in two components makes this
+      // branch common, and the normal path never reads pool data.
+      if (this.options.damaged?.has(name) || this.options.suspect) {
         await healPack(this.options.stateDir, name, pack.temp, this.options.log ?? silentLogger);
-        this.bytesStored += pack.size;
-      } else {
-        await forgetDamagedPack(this.options.stateDir, name);
       }
     }
     await rm(pack.temp, { force: true });
@@ -415,12 +420,13 @@ export class SnapshotWriter {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
-      const damaged = await damagedPackIn(target, await damagedPacks(this.options.stateDir));
+      const damaged = params.replaceExisting ? 'its data' : await damagedPackIn(target, this.options.damaged ?? new Set());
       if (damaged === undefined) {
         await this.discard();
         return false;
       }
       await this.replaceDamaged(target, params.identity, damaged);
+      return true;
     }
     this.folderCreated = false;
     await fsyncPath(path.dirname(target));
@@ -433,8 +439,9 @@ export class SnapshotWriter {
    * damaged one goes. Killed between the renames, the next run puts the damaged copy back
    * (settleAside) and replaces it again.
    */
-  private async replaceDamaged(target: string, identity: string, pack: string): Promise<void> {
+  private async replaceDamaged(target: string, identity: string, what: string): Promise<void> {
     const { stateDir, key } = this.options;
+    const log = this.options.log ?? silentLogger;
     const aside = damagedAsideDir(stateDir, key, identity);
     await rm(checksumFile(stateDir, key, identity), { force: true });
     await rename(target, aside);
@@ -445,11 +452,14 @@ export class SnapshotWriter {
       throw error;
     }
     this.folderCreated = false;
-    await fsyncPath(path.dirname(target));
-    await rm(aside, { recursive: true, force: true });
-    (this.options.log ?? silentLogger).warn(
-      `snapshot ${relativePath(key, identity)} in the store was damaged (pack ${pack}); the snapshot just taken, which is the same, replaced it`,
-    );
+    log.warn(`snapshot ${relativePath(key, identity)} in the store was damaged (${what.startsWith('its') ? what : `pack ${what}`}); the snapshot just taken, which is the same, replaced it`);
+    // In place: what follows only tidies up, and its failure must not fail the snapshot.
+    try {
+      await fsyncPath(path.dirname(target));
+      await rm(aside, { recursive: true, force: true });
+    } catch (error) {
+      log.warn(`cannot remove the damaged copy ${aside} (${messageOf(error)}); the next snapshot or import of it removes it`);
+    }
   }
 
   /** The content hash of what was written so far (the default identity). */

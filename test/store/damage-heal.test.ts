@@ -5,8 +5,9 @@
  * replaces its damaged copy instead of saying "unchanged". Through the real store, the built
  * programs and, for git, the real plugin.
  */
-import { readdir, readFile, readlink } from 'node:fs/promises';
+import { chmod, cp, readdir, readFile, readlink, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { SnapshotStore } from '../../src/snapshot-store/index.js';
 import { git } from '../support/git.js';
@@ -44,7 +45,7 @@ describe('damaged packs are recorded and healed by the next snapshot', () => {
     // takes the damaged one's place in the pool and in the snapshot's folder.
     const again = (await write())!;
     expect(again.identity).toBe(first.identity);
-    expect(log.lines.join('\n')).toContain(`pack ${path.basename(pack, '.pack')} was damaged; a good copy of it was just stored and replaced it in the pool and in 1 snapshot folder`);
+    expect(log.lines.join('\n')).toContain(`pack ${path.basename(pack, '.pack')} was damaged; a good copy of it replaced it in the pool and in 1 snapshot folder`);
     const after = await snapshots(stateDir, ['--query-all', '--check']);
     expect(after.exitCode, after.stderr).toBe(0);
     expect(await recorded(stateDir)).toEqual([]);
@@ -99,6 +100,84 @@ describe('damaged packs are recorded and healed by the next snapshot', () => {
     expect((await readAll((await store.open(key, second.identity)), 'dump.sql')).equals(changed)).toBe(true);
   });
 
+  it('heals a folder whose copy is another, damaged file while the pool\'s copy is good, and gc keeps that good copy until then', async () => {
+    const stateDir = await useTempDir();
+    const log = recordingLogger();
+    const store = new SnapshotStore(stateDir, { log });
+    const base = fakeDump(2_000_000, 8);
+    const write = () => store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(base)));
+    const first = (await write())!;
+    const inFolder = (await packsOf(first.path))[0]!;
+    const name = path.basename(inFolder, '.pack');
+    const pooled = path.join(stateDir, 'pool', name.slice(0, 2), `${name}.pack`);
+    // The pool gets a good copy of its own; the folder keeps the old file, which rots.
+    await cp(pooled, `${pooled}.good`);
+    await flipByte(inFolder, 1000);
+    await rename(`${pooled}.good`, pooled);
+    expect((await snapshots(stateDir, ['--query-all', '--check'])).exitCode).toBe(1);
+    expect(await recorded(stateDir)).toEqual([name]);
+
+    // Nothing links the pool's copy now, but it is what heals the folder: gc keeps it.
+    const gc = await snapshots(stateDir, ['--gc', '--keep', '5']);
+    expect(gc.exitCode, gc.stderr).toBe(0);
+    expect((await stat(pooled)).isFile()).toBe(true);
+    expect(await recorded(stateDir)).toEqual([name]);
+
+    await write();
+    expect(log.lines.join('\n')).toContain(`pack ${name} was damaged; a good copy of it replaced it in the pool and in 1 snapshot folder`);
+    const check = await snapshots(stateDir, ['--query-all', '--check']);
+    expect(check.exitCode, check.stderr).toBe(0);
+    expect(await recorded(stateDir)).toEqual([]);
+  });
+
+  it('a restore that fails on a damaged chunk index does not blame the pack', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir);
+    const first = (await store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(fakeDump(1_000_000, 9)))))!;
+    const index = path.join(first.path, (await readdir(first.path)).find((file) => file.endsWith('.chunks'))!);
+    // The first record's chunk hash: the pack is fine, the index lies about it.
+    await flipByte(index, 5);
+    const failed = await store.withLatest(key, (source) => readAll(source!, 'dump.sql')).catch((error: unknown) => error);
+    expect(failed).toBeInstanceOf(Error);
+    expect(await recorded(stateDir)).toEqual([]);
+  });
+
+  it('--check of a store this user cannot write checks it all the same (it records nothing)', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir);
+    const first = (await store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(fakeDump(1_000_000, 10)))))!;
+    await chmod(stateDir, 0o755);
+    const check = (stateDirArgs: string[]) =>
+      execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), ...stateDirArgs], {
+        env: { DYSNOMIA_STATEDIR: stateDir },
+        reject: false,
+      });
+    const intact = await check(['--query-all', '--check']);
+    expect(intact.exitCode, intact.stderr).toBe(0);
+    expect(intact.stderr).toContain('all intact');
+    await flipByte((await packsOf(first.path))[0]!, 100);
+    const damaged = await check(['--query-all', '--check']);
+    expect(damaged.exitCode).toBe(1);
+    expect(damaged.stderr).toContain('cannot record that pack');
+    expect(damaged.stderr).not.toContain('is now recorded as damaged');
+  });
+
+  it('git: after an interrupted replacement, the next snapshot replaces the damaged copy it puts back', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    const generation = path.join(setup.stateDir, 'generations', setup.containerName, 'project', '1');
+    const folder = path.resolve(path.dirname(generation), await readlink(generation));
+    for (const pack of await packsOf(folder)) await flipByte(pack, 200);
+    // As a replacement killed between its two renames leaves it.
+    await rename(folder, path.join(path.dirname(folder), `.damaged-${path.basename(folder)}`));
+    const again = await setup.ok('snapshot');
+    expect(again.stderr).toContain('putting the damaged copy back, to be replaced again');
+    const check = await snapshots(setup.stateDir, ['--query-all', '--check']);
+    expect(check.exitCode, check.stderr).toBe(0);
+    expect(await readdir(path.dirname(folder))).toEqual([path.basename(folder)]);
+  });
+
   it('git: a damaged snapshot of an unchanged repository is replaced by the next snapshot, and restores', async () => {
     const setup = await gitSetup({ commits: 3 });
     await setup.ok('activate');
@@ -111,7 +190,7 @@ describe('damaged packs are recorded and healed by the next snapshot', () => {
 
     const again = await setup.ok('snapshot');
     // git made the same bundle, so the same pack: it heals the damaged one in place.
-    expect(again.stderr).toMatch(/pack [0-9a-f]{64} was damaged; a good copy of it was just stored and replaced it in the pool and in 1 snapshot folder/);
+    expect(again.stderr).toMatch(/pack [0-9a-f]{64} was damaged; a good copy of it replaced it in the pool and in 1 snapshot folder/);
     expect((await snapshots(setup.stateDir, ['--query-latest', '--check'])).exitCode).toBe(0);
     expect(await setup.generations()).toEqual(['1']);
 

@@ -62,7 +62,7 @@ export function recordingLogger(): Logger & { lines: string[] } {
   return logger;
 }
 
-/** Every path under `dir` (except locks/) with its kind, size or link target, for "nothing changed" checks. */
+/** Every path under `dir` (except locks/ and pool/.damaged/) with its kind, size or link target, for "nothing changed" checks. */
 export async function treeOf(dir: string): Promise<string[]> {
   const { lstat, readdir, readlink } = await import('node:fs/promises');
   const path = await import('node:path');
@@ -75,7 +75,9 @@ export async function treeOf(dir: string): Promise<string[]> {
     else if (info.isDirectory()) {
       if (rel !== '') out.push(`${rel}/`);
       for (const name of (await readdir(full)).sort()) {
+        // Bookkeeping, not data: lock files, and the records of packs found damaged.
         if (rel === '' && name === 'locks') continue;
+        if (rel === 'pool' && name === '.damaged') continue;
         await walk(rel === '' ? name : `${rel}/${name}`);
       }
     } else out.push(`${rel} ${info.size} ${info.nlink}`);
