@@ -72,8 +72,9 @@ async function folderCopies(stateDir: string, pack: string): Promise<string[]> {
     for (const component of await readdirOrEmpty(path.join(snapshots, container))) {
       if (component.startsWith('.')) continue;
       for (const identity of await readdirOrEmpty(path.join(snapshots, container, component))) {
-        // Hidden: a write or import in progress, or a copy being removed; not ours to touch.
-        if (identity.startsWith('.')) continue;
+        // Hidden: a write or import in progress, or a copy being removed, is not ours to touch;
+        // a damaged copy set aside by a replacement killed halfway is, since it may be put back.
+        if (identity.startsWith('.') && !identity.startsWith('.damaged-')) continue;
         const file = path.join(snapshots, container, component, identity, packFileName(pack));
         if ((await lstat(file).catch(() => undefined))?.isFile()) copies.push(file);
       }
@@ -120,15 +121,22 @@ export async function healPack(stateDir: string, pack: string, good: string, log
     }
   }
   const source = await stat(pooled);
+  const poolReplaced = poolInfo === undefined || poolInfo.ino !== source.ino || poolInfo.dev !== source.dev;
   const verdicts = new Map<string, boolean>(); // inode -> intact
   let healed = 0;
   let complete = true;
   for (const file of await folderCopies(stateDir, pack)) {
     const info = await stat(file).catch(() => undefined);
-    if (info === undefined) continue;
+    if (info === undefined) {
+      complete = false; // its folder went away meanwhile (another component's replacement)
+      continue;
+    }
     if (info.ino === source.ino && info.dev === source.dev) continue;
     const inode = `${info.dev}:${info.ino}`;
-    if (!verdicts.has(inode)) verdicts.set(inode, (await hashOf(file)) === pack);
+    if (!verdicts.has(inode)) {
+      // A copy that cannot be read is replaced too: a good copy can only do good there.
+      verdicts.set(inode, await fileSha256(file).then((hash) => hash === pack, () => false));
+    }
     if (verdicts.get(inode)) continue;
     try {
       await link2(pooled, file);
@@ -140,8 +148,9 @@ export async function healPack(stateDir: string, pack: string, good: string, log
     }
   }
   if (complete) await forgetDamagedPack(stateDir, pack);
-  if (healed > 0 || poolInfo === undefined || poolInfo.ino !== source.ino) {
-    log.warn(`pack ${pack} was damaged; a good copy of it replaced it in the pool${healed > 0 ? ` and in ${healed} snapshot folder${healed === 1 ? '' : 's'}` : ''}`);
+  if (healed > 0 || poolReplaced) {
+    const where = [poolReplaced ? 'in the pool' : '', healed > 0 ? `in ${healed} snapshot folder${healed === 1 ? '' : 's'}` : ''].filter(Boolean).join(' and ');
+    log.warn(`pack ${pack} was damaged; a good copy of it replaced it ${where}`);
   }
   return healed;
 }

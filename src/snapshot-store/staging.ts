@@ -141,7 +141,6 @@ export class Staging {
         } else {
           // The pool's copy is damaged, ours was checked: ours takes its place in the pool and in
           // every snapshot folder that linked the damaged copy.
-          log.warn(`the pool's copy of pack ${pack} was damaged (its content hashes to ${pooledHash}); the imported copy replaces it`);
           await healPack(this.stateDir, pack, mine, log);
         }
       }

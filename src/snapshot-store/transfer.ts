@@ -19,7 +19,7 @@ import { acquireLock, type HeldLock } from '../core/lock.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { isDirectory, readdirOrEmpty, tempName } from './fs-util.js';
-import { recordDamagedPack, settleAside } from './damage.js';
+import { damagedPacks, recordDamagedPack, settleAside } from './damage.js';
 import { addGeneration } from './generations.js';
 import {
   assertIdentity,
@@ -36,7 +36,7 @@ import {
 } from './layout.js';
 import { LEGACY_DUMPS, legacyDumpOf } from './legacy.js';
 import { indexFileName, MANIFEST_FILE, type Manifest } from './manifest.js';
-import { readManifest } from './reader.js';
+import { readManifest, StoredSnapshot } from './reader.js';
 import { holdsSnapshot } from './incomplete.js';
 import { Staging, verifySnapshotFolder } from './staging.js';
 import { SnapshotStore } from './store.js';
@@ -117,12 +117,15 @@ interface ExportHeader {
 /** The hashes of every pack in a store's pool (what a receiver tells a sender it has). */
 export async function listPoolPacks(stateDir: string): Promise<string[]> {
   const pool = stateLayout.pool(stateDir);
+  // A pack recorded as damaged is not offered: a sender leaves out what the receiver lists, and
+  // this one the receiver needs sent, to heal it.
+  const damaged = await damagedPacks(stateDir);
   const packs: string[] = [];
   for (const fanout of (await readdirOrEmpty(pool)).sort()) {
     if (fanout.startsWith('.')) continue;
     for (const name of (await readdirOrEmpty(path.join(pool, fanout))).sort()) {
       const pack = packOfFileName(name);
-      if (pack !== undefined) packs.push(pack);
+      if (pack !== undefined && !damaged.has(pack)) packs.push(pack);
     }
   }
   return packs;
@@ -247,8 +250,10 @@ async function checkStoredCopy(stateDir: string, key: ComponentKey, identity: st
   } catch (error) {
     if (!(error instanceof IntegrityError) || isReadFailure(error)) throw error;
     // Other snapshots may link the same pack: the next snapshots of their components heal it.
+    // Not when a chunk index is what is damaged (the reader checks it whole only at the end).
     const pack = damagedPackOf(error);
-    if (pack !== undefined) await recordDamagedPack(stateDir, pack, log);
+    const indexesIntact = await StoredSnapshot.load(target, rel).then((copy) => copy.verifyIndexes()).then(() => true, () => false);
+    if (pack !== undefined && indexesIntact) await recordDamagedPack(stateDir, pack, log);
     const what = messageOf(error).replace(`${rel}: `, '').replace(/; the snapshot is damaged$/, '');
     return { state: 'damaged', problem: incomplete ? `not a complete snapshot: ${what}` : what };
   }

@@ -15,7 +15,7 @@ import type { ComponentKey } from '../core/state-dir.js';
 import { stateLayout } from '../core/state-dir.js';
 import { type BatchResult, CHUNK_KNOWN, CHUNK_NEW, type KnownSnapshot } from './chunk-processor.js';
 import { Batcher, type Batch, Chunker, type ChunkingOptions, DEFAULT_CHUNKING } from './chunker.js';
-import { damagedPackIn, healPack } from './damage.js';
+import { damagedPackIn, damagedPacks, healPack } from './damage.js';
 import { fsyncPath, tempName, writeFileAtomic } from './fs-util.js';
 import { checksumFile, damagedAsideDir, packFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
 import {
@@ -331,6 +331,8 @@ export class SnapshotWriter {
       await link(pack.temp, target);
       this.bytesStored += pack.size;
       this.poolDirsToSync.add(path.dirname(target));
+      // A recorded pack that had left the pool (while folders still hold damaged copies of it).
+      if (this.options.damaged?.has(name)) await healPack(this.options.stateDir, name, target, this.options.log ?? silentLogger);
     } catch (error) {
       // The same bytes are in the pool already (a pack is named by its content), unless the
       // pool's copy is damaged: then these, hashed as they were written, heal it everywhere.
@@ -420,7 +422,8 @@ export class SnapshotWriter {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
-      const damaged = params.replaceExisting ? 'its data' : await damagedPackIn(target, this.options.damaged ?? new Set());
+      // The records as they are now: a pack this write healed in place is no reason to replace.
+      const damaged = params.replaceExisting ? 'its data' : await damagedPackIn(target, await damagedPacks(this.options.stateDir));
       if (damaged === undefined) {
         await this.discard();
         return false;

@@ -40,6 +40,8 @@ describe('damaged packs are recorded and healed by the next snapshot', () => {
     expect(check.exitCode).toBe(1);
     expect(check.stderr).toContain(`pack ${path.basename(pack, '.pack')} is now recorded as damaged`);
     expect(await recorded(stateDir)).toEqual([path.basename(pack, '.pack')]);
+    // Not offered to a sender: an export with --have must carry it, to heal it here.
+    expect((await snapshots(stateDir, ['--list-packs'])).stdout).not.toContain(path.basename(pack, '.pack'));
 
     // Unchanged, but not "unchanged": the data is stored anew, in the same bytes, and that copy
     // takes the damaged one's place in the pool and in the snapshot's folder.
@@ -124,7 +126,8 @@ describe('damaged packs are recorded and healed by the next snapshot', () => {
     expect(await recorded(stateDir)).toEqual([name]);
 
     await write();
-    expect(log.lines.join('\n')).toContain(`pack ${name} was damaged; a good copy of it replaced it in the pool and in 1 snapshot folder`);
+    // The pool's copy was good: only the folder's is replaced.
+    expect(log.lines.join('\n')).toContain(`pack ${name} was damaged; a good copy of it replaced it in 1 snapshot folder`);
     const check = await snapshots(stateDir, ['--query-all', '--check']);
     expect(check.exitCode, check.stderr).toBe(0);
     expect(await recorded(stateDir)).toEqual([]);
