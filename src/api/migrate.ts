@@ -347,15 +347,15 @@ async function transfer(
   });
   const [exported, imported] = await Promise.allSettled([exporting, receiving]);
   options.signal?.removeEventListener('abort', cancel);
-  if (exported.status === 'fulfilled' && imported.status === 'fulfilled' && unreceived) {
-    throw new MigrationError(
-      `the import of ${options.name} on ${target.description} failed: it stopped reading the snapshot before the end and reported success; ${options.unchanged}`,
-      'target',
-      'import',
-      undefined,
-    );
-  }
   if (exported.status === 'fulfilled' && imported.status === 'fulfilled') {
+    if (unreceived) {
+      throw new MigrationError(
+        `the import of ${options.name} on ${target.description} failed: it stopped reading the snapshot before the end and reported success; ${options.unchanged}`,
+        'target',
+        'import',
+        undefined,
+      );
+    }
     return { exported: exported.value, imported: imported.value };
   }
   if (options.signal?.aborted) {

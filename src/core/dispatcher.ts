@@ -2,9 +2,9 @@
  * Runs one operation on one component: load the plugin, validate the container's properties, lock
  * the component, call the plugin, keep the markers, and report what happened.
  */
-import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, pipeline, Readable } from 'node:stream';
+import { exists } from '../snapshot-store/fs-util.js';
 import { SnapshotStore } from '../snapshot-store/index.js';
 import { AbortedError, DysnomiaError, messageOf, OperationError, PluginError, throwIfAborted, UsageError } from './errors.js';
 import { withLock } from './lock.js';
@@ -316,11 +316,6 @@ type OtherContainer =
   | { kind: 'other-type' }
   /** Not found or not readable; `why` says which. */
   | { kind: 'unknown'; why: string };
-
-/** True when something is at `file` (a broken link counts: reading it then says what is wrong). */
-async function exists(file: string): Promise<boolean> {
-  return (await lstat(file).catch(() => undefined)) !== undefined;
-}
 
 /** Another container's options, looked up by name in DYSNOMIA_CONTAINERS_PATH and beside this container's file. */
 async function containerOptions(request: OperationRequest, plugin: Plugin<unknown>, name: string, env: NodeJS.ProcessEnv): Promise<OtherContainer> {

@@ -9,13 +9,13 @@
  */
 import { link, lstat, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { messageOf, OperationError } from '../core/errors.js';
+import { damagedPackOf, messageOf, OperationError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { fsyncPath, isDirectory, readdirOrEmpty, tempName } from './fs-util.js';
-import { damagedAsideDir, packFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
+import { checksumFile, damagedAsideDir, packFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
 import { fileSha256 } from './legacy.js';
-import { readManifest } from './reader.js';
+import { readManifest, StoredSnapshot } from './reader.js';
 
 function damagedDir(stateDir: string): string {
   return path.join(stateLayout.pool(stateDir), '.damaged');
@@ -183,4 +183,52 @@ export async function settleAsides(stateDir: string, key: ComponentKey, log: Log
     if (await settleAside(stateDir, key, identity, log)) putBack.push(identity);
   }
   return putBack;
+}
+
+/**
+ * Puts a new copy of a snapshot in place of the store's damaged one (an import's, or a snapshot's
+ * of an unchanged component): the damaged copy moves aside to `.damaged-<id>`, `publish` renames
+ * the new one to the snapshot's name, then the damaged copy goes. If `publish` fails before its
+ * rename, the damaged copy is put back; after it (a failed fsync), the new copy stays and that is
+ * only warned about, as is a failure to remove the damaged copy. Killed between the two renames,
+ * the next import or snapshot of it settles what is left ({@link settleAside}).
+ */
+export async function replaceDamagedCopy(
+  stateDir: string,
+  key: ComponentKey,
+  identity: string,
+  publish: () => Promise<void>,
+  log: Logger,
+): Promise<void> {
+  const target = snapshotDir(stateDir, key, identity);
+  const aside = damagedAsideDir(stateDir, key, identity);
+  await rm(checksumFile(stateDir, key, identity), { force: true });
+  await rename(target, aside);
+  try {
+    await publish();
+  } catch (error) {
+    if (!(await isDirectory(target))) {
+      await rename(aside, target);
+      throw error;
+    }
+    log.warn(`the new copy of ${relativePath(key, identity)} is in place, but making that durable failed: ${messageOf(error)}`);
+  }
+  await rm(aside, { recursive: true, force: true }).catch((error: unknown) =>
+    log.warn(`cannot remove the damaged copy ${aside} (${messageOf(error)}); the next snapshot or import of it removes it`),
+  );
+}
+
+/**
+ * Records the pack an error found damaged in the snapshot at `folder`, unless the snapshot's chunk
+ * indexes are what is damaged: the reader checks an index whole only at its end, so a bad record
+ * first shows as bad data in the pack it points into.
+ */
+export async function recordFoundDamage(stateDir: string, folder: string, error: unknown, log: Logger): Promise<void> {
+  const pack = damagedPackOf(error);
+  if (pack === undefined) return;
+  const indexesIntact = await StoredSnapshot.load(folder, folder).then(
+    (snapshot) => snapshot.verifyIndexes().then(() => true),
+    () => false,
+  );
+  if (indexesIntact) await recordDamagedPack(stateDir, pack, log);
 }

@@ -26,8 +26,8 @@ export function snapshotDir(stateDir: string, key: ComponentKey, identity: strin
 }
 
 /**
- * Where an import that replaces a damaged copy of a snapshot keeps that copy until the imported
- * one has its name (transfer.ts, commitImport); a kill in between leaves it there.
+ * Where a replacement of a damaged copy of a snapshot (an import's or a snapshot's) keeps that
+ * copy until the new one has its name (damage.ts, replaceDamagedCopy); a kill in between leaves it there.
  */
 export function damagedAsideDir(stateDir: string, key: ComponentKey, identity: string): string {
   return path.join(stateLayout.snapshots(stateDir, key), `.damaged-${identity}`);

@@ -87,11 +87,6 @@ export interface CheckResult {
 }
 
 /**
- * `--check`: verifies each distinct snapshot the entries name: the manifest's own checksum, every
- * chunk, each stream's size and hash, and the checksum file. Dysnomia's folders: `xz -t` and its
- * folder checksum.
- */
-/**
  * Lists snapshots and checks them under one shared store lock. Listed first and locked per
  * snapshot, a gc that ran in between removed listed snapshots, and the check reported them as
  * damaged (exit 1 on an intact store).
@@ -105,6 +100,11 @@ export async function listAndCheck(
   return store.withReadLock('the snapshots to check', options.signal, async () => checkSnapshots(stateDir, await list(), options.log));
 }
 
+/**
+ * `--check`: verifies each distinct snapshot the entries name: the manifest's own checksum, every
+ * chunk, each stream's size and hash, and the checksum file. Dysnomia's folders: `xz -t` and its
+ * folder checksum.
+ */
 export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[], log: Logger = silentLogger): Promise<CheckResult[]> {
   const store = new SnapshotStore(stateDir);
   const seen = new Set<string>();

@@ -4,13 +4,13 @@
  */
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { AbortedError, damagedPackOf, DysnomiaError, IntegrityError, OperationError, messageOf } from '../core/errors.js';
+import { AbortedError, DysnomiaError, IntegrityError, OperationError, messageOf } from '../core/errors.js';
 import { acquireLock, withLock } from '../core/lock.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import type { PluginSnapshotResult, SnapshotSink, SnapshotSource } from '../core/plugin.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import type { KnownSnapshot } from './chunk-processor.js';
-import { damagedPackIn, damagedPacks, recordDamagedPack, settleAsides } from './damage.js';
+import { damagedPackIn, damagedPacks, recordFoundDamage, settleAsides } from './damage.js';
 import { isDirectory, removeDeadTemps, writeFileAtomic } from './fs-util.js';
 import { addGeneration, latestGeneration, listGenerations } from './generations.js';
 import {
@@ -172,13 +172,13 @@ export class SnapshotStore {
   async withLatest<T>(key: ComponentKey, fn: (source: SnapshotSource | undefined) => Promise<T>, signal?: AbortSignal): Promise<T> {
     assertKey(key);
     const held = await this.readLock(`latest generation of ${key.container}/${key.component}`, signal);
+    let source: SnapshotSource | undefined;
     try {
-      return await fn(await this.latest(key));
+      source = await this.latest(key);
+      return await fn(source);
     } catch (error) {
-      // A restore that met damaged data says so to the next snapshot, which stores it anew; not
-      // when a chunk index is what is damaged (the reader checks it whole only at the end).
-      const pack = damagedPackOf(error);
-      if (pack !== undefined && (await this.indexesIntact(key))) await recordDamagedPack(this.stateDir, pack, this.log);
+      // A restore that met damaged data says so to the next snapshot, which stores it anew.
+      if (source !== undefined) await recordFoundDamage(this.stateDir, source.path, error, this.log);
       throw error;
     } finally {
       await held.release();
@@ -206,17 +206,6 @@ export class SnapshotStore {
     const legacy = await LegacySnapshot.load(folder, checksumFile(this.stateDir, key, identity), rel);
     if (legacy !== undefined) return legacy;
     throw new IntegrityError(`${rel} is not a snapshot: its folder has neither manifest.json nor a Dysnomia dump (dump.sql.xz, dump.pgsql.xz, dump.xz)`);
-  }
-
-  /** True when the latest snapshot's chunk indexes match its manifest. */
-  private async indexesIntact(key: ComponentKey): Promise<boolean> {
-    try {
-      const latest = await this.latest(key);
-      if (latest instanceof StoredSnapshot) await latest.verifyIndexes();
-      return true;
-    } catch {
-      return false;
-    }
   }
 
   /** Runs `fn` under the shared store lock, or without it in a store this process cannot write (see readLock). */

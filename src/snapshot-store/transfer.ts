@@ -9,24 +9,23 @@
  * folder that `--import PATH` accepts.
  */
 import { createReadStream } from 'node:fs';
-import { lstat, readdir, rename, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { damagedPackOf, IntegrityError, OperationError, UsageError, messageOf } from '../core/errors.js';
+import { IntegrityError, OperationError, UsageError, messageOf } from '../core/errors.js';
 import { acquireLock, type HeldLock } from '../core/lock.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { isDirectory, readdirOrEmpty, tempName } from './fs-util.js';
-import { damagedPacks, recordDamagedPack, settleAside } from './damage.js';
+import { damagedPacks, recordFoundDamage, replaceDamagedCopy, settleAside } from './damage.js';
 import { addGeneration } from './generations.js';
 import {
   assertIdentity,
   assertKey,
   checksumFile,
   componentLockFile,
-  damagedAsideDir,
   packFileName,
   packOfFileName,
   parseRelativePath,
@@ -36,7 +35,7 @@ import {
 } from './layout.js';
 import { LEGACY_DUMPS, legacyDumpOf } from './legacy.js';
 import { indexFileName, MANIFEST_FILE, type Manifest } from './manifest.js';
-import { readManifest, StoredSnapshot } from './reader.js';
+import { readManifest } from './reader.js';
 import { holdsSnapshot } from './incomplete.js';
 import { Staging, verifySnapshotFolder } from './staging.js';
 import { SnapshotStore } from './store.js';
@@ -250,10 +249,7 @@ async function checkStoredCopy(stateDir: string, key: ComponentKey, identity: st
   } catch (error) {
     if (!(error instanceof IntegrityError) || isReadFailure(error)) throw error;
     // Other snapshots may link the same pack: the next snapshots of their components heal it.
-    // Not when a chunk index is what is damaged (the reader checks it whole only at the end).
-    const pack = damagedPackOf(error);
-    const indexesIntact = await StoredSnapshot.load(target, rel).then((copy) => copy.verifyIndexes()).then(() => true, () => false);
-    if (pack !== undefined && indexesIntact) await recordDamagedPack(stateDir, pack, log);
+    await recordFoundDamage(stateDir, target, error, log);
     const what = messageOf(error).replace(`${rel}: `, '').replace(/; the snapshot is damaged$/, '');
     return { state: 'damaged', problem: incomplete ? `not a complete snapshot: ${what}` : what };
   }
@@ -262,12 +258,8 @@ async function checkStoredCopy(stateDir: string, key: ComponentKey, identity: st
 
 /**
  * Puts a verified import in place. When the store's copy is damaged, the import's packs go into
- * the pool first; then the old checksum file goes (finishImport writes the new copy's), the damaged
- * folder moves aside to a hidden name that is not a temporary one, and the imported folder takes
- * its name. If that rename fails, the damaged folder is moved back; once it succeeded, removing
- * the damaged one is cleanup that only warns. A kill between the two renames leaves the damaged
- * copy aside, where no snapshot or gc removes it, and the next import of the snapshot puts it back
- * ({@link settleAside}) before it checks and replaces it.
+ * the pool first, then the imported folder replaces the damaged one ({@link replaceDamagedCopy});
+ * finishImport writes the new copy's checksum.
  */
 async function commitImport(
   stateDir: string,
@@ -279,25 +271,10 @@ async function commitImport(
 ): Promise<boolean> {
   if (stored.state !== 'damaged') return staging.commit(identity, log);
   await staging.pool(log);
-  const target = snapshotDir(stateDir, key, identity);
-  const aside = damagedAsideDir(stateDir, key, identity);
-  await rm(checksumFile(stateDir, key, identity), { force: true });
-  await rename(target, aside);
-  let committed: boolean;
-  try {
+  let committed = true;
+  await replaceDamagedCopy(stateDir, key, identity, async () => {
     committed = await staging.publish(identity);
-  } catch (error) {
-    if (!(await isDirectory(target))) {
-      await rename(aside, target);
-      throw error;
-    }
-    // In place; only what follows the rename failed (the folder's fsync).
-    log.warn(`the imported ${relativePath(key, identity)} is in place, but making that durable failed: ${messageOf(error)}`);
-    committed = true;
-  }
-  await rm(aside, { recursive: true, force: true }).catch((error: unknown) =>
-    log.warn(`cannot remove the damaged copy ${aside} (${messageOf(error)}); remove it by hand`),
-  );
+  }, log);
   if (!committed) return false;
   log.warn(`snapshot ${relativePath(key, identity)} in the store was damaged (${stored.problem}); replaced it with the imported copy`);
   return true;

@@ -15,9 +15,9 @@ import type { ComponentKey } from '../core/state-dir.js';
 import { stateLayout } from '../core/state-dir.js';
 import { type BatchResult, CHUNK_KNOWN, CHUNK_NEW, type KnownSnapshot } from './chunk-processor.js';
 import { Batcher, type Batch, Chunker, type ChunkingOptions, DEFAULT_CHUNKING } from './chunker.js';
-import { damagedPackIn, damagedPacks, healPack } from './damage.js';
+import { damagedPackIn, damagedPacks, healPack, replaceDamagedCopy } from './damage.js';
 import { fsyncPath, tempName, writeFileAtomic } from './fs-util.js';
-import { checksumFile, damagedAsideDir, packFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
+import { packFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
 import {
   CHUNK_RECORD_SIZE,
   contentHash,
@@ -336,10 +336,9 @@ export class SnapshotWriter {
     } catch (error) {
       // The same bytes are in the pool already (a pack is named by its content), unless the
       // pool's copy is damaged: then these, hashed as they were written, heal it everywhere.
-      // Rare (only data stored anew makes a pack the pool has), so reading it costs little.
+      // Only a recorded pack (or any, after a damaged copy was put back) is read: identical data
+      // in two components makes this branch common, and the normal path never reads pool data.
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      // Only a pack recorded as damaged is read: identical data in two components makes this
-      // branch common, and the normal path never reads pool data.
       if (this.options.damaged?.has(name) || this.options.suspect) {
         await healPack(this.options.stateDir, name, pack.temp, this.options.log ?? silentLogger);
       }
@@ -423,46 +422,25 @@ export class SnapshotWriter {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
       // The records as they are now: a pack this write healed in place is no reason to replace.
-      const damaged = params.replaceExisting ? 'its data' : await damagedPackIn(target, await damagedPacks(this.options.stateDir));
+      const pack = params.replaceExisting ? undefined : await damagedPackIn(target, await damagedPacks(this.options.stateDir));
+      const damaged = params.replaceExisting ? 'its data' : pack === undefined ? undefined : `pack ${pack}`;
       if (damaged === undefined) {
         await this.discard();
         return false;
       }
-      await this.replaceDamaged(target, params.identity, damaged);
+      // In place of the damaged copy, as an import that brings an intact copy does.
+      const log = this.options.log ?? silentLogger;
+      await replaceDamagedCopy(this.options.stateDir, this.options.key, params.identity, async () => {
+        await rename(this.folder, target);
+        this.folderCreated = false;
+        await fsyncPath(path.dirname(target));
+      }, log);
+      log.warn(`snapshot ${relativePath(this.options.key, params.identity)} in the store was damaged (${damaged}); the snapshot just taken, which is the same, replaced it`);
       return true;
     }
     this.folderCreated = false;
     await fsyncPath(path.dirname(target));
     return true;
-  }
-
-  /**
-   * Puts this folder in place of the store's damaged copy of the same snapshot, as an import that
-   * brings an intact copy does: the damaged one moves aside, this one takes its name, then the
-   * damaged one goes. Killed between the renames, the next run puts the damaged copy back
-   * (settleAside) and replaces it again.
-   */
-  private async replaceDamaged(target: string, identity: string, what: string): Promise<void> {
-    const { stateDir, key } = this.options;
-    const log = this.options.log ?? silentLogger;
-    const aside = damagedAsideDir(stateDir, key, identity);
-    await rm(checksumFile(stateDir, key, identity), { force: true });
-    await rename(target, aside);
-    try {
-      await rename(this.folder, target);
-    } catch (error) {
-      await rename(aside, target);
-      throw error;
-    }
-    this.folderCreated = false;
-    log.warn(`snapshot ${relativePath(key, identity)} in the store was damaged (${what.startsWith('its') ? what : `pack ${what}`}); the snapshot just taken, which is the same, replaced it`);
-    // In place: what follows only tidies up, and its failure must not fail the snapshot.
-    try {
-      await fsyncPath(path.dirname(target));
-      await rm(aside, { recursive: true, force: true });
-    } catch (error) {
-      log.warn(`cannot remove the damaged copy ${aside} (${messageOf(error)}); the next snapshot or import of it removes it`);
-    }
   }
 
   /** The content hash of what was written so far (the default identity). */

@@ -31,6 +31,11 @@ async function pushRandom(setup: GitSetup, file: string, size = 1000): Promise<v
   await git(setup.work, 'push', '-q', setup.repo, 'main');
 }
 
+/** The number of a group of this machine. */
+async function gidOf(group: string): Promise<number> {
+  return Number((await execa('getent', ['group', group])).stdout.split(':')[2]);
+}
+
 /** The snapshot folder the latest generation points at. */
 async function latestSnapshot(setup: GitSetup): Promise<string> {
   const generations = await setup.generations();
@@ -207,8 +212,7 @@ describe('git-repository snapshot and restore', () => {
     await pushRandom(setup, 'x.bin');
     await execa('chown', ['-R', 'nobody', setup.repo]);
     await setup.ok('restore');
-    const { stdout } = await execa('getent', ['group', 'daemon']);
-    const gid = Number(stdout.split(':')[2]);
+    const gid = await gidOf('daemon');
     for (const file of ['', 'HEAD', 'config', 'objects/pack', 'refs/heads/main']) {
       const info = await stat(path.join(setup.repo, file));
       expect(info.uid, file).toBe(65534);
@@ -225,7 +229,7 @@ describe('git-repository snapshot and restore', () => {
     await execa('chown', ['-R', 'nobody', setup.repo]);
     await writeFile(setup.containerFile, `type=git-repository\ngitBaseDir=${setup.baseDir}\ngitGroup=users\n`);
     await setup.ok('restore');
-    const gid = Number((await execa('getent', ['group', 'users'])).stdout.split(':')[2]);
+    const gid = await gidOf('users');
     for (const file of ['', 'HEAD', 'config', 'objects/pack', 'refs/heads/main']) {
       const info = await stat(path.join(setup.repo, file));
       expect(info.uid, file).toBe(65534);

@@ -17,6 +17,11 @@ import { fakeDump, flipByte, readAll, recordingLogger, snapshots, streamOf } fro
 
 const key = { container: 'mysql-production', component: 'testdb' };
 
+/** A snapshot of one dump stream, as the SQL plugins write it. */
+function writeDump(store: SnapshotStore, data: Buffer) {
+  return store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(data)));
+}
+
 async function packsOf(folder: string): Promise<string[]> {
   return (await readdir(folder)).filter((name) => name.endsWith('.pack')).map((name) => path.join(folder, name));
 }
@@ -31,7 +36,7 @@ describe('damaged packs are recorded and healed by the next snapshot', () => {
     const log = recordingLogger();
     const store = new SnapshotStore(stateDir, { log });
     const base = fakeDump(3_000_000, 5);
-    const write = () => store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(base)));
+    const write = () => writeDump(store, base);
     const first = (await write())!;
     const pack = (await packsOf(first.path))[0]!;
     await flipByte(pack, 1000);
@@ -60,7 +65,7 @@ describe('damaged packs are recorded and healed by the next snapshot', () => {
     const store = new SnapshotStore(stateDir, { log });
     const base = fakeDump(3_000_000, 7);
     const changed = Buffer.concat([base, Buffer.from('one more row\n')]);
-    const write = (data: Buffer) => store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(data)));
+    const write = (data: Buffer) => writeDump(store, data);
     const first = (await write(base))!;
     const second = (await write(changed))!;
     // The second snapshot reuses the first one's pack: one byte of it damages both.
@@ -86,7 +91,7 @@ describe('damaged packs are recorded and healed by the next snapshot', () => {
     const stateDir = await useTempDir();
     const store = new SnapshotStore(stateDir);
     const base = fakeDump(2_000_000, 6);
-    const write = (data: Buffer) => store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(data)));
+    const write = (data: Buffer) => writeDump(store, data);
     const first = (await write(base))!;
     const pack = (await packsOf(first.path))[0]!;
     await flipByte(pack, 500);
@@ -107,7 +112,7 @@ describe('damaged packs are recorded and healed by the next snapshot', () => {
     const log = recordingLogger();
     const store = new SnapshotStore(stateDir, { log });
     const base = fakeDump(2_000_000, 8);
-    const write = () => store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(base)));
+    const write = () => writeDump(store, base);
     const first = (await write())!;
     const inFolder = (await packsOf(first.path))[0]!;
     const name = path.basename(inFolder, '.pack');
@@ -136,7 +141,7 @@ describe('damaged packs are recorded and healed by the next snapshot', () => {
   it('a restore that fails on a damaged chunk index does not blame the pack', async () => {
     const stateDir = await useTempDir();
     const store = new SnapshotStore(stateDir);
-    const first = (await store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(fakeDump(1_000_000, 9)))))!;
+    const first = (await writeDump(store, fakeDump(1_000_000, 9)))!;
     const index = path.join(first.path, (await readdir(first.path)).find((file) => file.endsWith('.chunks'))!);
     // The first record's chunk hash: the pack is fine, the index lies about it.
     await flipByte(index, 5);
@@ -148,7 +153,7 @@ describe('damaged packs are recorded and healed by the next snapshot', () => {
   it('--check of a store this user cannot write checks it all the same (it records nothing)', async () => {
     const stateDir = await useTempDir();
     const store = new SnapshotStore(stateDir);
-    const first = (await store.write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(fakeDump(1_000_000, 10)))))!;
+    const first = (await writeDump(store, fakeDump(1_000_000, 10)))!;
     await chmod(stateDir, 0o755);
     const check = (stateDirArgs: string[]) =>
       execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), ...stateDirArgs], {
