@@ -300,25 +300,40 @@ async function readHolder(file: string): Promise<LockHolder | undefined> {
   }
 }
 
-/**
- * The start of a name that says which process on which host owns a file or folder:
- * `<prefix><pid>@<host tag>-`. Store temporaries and the SQL plugins' secret folders use it, so
- * that a later run can remove what a killed one left ({@link leftByGoneProcess}).
- */
-export function ownedName(prefix: string): string {
-  return `${prefix}${process.pid}@${HOST_TAG}-`;
-}
+/** This process's start time, which tells it apart from a later process given the same pid. */
+const OWN_START = processStartTime(process.pid);
 
 /**
- * True when `name` was made by {@link ownedName}(prefix) on this host, by a process that is gone.
- * Names without a host tag are from older versions, made on this host as far as we know.
+ * The start of a name that says which process on which host owns a file or folder:
+ * `<prefix><pid>.<start time>@<host tag>-` (without `.<start time>` where /proc does not tell it).
+ * Store temporaries, the git plugin's folders and the SQL plugins' secret folders use it, so that
+ * a later run can remove what a killed one left ({@link leftByGoneProcess}). The start time
+ * matters after a reboot: the pid of a killed run is then often another process's.
+ */
+export function ownedName(prefix: string): string {
+  return `${prefix}${process.pid}${OWN_START === undefined ? '' : `.${OWN_START}`}@${HOST_TAG}-`;
+}
+
+/** How an owned name begins after its prefix: pid, start time and host tag (the last two optional). */
+export const OWNER_PATTERN = /^(\d+)(?:\.(\d+))?(?:@([0-9a-f]{8}))?-/;
+
+/**
+ * True when `name` was made by {@link ownedName}(prefix) on this host, by a process that is gone:
+ * its pid is free, or belongs to a process that started at another time. Names without a host tag
+ * are from older versions, made on this host as far as we know; names without a start time (older
+ * versions too) count as gone only when their pid is free.
  */
 export function leftByGoneProcess(name: string, prefix: string): boolean {
   if (!name.startsWith(prefix)) return false;
-  const match = /^(\d+)(?:@([0-9a-f]{8}))?-/.exec(name.slice(prefix.length));
-  if (match === null || (match[2] !== undefined && match[2] !== HOST_TAG)) return false;
+  const match = OWNER_PATTERN.exec(name.slice(prefix.length));
+  if (match === null || (match[3] !== undefined && match[3] !== HOST_TAG)) return false;
   const pid = Number(match[1]);
-  return pid !== process.pid && processIsGone(pid);
+  const start = match[2] === undefined ? undefined : Number(match[2]);
+  if (pid === process.pid) return start !== undefined && OWN_START !== undefined && start !== OWN_START;
+  if (processIsGone(pid)) return true;
+  if (start === undefined) return false;
+  const now = processStartTime(pid);
+  return now !== undefined && now !== start;
 }
 
 /** True when the process is known to be gone on this host (ESRCH); false when alive or unknown. */

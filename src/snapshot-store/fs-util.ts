@@ -9,8 +9,8 @@ import { leftByGoneProcess, ownedName } from '../core/lock.js';
 export const TEMP_PREFIX = '.tmp-';
 
 /**
- * A fresh temporary name carrying our pid and host tag (`.tmp-<pid>@<tag>-<random>`), so a later
- * run on this host can tell whether its writer is gone, and a run on another host sharing the
+ * A fresh temporary name carrying our pid and host tag (`.tmp-<pid>.<start>@<tag>-<random>`, see
+ * ownedName), so a later run on this host can tell whether its writer is gone, and a run on another host sharing the
  * state dir leaves it alone.
  */
 export function tempName(suffix = ''): string {

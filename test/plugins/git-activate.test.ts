@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { programPath, runCli } from '../support/cli.js';
 import { git, makeBundle, makeWorkRepo, refs } from '../support/git.js';
 import { gitSetup } from '../support/git-repository.js';
-import { HOST_TAG } from '../../src/core/lock.js';
+import { HOST_TAG, processStartTime } from '../../src/core/lock.js';
 import { markActive } from '../../src/core/state-dir.js';
 
 const exists = (file: string) => stat(file).then(
@@ -362,6 +362,25 @@ describe('git-repository repairs interrupted operations', () => {
       const result = await setup.ok('activate');
       expect(result.stderr).toContain(`removing ${leftover(setup, dead)}, left by an interrupted restore`);
       expect((await readdir(setup.baseDir)).sort()).toEqual(['project', live, otherHost].sort());
+    } finally {
+      running.kill();
+      await running.catch(() => {});
+    }
+  });
+
+  it('tells a running restore from a killed one whose pid a later process was given (start time in the name)', async () => {
+    const setup = await gitSetup();
+    await setup.ok('activate');
+    const running = execa('sleep', ['60']);
+    try {
+      const start = processStartTime(running.pid!);
+      expect(start).toBeDefined();
+      const live = `.project.dysnomia-restore-${running.pid}.${start}@${HOST_TAG}-0123456789ab`;
+      const reused = `.project.dysnomia-restore-${running.pid}.${start! + 1}@${HOST_TAG}-0123456789ab`;
+      for (const name of [live, reused]) await mkdir(leftover(setup, path.join(name, 'repository')), { recursive: true });
+      const result = await setup.ok('activate');
+      expect(result.stderr).toContain(`removing ${leftover(setup, reused)}, left by an interrupted restore`);
+      expect((await readdir(setup.baseDir)).sort()).toEqual(['project', live].sort());
     } finally {
       running.kill();
       await running.catch(() => {});

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, readdir, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { HOST_TAG } from '../../src/core/lock.js';
+import { HOST_TAG, processStartTime } from '../../src/core/lock.js';
 import { removeSecretsOfDeadRuns, withPrivateDir, writePrivateFile } from '../../src/plugins/sql/secret-file.js';
 import { deadPid } from '../store/helpers.js';
 import { useTempDir } from '../support/temp.js';
@@ -21,6 +21,17 @@ async function secretDir(dir: string, name: string): Promise<string> {
 }
 
 describe('secret folders of killed runs', () => {
+  it('removes the folder of an earlier process that had this process\'s pid (another start time)', async () => {
+    const tmp = await useTempDir('dysnomia-tmp-');
+    const start = processStartTime(process.pid);
+    expect(start).toBeDefined();
+    const live = `dysnomia-secret-${process.pid}.${start}@${HOST_TAG}-live01`;
+    const earlier = `dysnomia-secret-${process.pid}.${start! - 1}@${HOST_TAG}-old001`;
+    for (const name of [live, earlier]) await secretDir(tmp, name);
+    await removeSecretsOfDeadRuns(tmp);
+    expect(await readdir(tmp)).toEqual([live]);
+  });
+
   it('removes those of dead processes on this host, and keeps live, other-host, old-style and unrelated ones', async () => {
     const tmp = await useTempDir('dysnomia-tmp-');
     const dead = await deadPid();
@@ -74,7 +85,7 @@ describe('secret folders of killed runs', () => {
       expect(existsSync(leftover)).toBe(false);
     });
     expect(path.dirname(used)).toBe(tmp);
-    expect(path.basename(used)).toMatch(new RegExp(`^dysnomia-secret-${process.pid}@${HOST_TAG}-`));
+    expect(path.basename(used)).toMatch(new RegExp(`^dysnomia-secret-${process.pid}\\.${processStartTime(process.pid)}@${HOST_TAG}-`));
     expect(existsSync(used)).toBe(false);
   });
 

@@ -4,7 +4,7 @@
  *
  * Every change to a live repository is made in a folder beside it and moved into place by
  * renaming, so the repository is always either the old one or the new one. The folders are named
- * `.<component>.dysnomia-<kind>-<pid>@<host tag>-<random>`, and only those of a process that is
+ * `.<component>.dysnomia-<kind>-<pid>.<start time>@<host tag>-<random>`, and only those of a process that is
  * gone are repaired (older versions named them `.<component>.dysnomia-<kind>-<random>`):
  *
  * - `activate`, `restore`: a repository being built; never live, removed if found.
@@ -29,8 +29,8 @@ export type TempKind = 'activate' | 'restore' | 'old' | 'delete';
 
 /** Names of older versions, without their maker: `<kind>-<random>`. */
 const TEMP_SUFFIX = /^(activate|restore|old|delete)-[0-9a-f]{12}$/;
-/** Names with their maker (see ownedName): `<kind>-<pid>@<host tag>-<random>`. */
-const OWNED_SUFFIX = /^(activate|restore|old|delete)-\d+@[0-9a-f]{8}-[0-9a-f]{12}$/;
+/** Names with their maker (see ownedName): `<kind>-<pid>[.<start time>]@<host tag>-<random>`. */
+const OWNED_SUFFIX = /^(activate|restore|old|delete)-\d+(?:\.\d+)?@[0-9a-f]{8}-[0-9a-f]{12}$/;
 
 /** The live repository of a component: `<gitBaseDir>/<component name>`. */
 export function repositoryPath(options: GitRepositoryOptions, component: ComponentSpec): string {
