@@ -172,12 +172,19 @@ async function main(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   const controller = new AbortController();
-  const onSignal = () => {
+  // process.on, not once: a `once` listener is gone by the time it runs, and signal-exit (execa's
+  // clean-up of subprocesses) re-raises a signal that has no listener but its own, which killed
+  // the run at the first Ctrl-C with no table and a half-made database left behind.
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      log.warn(`interrupted again: quitting at once`);
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    }
     log.warn('interrupted: cancelling the current operation (press Ctrl-C again to quit at once)');
     controller.abort(new Error('interrupted'));
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const batchOptions: BatchOptions = {
     container,
     stateDir: defaultStateDir(),

@@ -12,6 +12,7 @@ import { componentLockFile } from '../../src/snapshot-store/layout.js';
 import { programPath, runCli } from '../support/cli.js';
 import { makeBundle, makeWorkRepo } from '../support/git.js';
 import { useMachine } from '../support/machine.js';
+import { findPostgres } from '../support/servers.js';
 
 async function gitMachine(names: string[], blobMiB = 0) {
   const machine = await useMachine();
@@ -50,6 +51,48 @@ describe('dysnomia-containers under pressure', () => {
     expect(await readdir(path.join(machine.stateDir, 'snapshots', 'git', 'big')).catch(() => [])).toEqual([]);
     expect(await readdir(path.join(machine.stateDir, 'generations', 'git', 'big')).catch(() => [])).toEqual([]);
   });
+
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    it(`${signal} during --deploy cancels a slow PostgreSQL activate: a table, the rest cancelled, exit 1, no database left`, async () => {
+      // Here execa's signal-exit registers its listener after ours (the first subprocess starts
+      // after the run does): with a `once` listener the signal killed the run outright.
+      const server = await findPostgres();
+      const machine = await useMachine();
+      await machine.addContainer('pg', { type: 'postgresql-database', ...server.properties });
+      const run = randomBytes(4).toString('hex');
+      const names = ['a', 'b'].map((letter) => `dys_int_${run}_${letter}`);
+      await machine.addComponent('pg', names[0]!, { 'postgresql-databases/1.sql': 'SELECT pg_sleep(30);\n' });
+      await machine.addComponent('pg', names[1]!, { 'postgresql-databases/1.sql': 'CREATE TABLE t (x int);\n' });
+      const databases = async () =>
+        (await server.query('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [names[0]!.slice(0, -2)])).map(
+          (row) => row.datname as string,
+        );
+      const child = execa(process.execPath, [programPath('dysnomia-containers'), '--deploy', '--json'], {
+        env: machine.env,
+        reject: false,
+      });
+      let stderr = '';
+      await new Promise<void>((resolve) => {
+        child.stderr!.on('data', (data: Buffer) => {
+          stderr += data.toString();
+          if (stderr.includes(`activating pg/${names[0]}`)) resolve();
+        });
+      });
+      // The load is running when its database exists.
+      for (let i = 0; i < 100 && (await databases()).length === 0; i += 1) await new Promise((r) => setTimeout(r, 50));
+      expect(await databases()).not.toEqual([]);
+      child.kill(signal);
+      const result = await child;
+      expect(result.exitCode, String(result.stderr)).toBe(1);
+      expect(String(result.stderr)).toContain('interrupted: cancelling the current operation');
+      const json = JSON.parse(String(result.stdout)) as { outcomes: { component: string; status: string }[] };
+      expect(json.outcomes.map((o) => [o.component, o.status]).sort()).toEqual([
+        [names[0], 'cancelled'],
+        [names[1], 'cancelled'],
+      ]);
+      expect(await databases()).toEqual([]);
+    });
+  }
 
   it('a component locked by another process past --lock-timeout fails alone; the rest are snapshotted', async () => {
     const machine = await gitMachine(['busy', 'free']);
