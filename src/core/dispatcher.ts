@@ -141,6 +141,7 @@ export async function runOperation(request: OperationRequest): Promise<Operation
     throw new UsageError(`unknown operation ${JSON.stringify(request.operation)}: expected one of ${OPERATIONS.join(', ')}`);
   }
   const { plugin, ctx } = await prepare(request);
+  if (!isPassThrough(plugin) && ctx.options !== undefined) await plugin.checkComponent?.(ctx);
   const key = keyOf(request);
   const lockFile = path.join(
     stateLayout.locks(request.stateDir),

@@ -127,6 +127,12 @@ export interface Plugin<O = unknown> {
    * the file and key that are wrong. `file` is the container file, when there is one.
    */
   parseOptions(properties: ContainerProperties, file?: string): O;
+  /**
+   * Checks the component for `ctx.operation` before the component lock is taken: a component the
+   * operation would refuse anyway (a name that cannot be a database, a stray file among the
+   * bundles) is then a ConfigError with nothing written, not even the lock in the state dir.
+   */
+  checkComponent?(ctx: PluginContext<O>): Promise<void>;
   activate(ctx: PluginContext<O>): Promise<void>;
   deactivate?(ctx: PluginContext<O>): Promise<void>;
   lock?(ctx: PluginContext<O>): Promise<void>;

@@ -104,7 +104,8 @@ describe('git-repository bad input', () => {
     expect(result.stderr).toContain(stray);
     expect(result.stderr).toContain('only hold *.bundle files');
     expect(await exists(setup.baseDir)).toBe(false);
-    expect(await exists(path.join(setup.stateDir, 'activated'))).toBe(false);
+    // Refused before the component is locked: not even the state dir is made.
+    expect(await exists(setup.stateDir)).toBe(false);
   });
 
   it('refuses a folder named like a bundle', async () => {
@@ -175,7 +176,7 @@ describe('git-repository bad input', () => {
     expect(result.exitCode).toBe(2);
     expect(result.stderr).toContain(`${setup.containerFile}: gitBaseDir: ${file}/repos cannot be a folder`);
     expect(await readFile(file, 'utf8')).toBe('x');
-    expect(await exists(path.join(setup.stateDir, 'activated'))).toBe(false);
+    expect(await exists(setup.stateDir)).toBe(false);
   });
 
   it('says so when gitBaseDir is not writable for the user running it (exit 1)', async () => {
@@ -201,6 +202,7 @@ describe('git-repository bad input', () => {
     expect(result.exitCode).toBe(2);
     expect(result.stderr).toContain(`${setup.containerFile}: gitGroup: there is no group "no-such-group-here"`);
     expect(await exists(setup.baseDir)).toBe(false);
+    expect(await exists(setup.stateDir)).toBe(false);
   });
 
   it('refuses a gitGroup that is not a group name', async () => {

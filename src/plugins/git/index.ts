@@ -7,8 +7,9 @@ import { realpathSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Plugin, PluginContext, ShellInfo } from '../../core/plugin.js';
-import { activate } from './activate.js';
-import { exists, fsyncDir, recover, repositoryPath, tempPath } from './layout.js';
+import { activate, componentBundles } from './activate.js';
+import { checkBaseDir, exists, fsyncDir, recover, repositoryPath, tempPath } from './layout.js';
+import { checkGroup } from './permissions.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE, parseGitOptions } from './options.js';
 import { restore } from './restore.js';
 import { identify, snapshot } from './snapshot.js';
@@ -69,6 +70,13 @@ async function shell(ctx: PluginContext<GitRepositoryOptions>): Promise<ShellInf
 const plugin: Plugin<GitRepositoryOptions> = {
   type: PLUGIN_TYPE,
   parseOptions: parseGitOptions,
+  // The first checks of activate and restore, before anything is locked or written.
+  checkComponent: async (ctx) => {
+    if (ctx.operation !== 'activate' && ctx.operation !== 'restore') return;
+    if (ctx.operation === 'activate') await componentBundles(ctx.component.path);
+    await checkGroup(ctx.options);
+    await checkBaseDir(ctx.options);
+  },
   activate,
   identify,
   snapshot,

@@ -203,6 +203,24 @@ export async function ensureBaseDir(options: GitRepositoryOptions): Promise<void
   }
 }
 
+/**
+ * The part of ensureBaseDir that writes nothing: gitBaseDir, or the nearest folder above it that
+ * exists, must be a folder (a file there is the ConfigError ensureBaseDir would give).
+ */
+export async function checkBaseDir(options: GitRepositoryOptions): Promise<void> {
+  for (let dir = options.baseDir; ; dir = path.dirname(dir)) {
+    const info = await stat(dir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
+      throw baseDirError(options, error);
+    });
+    if (info === undefined && dir !== path.dirname(dir)) continue;
+    if (info !== undefined && !info.isDirectory()) {
+      throw baseDirError(options, Object.assign(new Error(`${dir} is not a folder`), { code: 'ENOTDIR' }));
+    }
+    return;
+  }
+}
+
 /** The name of the empty folder that shows gitBaseDir is writable, but for its random end. */
 const PROBE_PREFIX = '.dysnomia-write-test-';
 

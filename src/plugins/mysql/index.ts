@@ -20,6 +20,9 @@ import { recoverSwap, swapOrSettle } from './swap.js';
 /** MariaDB and MySQL identifiers are at most 64 characters. */
 const MAX_NAME = 64;
 
+/** The operations whose code names the component's database (the others do not touch it). */
+const NAMED_OPERATIONS: ReadonlySet<string> = new Set(['activate', 'snapshot', 'restore', 'collect-garbage']);
+
 type Context = PluginContext<MysqlOptions>;
 
 function namesOf(ctx: Context): DatabaseNames {
@@ -209,6 +212,10 @@ async function isGaleraNode(connection: MysqlConnection): Promise<boolean> {
 
 const plugin: Plugin<MysqlOptions> = {
   type: PLUGIN,
+  // The operations that name the database: a component that cannot be one is refused unlocked.
+  checkComponent: async (ctx) => {
+    if (NAMED_OPERATIONS.has(ctx.operation)) namesOf(ctx);
+  },
   parseOptions: parseMysqlOptions,
   activate,
   snapshot,

@@ -20,6 +20,9 @@ import { createStaging, dropDatabase, recoverSwap, swapIn } from './swap.js';
 /** PostgreSQL identifiers are at most 63 bytes. */
 const MAX_NAME = 63;
 
+/** The operations whose code names the component's database (the others do not touch it). */
+const NAMED_OPERATIONS: ReadonlySet<string> = new Set(['activate', 'snapshot', 'restore', 'collect-garbage']);
+
 type Context = PluginContext<PostgresOptions>;
 
 function namesOf(ctx: Context): DatabaseNames {
@@ -180,6 +183,10 @@ async function shell(ctx: Context): Promise<ShellInfo> {
 
 const plugin: Plugin<PostgresOptions> = {
   type: PLUGIN,
+  // The operations that name the database: a component that cannot be one is refused unlocked.
+  checkComponent: async (ctx) => {
+    if (NAMED_OPERATIONS.has(ctx.operation)) namesOf(ctx);
+  },
   parseOptions: parsePostgresOptions,
   activate,
   snapshot,
