@@ -63,6 +63,10 @@ export function runProgram(program: string, main: (argv: string[]) => Promise<nu
     // The last write may fail after main has finished.
     if (!process.exitCode) process.exitCode = 1;
   });
+  // Nor a log reader that went away (`2>&1 | head`, a logger that died): with no listener the
+  // first progress line after it killed the run, and a nightly --snapshot saved one component of
+  // many. There is nowhere left to say it, so the run goes on and only the exit status speaks.
+  process.stderr.on('error', () => {});
   main(argv).then(
     (code) => {
       process.exitCode = outputFailed && code === 0 ? 1 : code;

@@ -94,6 +94,21 @@ describe('dysnomia-containers under pressure', () => {
     });
   }
 
+  it('a reader of stderr that goes away (2>&1 | head -1) does not stop the nightly snapshot: every component is saved, exit 0, no lock left', async () => {
+    const machine = await gitMachine(['one', 'two', 'three']);
+    const result = await execa('bash', ['-c', '"$NODE" "$CLI" --snapshot 2>&1 | head -c 1 > /dev/null; exit ${PIPESTATUS[0]}'], {
+      env: { ...machine.env, NODE: process.execPath, CLI: programPath('dysnomia-containers') },
+      reject: false,
+    });
+    expect(result.exitCode, result.stderr).toBe(0);
+    for (const name of ['one', 'two', 'three']) {
+      expect(await readdir(path.join(machine.stateDir, 'generations', 'git', name)), name).toHaveLength(1);
+    }
+    const next = await runCli('dysnomia-containers', ['--snapshot'], { env: machine.env });
+    expect(next.exitCode, next.stderr).toBe(0);
+    expect(next.stderr).not.toContain('stale lock');
+  });
+
   it('a component locked by another process past --lock-timeout fails alone; the rest are snapshotted', async () => {
     const machine = await gitMachine(['busy', 'free']);
     const held = await acquireLock(componentLockFile(machine.stateDir, { container: 'git', component: 'busy' }), 'exclusive', {
