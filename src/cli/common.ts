@@ -1,6 +1,7 @@
 /** What the three programs share: commander set-up and option parsing helpers. */
 import { Command } from 'commander';
 import { UsageError } from '../core/errors.js';
+import { parseDecimal } from '../core/numbers.js';
 import { packageVersion } from './run.js';
 
 /** A commander program with Dysnomia's -h/-v, usage errors turned into exit 2. */
@@ -21,9 +22,9 @@ export function commonProgram(name: string): Command {
 /** `--lock-timeout SECONDS` in milliseconds; a bad value is a usage error naming it. */
 export function parseLockTimeout(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  const seconds = Number(value);
-  if (value.trim() === '' || !Number.isFinite(seconds) || seconds < 0) {
-    throw new UsageError(`--lock-timeout ${JSON.stringify(value)}: expected a number of seconds >= 0`);
+  const seconds = parseDecimal(value);
+  if (seconds === undefined) {
+    throw new UsageError(`--lock-timeout ${JSON.stringify(value)}: expected a number of seconds >= 0, as a plain decimal (10, 2.5)`);
   }
   return Math.round(seconds * 1000);
 }

@@ -26,6 +26,7 @@ import {
   resolvePaths,
   type RetentionPolicy,
 } from '../snapshot-store/index.js';
+import { parseWhole } from '../core/numbers.js';
 import { commonProgram, parseLockTimeout } from './common.js';
 import { formatError, runProgram } from './run.js';
 
@@ -111,8 +112,8 @@ function filterName(value: string | undefined, what: 'container' | 'component'):
 
 function count(option: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  const number = Number(value);
-  if (value.trim() === '' || !Number.isSafeInteger(number) || number < 0) {
+  const number = parseWhole(value);
+  if (number === undefined) {
     throw new UsageError(`${option} ${JSON.stringify(value)}: expected a whole number of generations >= 0`);
   }
   return number;

@@ -191,10 +191,10 @@ describe('dysnomia --lock-timeout', () => {
     const stage = await useStage();
     await stage.module('recorder');
     const container = await stage.container('prod', `type=recorder\nrecordTo=${stage.log}\n`);
-    for (const value of ['-1', 'abc', '']) {
+    for (const value of ['-1', 'abc', '', '0x10', ' 5 ', '1e3']) {
       const result = await stage.dysnomia(['-o', 'activate', '-c', stage.component, '-C', container, `--lock-timeout=${value}`]);
       expect(result.exitCode).toBe(2);
-      expect(result.stderr).toBe(`dysnomia: --lock-timeout ${JSON.stringify(value)}: expected a number of seconds >= 0\n`);
+      expect(result.stderr).toBe(`dysnomia: --lock-timeout ${JSON.stringify(value)}: expected a number of seconds >= 0, as a plain decimal (10, 2.5)\n`);
     }
     expect(await recordedOperations(stage.log)).toEqual([]);
     expect(await tree(stage.stateDir, true)).toEqual({});

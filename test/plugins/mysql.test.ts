@@ -176,6 +176,11 @@ describe('mysql-database bad input', () => {
       [{ mysqlPort: '70000' }, 'mysqlPort', /not a port number/],
       [{ timeout: '-3' }, 'timeout', /not a number of seconds/],
       [{ timeout: 'soon' }, 'timeout', /not a number of seconds/],
+      [{ timeout: '0x10' }, 'timeout', /"0x10" is not a number of seconds/],
+      // Node's timers overflow past 24.8 days and fire at once: every connection attempt failed.
+      [{ timeout: '1e9' }, 'timeout', /"1e9" is not a number of seconds/],
+      [{ timeout: '2147484' }, 'timeout', /"2147484" is too long: at most 2147483 seconds/],
+      [{ mysqlPort: ' 3306' }, 'mysqlPort', /" 3306" is not a port number/],
       [{ mysqlPasswordFile: '/dev/null/nope' }, 'mysqlPasswordFile', /cannot read the password file \/dev\/null\/nope \(ENOTDIR\)/],
       [{ mysqlPasswordFile: setup.dir }, 'mysqlPasswordFile', /cannot read the password file .* \(EISDIR\)/],
       [{ mysqlPassword: 'a', mysqlPasswordFile: '/etc/hostname' }, 'mysqlPasswordFile', /either mysqlPassword or mysqlPasswordFile/],

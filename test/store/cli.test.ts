@@ -495,6 +495,11 @@ describe('dysnomia-snapshots bad input', () => {
     const keep = await snapshots(stateDir, ['--gc', '--keep', '-1']);
     expect(keep.exitCode).toBe(2);
     expect(keep.stderr).toContain('--keep "-1": expected a whole number of generations >= 0');
+    for (const value of ['0x2', ' 2', '1e3', '2.0']) {
+      const loose = await snapshots(stateDir, ['--gc', '--keep', value]);
+      expect(loose.exitCode, value).toBe(2);
+      expect(loose.stderr).toContain(`--keep ${JSON.stringify(value)}: expected a whole number`);
+    }
     const unknown = await snapshots(stateDir, ['--resolve', `${key.container}/${key.component}/nope`]);
     expect(unknown.exitCode).toBe(2);
     expect(unknown.stderr).toMatch(/no such snapshot in .*: mysql-production\/testdb\/nope/);

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { type ContainerProperties, propertyString } from '../../core/container-file.js';
 import { ConfigError, messageOf } from '../../core/errors.js';
+import { MAX_WAIT_SECONDS, parseDecimal, parseWhole } from '../../core/numbers.js';
 
 /** Typed access to a container's properties; `file` is named in every error. */
 export class PropertyReader {
@@ -30,8 +31,8 @@ export class PropertyReader {
   port(key: string): number | undefined {
     const value = this.string(key);
     if (value === undefined) return undefined;
-    const port = Number(value);
-    if (!/^\d+$/.test(value.trim()) || port < 1 || port > 65535) {
+    const port = parseWhole(value);
+    if (port === undefined || port < 1 || port > 65535) {
       throw this.error(key, `${JSON.stringify(value)} is not a port number (1-65535)`);
     }
     return port;
@@ -47,13 +48,16 @@ export class PropertyReader {
     return value as T;
   }
 
-  /** A duration in seconds (a number >= 0), returned in milliseconds. */
+  /** A duration in seconds (a plain decimal, at most MAX_WAIT_SECONDS), returned in milliseconds. */
   seconds(key: string, fallback: number): number {
     const value = this.string(key);
     if (value === undefined) return fallback * 1000;
-    const seconds = Number(value);
-    if (value.trim() === '' || !Number.isFinite(seconds) || seconds < 0) {
-      throw this.error(key, `${JSON.stringify(value)} is not a number of seconds (>= 0)`);
+    const seconds = parseDecimal(value);
+    if (seconds === undefined) {
+      throw this.error(key, `${JSON.stringify(value)} is not a number of seconds >= 0, as a plain decimal (10, 2.5)`);
+    }
+    if (seconds > MAX_WAIT_SECONDS) {
+      throw this.error(key, `${JSON.stringify(value)} is too long: at most ${MAX_WAIT_SECONDS} seconds (about 24 days)`);
     }
     return Math.round(seconds * 1000);
   }
