@@ -2,6 +2,7 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { visibleNames } from '../snapshot-store/fs-util.js';
+import { messageOf, OperationError } from './errors.js';
 
 /** The state dir: `DYSNOMIA_STATEDIR`, else `/var/state/dysnomia` for root and `~/.dysnomia` otherwise. */
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -90,13 +91,48 @@ export async function clearGarbage(stateDir: string, key: ComponentKey): Promise
 export async function listMarked(stateDir: string, kind: 'activated' | 'garbage', container?: string): Promise<ComponentKey[]> {
   const keys: ComponentKey[] = [];
   const base = path.join(stateDir, kind);
-  for (const name of await visibleNames(base)) {
+  await assertFolderOrMissing(stateDir, 'the state dir');
+  for (const name of await markerNames(base)) {
     if (container !== undefined && name !== container) continue;
-    for (const component of await visibleNames(path.join(base, name))) {
+    for (const component of await markerNames(path.join(base, name))) {
       if (await isMarkerFile(path.join(base, name, component))) keys.push({ container: name, component });
     }
   }
   return keys;
+}
+
+/**
+ * The visible entries of a marker folder; [] when it does not exist. A file where the folder
+ * should be, or a folder we may not read, is an error naming it: "no components" would make a
+ * nightly backup save nothing and exit 0.
+ */
+async function markerNames(dir: string): Promise<string[]> {
+  await assertFolderOrMissing(dir, 'the marker folder');
+  try {
+    return await visibleNames(dir);
+  } catch (error) {
+    throw unreadable(dir, 'the marker folder', error);
+  }
+}
+
+async function assertFolderOrMissing(dir: string, what: string): Promise<void> {
+  let info;
+  try {
+    info = await stat(dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    throw unreadable(dir, what, error);
+  }
+  if (!info.isDirectory()) {
+    throw new OperationError(`${what} ${dir} is not a folder; check DYSNOMIA_STATEDIR, or move the file away`);
+  }
+}
+
+function unreadable(dir: string, what: string, error: unknown): Error {
+  const code = (error as NodeJS.ErrnoException).code;
+  const reason = code === 'EACCES' || code === 'EPERM' ? 'permission denied; run as the user that owns the state dir' : messageOf(error);
+  return new OperationError(`cannot read ${what} ${dir}: ${reason}`, { cause: error });
 }
 
 async function isMarkerFile(file: string): Promise<boolean> {

@@ -4,10 +4,11 @@
  * status is 1. Real MariaDB and git; the unreachable server is a closed port.
  */
 import { createServer } from 'node:net';
-import { readdir } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { runCli } from '../support/cli.js';
+import { programPath, runCli } from '../support/cli.js';
 import { makeBundle, makeWorkRepo } from '../support/git.js';
 import { useMachine } from '../support/machine.js';
 import { findMysql } from '../support/servers.js';
@@ -96,5 +97,33 @@ describe('nightly dysnomia-containers --snapshot with the wrong state dir', () =
     expect(result.exitCode, result.stderr).toBe(0);
     expect(result.stderr).toContain(`the state dir ${missing} does not exist, so no component is activated in it`);
     expect(result.stderr).toContain('check DYSNOMIA_STATEDIR');
+  });
+
+  it('fails (exit 1, naming the path) when the state dir or a marker folder is a file, or cannot be read, instead of "nothing to do"', async () => {
+    const machine = await useMachine();
+    const file = path.join(machine.root, 'state-is-a-file');
+    await writeFile(file, 'hello\n');
+    for (const args of [['--snapshot'], ['--collect-garbage'], ['--query-activated-components']]) {
+      const result = await runCli('dysnomia-containers', args, { env: { ...machine.env, DYSNOMIA_STATEDIR: file } });
+      expect(result.exitCode, `${args}: ${result.stderr}`).toBe(1);
+      expect(result.stderr).toContain(`the state dir ${file} is not a folder`);
+    }
+    await mkdir(path.join(machine.stateDir, 'activated'), { recursive: true });
+    await writeFile(path.join(machine.stateDir, 'activated', 'git'), '');
+    const marker = await runCli('dysnomia-containers', ['--snapshot'], { env: machine.env });
+    expect(marker.exitCode, marker.stderr).toBe(1);
+    expect(marker.stderr).toContain(`the marker folder ${path.join(machine.stateDir, 'activated', 'git')} is not a folder`);
+    await rm(path.join(machine.stateDir, 'activated', 'git'));
+    await mkdir(path.join(machine.stateDir, 'activated', 'git', 'project'), { recursive: true });
+    await chmod(path.join(machine.stateDir, 'activated'), 0o700);
+    await chmod(machine.root, 0o755);
+    const denied = await execa(
+      'setpriv',
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, programPath('dysnomia-containers'), '--snapshot'],
+      { env: { ...machine.env, HOME: machine.root }, reject: false },
+    );
+    expect(denied.exitCode, denied.stderr).toBe(1);
+    expect(denied.stderr).toContain(`cannot read the marker folder ${path.join(machine.stateDir, 'activated')}: permission denied`);
+    expect(denied.stderr).not.toContain('unexpected');
   });
 });
