@@ -19,6 +19,23 @@ export function commonProgram(name: string): Command {
     .allowExcessArguments(true);
 }
 
+/**
+ * Makes an option that takes a value a usage error when it is given twice. commander, like
+ * Dysnomia's getopt loop, lets the last one win: `--keep 1 --keep 0` would remove every
+ * generation, and `-C mysql -C pg` would activate a MySQL component in PostgreSQL.
+ */
+export function refuseRepeatedValues(command: Command): Command {
+  for (const option of command.options) {
+    if ((!option.required && !option.optional) || option.variadic) continue;
+    let given = false;
+    command.on(`option:${option.name()}`, () => {
+      if (given) throw new UsageError(`${option.flags.split(/[ ,]+/).filter((f) => f.startsWith('-')).join('/')} is given twice; give it once`);
+      given = true;
+    });
+  }
+  return command;
+}
+
 /** `--lock-timeout SECONDS` in milliseconds; a bad value is a usage error naming it. */
 export function parseLockTimeout(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;

@@ -21,7 +21,7 @@ import { EXIT_FAILED, EXIT_OK, UsageError } from '../core/errors.js';
 import { debugFromEnv, type Logger, streamLogger } from '../core/log.js';
 import { isOperation, OPERATIONS } from '../core/plugin.js';
 import { defaultStateDir } from '../core/state-dir.js';
-import { commonProgram, parseLockTimeout } from './common.js';
+import { commonProgram, parseLockTimeout, refuseRepeatedValues } from './common.js';
 import { type ProgressLine, progressLine } from './progress.js';
 import { runProgram } from './run.js';
 
@@ -119,7 +119,7 @@ function printJson(value: unknown): void {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const command = program();
+  const command = refuseRepeatedValues(program());
   command.parse(argv, { from: 'user' });
   const options = command.opts<ContainersOptions>();
   if (command.args.length > 0) {

@@ -27,7 +27,7 @@ import {
   type RetentionPolicy,
 } from '../snapshot-store/index.js';
 import { parseWhole } from '../core/numbers.js';
-import { commonProgram, parseLockTimeout } from './common.js';
+import { commonProgram, parseLockTimeout, refuseRepeatedValues } from './common.js';
 import { formatError, runProgram } from './run.js';
 
 const PROGRAM = 'dysnomia-snapshots';
@@ -120,7 +120,7 @@ function count(option: string, value: string | undefined): number | undefined {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const command = program();
+  const command = refuseRepeatedValues(program());
   command.parse(argv, { from: 'user' });
   const options = command.opts<SnapshotsOptions>();
   const args = command.args;

@@ -14,7 +14,7 @@ import { debugFromEnv, streamLogger } from '../core/log.js';
 import { isOperation, OPERATIONS } from '../core/plugin.js';
 import { defaultStateDir } from '../core/state-dir.js';
 import { resolveTarget } from '../core/target.js';
-import { commonProgram, parseLockTimeout } from './common.js';
+import { commonProgram, parseLockTimeout, refuseRepeatedValues } from './common.js';
 import { progressLine } from './progress.js';
 import { runProgram } from './run.js';
 
@@ -74,11 +74,14 @@ Exit status: 0 done, 1 the operation failed, 2 a usage or configuration error.`,
 }
 
 async function main(argv: string[]): Promise<number> {
-  const command = program();
+  const command = refuseRepeatedValues(program());
   command.parse(argv, { from: 'user' });
   const options = command.opts<DysnomiaOptions>();
   if (command.args.length > 0) {
     throw new UsageError(`unexpected argument ${JSON.stringify(command.args[0])}; see --help`);
+  }
+  if (options.shell && options.operation !== undefined && options.operation !== 'shell') {
+    throw new UsageError(`--shell and --operation ${options.operation} given together: give one of them`);
   }
   const operation = options.shell ? 'shell' : options.operation;
   if (operation === undefined) throw new UsageError('no operation given: use --operation OPERATION or --shell; see --help');

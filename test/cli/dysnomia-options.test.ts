@@ -200,3 +200,25 @@ describe('dysnomia --lock-timeout', () => {
     expect(await tree(stage.stateDir, true)).toEqual({});
   });
 });
+
+describe('options given twice', () => {
+  it('an option with a value given twice, or --shell with another --operation, is exit 2 and runs nothing', async () => {
+    const stage = await useStage();
+    await stage.module('recorder');
+    const container = await stage.container('prod', `type=recorder\nrecordTo=${stage.log}\n`);
+    const other = await stage.container('other', `type=recorder\nrecordTo=${stage.log}\n`);
+    const cases: [string[], string][] = [
+      [['-o', 'activate', '-o', 'snapshot', '-c', stage.component, '-C', container], '-o/--operation is given twice'],
+      [['--operation=activate', '-c', stage.component, '-C', container, '-C', other], '-C/--container is given twice'],
+      [['-o', 'activate', '-c', stage.component, '--component', stage.component, '-C', container], '-c/--component is given twice'],
+      [['-o', 'snapshot', '--shell', '--command', 'true', '-c', stage.component, '-C', container], '--shell and --operation snapshot given together'],
+    ];
+    for (const [args, message] of cases) {
+      const result = await stage.dysnomia(args);
+      expect(result.exitCode, args.join(' ')).toBe(2);
+      expect(result.stderr).toContain(message);
+    }
+    expect(await recordedOperations(stage.log)).toEqual([]);
+    expect(await tree(stage.stateDir, true)).toEqual({});
+  });
+});

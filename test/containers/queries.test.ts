@@ -91,6 +91,8 @@ describe('dysnomia-containers queries', () => {
     [['--snapshot', 'extra'], /unexpected argument "extra"/],
     [['--snapshot', '--lock-timeout', 'soon'], /--lock-timeout "soon": expected a number of seconds/],
     [['--bogus'], /unknown option '--bogus'/],
+    [['--snapshot', '-C', 'a', '-C', 'b'], /-C\/--container is given twice; give it once/],
+    [['-o', 'lock', '--operation=unlock'], /-o\/--operation is given twice/],
   ])('usage error for %j: exit 2', async (args, message) => {
     const machine = await useMachine();
     const result = await runCli('dysnomia-containers', args, { env: machine.env });

@@ -495,6 +495,10 @@ describe('dysnomia-snapshots bad input', () => {
     const keep = await snapshots(stateDir, ['--gc', '--keep', '-1']);
     expect(keep.exitCode).toBe(2);
     expect(keep.stderr).toContain('--keep "-1": expected a whole number of generations >= 0');
+    // The last one would win: every generation gone.
+    const twice = await snapshots(stateDir, ['--gc', '--keep', '1', '--keep', '0']);
+    expect(twice.exitCode).toBe(2);
+    expect(twice.stderr).toContain('--keep is given twice; give it once');
     for (const value of ['0x2', ' 2', '1e3', '2.0']) {
       const loose = await snapshots(stateDir, ['--gc', '--keep', value]);
       expect(loose.exitCode, value).toBe(2);
