@@ -65,8 +65,9 @@ export function parseContainerText(text: string, file = '<container>'): Containe
 export async function readContainerFile(file: string): Promise<ContainerProperties> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = decodeUtf8(await readFile(file), file);
   } catch (error) {
+    if (error instanceof ConfigError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     const problem =
       code === 'ENOENT'
@@ -77,6 +78,31 @@ export async function readContainerFile(file: string): Promise<ContainerProperti
     throw new ConfigError(problem, { file, cause: error });
   }
   return parseContainerText(text, file);
+}
+
+/**
+ * The file's text; bytes that are not UTF-8 (a Latin-1 `é`) are a ConfigError naming the line.
+ * Decoding them loosely would hand modules and servers another value than the one written (a
+ * password that then fails to log in, with no hint why).
+ */
+function decodeUtf8(bytes: Buffer, file: string): string {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    let line = 1;
+    for (let start = 0; start <= bytes.length; line += 1) {
+      const end = bytes.indexOf(0x0a, start);
+      const stop = end === -1 ? bytes.length : end;
+      try {
+        decoder.decode(bytes.subarray(start, stop));
+      } catch {
+        break;
+      }
+      start = stop + 1;
+    }
+    throw new ConfigError('is not UTF-8 text: re-save the file as UTF-8', { file, line });
+  }
 }
 
 class SyntaxProblem extends Error {}
@@ -202,6 +228,24 @@ function readWord(text: string, start: number, topLevel: boolean): [string, numb
 
 function truncate(text: string, max = 60): string {
   return text.length <= max ? text : `${text.slice(0, max)}...`;
+}
+
+/**
+ * A property that must be one value, such as a path or a user name. An array (`key=(a b)`) is a
+ * ConfigError naming the file and key: joining its items makes a path with a space in it, and
+ * bash would have taken the first item for `$key`.
+ */
+export function scalarProperty(
+  properties: ContainerProperties,
+  key: string,
+  file: string | undefined,
+  plugin?: string,
+): string | undefined {
+  const value = properties[key];
+  if (Array.isArray(value)) {
+    throw new ConfigError(`is an array (${value.length} items); give one value, without parentheses`, { file, key, plugin });
+  }
+  return value;
 }
 
 /** A property as one string: arrays are joined with spaces, as Dysnomia passes them to modules. */

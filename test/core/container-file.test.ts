@@ -7,6 +7,7 @@ import {
   parseContainerText,
   propertyString,
   readContainerFile,
+  scalarProperty,
 } from '../../src/core/container-file.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { CONTAINERS_DIR } from '../support/core.js';
@@ -199,6 +200,32 @@ describe('parseContainerText: what it rejects, naming file, line and key', () =>
   it('rejects a NUL byte, naming the file', () => {
     const error = parseError('type=echo\0\n', '/x/nul');
     expect(error.message).toMatch(/^\/x\/nul: .*NUL byte/);
+  });
+
+  it('rejects bytes that are not UTF-8, naming the file and line, instead of changing the value', async () => {
+    const dir = await useTempDir();
+    const file = path.join(dir, 'latin1');
+    // A Latin-1 é: decoded loosely it became U+FFFD, another password than the one written.
+    await writeFile(file, Buffer.concat([Buffer.from('type=echo\nuser=root\npassword=caf'), Buffer.from([0xe9]), Buffer.from('\n')]));
+    const error = await readContainerFile(file).then(
+      () => undefined,
+      (caught: unknown) => caught,
+    );
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toBe(`${file}:3: is not UTF-8 text: re-save the file as UTF-8`);
+    await writeFile(file, 'type=echo\npassword=café\n');
+    expect(await readContainerFile(file)).toEqual({ type: 'echo', password: 'café' });
+  });
+});
+
+describe('properties that must be one value', () => {
+  it('an array where a plugin needs one value (a path, a user) is a ConfigError naming the file and key', () => {
+    const properties = parseContainerText('type=git-repository\ngitBaseDir=(/tmp/a /tmp/b)\n', '/x/git');
+    expect(() => scalarProperty(properties, 'gitBaseDir', '/x/git', 'git-repository')).toThrow(
+      '/x/git: gitBaseDir: is an array (2 items); give one value, without parentheses',
+    );
+    expect(scalarProperty(properties, 'type', '/x/git')).toBe('git-repository');
+    expect(scalarProperty(properties, 'missing', '/x/git')).toBeUndefined();
   });
 });
 

@@ -159,6 +159,18 @@ describe('git-repository bad input', () => {
     expect(result.stderr).toContain('missing');
   });
 
+  it('refuses an array as gitBaseDir (exit 2) instead of making a folder named after its items joined', async () => {
+    const setup = await gitSetup();
+    const a = path.join(setup.dir, 'a');
+    await writeFile(setup.containerFile, `type=git-repository\ngitBaseDir=(${a} ${setup.baseDir})\n`);
+    const result = await setup.run('activate');
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain(`${setup.containerFile}: gitBaseDir: is an array (2 items); give one value`);
+    expect(await exists(`${a} ${setup.baseDir}`)).toBe(false);
+    expect(await exists(`${a} `)).toBe(false);
+    expect(await exists(setup.stateDir)).toBe(false);
+  });
+
   it('refuses a relative gitBaseDir', async () => {
     const setup = await gitSetup();
     await writeFile(setup.containerFile, 'type=git-repository\ngitBaseDir=repos\n');

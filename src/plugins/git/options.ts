@@ -1,6 +1,6 @@
 /** Container properties of `git-repository`: where the repositories live and who may write them. */
 import path from 'node:path';
-import { type ContainerProperties, propertyString } from '../../core/container-file.js';
+import { type ContainerProperties, scalarProperty } from '../../core/container-file.js';
 import { ConfigError } from '../../core/errors.js';
 
 export const PLUGIN_TYPE = 'git-repository';
@@ -20,7 +20,7 @@ const GROUP = /^(?:[0-9]+|[A-Za-z_][A-Za-z0-9_.-]*\$?)$/;
 
 /** Validates `gitBaseDir` and `gitGroup`; a ConfigError names the file and the key. */
 export function parseGitOptions(properties: ContainerProperties, file?: string): GitRepositoryOptions {
-  const baseDir = propertyString(properties.gitBaseDir);
+  const baseDir = scalarProperty(properties, 'gitBaseDir', file, PLUGIN_TYPE);
   if (baseDir === undefined || baseDir.trim() === '') {
     throw new ConfigError(
       'missing: set gitBaseDir to the folder that holds the repositories (e.g. gitBaseDir=/srv/git)',
@@ -34,7 +34,7 @@ export function parseGitOptions(properties: ContainerProperties, file?: string):
       plugin: PLUGIN_TYPE,
     });
   }
-  const group = propertyString(properties.gitGroup)?.trim();
+  const group = scalarProperty(properties, 'gitGroup', file, PLUGIN_TYPE)?.trim();
   if (group !== undefined && group !== '' && !GROUP.test(group)) {
     throw new ConfigError(`${JSON.stringify(group)} is not a group name or number`, {
       file,

@@ -3,7 +3,7 @@
  * the container file (when there is one) and the key.
  */
 import { readFileSync } from 'node:fs';
-import { type ContainerProperties, propertyString } from '../../core/container-file.js';
+import { type ContainerProperties, scalarProperty } from '../../core/container-file.js';
 import { ConfigError, messageOf } from '../../core/errors.js';
 import { MAX_WAIT_SECONDS, parseDecimal, parseWhole } from '../../core/numbers.js';
 
@@ -23,7 +23,7 @@ export class PropertyReader {
 
   /** A string property; an empty value counts as unset, as in Dysnomia's shell modules. */
   string(key: string): string | undefined {
-    const value = propertyString(this.properties[key]);
+    const value = scalarProperty(this.properties, key, this.file, this.plugin);
     return value === undefined || value === '' ? undefined : value;
   }
 
