@@ -77,6 +77,43 @@ describe('git-repository snapshot and restore', () => {
     expect(again.stderr).not.toContain('replaces refs');
   });
 
+  it('keeps the previous repository, and says so, when a push running at the swap lands in it', async () => {
+    const setup = await gitSetup({ commits: 3 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    await pushRandom(setup, 'after-the-snapshot.bin'); // so that the restore has work to do
+    // A push that is inside the live repository when the swap happens: its pre-receive hook (not in
+    // the snapshot) holds it until the repository has been moved aside.
+    const go = path.join(setup.dir, 'go');
+    const hook = path.join(setup.repo, 'hooks', 'pre-receive');
+    await writeFile(hook, `#!/bin/sh\nwhile [ ! -e '${go}' ]; do sleep 0.05; done\n`);
+    await chmod(hook, 0o755);
+    await writeFile(path.join(setup.work, 'late.txt'), 'late\n');
+    await git(setup.work, 'add', 'late.txt');
+    await git(setup.work, 'commit', '-q', '-m', 'late');
+    const late = await git(setup.work, 'rev-parse', 'HEAD');
+    const push = execa('git', ['push', '-q', setup.repo, 'HEAD:refs/heads/late'], { cwd: setup.work, reject: false });
+    const restore = setup.run('restore');
+    let aside: string | undefined;
+    for (let i = 0; i < 600 && aside === undefined; i += 1) {
+      aside = (await readdir(setup.baseDir)).find((name) => name.startsWith('.project.dysnomia-old-'));
+      if (aside === undefined) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(aside, 'the swap never moved the repository aside').toBeDefined();
+    await writeFile(go, '');
+    const [pushed, result] = await Promise.all([push, restore]);
+    expect(pushed.exitCode, pushed.stderr).toBe(0); // the client was told its push is in
+    expect(result.exitCode, result.stderr).toBe(0);
+    const kept = (await readdir(setup.baseDir)).filter((name) => name.startsWith('.project.dysnomia-kept-'));
+    expect(kept).toHaveLength(1);
+    const keptPath = path.join(setup.baseDir, kept[0]!);
+    expect(result.stderr).toContain(`pushes reached the previous repository of ${setup.repo} during the swap (refs/heads/late); it is kept at ${keptPath}`);
+    expect(await git(keptPath, 'rev-parse', 'refs/heads/late')).toBe(late);
+    // The next operation's repair leaves it alone.
+    await setup.ok('snapshot');
+    expect(await readdir(setup.baseDir)).toContain(kept[0]);
+  });
+
   it('keeps every branch, annotated and lightweight tag, other refs, and HEAD\'s branch', async () => {
     const setup = await gitSetup({ commits: 3, branches: ['dev', 'feature'], tags: ['light'] });
     await git(setup.work, 'branch', 'release/1.x', 'main~1');

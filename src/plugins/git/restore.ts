@@ -4,7 +4,7 @@
  * snapshot, a full disk, a kill) leaves it exactly as it was.
  */
 import { createWriteStream } from 'node:fs';
-import { lstat, mkdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -115,8 +115,17 @@ function replacedRefs(live: RefState, restored: RefState): string[] {
   return lost;
 }
 
-/** Replaces the live repository by the staged one: two renames, the old one removed after. */
-async function swap(repo: string, staged: string, live: boolean): Promise<void> {
+/**
+ * Replaces the live repository by the staged one: two renames, the old one removed after, unless
+ * a push wrote into it after `atSwap` was read (see keptForPushes).
+ */
+async function swap(
+  ctx: PluginContext<GitRepositoryOptions>,
+  repo: string,
+  staged: string,
+  live: boolean,
+  atSwap: RefState | undefined,
+): Promise<void> {
   const aside = live ? tempPath(repo, 'old') : undefined;
   if (aside !== undefined) await rename(repo, aside);
   try {
@@ -126,7 +135,70 @@ async function swap(repo: string, staged: string, live: boolean): Promise<void> 
     throw error;
   }
   await fsyncDir(path.dirname(repo));
-  if (aside !== undefined) await rm(aside, { recursive: true, force: true });
+  if (aside !== undefined && !(await keptForPushes(ctx, repo, aside, atSwap))) await rm(aside, { recursive: true, force: true });
+}
+
+/** How long the swap waits for git processes still working in the previous repository. */
+const SETTLE_MS = 10_000;
+
+/**
+ * A push that was running at the swap goes on in the previous repository (git serves it from its
+ * working folder, which moved aside with it) and is acknowledged to its client; removing that
+ * repository would lose the commits without a word. So the previous repository is kept when its
+ * refs changed after the last look before the swap: waited for while git processes still work in
+ * it, then moved to `.<name>.dysnomia-kept-<time>` (no repair touches that name) with a warning
+ * naming the refs.
+ */
+async function keptForPushes(
+  ctx: PluginContext<GitRepositoryOptions>,
+  repo: string,
+  aside: string,
+  atSwap: RefState | undefined,
+): Promise<boolean> {
+  if (atSwap === undefined) return false;
+  const until = Date.now() + SETTLE_MS;
+  while ((await processesIn(aside)) > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
+  let after: RefState | undefined;
+  try {
+    after = await readRefState(aside, ctx.signal);
+  } catch {
+    after = undefined; // unreadable now though it was read a moment ago: keep it, to be safe
+  }
+  if (after !== undefined && identityOf(after) === identityOf(atSwap)) return false;
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
+  const kept = path.join(path.dirname(repo), `.${path.basename(repo)}.dysnomia-kept-${stamp}-${path.basename(aside).slice(-6)}`);
+  await rename(aside, kept);
+  await fsyncDir(path.dirname(repo));
+  const pushed = after === undefined ? ['(its refs cannot be read)'] : changedRefs(atSwap, after);
+  ctx.log.warn(
+    `pushes reached the previous repository of ${repo} during the swap (${pushed.join(', ')}); it is kept at ${kept}: fetch what you need from it, then remove it`,
+  );
+  return true;
+}
+
+/** Refs of `after` that are new or moved since `before`, and those gone. */
+function changedRefs(before: RefState, after: RefState): string[] {
+  const earlier = new Map(before.refs.map((ref) => [ref.name, ref.oid]));
+  const changed = after.refs.filter((ref) => earlier.get(ref.name) !== ref.oid).map((ref) => ref.name);
+  const names = new Set(after.refs.map((ref) => ref.name));
+  const gone = before.refs.filter((ref) => !names.has(ref.name)).map((ref) => `${ref.name} (deleted)`);
+  const all = [...changed, ...gone];
+  return all.length === 0 ? ['HEAD'] : all;
+}
+
+/**
+ * How many processes have their working folder in `dir` (git's receive-pack and upload-pack work
+ * in the repository they serve). Read from /proc, as no library offers it: elsewhere, and for
+ * processes we may not look at, none are counted.
+ */
+async function processesIn(dir: string): Promise<number> {
+  let count = 0;
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cwd = await readlink(`/proc/${entry}/cwd`).catch(() => undefined);
+    if (cwd !== undefined && (cwd === dir || cwd.startsWith(`${dir}/`))) count += 1;
+  }
+  return count;
 }
 
 /**
@@ -182,23 +254,27 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
   await mkdir(work);
   try {
     const staged = path.join(work, 'repository');
+    let restored: RefState;
+    let atSwap: RefState | undefined;
     try {
-      const restored = await stage(ctx, source, work, staged);
-      const lost = before === undefined ? [] : replacedRefs(before, restored);
-      if (lost.length > 0) {
-        const shown = lost.length > 10 ? [...lost.slice(0, 10), `and ${lost.length - 10} more`] : lost;
-        ctx.log.warn(`the restore of ${repo} replaces refs that differ from the snapshot: ${shown.join(', ')}; commits only they reach are removed with the previous repository`);
-      }
+      restored = await stage(ctx, source, work, staged);
       // Group first: it rewrites the config, which must then get the owner too.
       if (ctx.options.group !== undefined) await shareWithGroup(staged, ctx.options.group, ctx.signal);
       if (live) await matchOwner(staged, repo, ctx.options.group !== undefined, ctx.signal);
       await fsyncTree(staged);
       throwIfAborted(ctx.signal, `restore of ${repo}`);
+      // Looked at again just before the swap: pushes may have come in while the copy was built.
+      atSwap = before === undefined ? undefined : await liveState(ctx, repo);
     } catch (error) {
       ctx.log.warn(`restore stopped before the swap: ${live ? `${repo} is unchanged` : `${repo} was not created`}`);
       throw error;
     }
-    await swap(repo, staged, live);
+    const lost = atSwap === undefined ? [] : replacedRefs(atSwap, restored);
+    if (lost.length > 0) {
+      const shown = lost.length > 10 ? [...lost.slice(0, 10), `and ${lost.length - 10} more`] : lost;
+      ctx.log.warn(`the restore of ${repo} replaces refs that differ from the snapshot: ${shown.join(', ')}; commits only they reach are removed with the previous repository`);
+    }
+    await swap(ctx, repo, staged, live, atSwap);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
