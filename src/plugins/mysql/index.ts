@@ -9,6 +9,7 @@ import path from 'node:path';
 import { DysnomiaError, OperationError } from '../../core/errors.js';
 import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
 import { appeared, databaseNames, type DatabaseNames } from '../sql/names.js';
+import { dropStagingAfterFailure, unchanged } from '../sql/staging.js';
 import type { ToolOptions } from '../sql/tool.js';
 import { databaseExists, query, quoteName, withConnection, type MysqlConnection } from './client.js';
 import { DUMP_STREAM, dumpDatabase, warnInconsistentTables } from './dump.js';
@@ -74,11 +75,6 @@ async function stagingTables(connection: MysqlConnection, names: DatabaseNames):
   return rows.map((row) => String(row.name));
 }
 
-/** Adds to a failed restore's error that the live database was not touched. */
-function unchanged(error: unknown, live: string): unknown {
-  if (error instanceof DysnomiaError) error.message += `\nThe live database ${live} is unchanged: the restore stopped before the swap.`;
-  return error;
-}
 
 async function activate(ctx: Context): Promise<void> {
   const names = namesOf(ctx);
@@ -98,7 +94,7 @@ async function activate(ctx: Context): Promise<void> {
         await loadFile(options, names.staging, script, toolOptions(ctx));
       }
     } catch (error) {
-      await dropStaging(connection, names);
+      await dropStagingAfterFailure(() => dropStaging(connection, names), names.staging, ctx.log);
       throw new OperationError(
         `cannot create database ${names.live}: ${(error as Error).message}\nNothing was created; fix the script and activate again.`,
         { plugin: PLUGIN, cause: error },
@@ -147,14 +143,18 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
   await withConnection(options, ctx.signal, async (connection) => {
     await lockDatabase(connection, options, names.live, ctx.log, ctx.signal, ctx.lockTimeoutMs);
     await recoverSwap(connection, names, ctx.log);
-    await createStaging(connection, names);
     const what = `loading snapshot ${source.identity} into ${names.staging}`;
     try {
-      const report = await loadDump(options, names.staging, source.open(stream), what, toolOptions(ctx));
-      checkLoaded(report, await stagingTables(connection, names), source.size(stream), what);
+      await createStaging(connection, names);
+      try {
+        const report = await loadDump(options, names.staging, source.open(stream), what, toolOptions(ctx));
+        checkLoaded(report, await stagingTables(connection, names), source.size(stream), what);
+      } catch (error) {
+        await dropStagingAfterFailure(() => dropStaging(connection, names), names.staging, ctx.log);
+        throw error;
+      }
     } catch (error) {
-      await dropStaging(connection, names);
-      throw unchanged(error, names.live);
+      throw unchanged(error, names.live, PLUGIN);
     }
     await swapOrSettle(connection, (work) => withConnection(options, undefined, work), names, options.timeoutMs / 1000, ctx.log);
   });

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { DysnomiaError, OperationError } from '../../core/errors.js';
 import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
 import { appeared, databaseNames, type DatabaseNames } from '../sql/names.js';
+import { dropStagingAfterFailure, unchanged } from '../sql/staging.js';
 import { databaseExists, quoteName, withSession, withToolAccess } from './client.js';
 import { DUMP_STREAM, dumpDatabase, primeDumpTool } from './dump.js';
 import { loadDump, loadFile } from './load.js';
@@ -46,11 +47,6 @@ async function initialScripts(componentPath: string): Promise<string[]> {
     .map((name) => path.join(dir, name));
 }
 
-/** Adds to a failed restore's error that the live database was not touched. */
-function unchanged(error: unknown, live: string): unknown {
-  if (error instanceof DysnomiaError) error.message += `\nThe live database ${live} is unchanged: the restore stopped before the swap.`;
-  return error;
-}
 
 async function activate(ctx: Context): Promise<void> {
   const names = namesOf(ctx);
@@ -72,7 +68,7 @@ async function activate(ctx: Context): Promise<void> {
         }
       });
     } catch (error) {
-      await dropDatabase(session, names.staging, 'to drop it', options.timeoutMs, ctx.log);
+      await dropStagingAfterFailure(() => dropDatabase(session, names.staging, 'to drop it', options.timeoutMs, ctx.log), names.staging, ctx.log);
       throw new OperationError(
         `cannot create database ${names.live}: ${(error as Error).message}\nNothing was created; fix the script and activate again.`,
         { plugin: PLUGIN, cause: error },
@@ -119,21 +115,25 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
   await withSession(options, ctx.log, ctx.signal, async (session) => {
     await lockDatabase(session, options, names.live, ctx.log, ctx.signal, ctx.lockTimeoutMs);
     await recoverSwap(session, names, options.timeoutMs, ctx.log);
-    await createStaging(session, names);
     try {
-      await withToolAccess(options, session, ctx.signal, (tool) =>
-        loadDump(
-          options,
-          names.staging,
-          source.open(DUMP_STREAM),
-          source.size(DUMP_STREAM),
-          `loading snapshot ${source.identity} into ${names.staging}`,
-          tool,
-        ),
-      );
+      await createStaging(session, names);
+      try {
+        await withToolAccess(options, session, ctx.signal, (tool) =>
+          loadDump(
+            options,
+            names.staging,
+            source.open(DUMP_STREAM),
+            source.size(DUMP_STREAM),
+            `loading snapshot ${source.identity} into ${names.staging}`,
+            tool,
+          ),
+        );
+      } catch (error) {
+        await dropStagingAfterFailure(() => dropDatabase(session, names.staging, 'to drop it', options.timeoutMs, ctx.log), names.staging, ctx.log);
+        throw error;
+      }
     } catch (error) {
-      await dropDatabase(session, names.staging, 'to drop it', options.timeoutMs, ctx.log);
-      throw unchanged(error, names.live);
+      throw unchanged(error, names.live, PLUGIN);
     }
     await swapIn(session, names, options.timeoutMs, ctx.log, (work) => withSession(options, ctx.log, undefined, work));
   });
