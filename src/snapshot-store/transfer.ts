@@ -18,7 +18,7 @@ import { IntegrityError, OperationError, UsageError, messageOf } from '../core/e
 import { acquireLock, type HeldLock } from '../core/lock.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
-import { isDirectory, readdirOrEmpty, tempName } from './fs-util.js';
+import { isDirectory, readdirOrEmpty, removeDeadTemps, tempName } from './fs-util.js';
 import { damagedPacks, recordFoundDamage, replaceDamagedCopy, settleAside } from './damage.js';
 import { addGeneration } from './generations.js';
 import {
@@ -147,6 +147,10 @@ async function withImportLocks<T>(stateDir: string, key: ComponentKey, options: 
         what: `the snapshot store (import into ${key.container}/${key.component})`,
       }),
     );
+    // What killed imports and snapshots of this component left, as a snapshot removes it: a
+    // machine that only receives transfers would otherwise fill up with half-received folders.
+    await removeDeadTemps(stateLayout.snapshots(stateDir, key));
+    await removeDeadTemps(stateLayout.pool(stateDir));
     return await fn();
   } finally {
     for (const lock of held.reverse()) await lock.release();
