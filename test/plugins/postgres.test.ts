@@ -75,6 +75,20 @@ describe('postgresql-database activate', () => {
   });
 });
 
+describe('postgresql-database leftovers of a killed activation', () => {
+  it('drops the staging database of an activation that never finished, saying the live one does not exist, then activates', async () => {
+    const server = await findPostgres();
+    const setup = await postgresSetup({ scripts: { '01.sql': 'CREATE TABLE t (x int);\n' } });
+    await server.query(`CREATE DATABASE "${setup.name}__dys_new"`);
+    const result = await setup.ok('activate');
+    expect(result.stderr).toContain(
+      `dropping ${setup.name}__dys_new, left behind by an interrupted restore or activation of ${setup.name} (${setup.name} does not exist: an activation that never finished`,
+    );
+    expect(result.stderr).not.toContain('itself is complete');
+    expect(await setup.databases()).toEqual([setup.name]);
+  });
+});
+
 describe('postgresql-database collect-garbage and shell', () => {
   it('drops the database only after deactivate, terminating the sessions on it with a log line', async () => {
     const server = await findPostgres();

@@ -63,10 +63,14 @@ export async function dropDatabase(session: PgSession, database: string, why: st
 /** Drops what an interrupted run left behind. Returns true when there was something. */
 export async function recoverSwap(session: PgSession, names: DatabaseNames, timeoutMs: number, log: Logger): Promise<boolean> {
   let found = false;
+  let live: boolean | undefined;
   for (const leftover of [names.staging, names.old]) {
     if (!(await databaseExists(session, leftover))) continue;
     found = true;
-    log.warn(`dropping ${leftover}, left behind by an interrupted restore or activation of ${names.live} (${names.live} itself is complete)`);
+    live ??= await databaseExists(session, names.live);
+    // A rename is atomic: the live database is complete when it exists, and was never made when not.
+    const state = live ? `${names.live} itself is complete` : `${names.live} does not exist: an activation that never finished, or a database dropped since`;
+    log.warn(`dropping ${leftover}, left behind by an interrupted restore or activation of ${names.live} (${state})`);
     await dropDatabase(session, leftover, 'to drop it', timeoutMs, log);
   }
   return found;
