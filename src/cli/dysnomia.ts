@@ -46,7 +46,7 @@ function program(): Command {
       'Modifies the state of a container in which a mutable component is hosted: activates, ' +
         'deactivates, snapshots, restores and collects components such as databases and repositories.',
     )
-    .option('-o, --operation <operation>', `the operation: ${OPERATIONS.filter((o) => o !== 'shell').join(', ')}`)
+    .option('-o, --operation <operation>', `the operation: ${OPERATIONS.join(', ')} (shell is --shell)`)
     .option('-c, --component <component>', 'name of (or path to) the component holding the logical state')
     .option('-C, --container <container>', 'name of (or path to) the container configuration file')
     .option('--shell', 'spawn a shell with the container properties as environment variables')
@@ -68,6 +68,8 @@ Environment:
   DYSNOMIA_MODULES_PATH     colon-separated folders searched for external modules (executables
                             named after the type); they take precedence over built-in plugins
   DYSNOMIA_STATEDIR         the state dir (default: /var/state/dysnomia as root, else ~/.dysnomia)
+  NIX_STORE_DIR             the Nix store, whose hashes are stripped from names (default: /nix/store)
+  An empty variable counts as unset.
 
 Exit status: 0 done, 1 the operation failed, 2 a usage or configuration error.`,
     );

@@ -46,10 +46,11 @@ describe('dysnomia -h/--help and -v/--version', () => {
       ]) {
         expect(result.stdout, option).toContain(option);
       }
-      for (const variable of ['DYSNOMIA_COMPONENTS_PATH', 'DYSNOMIA_CONTAINERS_PATH', 'DYSNOMIA_MODULES_PATH', 'DYSNOMIA_STATEDIR']) {
+      for (const variable of ['DYSNOMIA_COMPONENTS_PATH', 'DYSNOMIA_CONTAINERS_PATH', 'DYSNOMIA_MODULES_PATH', 'DYSNOMIA_STATEDIR', 'NIX_STORE_DIR']) {
         expect(result.stdout).toContain(variable);
       }
       expect(result.stdout).toContain('Exit status: 0 done, 1 the operation failed, 2 a usage or configuration error');
+      expect(result.stdout.replace(/\s+/g, ' ')).toMatch(/the operation: activate, .*collect-garbage, shell \(shell is --shell\)/);
     }
   });
 
