@@ -4,7 +4,7 @@
  * input: properties, component names, a wrong password, a server that is down.
  */
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
@@ -167,6 +167,23 @@ describe('mysql-database bad input', () => {
     } finally {
       await server.query(`DROP DATABASE IF EXISTS ${canary}`);
     }
+  });
+
+  it('refuses a component that is a file, or whose mysql-databases is a file (exit 2, naming it), before anything runs', async () => {
+    const setup = await mysqlSetup();
+    await rm(setup.component, { recursive: true, force: true });
+    await writeFile(setup.component, 'not a folder\n');
+    const file = await setup.run('activate');
+    expect(file.exitCode, file.stderr).toBe(2);
+    expect(file.stderr).toContain(`${setup.component}: the component is a file, not a folder`);
+    await rm(setup.component);
+    await mkdir(setup.component);
+    await writeFile(path.join(setup.component, 'mysql-databases'), 'CREATE TABLE t (x INT);\n');
+    const scripts = await setup.run('activate');
+    expect(scripts.exitCode, scripts.stderr).toBe(2);
+    expect(scripts.stderr).toContain(`${path.join(setup.component, 'mysql-databases')}: is a file; it should be a folder of *.sql scripts`);
+    expect(await setup.exists()).toBe(false);
+    expect(existsSync(setup.stateDir)).toBe(false);
   });
 
   it('names the container file and key of a bad property (exit 2)', async () => {

@@ -4,12 +4,11 @@
  * loads into a staging database and swaps it in (swap.ts), so the live database is never lost.
  */
 import { randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
-import path from 'node:path';
-import { DysnomiaError, OperationError } from '../../core/errors.js';
+import { OperationError } from '../../core/errors.js';
 import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
 import { appeared, databaseNames, type DatabaseNames } from '../sql/names.js';
 import { dropStagingAfterFailure, unchanged } from '../sql/staging.js';
+import { initialScripts } from '../sql/scripts.js';
 import type { ToolOptions } from '../sql/tool.js';
 import { databaseExists, query, quoteName, withConnection, type MysqlConnection } from './client.js';
 import { DUMP_STREAM, dumpDatabase, warnInconsistentTables } from './dump.js';
@@ -24,6 +23,9 @@ const MAX_NAME = 64;
 /** The operations whose code names the component's database (the others do not touch it). */
 const NAMED_OPERATIONS: ReadonlySet<string> = new Set(['activate', 'snapshot', 'restore', 'collect-garbage']);
 
+/** The component's folder of initial scripts, as in Dysnomia. */
+const SCRIPTS_FOLDER = 'mysql-databases';
+
 type Context = PluginContext<MysqlOptions>;
 
 function namesOf(ctx: Context): DatabaseNames {
@@ -34,22 +36,6 @@ function toolOptions(ctx: Context): ToolOptions {
   return { plugin: PLUGIN, signal: ctx.signal };
 }
 
-/** The component's initial scripts, in name order. */
-async function initialScripts(componentPath: string): Promise<string[]> {
-  const dir = path.join(componentPath, 'mysql-databases');
-  let entries;
-  try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw new OperationError(`cannot read ${dir}: ${(error as Error).message}`, { plugin: PLUGIN, cause: error });
-  }
-  return entries
-    .filter((entry) => entry.name.endsWith('.sql') && !entry.isDirectory())
-    .map((entry) => entry.name)
-    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-    .map((name) => path.join(dir, name));
-}
 
 /** Creates the staging database with the live one's character set (or the server's default). */
 async function createStaging(connection: MysqlConnection, names: DatabaseNames): Promise<void> {
@@ -86,7 +72,7 @@ async function activate(ctx: Context): Promise<void> {
       ctx.log.debug(`database ${names.live} exists; nothing to create`);
       return;
     }
-    const scripts = await initialScripts(ctx.component.path);
+    const scripts = await initialScripts(ctx.component.path, SCRIPTS_FOLDER, PLUGIN);
     await createStaging(connection, names);
     try {
       for (const script of scripts) {
@@ -215,6 +201,7 @@ const plugin: Plugin<MysqlOptions> = {
   // The operations that name the database: a component that cannot be one is refused unlocked.
   checkComponent: async (ctx) => {
     if (NAMED_OPERATIONS.has(ctx.operation)) namesOf(ctx);
+    if (ctx.operation === 'activate') await initialScripts(ctx.component.path, SCRIPTS_FOLDER, PLUGIN);
   },
   parseOptions: parseMysqlOptions,
   activate,

@@ -5,12 +5,11 @@
  * database is never lost.
  */
 import { randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
-import path from 'node:path';
-import { DysnomiaError, OperationError } from '../../core/errors.js';
+import { OperationError } from '../../core/errors.js';
 import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
 import { appeared, databaseNames, type DatabaseNames } from '../sql/names.js';
 import { dropStagingAfterFailure, unchanged } from '../sql/staging.js';
+import { initialScripts } from '../sql/scripts.js';
 import { databaseExists, quoteName, withSession, withToolAccess } from './client.js';
 import { DUMP_STREAM, dumpDatabase, primeDumpTool } from './dump.js';
 import { loadDump, loadFile } from './load.js';
@@ -24,28 +23,15 @@ const MAX_NAME = 63;
 /** The operations whose code names the component's database (the others do not touch it). */
 const NAMED_OPERATIONS: ReadonlySet<string> = new Set(['activate', 'snapshot', 'restore', 'collect-garbage']);
 
+/** The component's folder of initial scripts, as in Dysnomia. */
+const SCRIPTS_FOLDER = 'postgresql-databases';
+
 type Context = PluginContext<PostgresOptions>;
 
 function namesOf(ctx: Context): DatabaseNames {
   return databaseNames(ctx.component.name, PLUGIN, MAX_NAME);
 }
 
-/** The component's initial scripts, in name order. */
-async function initialScripts(componentPath: string): Promise<string[]> {
-  const dir = path.join(componentPath, 'postgresql-databases');
-  let entries;
-  try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw new OperationError(`cannot read ${dir}: ${(error as Error).message}`, { plugin: PLUGIN, cause: error });
-  }
-  return entries
-    .filter((entry) => entry.name.endsWith('.sql') && !entry.isDirectory())
-    .map((entry) => entry.name)
-    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-    .map((name) => path.join(dir, name));
-}
 
 
 async function activate(ctx: Context): Promise<void> {
@@ -58,7 +44,7 @@ async function activate(ctx: Context): Promise<void> {
       ctx.log.debug(`database ${names.live} exists; nothing to create`);
       return;
     }
-    const scripts = await initialScripts(ctx.component.path);
+    const scripts = await initialScripts(ctx.component.path, SCRIPTS_FOLDER, PLUGIN);
     await createStaging(session, names);
     try {
       await withToolAccess(options, session, ctx.signal, async (tool) => {
@@ -186,6 +172,7 @@ const plugin: Plugin<PostgresOptions> = {
   // The operations that name the database: a component that cannot be one is refused unlocked.
   checkComponent: async (ctx) => {
     if (NAMED_OPERATIONS.has(ctx.operation)) namesOf(ctx);
+    if (ctx.operation === 'activate') await initialScripts(ctx.component.path, SCRIPTS_FOLDER, PLUGIN);
   },
   parseOptions: parsePostgresOptions,
   activate,
