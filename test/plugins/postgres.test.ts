@@ -162,6 +162,8 @@ describe('postgresql-database bad input', () => {
       [{ postgresqlPort: 'fivefourthreetwo' }, 'postgresqlPort', /"fivefourthreetwo" is not a port number/],
       [{ postgresqlPort: '0' }, 'postgresqlPort', /not a port number/],
       [{ timeout: 'x' }, 'timeout', /not a number of seconds/],
+      // The drivers would take a relative socket folder for a host name and wait for it to resolve.
+      [{ postgresqlRuntimeDir: 'run/postgresql' }, 'postgresqlRuntimeDir', /"run\/postgresql" is not an absolute path/],
       [{ timeout: '3000000' }, 'timeout', /"3000000" is too long: at most 2147483 seconds/],
       [{ postgresqlRowOrder: 'random' }, 'postgresqlRowOrder', /"random" is not one of physical, key/],
       [{ postgresqlPasswordFile: '/dev/null/nope' }, 'postgresqlPasswordFile', /cannot read the password file \/dev\/null\/nope \(ENOTDIR\)/],

@@ -42,7 +42,7 @@ export function parsePostgresOptions(properties: ContainerProperties, file?: str
   return {
     user: read.string('postgresqlUsername') ?? 'postgres',
     password: read.password('postgresqlPassword', 'postgresqlPasswordFile'),
-    socketDir: host === undefined ? (read.string('postgresqlRuntimeDir') ?? DEFAULT_RUNTIME_DIR) : undefined,
+    socketDir: host === undefined ? (read.absolutePath('postgresqlRuntimeDir') ?? DEFAULT_RUNTIME_DIR) : undefined,
     host,
     port: read.port('postgresqlPort') ?? 5432,
     timeoutMs: read.seconds('timeout', 10),

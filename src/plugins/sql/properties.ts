@@ -27,6 +27,15 @@ export class PropertyReader {
     return value === undefined || value === '' ? undefined : value;
   }
 
+  /** A folder or file given by its absolute path. */
+  absolutePath(key: string): string | undefined {
+    const value = this.string(key);
+    if (value !== undefined && !value.startsWith('/')) {
+      throw this.error(key, `${JSON.stringify(value)} is not an absolute path (one starting with /)`);
+    }
+    return value;
+  }
+
   /** A TCP port number. */
   port(key: string): number | undefined {
     const value = this.string(key);
