@@ -343,10 +343,15 @@ async function commitStaged(
 }
 
 async function stageFiles(staging: Staging, source: string, manifest: Manifest): Promise<void> {
-  await staging.addFile(MANIFEST_FILE, createReadStream(path.join(source, MANIFEST_FILE)));
-  for (const [position] of manifest.streams.entries()) {
-    await staging.addFile(indexFileName(position), createReadStream(path.join(source, indexFileName(position))));
+  const required = [MANIFEST_FILE, ...manifest.streams.map((_, position) => indexFileName(position))];
+  // Checked first, so that a folder missing one says so instead of failing on a raw ENOENT.
+  for (const name of required) {
+    const info = await stat(path.join(source, name)).catch(() => undefined);
+    if (info === undefined || !info.isFile()) {
+      throw new IntegrityError(`cannot import ${source}: its file ${name} is missing, so it is not a complete snapshot folder; nothing was imported`);
+    }
   }
+  for (const name of required) await staging.addFile(name, createReadStream(path.join(source, name)));
   for (const pack of new Set(manifest.packs)) {
     const file = path.join(source, packFileName(pack));
     const carried = (await stat(file).catch(() => undefined)) !== undefined;

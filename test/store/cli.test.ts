@@ -488,6 +488,20 @@ describe('dysnomia-snapshots --export and --import -', () => {
 });
 
 describe('dysnomia-snapshots bad input', () => {
+  it('--import of a folder missing a chunk index names the file (exit 1) and imports nothing', async () => {
+    const source = await useTempDir();
+    const { outcomes } = await storeWith(source, fakeDump(200_000));
+    const copy = path.join(await useTempDir(), outcomes[0]!.identity);
+    await cp(path.join(source, 'snapshots', key.container, key.component, outcomes[0]!.identity), copy, { recursive: true });
+    await rm(path.join(copy, 'stream-0.chunks'));
+    const target = await useTempDir();
+    const result = await snapshots(target, ['--import', copy, '-C', key.container, '-c', key.component]);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain(`cannot import ${copy}: its file stream-0.chunks is missing, so it is not a complete snapshot folder; nothing was imported`);
+    expect(result.stderr).not.toContain('unexpected');
+    expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
+  });
+
   it('rejects --keep -1, an unknown path, a path outside the store, and no operation', async () => {
     const stateDir = await useTempDir();
     await storeWith(stateDir, fakeDump(50_000));
