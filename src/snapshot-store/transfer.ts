@@ -303,6 +303,13 @@ export async function importSnapshotFolder(stateDir: string, folder: string, opt
   const manifest = hasManifest ? await readManifest(source, `cannot import ${folder}`) : undefined;
   const key = chooseKey(options, manifest ?? {}, keyFromPath(source));
   const identity = assertIdentity(manifest?.identity ?? path.basename(source));
+  // Dysnomia names a database snapshot by the SHA-256 of its dump, which is what a folder of its
+  // format is checked against: a renamed folder could not be, and would be filed unchecked.
+  if (legacyDump !== undefined && !/^[0-9a-f]{64}$/.test(identity)) {
+    throw new UsageError(
+      `cannot import ${folder}: a Dysnomia snapshot folder is named by the SHA-256 of its ${legacyDump}, and ${JSON.stringify(identity)} is not one; give the folder its original name (sha256sum ${legacyDump} prints it); nothing was imported`,
+    );
+  }
   const where = `cannot import ${folder}`;
   return withImportLocks(stateDir, key, options, async () => {
     const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };

@@ -124,6 +124,18 @@ describe("Dysnomia's own snapshot folders", () => {
     expect((await cli(target, ['--query-all'])).stdout).toBe('');
   });
 
+  it('refuses to import a folder whose name is not a SHA-256, which its dump could not be checked against (exit 2)', async () => {
+    const source = await useTempDir();
+    const target = await useTempDir();
+    const { folder } = await dysnomiaSnapshot(source, fakeDump(50_000, 7), 'dump.pgsql.xz');
+    const copy = path.join(await useTempDir(), 'deadbeef');
+    await execa('cp', ['-a', folder, copy]);
+    const result = await cli(target, ['--import', '-C', key.container, '-c', key.component, copy]);
+    expect(result.exitCode, result.stderr).toBe(2);
+    expect(result.stderr).toContain(`cannot import ${copy}: a Dysnomia snapshot folder is named by the SHA-256 of its dump.pgsql.xz, and "deadbeef" is not one`);
+    expect((await cli(target, ['--query-all'])).stdout).toBe('');
+  });
+
   it('takes only Dysnomia\'s dump names for one, not names every object has (toString, constructor)', async () => {
     for (const name of ['toString', 'constructor', '__proto__', 'dump.sql.xz']) {
       const folder = await useTempDir();
