@@ -203,6 +203,10 @@ async function main(argv: string[]): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+  // A typo in -C would otherwise back up nothing with "nothing to do" and exit 0.
+  if (container !== undefined && result.outcomes.length === 0 && (await listContainers({ container, log })).length === 0) {
+    log.warn(`-C ${container}: there is no container file of that name in DYSNOMIA_CONTAINERS_PATH, and no component of it is activated; check the name (--query-containers lists them)`);
+  }
   return report(result, options, log, progress);
 }
 

@@ -101,6 +101,17 @@ describe('dysnomia-containers queries', () => {
     expect(result.stdout).toBe('');
   });
 
+  it('-C with a name no container file or activated component has warns (a typo would back up nothing in silence)', async () => {
+    const machine = await useMachine();
+    await machine.addContainer('echo', { type: 'echo' });
+    const typo = await runCli('dysnomia-containers', ['--snapshot', '-C', 'ehco'], { env: machine.env });
+    expect(typo.exitCode, typo.stderr).toBe(0);
+    expect(typo.stderr).toContain('warning: -C ehco: there is no container file of that name in DYSNOMIA_CONTAINERS_PATH');
+    const known = await runCli('dysnomia-containers', ['--snapshot', '-C', 'echo'], { env: machine.env });
+    expect(known.exitCode, known.stderr).toBe(0);
+    expect(known.stderr).not.toContain('-C echo');
+  });
+
   it('--restore asks first: no answer is a usage error, "n" restores nothing', async () => {
     const machine = await useMachine();
     await machine.addContainer('echo', { type: 'echo' });
