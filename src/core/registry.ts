@@ -97,7 +97,8 @@ export async function loadPlugin(
     );
   }
   if (isPathArgument(type)) {
-    throw new ConfigError(`module ${path.resolve(type)} does not exist`, { file, key: 'type' });
+    const isFolder = await stat(type).then((info) => info.isDirectory(), () => false);
+    throw new ConfigError(`module ${path.resolve(type)} ${isFolder ? 'is a folder, not an executable' : 'does not exist'}`, { file, key: 'type' });
   }
   throw new ConfigError(
     `unknown type ${JSON.stringify(type)}: not a built-in plugin (${builtInTypes.join(', ')}) and no executable of that name in DYSNOMIA_MODULES_PATH (${env.DYSNOMIA_MODULES_PATH || 'unset'})`,

@@ -77,6 +77,7 @@ describe('loadPlugin', () => {
   it('says when a module path does not exist', async () => {
     const dir = await useTempDir();
     await expect(loadPlugin(path.join(dir, 'gone'), {})).rejects.toThrow(`module ${path.join(dir, 'gone')} does not exist`);
+    await expect(loadPlugin(dir, {})).rejects.toThrow(`module ${dir} is a folder, not an executable`);
   });
 
   it('does not search DYSNOMIA_MODULES_PATH for names with a slash or empty names', async () => {
