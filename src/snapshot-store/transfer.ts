@@ -543,10 +543,15 @@ async function importStream(
   }
   const staging = await Staging.create(stateDir, key);
   try {
+    let files = 0;
     for (let next = await entries.next(); !next.done; next = await entries.next()) {
       const entry = next.value;
       const name = entryName(entry.header, identity, where);
       await staging.addFile(name, entry as AsyncIterable<Uint8Array>, packOfFileName(name));
+      files += 1;
+    }
+    if (files === 0) {
+      throw new IntegrityError(`${where}: the stream ended before the first of the snapshot's files; was the export cut short (a failed or interrupted --export)? Nothing was imported`);
     }
     for (const pack of header.omittedPacks) {
       if (!(await staging.hasInPool(pack))) {

@@ -383,6 +383,21 @@ describe('dysnomia-snapshots --export and --import -', () => {
     expect(next.stderr).not.toContain('stale lock');
   });
 
+  it('--import - of an export cut short before its first file says so (exit 1) and imports nothing', async () => {
+    const stateDir = await useTempDir();
+    const target = await useTempDir();
+    const { outcomes } = await storeWith(stateDir, fakeDump(2_000_000, 9));
+    const rel = `${key.container}/${key.component}/${outcomes[0]!.identity}`;
+    const result = await execa(
+      'bash',
+      ['-c', `DYSNOMIA_STATEDIR="$A" "$NODE" "$CLI" --export ${rel} | head -c 1024 | DYSNOMIA_STATEDIR="$B" "$NODE" "$CLI" --import -; exit \${PIPESTATUS[2]}`],
+      { env: { A: stateDir, B: target, CLI: path.resolve('dist/cli/dysnomia-snapshots.js'), NODE: process.execPath }, reject: false },
+    );
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`cannot import the stream of ${rel}: the stream ended before the first of the snapshot's files; was the export cut short`);
+    expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
+  });
+
   it('names the file of a damaged snapshot it cannot export', async () => {
     const stateDir = await useTempDir();
     const { outcomes } = await storeWith(stateDir, fakeDump(2_000_000, 4));
