@@ -15,7 +15,7 @@ import {
   snapshotAll,
 } from '../api/batch.js';
 import { describeMachine, toDotGraph, toNixExpression } from '../api/machine.js';
-import { listActivatedComponents, listAvailableComponents, listContainers } from '../api/queries.js';
+import { listActivatedComponents, listAvailableComponents, listContainers, listGarbageComponents } from '../api/queries.js';
 import { formatFailures, formatOutcomeTable, outcomesToJson } from '../api/report.js';
 import { EXIT_FAILED, EXIT_OK, UsageError } from '../core/errors.js';
 import { debugFromEnv, type Logger, streamLogger } from '../core/log.js';
@@ -204,7 +204,7 @@ async function main(argv: string[]): Promise<number> {
     process.off('SIGTERM', onSignal);
   }
   // A typo in -C would otherwise back up nothing with "nothing to do" and exit 0.
-  if (container !== undefined && result.outcomes.length === 0 && (await listContainers({ container, log })).length === 0) {
+  if (container !== undefined && result.outcomes.length === 0 && !(await containerKnown(container, log))) {
     log.warn(`-C ${container}: there is no container file of that name in DYSNOMIA_CONTAINERS_PATH, and no component of it is activated; check the name (--query-containers lists them)`);
   }
   return report(result, options, log, progress);
@@ -230,6 +230,13 @@ function runAction(action: Action, operation: string | undefined, options: Batch
       return runOnActivated(op, options);
     }
   }
+}
+
+/** Whether a container file of that name exists, or the state dir marks a component of it. */
+async function containerKnown(container: string, log: Logger): Promise<boolean> {
+  if ((await listContainers({ container, log })).length > 0) return true;
+  const marked = await Promise.all([listActivatedComponents({ container }), listGarbageComponents({ container })]).catch(() => [[], []]);
+  return marked.some((keys) => keys.length > 0);
 }
 
 function report(result: BatchResult, options: ContainersOptions, log: Logger, progress: ProgressLine): number {

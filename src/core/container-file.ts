@@ -81,27 +81,32 @@ export async function readContainerFile(file: string): Promise<ContainerProperti
 }
 
 /**
- * The file's text; bytes that are not UTF-8 (a Latin-1 `é`) are a ConfigError naming the line.
- * Decoding them loosely would hand modules and servers another value than the one written (a
- * password that then fails to log in, with no hint why).
+ * The file's text. Bytes that are not UTF-8 (a Latin-1 `é`) in a key or value are a ConfigError
+ * naming the line: decoding them loosely would hand modules and servers another value than the
+ * one written (a password that then fails to log in, with no hint why). In a comment they do not
+ * matter, as they never did to Dysnomia's bash, so such a line is read as an empty comment.
  */
 function decodeUtf8(bytes: Buffer, file: string): string {
-  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const strict = new TextDecoder('utf-8', { fatal: true });
   try {
-    return decoder.decode(bytes);
+    return strict.decode(bytes);
   } catch {
-    let line = 1;
-    for (let start = 0; start <= bytes.length; line += 1) {
-      const end = bytes.indexOf(0x0a, start);
-      const stop = end === -1 ? bytes.length : end;
-      try {
-        decoder.decode(bytes.subarray(start, stop));
-      } catch {
-        break;
+    // Line by line, below.
+  }
+  const lines: string[] = [];
+  for (let start = 0, line = 1; ; line += 1) {
+    const end = bytes.indexOf(0x0a, start);
+    const raw = bytes.subarray(start, end === -1 ? bytes.length : end);
+    try {
+      lines.push(strict.decode(raw));
+    } catch {
+      if (!raw.toString('utf8').replace(/^\uFEFF/, '').trimStart().startsWith('#')) {
+        throw new ConfigError('is not UTF-8 text: re-save the file as UTF-8', { file, line });
       }
-      start = stop + 1;
+      lines.push('#');
     }
-    throw new ConfigError('is not UTF-8 text: re-save the file as UTF-8', { file, line });
+    if (end === -1) return lines.join('\n');
+    start = end + 1;
   }
 }
 
@@ -242,6 +247,8 @@ export function scalarProperty(
   plugin?: string,
 ): string | undefined {
   const value = properties[key];
+  // `key=(x)`: bash's $key is x, as it is here.
+  if (Array.isArray(value) && value.length === 1) return value[0];
   if (Array.isArray(value)) {
     throw new ConfigError(`is an array (${value.length} items); give one value, without parentheses`, { file, key, plugin });
   }

@@ -94,6 +94,8 @@ export async function listMarked(stateDir: string, kind: 'activated' | 'garbage'
   await assertFolderOrMissing(stateDir, 'the state dir');
   for (const name of await markerNames(base)) {
     if (container !== undefined && name !== container) continue;
+    // A file beside the container folders (a README dropped there) holds no markers: skipped.
+    if (!(await isFolder(path.join(base, name)))) continue;
     for (const component of await markerNames(path.join(base, name))) {
       if (await isMarkerFile(path.join(base, name, component))) keys.push({ container: name, component });
     }
@@ -113,6 +115,13 @@ async function markerNames(dir: string): Promise<string[]> {
   } catch (error) {
     throw unreadable(dir, 'the marker folder', error);
   }
+}
+
+async function isFolder(dir: string): Promise<boolean> {
+  return stat(dir).then(
+    (info) => info.isDirectory(),
+    () => true, // let markerNames say what is wrong with it
+  );
 }
 
 async function assertFolderOrMissing(dir: string, what: string): Promise<void> {

@@ -108,12 +108,17 @@ describe('nightly dysnomia-containers --snapshot with the wrong state dir', () =
       expect(result.exitCode, `${args}: ${result.stderr}`).toBe(1);
       expect(result.stderr).toContain(`the state dir ${file} is not a folder`);
     }
-    await mkdir(path.join(machine.stateDir, 'activated'), { recursive: true });
-    await writeFile(path.join(machine.stateDir, 'activated', 'git'), '');
+    await mkdir(machine.stateDir, { recursive: true });
+    await writeFile(path.join(machine.stateDir, 'activated'), '');
     const marker = await runCli('dysnomia-containers', ['--snapshot'], { env: machine.env });
     expect(marker.exitCode, marker.stderr).toBe(1);
-    expect(marker.stderr).toContain(`the marker folder ${path.join(machine.stateDir, 'activated', 'git')} is not a folder`);
-    await rm(path.join(machine.stateDir, 'activated', 'git'));
+    expect(marker.stderr).toContain(`the marker folder ${path.join(machine.stateDir, 'activated')} is not a folder`);
+    await rm(path.join(machine.stateDir, 'activated'));
+    // A file beside the container folders holds no markers and stops nothing.
+    await mkdir(path.join(machine.stateDir, 'activated'));
+    await writeFile(path.join(machine.stateDir, 'activated', 'README'), 'notes\n');
+    const stray = await runCli('dysnomia-containers', ['--snapshot'], { env: machine.env });
+    expect(stray.exitCode, stray.stderr).toBe(0);
     await mkdir(path.join(machine.stateDir, 'activated', 'git', 'project'), { recursive: true });
     await chmod(path.join(machine.stateDir, 'activated'), 0o700);
     await chmod(machine.root, 0o755);

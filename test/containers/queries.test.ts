@@ -110,6 +110,12 @@ describe('dysnomia-containers queries', () => {
     const known = await runCli('dysnomia-containers', ['--snapshot', '-C', 'echo'], { env: machine.env });
     expect(known.exitCode, known.stderr).toBe(0);
     expect(known.stderr).not.toContain('-C echo');
+    // Under Disnix the properties come from the environment: no container file, but markers.
+    await mkdir(path.join(machine.stateDir, 'activated', 'mysql-database'), { recursive: true });
+    await writeFile(path.join(machine.stateDir, 'activated', 'mysql-database', 'shop'), '');
+    const marked = await runCli('dysnomia-containers', ['--collect-garbage', '-C', 'mysql-database'], { env: machine.env });
+    expect(marked.exitCode, marked.stderr).toBe(0);
+    expect(marked.stderr).not.toContain('-C mysql-database');
   });
 
   it('--restore asks first: no answer is a usage error, "n" restores nothing', async () => {

@@ -215,6 +215,9 @@ describe('parseContainerText: what it rejects, naming file, line and key', () =>
     expect((error as ConfigError).message).toBe(`${file}:3: is not UTF-8 text: re-save the file as UTF-8`);
     await writeFile(file, 'type=echo\npassword=café\n');
     expect(await readContainerFile(file)).toEqual({ type: 'echo', password: 'café' });
+    // In a comment such bytes never mattered (bash skips them): the file still reads.
+    await writeFile(file, Buffer.concat([Buffer.from('# Konfiguration f'), Buffer.from([0xfc]), Buffer.from('r M'), Buffer.from([0xfc]), Buffer.from('ller\ntype=echo\n  # '), Buffer.from([0xe9]), Buffer.from('\nname=x\n')]));
+    expect(await readContainerFile(file)).toEqual({ type: 'echo', name: 'x' });
   });
 });
 
@@ -225,6 +228,8 @@ describe('properties that must be one value', () => {
       '/x/git: gitBaseDir: is an array (2 items); give one value, without parentheses',
     );
     expect(scalarProperty(properties, 'type', '/x/git')).toBe('git-repository');
+    // One item is one value, as bash's $key would be.
+    expect(scalarProperty(parseContainerText('gitBaseDir=(/srv/git)\n'), 'gitBaseDir', '/x/git')).toBe('/srv/git');
     expect(scalarProperty(properties, 'missing', '/x/git')).toBeUndefined();
   });
 });

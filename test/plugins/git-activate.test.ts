@@ -11,6 +11,7 @@ import { git, makeBundle, makeWorkRepo, refs } from '../support/git.js';
 import { gitSetup } from '../support/git-repository.js';
 import { HOST_TAG, processStartTime } from '../../src/core/lock.js';
 import { markActive } from '../../src/core/state-dir.js';
+import { tempPath } from '../../src/plugins/git/layout.js';
 
 const exists = (file: string) => stat(file).then(
   () => true,
@@ -399,6 +400,25 @@ describe('git-repository repairs interrupted operations', () => {
       running.kill();
       await running.catch(() => {});
     }
+  });
+
+  it('keeps temporary names of the longest component names within 255 bytes, however long pid and start time get', async () => {
+    const name = 'n'.repeat(200);
+    const start = String(processStartTime(process.pid));
+    for (const kind of ['activate', 'restore', 'old', 'delete'] as const) {
+      const temp = path.basename(tempPath(`/srv/git/${name}`, kind));
+      // The longest pid Linux gives (7 digits) and a start time after years of uptime (12 digits).
+      const worst = temp.length - String(process.pid).length + 7 - start.length + 12;
+      expect(worst, temp).toBeLessThanOrEqual(255);
+    }
+    const setup = await gitSetup({ name, commits: 2 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    await git(setup.work, 'commit', '--allow-empty', '-q', '-m', 'more');
+    await git(setup.work, 'push', '-q', setup.repo, 'HEAD:refs/heads/more');
+    const restored = await setup.ok('restore');
+    expect(restored.stderr).toContain('the previous repository was removed');
+    expect(await readdir(setup.baseDir)).toEqual([name]);
   });
 
   it('puts the old repository back when a restore died between its two renames', async () => {

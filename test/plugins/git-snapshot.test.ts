@@ -95,7 +95,7 @@ describe('git-repository snapshot and restore', () => {
     const push = execa('git', ['push', '-q', setup.repo, 'HEAD:refs/heads/late'], { cwd: setup.work, reject: false });
     const restore = setup.run('restore');
     let aside: string | undefined;
-    for (let i = 0; i < 600 && aside === undefined; i += 1) {
+    for (let i = 0; i < 3000 && aside === undefined; i += 1) {
       aside = (await readdir(setup.baseDir)).find((name) => name.startsWith('.project.dysnomia-old-'));
       if (aside === undefined) await new Promise((resolve) => setTimeout(resolve, 20));
     }
@@ -107,7 +107,9 @@ describe('git-repository snapshot and restore', () => {
     const kept = (await readdir(setup.baseDir)).filter((name) => name.startsWith('.project.dysnomia-kept-'));
     expect(kept).toHaveLength(1);
     const keptPath = path.join(setup.baseDir, kept[0]!);
-    expect(result.stderr).toContain(`pushes reached the previous repository of ${setup.repo} during the swap (refs/heads/late); it is kept at ${keptPath}`);
+    expect(result.stderr).toContain(`the previous repository of ${setup.repo} is kept at ${keptPath}: pushes reached it during the swap (refs/heads/late)`);
+    expect(result.stderr).toContain(`; the previous repository is kept at ${keptPath}`);
+    expect(result.stderr).not.toContain('the previous repository was removed');
     expect(await git(keptPath, 'rev-parse', 'refs/heads/late')).toBe(late);
     // The next operation's repair leaves it alone.
     await setup.ok('snapshot');

@@ -169,7 +169,7 @@ describe('mysql-database bad input', () => {
     }
   });
 
-  it('refuses a component that is a file, or whose mysql-databases is a file (exit 2, naming it), before anything runs', async () => {
+  it('refuses a component that is a file, or whose mysql-databases is a file (exit 2, naming it), and creates nothing', async () => {
     const setup = await mysqlSetup();
     await rm(setup.component, { recursive: true, force: true });
     await writeFile(setup.component, 'not a folder\n');
@@ -183,7 +183,7 @@ describe('mysql-database bad input', () => {
     expect(scripts.exitCode, scripts.stderr).toBe(2);
     expect(scripts.stderr).toContain(`${path.join(setup.component, 'mysql-databases')}: is a file; it should be a folder of *.sql scripts`);
     expect(await setup.exists()).toBe(false);
-    expect(existsSync(setup.stateDir)).toBe(false);
+    expect(await setup.databases()).toEqual([]);
   });
 
   it('names the container file and key of a bad property (exit 2)', async () => {

@@ -15,7 +15,7 @@
  *   new repository after such a crash: nothing is removed, and the user decides.
  * - `delete`: a collected repository being removed; removed if found.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ComponentSpec } from '../../core/resolve.js';
@@ -37,9 +37,19 @@ export function repositoryPath(options: GitRepositoryOptions, component: Compone
   return path.join(options.baseDir, component.name);
 }
 
+/**
+ * The repository's part of its temporary names: its name, or for a long one the first 100
+ * characters and a hash of the whole, so that with pid, start time, host tag and random part the
+ * name stays within the 255 bytes a file name may have (component names are ASCII, up to 200).
+ */
+function tempStem(repo: string): string {
+  const name = path.basename(repo);
+  return name.length <= 120 ? name : `${name.slice(0, 100)}~${createHash('sha256').update(name).digest('hex').slice(0, 16)}`;
+}
+
 /** A fresh temporary path beside the repository. */
 export function tempPath(repo: string, kind: TempKind): string {
-  return path.join(path.dirname(repo), `${ownedName(`.${path.basename(repo)}.dysnomia-${kind}-`)}${randomBytes(6).toString('hex')}`);
+  return path.join(path.dirname(repo), `${ownedName(`.${tempStem(repo)}.dysnomia-${kind}-`)}${randomBytes(6).toString('hex')}`);
 }
 
 /** A temporary folder found beside a repository. */
@@ -55,7 +65,8 @@ export interface Leftover {
  * restore through one must not lose its folder to the other's repair.
  */
 export async function leftovers(repo: string): Promise<Leftover[]> {
-  const prefix = `.${path.basename(repo)}.dysnomia-`;
+  // Older versions used the whole name, however long.
+  const prefixes = [...new Set([tempStem(repo), path.basename(repo)])].map((stem) => `.${stem}.dysnomia-`);
   let entries: string[];
   try {
     entries = await readdir(path.dirname(repo));
@@ -65,7 +76,8 @@ export async function leftovers(repo: string): Promise<Leftover[]> {
   }
   const found: Leftover[] = [];
   for (const entry of entries.sort()) {
-    if (!entry.startsWith(prefix)) continue;
+    const prefix = prefixes.find((candidate) => entry.startsWith(candidate));
+    if (prefix === undefined) continue;
     const suffix = entry.slice(prefix.length);
     const match = TEMP_SUFFIX.exec(suffix) ?? OWNED_SUFFIX.exec(suffix);
     if (match === null) continue;

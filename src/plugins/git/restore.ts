@@ -4,7 +4,7 @@
  * snapshot, a full disk, a kill) leaves it exactly as it was.
  */
 import { createWriteStream } from 'node:fs';
-import { lstat, mkdir, readdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readlink, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -117,7 +117,8 @@ function replacedRefs(live: RefState, restored: RefState): string[] {
 
 /**
  * Replaces the live repository by the staged one: two renames, the old one removed after, unless
- * a push wrote into it after `atSwap` was read (see keptForPushes).
+ * a push wrote into it after `atSwap` was read (see keptForPushes). Returns where the old one was
+ * kept, if it was.
  */
 async function swap(
   ctx: PluginContext<GitRepositoryOptions>,
@@ -125,7 +126,7 @@ async function swap(
   staged: string,
   live: boolean,
   atSwap: RefState | undefined,
-): Promise<void> {
+): Promise<string | undefined> {
   const aside = live ? tempPath(repo, 'old') : undefined;
   if (aside !== undefined) await rename(repo, aside);
   try {
@@ -135,7 +136,14 @@ async function swap(
     throw error;
   }
   await fsyncDir(path.dirname(repo));
-  if (aside !== undefined && !(await keptForPushes(ctx, repo, aside, atSwap))) await rm(aside, { recursive: true, force: true });
+  if (aside === undefined) return undefined;
+  const kept = await keptForPushes(ctx, repo, aside, atSwap);
+  if (kept !== undefined) return kept;
+  // The restore itself is done: a removal that fails (a writer still inside) is the next run's.
+  await rm(aside, { recursive: true, force: true }).catch((error: unknown) => {
+    ctx.log.warn(`could not remove the previous repository ${aside} (${messageOf(error)}); the next operation on ${repo} removes it`);
+  });
+  return undefined;
 }
 
 /** How long the swap waits for git processes still working in the previous repository. */
@@ -154,26 +162,36 @@ async function keptForPushes(
   repo: string,
   aside: string,
   atSwap: RefState | undefined,
-): Promise<boolean> {
-  if (atSwap === undefined) return false;
+): Promise<string | undefined> {
+  // /proc gives working folders with links resolved (gitBaseDir may lie below a symlink).
+  const real = await realpath(aside).catch(() => aside);
   const until = Date.now() + SETTLE_MS;
-  while ((await processesIn(aside)) > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
+  let busy = await processesIn(real);
+  while (busy > 0 && Date.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    busy = await processesIn(real);
+  }
   let after: RefState | undefined;
   try {
-    after = await readRefState(aside, ctx.signal);
+    // Without the signal: a cancel now must not pass for unreadable refs (the swap is done).
+    after = await readRefState(aside);
   } catch {
-    after = undefined; // unreadable now though it was read a moment ago: keep it, to be safe
+    after = undefined; // unreadable now: keep it, to be safe
   }
-  if (after !== undefined && identityOf(after) === identityOf(atSwap)) return false;
+  const unchanged = after !== undefined && atSwap !== undefined && identityOf(after) === identityOf(atSwap);
+  if (unchanged && busy === 0) return undefined;
+  // Refs unreadable before the swap (a damaged repository, what a restore is for): nothing to compare.
+  if (atSwap === undefined && busy === 0) return undefined;
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
   const kept = path.join(path.dirname(repo), `.${path.basename(repo)}.dysnomia-kept-${stamp}-${path.basename(aside).slice(-6)}`);
   await rename(aside, kept);
   await fsyncDir(path.dirname(repo));
-  const pushed = after === undefined ? ['(its refs cannot be read)'] : changedRefs(atSwap, after);
-  ctx.log.warn(
-    `pushes reached the previous repository of ${repo} during the swap (${pushed.join(', ')}); it is kept at ${kept}: fetch what you need from it, then remove it`,
-  );
-  return true;
+  const pushed = after === undefined ? ['its refs cannot be read'] : atSwap === undefined ? [] : changedRefs(atSwap, after);
+  const why = busy > 0
+    ? `git processes were still working in it after ${SETTLE_MS / 1000} s${pushed.length > 0 ? ` (${pushed.join(', ')})` : ''}`
+    : `pushes reached it during the swap (${pushed.join(', ')})`;
+  ctx.log.warn(`the previous repository of ${repo} is kept at ${kept}: ${why}; fetch what you need from it, then remove it`);
+  return kept;
 }
 
 /** Refs of `after` that are new or moved since `before`, and those gone. */
@@ -251,6 +269,7 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
   if (live) await refuseSymlink(repo);
   await ensureBaseDir(ctx.options);
   const work = tempPath(repo, 'restore');
+  let keptAt: string | undefined;
   await mkdir(work);
   try {
     const staged = path.join(work, 'repository');
@@ -272,11 +291,12 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
     const lost = atSwap === undefined ? [] : replacedRefs(atSwap, restored);
     if (lost.length > 0) {
       const shown = lost.length > 10 ? [...lost.slice(0, 10), `and ${lost.length - 10} more`] : lost;
-      ctx.log.warn(`the restore of ${repo} replaces refs that differ from the snapshot: ${shown.join(', ')}; commits only they reach are removed with the previous repository`);
+      ctx.log.warn(`the restore of ${repo} replaces refs that differ from the snapshot: ${shown.join(', ')}; commits only they reach go with the previous repository`);
     }
-    await swap(ctx, repo, staged, live, atSwap);
+    keptAt = await swap(ctx, repo, staged, live, atSwap);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-  ctx.log.info(`${repo} now has the refs of snapshot ${source.identity}${live ? '; the previous repository was removed' : ''}`);
+  const previous = !live ? '' : keptAt === undefined ? '; the previous repository was removed' : `; the previous repository is kept at ${keptAt}`;
+  ctx.log.info(`${repo} now has the refs of snapshot ${source.identity}${previous}`);
 }

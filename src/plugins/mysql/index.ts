@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { OperationError } from '../../core/errors.js';
 import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
-import { appeared, databaseNames, type DatabaseNames } from '../sql/names.js';
+import { appeared, checkDatabaseName, databaseNames, type DatabaseNames } from '../sql/names.js';
 import { dropStagingAfterFailure, unchanged } from '../sql/staging.js';
 import { initialScripts } from '../sql/scripts.js';
 import type { ToolOptions } from '../sql/tool.js';
@@ -19,9 +19,6 @@ import { recoverSwap, swapOrSettle } from './swap.js';
 
 /** MariaDB and MySQL identifiers are at most 64 characters. */
 const MAX_NAME = 64;
-
-/** The operations whose code names the component's database (the others do not touch it). */
-const NAMED_OPERATIONS: ReadonlySet<string> = new Set(['activate', 'snapshot', 'restore', 'collect-garbage']);
 
 /** The component's folder of initial scripts, as in Dysnomia. */
 const SCRIPTS_FOLDER = 'mysql-databases';
@@ -198,11 +195,7 @@ async function isGaleraNode(connection: MysqlConnection): Promise<boolean> {
 
 const plugin: Plugin<MysqlOptions> = {
   type: PLUGIN,
-  // The operations that name the database: a component that cannot be one is refused unlocked.
-  checkComponent: async (ctx) => {
-    if (NAMED_OPERATIONS.has(ctx.operation)) namesOf(ctx);
-    if (ctx.operation === 'activate') await initialScripts(ctx.component.path, SCRIPTS_FOLDER, PLUGIN);
-  },
+  checkComponent: async (ctx) => checkDatabaseName(ctx.operation, ctx.component.name, PLUGIN, MAX_NAME),
   parseOptions: parseMysqlOptions,
   activate,
   snapshot,

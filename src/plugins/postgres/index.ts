@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { OperationError } from '../../core/errors.js';
 import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
-import { appeared, databaseNames, type DatabaseNames } from '../sql/names.js';
+import { appeared, checkDatabaseName, databaseNames, type DatabaseNames } from '../sql/names.js';
 import { dropStagingAfterFailure, unchanged } from '../sql/staging.js';
 import { initialScripts } from '../sql/scripts.js';
 import { databaseExists, quoteName, withSession, withToolAccess } from './client.js';
@@ -19,9 +19,6 @@ import { createStaging, dropDatabase, recoverSwap, swapIn } from './swap.js';
 
 /** PostgreSQL identifiers are at most 63 bytes. */
 const MAX_NAME = 63;
-
-/** The operations whose code names the component's database (the others do not touch it). */
-const NAMED_OPERATIONS: ReadonlySet<string> = new Set(['activate', 'snapshot', 'restore', 'collect-garbage']);
 
 /** The component's folder of initial scripts, as in Dysnomia. */
 const SCRIPTS_FOLDER = 'postgresql-databases';
@@ -169,11 +166,7 @@ async function shell(ctx: Context): Promise<ShellInfo> {
 
 const plugin: Plugin<PostgresOptions> = {
   type: PLUGIN,
-  // The operations that name the database: a component that cannot be one is refused unlocked.
-  checkComponent: async (ctx) => {
-    if (NAMED_OPERATIONS.has(ctx.operation)) namesOf(ctx);
-    if (ctx.operation === 'activate') await initialScripts(ctx.component.path, SCRIPTS_FOLDER, PLUGIN);
-  },
+  checkComponent: async (ctx) => checkDatabaseName(ctx.operation, ctx.component.name, PLUGIN, MAX_NAME),
   parseOptions: parsePostgresOptions,
   activate,
   snapshot,

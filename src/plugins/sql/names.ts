@@ -47,3 +47,14 @@ export function databaseNames(component: string, plugin: string, maxLength: numb
 export function appeared(live: string): string {
   return `database ${live} appeared on the server while activate was loading the scripts (someone else created it); it was left as it is, and the copy activate had made was dropped. Activate again to use it as the component's database`;
 }
+
+/** The operations whose code names the component's database (the others never reach it). */
+const NAMED_OPERATIONS: ReadonlySet<string> = new Set(['activate', 'snapshot', 'restore', 'collect-garbage']);
+
+/**
+ * The SQL plugins' checkComponent: a component name that cannot be a database is refused before
+ * the component is locked, for the operations that would refuse it anyway.
+ */
+export function checkDatabaseName(operation: string, component: string, plugin: string, maxLength: number): void {
+  if (NAMED_OPERATIONS.has(operation)) databaseNames(component, plugin, maxLength);
+}
