@@ -315,7 +315,7 @@ export function ownedName(prefix: string): string {
 }
 
 /** How an owned name begins after its prefix: pid, start time and host tag (the last two optional). */
-export const OWNER_PATTERN = /^(\d+)(?:\.(\d+))?(?:@([0-9a-f]{8}))?-/;
+const OWNER_PATTERN = /^(\d+)(?:\.(\d+))?(?:@([0-9a-f]{8}))?-/;
 
 /**
  * True when `name` was made by {@link ownedName}(prefix) on this host, by a process that is gone:
@@ -327,9 +327,14 @@ export function leftByGoneProcess(name: string, prefix: string): boolean {
   if (!name.startsWith(prefix)) return false;
   const match = OWNER_PATTERN.exec(name.slice(prefix.length));
   if (match === null || (match[3] !== undefined && match[3] !== HOST_TAG)) return false;
-  const pid = Number(match[1]);
-  const start = match[2] === undefined ? undefined : Number(match[2]);
-  if (pid === process.pid) return start !== undefined && OWN_START !== undefined && start !== OWN_START;
+  return processEnded(Number(match[1]), match[2] === undefined ? undefined : Number(match[2]));
+}
+
+/**
+ * True when process `pid`, which started at `start` (clock ticks since boot, when known), is gone
+ * on this host: its pid is free, or a process that started at another time has it now.
+ */
+function processEnded(pid: number, start: number | undefined): boolean {
   if (processIsGone(pid)) return true;
   if (start === undefined) return false;
   const now = processStartTime(pid);
@@ -348,11 +353,7 @@ export function processIsGone(pid: number): boolean {
 
 /** True when the holder ran on this host and its process is gone (or its pid was reused). */
 export function isStale(info: LockHolder): boolean {
-  if (info.host !== HOST) return false;
-  if (processIsGone(info.pid)) return true;
-  if (info.processStart === undefined) return false;
-  const start = processStartTime(info.pid);
-  return start !== undefined && start !== info.processStart;
+  return info.host === HOST && processEnded(info.pid, info.processStart);
 }
 
 /** A process's start time in clock ticks since boot (Linux `/proc/PID/stat` field 22). */

@@ -131,6 +131,7 @@ export interface Plugin<O = unknown> {
    * Checks the component for `ctx.operation` before the component lock is taken: a component the
    * operation would refuse anyway (a name that cannot be a database, a stray file among the
    * bundles) is then a ConfigError with nothing written, not even the lock in the state dir.
+   * The dispatcher runs it before every operation, so the operation need not check again.
    */
   checkComponent?(ctx: PluginContext<O>): Promise<void>;
   activate(ctx: PluginContext<O>): Promise<void>;

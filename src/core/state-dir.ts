@@ -92,10 +92,10 @@ export async function listMarked(stateDir: string, kind: 'activated' | 'garbage'
   const keys: ComponentKey[] = [];
   const base = path.join(stateDir, kind);
   await assertFolderOrMissing(stateDir, 'the state dir');
+  await assertFolderOrMissing(base, 'the marker folder');
   for (const name of await markerNames(base)) {
     if (container !== undefined && name !== container) continue;
-    // A file beside the container folders (a README dropped there) holds no markers: skipped.
-    if (!(await isFolder(path.join(base, name)))) continue;
+    // A file beside the container folders (a README dropped there) lists as empty: skipped.
     for (const component of await markerNames(path.join(base, name))) {
       if (await isMarkerFile(path.join(base, name, component))) keys.push({ container: name, component });
     }
@@ -104,24 +104,16 @@ export async function listMarked(stateDir: string, kind: 'activated' | 'garbage'
 }
 
 /**
- * The visible entries of a marker folder; [] when it does not exist. A file where the folder
- * should be, or a folder we may not read, is an error naming it: "no components" would make a
- * nightly backup save nothing and exit 0.
+ * The visible entries of a marker folder; [] when it does not exist or is a file. A folder we may
+ * not read is an error naming it: "no components" would make a nightly backup save nothing and
+ * exit 0 (so would a state dir or `activated/` that is a file, which listMarked checks first).
  */
 async function markerNames(dir: string): Promise<string[]> {
-  await assertFolderOrMissing(dir, 'the marker folder');
   try {
     return await visibleNames(dir);
   } catch (error) {
     throw unreadable(dir, 'the marker folder', error);
   }
-}
-
-async function isFolder(dir: string): Promise<boolean> {
-  return stat(dir).then(
-    (info) => info.isDirectory(),
-    () => true, // let markerNames say what is wrong with it
-  );
 }
 
 async function assertFolderOrMissing(dir: string, what: string): Promise<void> {

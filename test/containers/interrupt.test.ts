@@ -9,7 +9,7 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { acquireLock } from '../../src/core/lock.js';
 import { componentLockFile } from '../../src/snapshot-store/layout.js';
-import { programPath, runCli } from '../support/cli.js';
+import { programPath, runCli, stderrSays } from '../support/cli.js';
 import { makeBundle, makeWorkRepo } from '../support/git.js';
 import { useMachine } from '../support/machine.js';
 import { findPostgres } from '../support/servers.js';
@@ -35,13 +35,7 @@ describe('dysnomia-containers under pressure', () => {
       env: machine.env,
       reject: false,
     });
-    let stderr = '';
-    await new Promise<void>((resolve) => {
-      child.stderr!.on('data', (data: Buffer) => {
-        stderr += data.toString();
-        if (stderr.includes('snapshotting git/big')) resolve();
-      });
-    });
+    await stderrSays(child, 'snapshotting git/big');
     child.kill('SIGINT');
     const result = await child;
     expect(result.exitCode).toBe(1);
@@ -71,13 +65,7 @@ describe('dysnomia-containers under pressure', () => {
         env: machine.env,
         reject: false,
       });
-      let stderr = '';
-      await new Promise<void>((resolve) => {
-        child.stderr!.on('data', (data: Buffer) => {
-          stderr += data.toString();
-          if (stderr.includes(`activating pg/${names[0]}`)) resolve();
-        });
-      });
+      await stderrSays(child, `activating pg/${names[0]}`);
       // The load is running when its database exists.
       for (let i = 0; i < 100 && (await databases()).length === 0; i += 1) await new Promise((r) => setTimeout(r, 50));
       expect(await databases()).not.toEqual([]);

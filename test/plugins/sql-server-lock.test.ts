@@ -17,7 +17,7 @@ import { withSession } from '../../src/plugins/postgres/client.js';
 import { lockDatabase as lockPostgres, tryLockDatabase as tryPostgres } from '../../src/plugins/postgres/lock.js';
 import { parsePostgresOptions } from '../../src/plugins/postgres/options.js';
 import { storeLockFile } from '../../src/snapshot-store/layout.js';
-import { runCli } from '../support/cli.js';
+import { runCli, stderrSays } from '../support/cli.js';
 import { findMysql, findPostgres } from '../support/servers.js';
 import { mysqlSetup, postgresSetup, type SqlSetup } from '../support/sql-setup.js';
 
@@ -151,25 +151,6 @@ describe('mysql-database: a snapshot beside another run', () => {
     expect(await readdir(path.join(env.DYSNOMIA_STATEDIR, 'generations', path.basename(setup.containerFile), setup.name))).toEqual(['1']);
   });
 });
-
-/** Resolves once the running CLI has written `text` to its stderr. */
-async function stderrSays(child: ReturnType<SqlSetup['spawn']>, text: string): Promise<void> {
-  let seen = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the run never said "${text}"; it said: ${seen}`)), 20_000);
-    void child.then((result) => {
-      clearTimeout(timer);
-      reject(new Error(`the run ended (exit ${result.exitCode}) without saying "${text}"; it said: ${seen}`));
-    });
-    child.stderr!.on('data', (data: Buffer) => {
-      seen += data.toString();
-      if (seen.includes(text)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-}
 
 /** Whether nobody holds the server lock of `setup`'s database (tried from a session of our own). */
 async function serverLockFree(setup: SqlSetup): Promise<boolean> {

@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { acquireLock } from '../../src/core/lock.js';
 import { SnapshotStore } from '../../src/snapshot-store/index.js';
-import { runCli } from '../support/cli.js';
+import { runCli, stderrSays } from '../support/cli.js';
 import { useTempDir } from '../support/temp.js';
 import { fakeDump, flipByte, readAll, sha256, snapshots, streamOf, treeOf } from './helpers.js';
 
@@ -174,18 +174,7 @@ describe('dysnomia-snapshots --check beside --gc', () => {
     await storeWith(stateDir, fakeDump(200_000, 1), fakeDump(200_000, 2), fakeDump(200_000, 3));
     const start = (args: string[]) => {
       const child = execa(process.execPath, [path.resolve('dist/cli/dysnomia-snapshots.js'), ...args], { env: { DYSNOMIA_STATEDIR: stateDir }, reject: false });
-      let stderr = '';
-      const waiting = new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`${args.join(' ')} never waited for the store lock:\n${stderr}`)), 20_000);
-        child.stderr!.on('data', (data: Buffer) => {
-          stderr += data.toString();
-          if (stderr.includes('waiting for the snapshot store')) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-      });
-      return { child, waiting };
+      return { child, waiting: stderrSays(child, 'waiting for the snapshot store') };
     };
     // Someone reads the store; a gc queues behind it, then a check starts.
     const reader = await acquireLock(path.join(stateDir, 'locks', 'store.lock'), 'shared', { what: 'a reader of the test' });

@@ -62,3 +62,25 @@ export async function runCli(program: Program, args: string[], options: CliOptio
     stderr: String(result.stderr ?? ''),
   };
 }
+
+/**
+ * Resolves once a program started with execa has written `text` to its stderr; rejects when it
+ * ends first, or after 20 s, quoting what it said.
+ */
+export async function stderrSays(child: ReturnType<typeof execa>, text: string): Promise<void> {
+  let seen = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the run never said "${text}"; it said: ${seen}`)), 20_000);
+    void child.then((result) => {
+      clearTimeout(timer);
+      reject(new Error(`the run ended (exit ${result.exitCode}) without saying "${text}"; it said: ${seen}`));
+    });
+    child.stderr!.on('data', (data: Buffer) => {
+      seen += data.toString();
+      if (seen.includes(text)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+}

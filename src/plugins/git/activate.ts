@@ -10,7 +10,7 @@ import { git } from './git.js';
 import { type Ref, listRefs, objectFormat, readBundleHeader } from './identity.js';
 import { assertRepositoryAt, baseDirError, ensureBaseDir, exists, fsyncDir, fsyncTree, recover, repositoryPath, tempPath } from './layout.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
-import { checkGroup, shareWithGroup } from './permissions.js';
+import { shareWithGroup } from './permissions.js';
 
 /** The folder of a component holding its initial content. */
 export const BUNDLE_DIR = 'git-repositories';
@@ -93,7 +93,6 @@ async function build(staging: string, bundles: string[], ctx: PluginContext<GitR
 export async function activate(ctx: PluginContext<GitRepositoryOptions>): Promise<void> {
   const repo = repositoryPath(ctx.options, ctx.component);
   const bundles = await componentBundles(ctx.component.path);
-  await checkGroup(ctx.options);
   await ensureBaseDir(ctx.options);
   await recover(repo, ctx.log);
   if (await exists(repo)) {

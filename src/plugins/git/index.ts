@@ -70,7 +70,8 @@ async function shell(ctx: PluginContext<GitRepositoryOptions>): Promise<ShellInf
 const plugin: Plugin<GitRepositoryOptions> = {
   type: PLUGIN_TYPE,
   parseOptions: parseGitOptions,
-  // The first checks of activate and restore, before anything is locked or written.
+  // The first checks of activate and restore, before anything is locked or written (the group
+  // only here: it runs getent).
   checkComponent: async (ctx) => {
     if (ctx.operation !== 'activate' && ctx.operation !== 'restore') return;
     if (ctx.operation === 'activate') await componentBundles(ctx.component.path);

@@ -14,7 +14,7 @@ import { git, run } from './git.js';
 import { type BundleHeader, BundleHeaderReader, identityOf, objectFormat, readRefState, type RefState } from './identity.js';
 import { assertRepositoryAt, ensureBaseDir, exists, fsyncDir, fsyncTree, recover, repositoryPath, tempPath } from './layout.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
-import { checkGroup, matchOwner, shareWithGroup } from './permissions.js';
+import { matchOwner, shareWithGroup } from './permissions.js';
 import { EXTRA_FILES, STREAM } from './streams.js';
 
 /** Reads a small stream of the snapshot completely (and verified) into a string. */
@@ -178,10 +178,10 @@ async function keptForPushes(
   } catch {
     after = undefined; // unreadable now: keep it, to be safe
   }
-  const unchanged = after !== undefined && atSwap !== undefined && identityOf(after) === identityOf(atSwap);
-  if (unchanged && busy === 0) return undefined;
-  // Refs unreadable before the swap (a damaged repository, what a restore is for): nothing to compare.
-  if (atSwap === undefined && busy === 0) return undefined;
+  // With refs unreadable before the swap (a damaged repository, what a restore is for) there is
+  // nothing to compare: as before, only git still at work keeps it.
+  const untouched = atSwap === undefined || (after !== undefined && identityOf(after) === identityOf(atSwap));
+  if (busy === 0 && untouched) return undefined;
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
   const kept = path.join(path.dirname(repo), `.${path.basename(repo)}.dysnomia-kept-${stamp}-${path.basename(aside).slice(-6)}`);
   await rename(aside, kept);
@@ -258,7 +258,6 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
       });
     }
   }
-  await checkGroup(ctx.options);
   await recover(repo, ctx.log);
   const live = await exists(repo);
   if (live) await assertRepositoryAt(repo, 'the restore');
