@@ -259,9 +259,13 @@ async function liveHolders(
     const file = path.join(dir, name);
     if (exclude.includes(file)) continue;
     if (name.startsWith(TEMP_PREFIX)) {
-      const writer = /^\.tmp-[a-z]+-(\d+)-\d+-([0-9a-f]{8})-/.exec(name);
-      // A holder file being published on another host is not ours to judge by its pid.
-      if (writer !== null && writer[2] === HOST_TAG && processIsGone(Number(writer[1]))) await rm(file, { force: true });
+      const writer = /^\.tmp-[a-z]+-(\d+)-(\d+)-([0-9a-f]{8})-/.exec(name);
+      // A holder file being published on another host is not ours to judge by its pid; on this
+      // host its writer is gone when the pid is free or now belongs to a process started later.
+      if (writer !== null && writer[3] === HOST_TAG) {
+        const [, pid, start] = writer;
+        if (processEnded(Number(pid), start === '0' ? undefined : Number(start))) await rm(file, { force: true });
+      }
       continue;
     }
     if (!name.endsWith('.json')) continue;

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { AbortedError, LockTimeoutError } from '../../src/core/errors.js';
-import { acquireLock, withLock } from '../../src/core/lock.js';
+import { acquireLock, processStartTime, withLock } from '../../src/core/lock.js';
 import { useTempDir } from '../support/temp.js';
 import { deadPid, recordingLogger } from './helpers.js';
 
@@ -112,6 +112,26 @@ describe('withLock', () => {
       expect(error).toBeInstanceOf(LockTimeoutError);
       expect((error as Error).message).toContain(`pid ${live.pid} since`);
       expect((error as Error).message).toContain('details not recorded: the disk was full');
+    } finally {
+      live.kill();
+    }
+  });
+
+  it('removes a half-published holder file of a gone writer, also when its pid now belongs to a later process', async () => {
+    const dir = await useTempDir();
+    const lock = path.join(dir, 'temps.lock');
+    await mkdir(lock);
+    const tag = createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8);
+    const live = spawn('sleep', ['30']);
+    try {
+      const start = processStartTime(live.pid!)!;
+      const dead = `.tmp-exclusive-${await deadPid()}-0-${tag}-aa.json`;
+      const reused = `.tmp-exclusive-${live.pid}-${start + 1}-${tag}-bb.json`;
+      const writing = `.tmp-exclusive-${live.pid}-${start}-${tag}-cc.json`;
+      const remote = `.tmp-exclusive-${live.pid}-${start + 1}-0badc0de-dd.json`;
+      for (const name of [dead, reused, writing, remote]) await writeFile(path.join(lock, name), '');
+      expect(await withLock(lock, 'exclusive', { what: 'x', timeoutMs: 2000 }, async () => 'done')).toBe('done');
+      expect((await readdir(lock)).sort()).toEqual([writing, remote].sort());
     } finally {
       live.kill();
     }
