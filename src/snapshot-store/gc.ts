@@ -1,14 +1,18 @@
 /**
- * `--gc`: removes generation links the retention policy does not keep, then snapshot folders no
- * generation refers to, then pool files no folder links (link count 1), and leftovers of
- * interrupted writes. Runs under the exclusive store lock, so no snapshot is being written.
+ * `--gc`: removes generation links the retention policy does not keep, then the snapshot folders
+ * of those components that no kept generation refers to, then pool files no folder links (link
+ * count 1), and leftovers of interrupted writes. Runs under the exclusive store lock, so no
+ * snapshot is being written. What Dysnomia's gc leaves, this leaves too: components without
+ * generations, and folders reached through a symlinked container or component folder.
  */
 import { rmSync } from 'node:fs';
 import { lstat, rm, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { messageOf, OperationError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
-import { exists, isHiddenName, readdirOrEmpty, removeFolderHidden, TEMP_PREFIX } from './fs-util.js';
+import { exists, isDirectory, isHiddenName, readdirOrEmpty, removeFolderHidden, TEMP_PREFIX } from './fs-util.js';
+import { MANIFEST_FILE } from './manifest.js';
 import { type Generation, listGenerations, listTimedGenerations, type TimedGeneration } from './generations.js';
 import { damagedPacks, forgetDamagedPack, packIsLinked } from './damage.js';
 import { checksumFile, packOfFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
@@ -55,7 +59,7 @@ export async function collectGarbage(stateDir: string, options: GcOptions): Prom
   if (!(await exists(stateDir))) return report(emptyPlan(), dryRun);
   const store = new SnapshotStore(stateDir, { log, lockTimeoutMs: options.lockTimeoutMs });
   return store.withStoreLock('exclusive', 'the snapshot store (gc)', options.signal, async () => {
-    const plan = await makePlan(stateDir, options, policy);
+    const plan = await makePlan(stateDir, options, policy, log);
     const verb = dryRun ? 'would remove' : 'removing';
     for (const { key, generation } of plan.generations) {
       log.info(`${verb} generation ${key.container}/${key.component}/${generation.number} (-> ${generation.identity})`);
@@ -125,31 +129,68 @@ function report(plan: Plan, dryRun: boolean): GcReport {
   };
 }
 
-async function makePlan(stateDir: string, filter: ComponentFilter, policy: RetentionPolicy): Promise<Plan> {
+/** What gc found of one component's generations. */
+interface ComponentGenerations {
+  /** The identities the kept generations name. */
+  kept: Set<string>;
+  /** Whether this gc removes any of the component's generations. */
+  thinned: boolean;
+}
+
+async function makePlan(stateDir: string, filter: ComponentFilter, policy: RetentionPolicy, log: Logger): Promise<Plan> {
   const plan = emptyPlan();
-  const referenced = new Map<string, Set<string>>();
+  const components = new Map<string, ComponentGenerations>();
+  const symlinks = new Set<string>();
   for (const key of await listComponents(stateDir, filter)) {
-    const generations: TimedGeneration[] = needsTimes(policy)
+    if (await symlinkedFolder(stateDir, 'generations', key, symlinks, log)) continue;
+    const listed: TimedGeneration[] = needsTimes(policy)
       ? await listTimedGenerations(stateDir, key)
       : (await listGenerations(stateDir, key)).map((generation) => ({ ...generation, time: new Date(0) }));
-    const keep = generationsToKeep(generations, policy);
-    const kept = new Set<string>();
-    for (const generation of generations) {
-      if (keep.has(generation.number)) kept.add(generation.identity);
-      else plan.generations.push({ key, generation });
+    // A generation whose snapshot is missing keeps nothing: counted toward --keep, it would let gc
+    // remove the intact snapshots the policy is there to keep. It stays, for --check to report
+    // and for an import of the same snapshot to heal.
+    const generations: TimedGeneration[] = [];
+    for (const generation of listed) {
+      if (await isDirectory(snapshotDir(stateDir, key, generation.identity))) generations.push(generation);
+      else log.warn(`generation ${relativeGeneration(key, generation)} points at the missing snapshot ${relativePath(key, generation.identity)}: not counted toward what gc keeps, and left as it is`);
     }
-    referenced.set(keyString(key), kept);
+    const keep = generationsToKeep(generations, policy);
+    const found: ComponentGenerations = { kept: new Set(), thinned: false };
+    for (const generation of generations) {
+      if (keep.has(generation.number)) {
+        found.kept.add(generation.identity);
+      } else {
+        plan.generations.push({ key, generation });
+        found.thinned = true;
+      }
+    }
+    for (const generation of listed) if (!generations.includes(generation)) found.kept.add(generation.identity);
+    if (generations.length > 0) components.set(keyString(key), found);
   }
   // Pool links that go away with the folders, by pack name.
   const drops = new Map<string, number>();
   for (const key of await snapshotComponents(stateDir, filter)) {
-    const kept = referenced.get(keyString(key)) ?? new Set<string>();
+    if (await symlinkedFolder(stateDir, 'snapshots', key, symlinks, log)) continue;
+    const found = components.get(keyString(key));
     const dir = stateLayout.snapshots(stateDir, key);
+    const leftAlone: string[] = [];
     for (const name of await readdirOrEmpty(dir)) {
-      if (name.startsWith(TEMP_PREFIX)) plan.temps.push(path.join(dir, name));
-      else if (isHiddenName(name) || kept.has(name)) continue;
-      else plan.folders.push({ key, identity: name });
-      plan.bytes += await folderBytes(stateDir, path.join(dir, name), drops);
+      const entry = path.join(dir, name);
+      if (name.startsWith(TEMP_PREFIX)) plan.temps.push(entry);
+      else if (isHiddenName(name) || found?.kept.has(name) === true) continue;
+      else if (await removable(entry, found)) plan.folders.push({ key, identity: name });
+      else {
+        leftAlone.push(name);
+        continue;
+      }
+      plan.bytes += await folderBytes(stateDir, entry, drops).catch((error: unknown) => {
+        throw new OperationError(`cannot read ${entry}: ${messageOf(error)}; gc removed nothing (run it as the user that owns the state dir)`, { cause: error });
+      });
+    }
+    if (leftAlone.length > 0) {
+      log.info(
+        `left ${leftAlone.length === 1 ? `${relativePath(key, leftAlone[0]!)}` : `${leftAlone.length} entries of ${keyString(key)}`} alone: no generation refers to ${leftAlone.length === 1 ? 'it' : 'them'}, and gc removes such folders only of a component whose generations it thins, as Dysnomia does`,
+      );
     }
   }
   const pool = stateLayout.pool(stateDir);
@@ -182,6 +223,48 @@ async function makePlan(stateDir: string, filter: ComponentFilter, policy: Reten
     }
   }
   return plan;
+}
+
+function relativeGeneration(key: ComponentKey, generation: Generation): string {
+  return `${keyString(key)}/${generation.number}`;
+}
+
+/**
+ * True (with a warning) when the component's folder under `generations` or `snapshots`, or its
+ * container's, is a symlink: an alias left by renaming a container, or a link into another state
+ * dir. gc walks only real folders; through the alias it would remove the snapshots behind it.
+ */
+async function symlinkedFolder(
+  stateDir: string,
+  kind: 'generations' | 'snapshots',
+  key: ComponentKey,
+  warned: Set<string>,
+  log: Logger,
+): Promise<boolean> {
+  for (const folder of [path.join(stateDir, kind, key.container), path.join(stateDir, kind, key.container, key.component)]) {
+    const info = await lstat(folder).catch(() => undefined);
+    if (info?.isSymbolicLink() === true) {
+      if (!warned.has(folder)) log.warn(`skipping ${folder}: it is a symlink, and gc works only on the folders the state dir holds itself`);
+      warned.add(folder);
+      return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * Whether gc removes an entry of a component's snapshots folder that no kept generation names.
+ * As Dysnomia's gc: only for a component whose generations this gc thins; a component without
+ * generations (modules that never made any) keeps all its folders. Besides, a folder of ours
+ * (manifest.json) that no generation names is what a killed gc or snapshot left, and goes. A
+ * file is not a snapshot (an operator's note, an editor's backup): left alone.
+ */
+async function removable(entry: string, found: ComponentGenerations | undefined): Promise<boolean> {
+  if (found === undefined) return false;
+  const info = await lstat(entry);
+  if (info.isSymbolicLink()) return found.thinned;
+  if (!info.isDirectory()) return false;
+  return found.thinned || (await exists(path.join(entry, MANIFEST_FILE)));
 }
 
 function keyString(key: ComponentKey): string {

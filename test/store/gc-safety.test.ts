@@ -1,0 +1,121 @@
+/**
+ * What gc must leave alone: snapshots of components without generations (modules that never make
+ * any, as Dysnomia's older util did), folders no generation names while gc thins nothing, files an
+ * operator put there, everything behind a symlinked container or component folder, and the intact
+ * snapshots a generation pointing at a missing snapshot would otherwise push out of --keep.
+ */
+import { chmod, mkdir, readdir, readlink, rename, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { collectGarbage } from '../../src/snapshot-store/gc.js';
+import { SnapshotStore } from '../../src/snapshot-store/store.js';
+import { programPath } from '../support/cli.js';
+import { useTempDir } from '../support/temp.js';
+import { fakeDump, recordingLogger, streamOf } from './helpers.js';
+
+const key = { container: 'pg', component: 'db' };
+
+async function storeWithGenerations(count: number): Promise<{ stateDir: string; identities: string[] }> {
+  const stateDir = await useTempDir();
+  const store = new SnapshotStore(stateDir);
+  const identities: string[] = [];
+  for (let seed = 1; seed <= count; seed += 1) {
+    const outcome = await store.write(key, { type: 'test' }, (sink) => sink.addStream('dump.sql', streamOf(fakeDump(20_000, seed))));
+    identities.push(outcome!.identity);
+  }
+  return { stateDir, identities };
+}
+
+/** A snapshot folder as an external module writes it: any files, no manifest. */
+async function moduleFolder(stateDir: string, container: string, component: string, name: string): Promise<string> {
+  const folder = path.join(stateDir, 'snapshots', container, component, name);
+  await mkdir(folder, { recursive: true });
+  await writeFile(path.join(folder, 'state'), `state of ${name}\n`);
+  return folder;
+}
+
+const snapshotsOf = (stateDir: string, container = key.container, component = key.component) =>
+  readdir(path.join(stateDir, 'snapshots', container, component));
+
+describe('gc leaves alone what is not its to remove', () => {
+  it('keeps every folder of a component that has no generations, whatever --keep says', async () => {
+    const { stateDir } = await storeWithGenerations(2);
+    await moduleFolder(stateDir, 'svn', 'repo', '5');
+    await moduleFolder(stateDir, 'svn', 'repo', '6');
+    const log = recordingLogger();
+    const report = await collectGarbage(stateDir, { policy: { last: 1 }, log });
+    expect(report.snapshotsRemoved).toHaveLength(1);
+    expect(report.snapshotsRemoved[0]).toMatch(/^pg\/db\//);
+    expect((await snapshotsOf(stateDir, 'svn', 'repo')).sort()).toEqual(['5', '6']);
+  });
+
+  it('keeps a folder no generation names while the component has no more generations than --keep, and removes it once gc thins them', async () => {
+    const { stateDir } = await storeWithGenerations(1);
+    await moduleFolder(stateDir, key.container, key.component, 'unlinked');
+    const log = recordingLogger();
+    expect((await collectGarbage(stateDir, { policy: { last: 1 }, log })).snapshotsRemoved).toEqual([]);
+    expect(await snapshotsOf(stateDir)).toContain('unlinked');
+    expect(log.lines.join('\n')).toContain('left pg/db/unlinked alone: no generation refers to it');
+
+    await new SnapshotStore(stateDir).write(key, { type: 'test' }, (sink) => sink.addStream('dump.sql', streamOf(fakeDump(20_000, 9))));
+    expect((await collectGarbage(stateDir, { policy: { last: 1 } })).snapshotsRemoved).toContain('pg/db/unlinked');
+  });
+
+  it('leaves files an operator put beside the snapshots', async () => {
+    const { stateDir, identities } = await storeWithGenerations(3);
+    await writeFile(path.join(stateDir, 'snapshots', key.container, key.component, 'NOTES~'), 'mine');
+    const report = await collectGarbage(stateDir, { policy: { last: 1 } });
+    expect(report.snapshotsRemoved.sort()).toEqual(identities.slice(0, 2).map((id) => `pg/db/${id}`).sort());
+    expect((await snapshotsOf(stateDir)).sort()).toEqual(['NOTES~', identities[2]].sort());
+  });
+
+  it('does not follow a symlinked container or component folder to the snapshots behind it', async () => {
+    const { stateDir, identities } = await storeWithGenerations(2);
+    const other = await storeWithGenerations(1);
+    await symlink(key.container, path.join(stateDir, 'snapshots', 'pg-old'));
+    await symlink(key.component, path.join(stateDir, 'snapshots', key.container, 'db-old'));
+    await symlink(path.join(other.stateDir, 'snapshots', key.container), path.join(stateDir, 'snapshots', 'elsewhere'));
+    const log = recordingLogger();
+    const report = await collectGarbage(stateDir, { policy: { last: 5 }, log });
+    expect(report.snapshotsRemoved).toEqual([]);
+    expect((await snapshotsOf(stateDir)).sort()).toEqual([...identities].sort());
+    expect(await snapshotsOf(other.stateDir)).toEqual(other.identities);
+    expect(log.lines.filter((line) => line.startsWith('warn:') && line.includes('it is a symlink'))).toHaveLength(3);
+  });
+
+  it('does not count a generation whose snapshot is missing toward --keep', async () => {
+    const { stateDir, identities } = await storeWithGenerations(3);
+    const folder = path.join(stateDir, 'snapshots', key.container, key.component);
+    // What an import that replaces a damaged copy leaves when it is killed between its renames.
+    await rename(path.join(folder, identities[2]!), path.join(folder, `.damaged-${identities[2]}`));
+    const log = recordingLogger();
+    const report = await collectGarbage(stateDir, { policy: { last: 1 }, log });
+    expect(report.generationsRemoved).toEqual(['pg/db/1']);
+    expect(report.snapshotsRemoved).toEqual([`pg/db/${identities[0]}`]);
+    expect(await snapshotsOf(stateDir)).toContain(identities[1]);
+    // The generation stays, for --check to report and an import to heal.
+    expect(path.basename(await readlink(path.join(stateDir, 'generations', key.container, key.component, '3')))).toBe(identities[2]);
+    expect(log.lines.join('\n')).toContain(`generation pg/db/3 points at the missing snapshot pg/db/${identities[2]}`);
+  });
+
+  it('says which folder it cannot read, and removes nothing', async () => {
+    const { stateDir, identities } = await storeWithGenerations(3);
+    await chmod(stateDir, 0o755);
+    await execa('chown', ['-R', 'nobody', stateDir]);
+    const unreadable = path.join(stateDir, 'snapshots', key.container, key.component, identities[0]!);
+    await chmod(unreadable, 0o000);
+    const result = await execa(
+      'setpriv',
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, programPath('dysnomia-snapshots'), '--gc', '--keep', '1'],
+      { env: { DYSNOMIA_STATEDIR: stateDir }, reject: false },
+    );
+    await chmod(unreadable, 0o755);
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`cannot read ${unreadable}`);
+    expect(result.stderr).toContain('gc removed nothing');
+    expect(result.stderr).not.toContain('unexpected');
+    expect((await snapshotsOf(stateDir)).sort()).toEqual([...identities].sort());
+    expect((await readdir(path.join(stateDir, 'generations', key.container, key.component))).sort()).toEqual(['1', '2', '3']);
+  });
+});
