@@ -14,6 +14,8 @@ import { execa } from 'execa';
 import { type OperationResult, runOperation } from '../core/dispatcher.js';
 import { AbortedError, DysnomiaError, OperationError, PluginError, UsageError, messageOf } from '../core/errors.js';
 import { type Logger, silentLogger } from '../core/log.js';
+import { isPassThrough } from '../core/plugin.js';
+import { loadPlugin } from '../core/registry.js';
 import { type ComponentSpec, type ContainerSpec, nameFromPath, resolveComponent } from '../core/resolve.js';
 import { isActivated } from '../core/state-dir.js';
 import {
@@ -370,6 +372,40 @@ async function transfer(
   throw new MigrationError(`${what} failed: ${messageOf(first.error)}; ${options.unchanged}`, first.side, first.side === 'target' ? 'import' : 'export', first.error);
 }
 
+/**
+ * Refuses a target container that reaches the source's own data: the same server and database
+ * (however each container reaches the server), or the same git repository. Restoring there would
+ * put the snapshot over the live source, and lose what was written to it since. When the plugin
+ * cannot tell (a server does not answer), the migration is refused too: it needs both anyway.
+ */
+async function refuseSourceData(source: ContainerSpec, target: ContainerSpec, component: ComponentSpec, options: MigrateOptions): Promise<void> {
+  if (source.type !== target.type) return;
+  const env = options.env ?? process.env;
+  const plugin = await loadPlugin(source.type, env, source.file);
+  if (isPassThrough(plugin) || plugin.location === undefined) return;
+  const mine: unknown = plugin.parseOptions(source.properties, source.file);
+  const theirs: unknown = plugin.parseOptions(target.properties, target.file);
+  const here = plugin.location(mine, component);
+  const there = plugin.location(theirs, component);
+  let same = here === there;
+  if (!same && plugin.sameServer !== undefined) {
+    try {
+      same = await plugin.sameServer(mine, theirs, options.log ?? silentLogger, options.signal);
+    } catch (error) {
+      if (error instanceof AbortedError) throw error;
+      throw new OperationError(
+        `cannot tell whether the target container ${target.name} (${there}) reaches the source's own data (${here}): ${messageOf(error)}; nothing was moved`,
+        { cause: error },
+      );
+    }
+  }
+  if (same) {
+    throw new UsageError(
+      `the target container ${target.name} reaches the source's own data (${there === here ? here : `${there}, the same server as ${here}`}): restoring there would overwrite the live ${source.name}/${component.name} with its snapshot and lose what was written since; give a target container on another server${source.type === 'git-repository' ? ' or gitBaseDir' : ''}`,
+    );
+  }
+}
+
 /** A target on this machine: a container and a state dir, served by this process. */
 async function localTarget(
   side: MigrationSide,
@@ -386,6 +422,7 @@ async function localTarget(
       `the source and the target are the same (container ${container.name} in state dir ${stateDir}); give another container or state dir`,
     );
   }
+  await refuseSourceData(sourceContainer, container, component, options);
   const request = (operation: 'activate' | 'restore', signal?: AbortSignal) => ({
     operation,
     container,

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -50,6 +50,24 @@ async function until(condition: () => boolean | Promise<boolean>): Promise<void>
 const activated = (stateDir: string, container: string) => existsSync(path.join(stateDir, 'activated', container, 'project'));
 
 describe('migrate (git-repository)', () => {
+  it('refuses a target container whose gitBaseDir holds the source repository itself (another path to it too), and changes nothing', async () => {
+    const s = await twoSides();
+    await s.change('pushed after the last snapshot\n');
+    const before = await refs(s.aRepo);
+    await symlink(path.join(s.dir, 'a-repos'), path.join(s.dir, 'a-alias'));
+    for (const gitBaseDir of [path.join(s.dir, 'a-repos'), path.join(s.dir, 'a-alias')]) {
+      const to = { container: { properties: { type: 'git-repository', gitBaseDir }, name: 'git-c' }, stateDir: path.join(s.dir, 'c-state') };
+      const error = await dysnomia.migrate({ component: s.component, from: s.a, to }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(dysnomia.MigrationError);
+      expect((error as dysnomia.MigrationError).step).toBe('prepare');
+      expect((error as dysnomia.MigrationError).exitCode).toBe(2);
+      expect((error as Error).message).toContain("reaches the source's own data");
+      expect(existsSync(to.stateDir)).toBe(false);
+    }
+    expect(await refs(s.aRepo)).toBe(before);
+    expect(existsSync(path.join(s.a.stateDir, 'generations'))).toBe(false);
+  });
+
   it('moves the state by the library call; a second migration sends only the new packs', async () => {
     const s = await twoSides();
     await s.change('first change\n'.repeat(1000));

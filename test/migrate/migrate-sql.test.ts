@@ -162,4 +162,36 @@ describe.each(backends)('migrate ($type)', (backend) => {
     expect(existsSync(path.join(s.from.stateDir, 'activated', `${backend.type}-a`, s.name))).toBe(true);
     expect(await backend.databases(s.target, s.name)).toEqual([]);
   });
+
+  it('refuses a target container that reaches the source database itself, however it reaches the server, and changes nothing', async () => {
+    const s = await setup();
+    await s.source.queryIn(s.name, "UPDATE items SET label = 'written after the snapshot' WHERE id = 9");
+    const before = await rows(s.source, s.name);
+    const properties = s.from.container.properties;
+    // The same server reached another way: over TCP instead of the socket, or the other way round.
+    const otherWay: Record<string, string> =
+      backend.type === 'mysql-database'
+        ? properties.mysqlSocket !== undefined
+          ? { type: backend.type, mysqlUsername: properties.mysqlUsername!, mysqlHost: '127.0.0.1' }
+          : { type: backend.type, mysqlUsername: properties.mysqlUsername!, mysqlSocket: '/run/mysqld/mysqld.sock' }
+        : properties.postgresqlHost !== undefined
+          ? { type: backend.type, postgresqlUsername: properties.postgresqlUsername!, postgresqlRuntimeDir: '/var/run/postgresql' }
+          : { type: backend.type, postgresqlUsername: properties.postgresqlUsername!, postgresqlHost: '127.0.0.1' };
+    for (const target of [properties, otherWay]) {
+      const stateDir = path.join(s.dir, `same-${target === properties ? 'file' : 'server'}`);
+      const error = await dysnomia
+        .migrate({ component: s.component, from: s.from, to: { container: { properties: target, name: `${backend.type}-c` }, stateDir } })
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(dysnomia.MigrationError);
+      expect((error as dysnomia.MigrationError).side).toBe('target');
+      expect((error as dysnomia.MigrationError).step).toBe('prepare');
+      expect((error as dysnomia.MigrationError).exitCode).toBe(2);
+      expect((error as Error).message).toContain("reaches the source's own data");
+      expect((error as Error).message).toContain('the source is unchanged and still activated');
+      expect(existsSync(stateDir)).toBe(false);
+    }
+    expect(await rows(s.source, s.name)).toBe(before);
+    expect(existsSync(path.join(s.from.stateDir, 'generations'))).toBe(false);
+    expect(await backend.databases(s.source, s.name)).toEqual([s.name]);
+  });
 });
