@@ -1,12 +1,14 @@
 /**
  * The options every library call shares, and how they become a resolved target for the core.
  */
+import path from 'node:path';
 import type { ContainerProperties } from '../core/container-file.js';
 import type { OperationRequest } from '../core/dispatcher.js';
 import type { Logger } from '../core/log.js';
 import type { AnyPlugin, Operation, ProgressEvent as CoreProgressEvent } from '../core/plugin.js';
 import type { ContainerSpec } from '../core/resolve.js';
 import { defaultStateDir } from '../core/state-dir.js';
+import { UsageError } from '../core/errors.js';
 import { resolveContainer, resolveTarget } from '../core/target.js';
 
 /** A container given by properties, optionally with the name used in state-dir paths (default: its type). */
@@ -68,7 +70,13 @@ export function containerArgument(input: ContainerInput): string | NamedContaine
 
 /** The state dir the options name, or the default. */
 export function stateDirOf(options: CommonOptions): string {
-  return options.stateDir ?? defaultStateDir(options.env ?? process.env);
+  if (options.stateDir === undefined) return defaultStateDir(options.env ?? process.env);
+  // An empty string (an unset variable passed on) would be the working directory: the store's
+  // folders would land wherever the caller happens to run.
+  if (typeof options.stateDir !== 'string' || options.stateDir.trim() === '') {
+    throw new UsageError(`stateDir ${JSON.stringify(options.stateDir)} is not a folder path; leave it out for the default (DYSNOMIA_STATEDIR, else /var/state/dysnomia as root, else ~/.dysnomia)`);
+  }
+  return path.resolve(options.stateDir);
 }
 
 /** Resolves a ContainerInput to a container spec. */

@@ -151,11 +151,11 @@ export async function surveyComponents(options: QueryOptions = {}): Promise<Comp
 }
 
 /** The components the state dir marks as activated (`activated/<container>/<component>`). */
-export function listActivatedComponents(options: MarkerQueryOptions = {}): Promise<ComponentKey[]> {
+export async function listActivatedComponents(options: MarkerQueryOptions = {}): Promise<ComponentKey[]> {
   return listMarked(stateDirOf(options), 'activated', options.container);
 }
 
 /** The components marked as garbage, waiting for collect-garbage (`garbage/<container>/<component>`). */
-export function listGarbageComponents(options: MarkerQueryOptions = {}): Promise<ComponentKey[]> {
+export async function listGarbageComponents(options: MarkerQueryOptions = {}): Promise<ComponentKey[]> {
   return listMarked(stateDirOf(options), 'garbage', options.container);
 }

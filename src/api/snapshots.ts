@@ -41,12 +41,12 @@ export interface StoreCallOptions extends SnapshotQueryOptions {
 const filterOf = (options: SnapshotQueryOptions) => ({ container: options.container, component: options.component });
 
 /** The latest generation of every component (`--query-latest`). */
-export function latestSnapshots(options: SnapshotQueryOptions = {}): Promise<SnapshotEntry[]> {
+export async function latestSnapshots(options: SnapshotQueryOptions = {}): Promise<SnapshotEntry[]> {
   return queryLatest(stateDirOf(options), filterOf(options));
 }
 
 /** Every generation of every component, oldest first (`--query-all`). */
-export function allSnapshots(options: SnapshotQueryOptions = {}): Promise<SnapshotEntry[]> {
+export async function allSnapshots(options: SnapshotQueryOptions = {}): Promise<SnapshotEntry[]> {
   return queryAll(stateDirOf(options), filterOf(options));
 }
 
@@ -70,7 +70,7 @@ export interface SnapshotGcOptions extends StoreCallOptions {
 }
 
 /** Removes generations beyond the kept ones, then unreferenced snapshots and pool data (`--gc`). */
-export function collectSnapshotGarbage(options: SnapshotGcOptions = {}): Promise<GcReport> {
+export async function collectSnapshotGarbage(options: SnapshotGcOptions = {}): Promise<GcReport> {
   return collectGarbage(stateDirOf(options), {
     ...filterOf(options),
     policy: { last: options.keep ?? 1, daily: options.keepDaily, weekly: options.keepWeekly, monthly: options.keepMonthly },
@@ -82,7 +82,7 @@ export function collectSnapshotGarbage(options: SnapshotGcOptions = {}): Promise
 }
 
 /** The hashes of the packs a store holds: what a receiver tells a sender it has. */
-export function listPacks(options: Pick<SnapshotQueryOptions, 'stateDir' | 'env'> = {}): Promise<string[]> {
+export async function listPacks(options: Pick<SnapshotQueryOptions, 'stateDir' | 'env'> = {}): Promise<string[]> {
   return listPoolPacks(stateDirOf(options));
 }
 
@@ -99,7 +99,7 @@ export interface ExportSnapshotOptions extends Omit<StoreCallOptions, 'container
 }
 
 /** Writes a snapshot as a tar stream (`--export`), for {@link importSnapshot} elsewhere. */
-export function exportSnapshot(options: ExportSnapshotOptions): Promise<ExportOutcome> {
+export async function exportSnapshot(options: ExportSnapshotOptions): Promise<ExportOutcome> {
   return exportFromStore(stateDirOf(options), options.snapshot, options.to, {
     have: options.have,
     base: options.base,
@@ -119,7 +119,7 @@ export interface ImportSnapshotOptions extends StoreCallOptions {
  * Imports a snapshot (`--import`), verified before it is accepted; it becomes the latest
  * generation of its component. `container`/`component` file it under other names.
  */
-export function importSnapshot(options: ImportSnapshotOptions): Promise<ImportOutcome> {
+export async function importSnapshot(options: ImportSnapshotOptions): Promise<ImportOutcome> {
   const importOptions = {
     ...filterOf(options),
     log: options.log,

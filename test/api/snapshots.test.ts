@@ -28,6 +28,25 @@ async function twoGenerations() {
 }
 
 describe('library API: the snapshot store', () => {
+  it('refuses an empty stateDir (it would be the working directory) with a UsageError, by rejecting', async () => {
+    const s = await twoGenerations();
+    const before = await readdir(process.cwd());
+    const calls: [string, () => Promise<unknown>][] = [
+      ['snapshot', () => dysnomia.snapshot({ ...s.options, stateDir: '' })],
+      ['latestSnapshots', () => dysnomia.latestSnapshots({ stateDir: '  ' })],
+      ['collectSnapshotGarbage', () => dysnomia.collectSnapshotGarbage({ stateDir: '' })],
+      ['listActivatedComponents', () => dysnomia.listActivatedComponents({ stateDir: '' })],
+    ];
+    for (const [name, call] of calls) {
+      let promise: Promise<unknown> | undefined;
+      expect(() => (promise = call()), name).not.toThrow();
+      const error = await promise!.catch((e: unknown) => e);
+      expect(error, name).toBeInstanceOf(dysnomia.UsageError);
+      expect((error as Error).message, name).toContain('is not a folder path');
+    }
+    expect(await readdir(process.cwd())).toEqual(before);
+  });
+
   it('lists the latest and all generations, checks them, and finds a flipped byte', async () => {
     const s = await twoGenerations();
     const all = await dysnomia.allSnapshots({ stateDir: s.stateDir });
