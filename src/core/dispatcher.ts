@@ -86,6 +86,13 @@ export async function prepare(request: OperationRequest): Promise<PreparedOperat
   const env = request.env ?? process.env;
   const plugin = request.plugin ?? (await loadPlugin(request.container.type, env, request.container.file));
   const log = (request.log ?? silentLogger).child(plugin.type);
+  if (isPassThrough(plugin) && plugin.modulePath !== undefined && builtInTypes.includes(request.container.type)) {
+    // Pointing DYSNOMIA_MODULES_PATH at Dysnomia's own modules folder brings its mysql-database
+    // and postgresql-database too, whose restore loads straight into the live database: said every time.
+    log.warn(
+      `the module ${plugin.modulePath} (found in DYSNOMIA_MODULES_PATH) handles ${request.container.type} instead of the built-in plugin, whose restore keeps the live data until the new copy is verified, and whose snapshots are deduplicated; to use the built-in one, take ${path.dirname(plugin.modulePath)} out of DYSNOMIA_MODULES_PATH, or give the modules you need a folder of their own (links to them)`,
+    );
+  }
   const options = isPassThrough(plugin) || isDefaultNoOp(plugin, request.operation)
     ? undefined
     : plugin.parseOptions(request.container.properties, request.container.file);

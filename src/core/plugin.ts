@@ -180,6 +180,8 @@ export interface Plugin<O = unknown> {
 export interface PassThroughPlugin {
   readonly type: string;
   readonly passThrough: true;
+  /** The module's executable, for an external module. */
+  readonly modulePath?: string;
   run(ctx: PluginContext<unknown>): Promise<void>;
   /** Describes how to reach the component from a shell. */
   shell?(ctx: PluginContext<unknown>): Promise<ShellInfo>;

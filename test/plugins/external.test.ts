@@ -21,6 +21,23 @@ describe('external modules: how they are found', () => {
     expect((await recordedCalls(stage.log)).length).toBe(1);
   });
 
+  it('a module named like a built-in type is used, with a warning naming it and the way back to the built-in plugin', async () => {
+    const stage = await useStage();
+    const module = await stage.module('recorder', { as: 'mysql-database' });
+    const file = await stage.container('prod', `type=mysql-database\nrecordTo=${stage.log}\n`);
+    const result = await stage.dysnomia(['-o', 'lock', '-c', stage.component, '-C', file]);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect((await recordedCalls(stage.log)).map((call) => call.args)).toEqual([['lock', stage.component, 'prod']]);
+    expect(result.stderr).toContain(`the module ${module} (found in DYSNOMIA_MODULES_PATH) handles mysql-database instead of the built-in plugin`);
+    expect(result.stderr).toContain(`take ${stage.modulesDir} out of DYSNOMIA_MODULES_PATH`);
+
+    await stage.module('recorder', { as: 'my-service' });
+    const other = await stage.container('svc', `type=my-service\nrecordTo=${stage.log}\n`);
+    const plain = await stage.dysnomia(['-o', 'lock', '-c', stage.component, '-C', other]);
+    expect(plain.exitCode, plain.stderr).toBe(0);
+    expect(plain.stderr).not.toContain('instead of the built-in plugin');
+  });
+
   it('by path in type, absolute or relative to the working folder', async () => {
     const stage = await useStage();
     const module = await stage.module('recorder');

@@ -37,6 +37,7 @@ export function externalPlugin(modulePath: string): PassThroughPlugin {
   return {
     type,
     passThrough: true,
+    modulePath,
     async run(ctx) {
       const what = `module ${modulePath} (${ctx.operation} of ${ctx.component.name})`;
       const subprocess = execa(modulePath, [ctx.operation, ctx.component.path, ctx.container.name], {
