@@ -3,7 +3,7 @@
  * the component, call the plugin, keep the markers, and report what happened.
  */
 import path from 'node:path';
-import { PassThrough, pipeline, Readable } from 'node:stream';
+import { PassThrough, pipeline, Readable, Transform } from 'node:stream';
 import { exists } from '../snapshot-store/fs-util.js';
 import { SnapshotStore } from '../snapshot-store/index.js';
 import { AbortedError, DysnomiaError, messageOf, OperationError, PluginError, throwIfAborted, UsageError } from './errors.js';
@@ -20,6 +20,7 @@ import {
   type ProgressEvent,
   type ShellInfo,
   type SnapshotSink,
+  type SnapshotSource,
 } from './plugin.js';
 import { builtInTypes, loadPlugin } from './registry.js';
 import { type ComponentSpec, type ContainerSpec, findContainerFile, loadContainerFile } from './resolve.js';
@@ -471,7 +472,7 @@ async function restore(
         bytesStored: 0,
       };
     }
-    const outcome = await plugin.restore(ctx, source);
+    const outcome = await plugin.restore(ctx, reportingReads(source, ctx));
     if (outcome?.restored === false) {
       return {
         status: 'skipped',
@@ -490,6 +491,37 @@ async function restore(
       bytesStored: 0,
     };
   }, request.signal);
+}
+
+/**
+ * The snapshot as the plugin reads it, reporting the bytes read so far (of all its streams) as
+ * the restore's progress: every plugin reports the same way, without code of its own.
+ */
+function reportingReads(source: SnapshotSource, ctx: PluginContext<unknown>): SnapshotSource {
+  const sizes = source.streams.map((stream) => source.size(stream));
+  const total = sizes.every((size) => size !== undefined) ? sizes.reduce<number>((sum, size) => sum + size!, 0) : undefined;
+  let bytes = 0;
+  return {
+    identity: source.identity,
+    type: source.type,
+    path: source.path,
+    streams: source.streams,
+    size: (name) => source.size(name),
+    verify: () => source.verify(),
+    open(name) {
+      const counter = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          bytes += chunk.length;
+          ctx.progress('restore', bytes, total);
+          callback(null, chunk);
+        },
+      });
+      // pipeline: an error of the snapshot's stream (damage) reaches the reader, and a reader
+      // that stops (a cancel) stops the snapshot's stream.
+      pipeline(source.open(name), counter, () => {});
+      return counter;
+    },
+  };
 }
 
 /** For `--shell`: how to reach the component, and the environment for the shell. */

@@ -115,4 +115,29 @@ describe.each(backends)('cancellation ($type)', (backend) => {
     expect(again instanceof Error ? `the next restore failed: ${again.message}` : 'ok').toBe('ok');
     expect(await s.rows()).not.toContain('changed after the snapshot');
   });
+
+  it('a restore reports its progress up to the snapshot\'s size; aborted on its first report, the live database stays as it was', async () => {
+    const s = await setup();
+    await dysnomia.snapshot(s.options);
+    await s.server.queryIn(s.name, "UPDATE items SET label = 'changed after the snapshot' WHERE id = 5");
+    const live = await s.rows();
+
+    const abort = abortOnFirstProgress();
+    const error = await dysnomia.restore({ ...s.options, signal: abort.signal, onProgress: abort.onProgress }).catch((e: unknown) => e);
+    expect(abort.events()).toBeGreaterThan(0);
+    expect(error).toBeInstanceOf(dysnomia.AbortedError);
+    expect(await s.rows()).toBe(live);
+    expect(await backend.databases(s.server, s.name)).toEqual([s.name]);
+
+    const events: dysnomia.ProgressEvent[] = [];
+    const result = await dysnomia.restore({ ...s.options, onProgress: (event) => events.push(event) });
+    expect(result.status).toBe('done');
+    expect(events.length).toBeGreaterThan(1);
+    expect(new Set(events.map((event) => `${event.operation} ${event.stage}`))).toEqual(new Set(['restore restore']));
+    const bytes = events.map((event) => event.bytes);
+    expect(bytes).toEqual([...bytes].sort((a, b) => a - b));
+    expect(events.at(-1)!.totalBytes).toBe(result.bytesRead);
+    expect(bytes.at(-1)).toBe(result.bytesRead);
+    expect(await s.rows()).not.toContain('changed after the snapshot');
+  });
 });

@@ -27,13 +27,9 @@ async function readText(source: SnapshotSource, name: string): Promise<string> {
 /** Copies the bundle out of the store into `file`, verified, and returns its header. */
 async function fetchBundle(ctx: PluginContext<GitRepositoryOptions>, source: SnapshotSource, file: string): Promise<BundleHeader> {
   const reader = new BundleHeaderReader();
-  const total = source.size(STREAM.bundle);
-  let bytes = 0;
   const watch = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       reader.push(chunk);
-      bytes += chunk.length;
-      ctx.progress('restore', bytes, total);
       callback(null, chunk);
     },
   });
