@@ -27,6 +27,7 @@ import {
   type RetentionPolicy,
 } from '../snapshot-store/index.js';
 import { parseWhole } from '../core/numbers.js';
+import { exists } from '../snapshot-store/fs-util.js';
 import { commonProgram, parseLockTimeout, refuseRepeatedValues } from './common.js';
 import { formatError, runProgram } from './run.js';
 
@@ -114,7 +115,10 @@ function count(option: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const number = parseWhole(value);
   if (number === undefined) {
-    throw new UsageError(`${option} ${JSON.stringify(value)}: expected a whole number of generations >= 0`);
+    const tooLarge = /^\d+$/.test(value);
+    throw new UsageError(
+      `${option} ${JSON.stringify(value)}: ${tooLarge ? `too large; at most ${Number.MAX_SAFE_INTEGER}` : 'expected a whole number of generations >= 0'}`,
+    );
   }
   return number;
 }
@@ -158,6 +162,12 @@ async function main(argv: string[]): Promise<number> {
         const entries = await list();
         if (options.json) json(entries);
         else for (const entry of entries) print(`${entry.path}\n`);
+        return 0;
+      }
+      if (!(await exists(stateDir))) {
+        // A mistyped DYSNOMIA_STATEDIR must not read as a clean check in a cron job's mail.
+        log.warn(`the state dir ${stateDir} does not exist: there is nothing to check (is DYSNOMIA_STATEDIR right?)`);
+        if (options.json) json([]);
         return 0;
       }
       const results = await listAndCheck(stateDir, list, { lockTimeoutMs, log });
@@ -321,7 +331,8 @@ async function readStdin(): Promise<string> {
 function describeImport(outcome: ImportOutcome): string {
   const where = outcome.newGeneration ? `generation ${outcome.generation}` : `already generation ${outcome.generation}`;
   if (!outcome.newSnapshot) return `${outcome.path}: the store has it already; ${where}`;
-  return `imported ${outcome.path} as ${where}: ${outcome.packsReceived} pack${outcome.packsReceived === 1 ? '' : 's'} copied (${formatBytes(outcome.bytesReceived)}), ${outcome.packsLinked} already in the pool`;
+  const as = outcome.newGeneration ? `as generation ${outcome.generation}` : `(already generation ${outcome.generation})`;
+  return `imported ${outcome.path} ${as}: ${outcome.packsReceived} pack${outcome.packsReceived === 1 ? '' : 's'} copied (${formatBytes(outcome.bytesReceived)}), ${outcome.packsLinked} already in the pool`;
 }
 
 function summarizeGc(report: GcReport, log: Logger): void {

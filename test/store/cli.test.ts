@@ -506,6 +506,16 @@ describe('dysnomia-snapshots bad input', () => {
     expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
   });
 
+  it('--check of a state dir that does not exist warns, names it, and creates nothing', async () => {
+    const parent = await useTempDir();
+    const missing = path.join(parent, 'mistyped');
+    const result = await snapshots(missing, ['--query-all', '--check']);
+    expect(result.exitCode).toBe(0);
+    expect(result.stderr).toContain(`warning: the state dir ${missing} does not exist: there is nothing to check`);
+    expect(result.stderr).not.toContain('all intact');
+    expect(await readdir(parent)).toEqual([]);
+  });
+
   it('rejects --keep -1, an unknown path, a path outside the store, and no operation', async () => {
     const stateDir = await useTempDir();
     await storeWith(stateDir, fakeDump(50_000));
@@ -513,6 +523,9 @@ describe('dysnomia-snapshots bad input', () => {
     const keep = await snapshots(stateDir, ['--gc', '--keep', '-1']);
     expect(keep.exitCode).toBe(2);
     expect(keep.stderr).toContain('--keep "-1": expected a whole number of generations >= 0');
+    const huge = await snapshots(stateDir, ['--gc', '--keep', '99999999999999999999']);
+    expect(huge.exitCode).toBe(2);
+    expect(huge.stderr).toContain('--keep "99999999999999999999": too large; at most 9007199254740991');
     // The last one would win: every generation gone.
     const twice = await snapshots(stateDir, ['--gc', '--keep', '1', '--keep', '0']);
     expect(twice.exitCode).toBe(2);

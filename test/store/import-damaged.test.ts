@@ -89,6 +89,7 @@ for (const how of ['folder', 'stream'] as const) {
         expect(again.exitCode, again.stderr).toBe(0);
         expect(again.stderr).toContain(`snapshot ${from.rel} in the store was damaged (`);
         expect(again.stderr).toContain('replaced it with the imported copy');
+        expect(again.stderr).toContain(`imported ${from.rel} (already generation 1): `);
         const warning = again.stderr.split('\n').find((line) => line.includes('in the store was damaged'))!;
         expect(warning).toContain(pack);
         expect(JSON.parse(again.stdout)[0]).toMatchObject({ path: from.rel, newSnapshot: true, newGeneration: false, generation: 1 });
