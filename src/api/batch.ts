@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { type OperationResult, runOperation } from '../core/dispatcher.js';
 import { AbortedError, messageOf, UsageError } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
+import { isOperation, OPERATIONS } from '../core/plugin.js';
 import { type ComponentSpec, type ContainerSpec, findContainerFile, loadContainerFile } from '../core/resolve.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { type ComponentOperation, whenAborted } from './operations.js';
@@ -176,6 +177,10 @@ export async function runOnActivated(
   operation: ComponentOperation,
   options: BatchOptions = {},
 ): Promise<BatchResult> {
+  if (!isOperation(operation) || (operation as string) === 'shell') {
+    // Checked once here: per component, each would fail alike, and 'shell' with an internal message.
+    throw new UsageError(`${JSON.stringify(operation)} is not an operation runOnActivated can run (one of ${OPERATIONS.filter((o) => o !== 'shell').join(', ')})`);
+  }
   const stateDir = stateDirOf(options);
   const paths = await availablePaths(options);
   const jobs = (await listActivatedComponents({ ...options, stateDir })).map((key) => ({

@@ -4,6 +4,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../core/log.js';
+import { assertSafeName } from '../core/resolve.js';
 import {
   type CheckResult,
   collectGarbage,
@@ -38,7 +39,11 @@ export interface StoreCallOptions extends SnapshotQueryOptions {
   signal?: AbortSignal;
 }
 
-const filterOf = (options: SnapshotQueryOptions) => ({ container: options.container, component: options.component });
+/** The names a query is narrowed to, checked as the CLI checks -C and -c (`../..` is no name). */
+const filterOf = (options: SnapshotQueryOptions) => ({
+  container: options.container === undefined ? undefined : assertSafeName(options.container, 'container'),
+  component: options.component === undefined ? undefined : assertSafeName(options.component, 'component'),
+});
 
 /** The latest generation of every component (`--query-latest`). */
 export async function latestSnapshots(options: SnapshotQueryOptions = {}): Promise<SnapshotEntry[]> {

@@ -22,7 +22,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { AbortedError, LockTimeoutError, OperationError, messageOf } from './errors.js';
+import { AbortedError, LockTimeoutError, OperationError, UsageError, messageOf } from './errors.js';
 import type { Logger } from './log.js';
 
 /** How to take a lock. */
@@ -89,6 +89,11 @@ let exitHookInstalled = false;
 
 /** Takes the lock and returns a handle; see {@link withLock}. */
 export async function acquireLock(file: string, mode: LockMode, options: LockOptions): Promise<HeldLock> {
+  const { timeoutMs } = options;
+  if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0)) {
+    // NaN would wait forever, a negative number give up at once: a caller's mistake either way.
+    throw new UsageError(`lock timeout ${String(timeoutMs)}: expected a number of milliseconds >= 0 (or leave it out to wait as long as it takes)`);
+  }
   const dir = path.resolve(file);
   await ensureLockDir(dir);
   installExitHook();
@@ -139,7 +144,10 @@ export async function acquireLock(file: string, mode: LockMode, options: LockOpt
 
 function describeHolder(holder: LockHolder): string {
   if (holder.mode === 'wait') return `a queued gc or import (${holder.what})`;
-  return `${holder.mode === 'shared' ? 'a shared holder' : 'another process'} (${holder.what})`;
+  if (holder.mode === 'shared') return `a shared holder (${holder.what})`;
+  // Two calls of the library in one process wait for each other like two processes.
+  const self = holder.pid === process.pid && holder.host === HOST;
+  return `${self ? 'another call in this process' : 'another process'} (${holder.what})`;
 }
 
 function formatSeconds(ms: number): string {

@@ -99,4 +99,14 @@ describe('library API: machine-wide actions', () => {
     expect(result.outcomes.map((o) => `${o.operation} ${o.container}/${o.component} ${o.status}`)).toEqual(['lock other/y done']);
     expect(printed.join('')).toContain(`echo: lock ${path.join(machine.componentsDir, 'other', 'y')}`);
   });
+
+  it('runOnActivated refuses shell and unknown operations once, up front, with a UsageError', async () => {
+    const { options } = await gitMachine(['x']);
+    await dysnomia.deploy({ ...options, print: () => {} });
+    for (const operation of ['shell', 'frobnicate']) {
+      const error = await dysnomia.runOnActivated(operation as dysnomia.ComponentOperation, options).catch((e: unknown) => e);
+      expect(error, operation).toBeInstanceOf(dysnomia.UsageError);
+      expect((error as Error).message).toContain(`"${operation}" is not an operation runOnActivated can run`);
+    }
+  });
 });

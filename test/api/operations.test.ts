@@ -50,6 +50,26 @@ describe('library API: callers that do not keep the rules', () => {
     expect(warnings.join('\n')).toContain('the onProgress callback threw (callback bug); it is not called again');
   });
 
+  it('refuses a lock timeout that is not a number of milliseconds >= 0, and names it', async () => {
+    const c = await gitComponent();
+    const container = { type: 'git-repository', gitBaseDir: c.baseDir };
+    for (const lockTimeoutMs of [-1, Number.NaN, 'x' as unknown as number]) {
+      const error = await dysnomia.activate({ container, component: c.component, stateDir: c.stateDir, lockTimeoutMs }).catch((e: unknown) => e);
+      expect(error, String(lockTimeoutMs)).toBeInstanceOf(dysnomia.UsageError);
+      expect((error as Error).message).toContain(`lock timeout ${String(lockTimeoutMs)}: expected a number of milliseconds >= 0`);
+    }
+    expect(existsSync(c.repo)).toBe(false);
+  });
+
+  it('narrows store queries only to names the CLI accepts for -C and -c', async () => {
+    const c = await gitComponent();
+    for (const filter of [{ container: '../..' }, { component: 'a/b' }]) {
+      const error = await dysnomia.latestSnapshots({ stateDir: c.stateDir, ...filter }).catch((e: unknown) => e);
+      expect(error, JSON.stringify(filter)).toBeInstanceOf(dysnomia.ConfigError);
+      expect((error as Error).message).toContain('is not a usable');
+    }
+  });
+
   it('refuses an unknown operation before it takes any lock', async () => {
     const c = await gitComponent();
     const error = await dysnomia
