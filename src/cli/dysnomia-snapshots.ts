@@ -73,7 +73,7 @@ function program() {
     .option('--print-missing', 'print the given relative paths that are not in the store')
     .option('--resolve', 'print the absolute folders of the given relative paths')
     .option('--gc', 'remove old generations, the snapshots they alone used, and unused pool data')
-    .option('--import', 'import snapshot folders (PATH...), or a stream made by --export (-)')
+    .option('--import', "import snapshot folders (PATH...: ours, Dysnomia's dumps, or any other folder, an external module's, copied as it is), or a stream made by --export (-)")
     .option('--export <path>', 'write a tar stream of the snapshot CONTAINER/COMPONENT/ID to stdout')
     .option('--list-packs', 'print the hashes of the packs in the pool (for --export --have)')
     .option('-C, --container <container>', 'name of (or path to) the container')
@@ -99,6 +99,8 @@ Moving a snapshot to another machine:
   dysnomia-snapshots --export C/c/ID | ssh host dysnomia-snapshots --import -
   ssh host dysnomia-snapshots --list-packs > have
   dysnomia-snapshots --export C/c/ID --have have | ssh host dysnomia-snapshots --import -
+  A folder written by an external module is not exported: copy it and import it
+  scp -r "$(dysnomia-snapshots --resolve C/c/ID)" host:/tmp/ && ssh host dysnomia-snapshots --import -C C -c c /tmp/ID
 
 Exit status: 0 done, 1 an operation or check failed, 2 a usage error.`,
     );

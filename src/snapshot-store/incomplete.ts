@@ -13,6 +13,7 @@ import { isDirectory, removeFolderHidden } from './fs-util.js';
 import { packFileName } from './layout.js';
 import { legacyDumpOf } from './legacy.js';
 import { MANIFEST_FILE, parseManifest } from './manifest.js';
+import { moduleFolderEntries } from './module-folder.js';
 
 /** True when the path exists; false only when it is definitely not there. */
 async function present(file: string): Promise<boolean> {
@@ -28,12 +29,13 @@ async function present(file: string): Promise<boolean> {
 
 /**
  * True when `folder` holds a complete snapshot: ours (a manifest that parses, and every chunk
- * index and pack it names) or Dysnomia's (its single dump). The data themselves are not read;
+ * index and pack it names), Dysnomia's (its single dump) or an external module's (anything else
+ * but an empty folder or our files without a manifest). The data themselves are not read;
  * `--check` does that.
  */
 export async function holdsSnapshot(folder: string): Promise<boolean> {
   const manifestFile = path.join(folder, MANIFEST_FILE);
-  if (!(await present(manifestFile))) return (await legacyDumpOf(folder)) !== undefined;
+  if (!(await present(manifestFile))) return (await legacyDumpOf(folder)) !== undefined || (await moduleFolderEntries(folder)) !== undefined;
   let manifest;
   try {
     manifest = parseManifest(await readFile(manifestFile, 'utf8'), folder);

@@ -13,6 +13,7 @@ export type { WriteTuning } from './writer.js';
 export { chunkingFor, type ChunkingOptions, DEFAULT_CHUNKING } from './chunker.js';
 export { StoredSnapshot } from './reader.js';
 export { LegacySnapshot } from './legacy.js';
+export { ModuleFolder } from './module-folder.js';
 export { parseRelativePath, relativePath, type SnapshotRef } from './layout.js';
 export {
   checkSnapshots,

@@ -42,11 +42,14 @@ export async function legacyDumpOf(folder: string): Promise<string | undefined> 
 /**
  * Dysnomia's checksum of a snapshot folder (`computeOutputHash` in its util): the SHA-256 of the
  * output of `find .`, an empty line, then the content of every file in `find . -type f` order.
- * Run with the same tools so the order of entries is the one Dysnomia saw.
+ * Run with the same tools so the order of entries is the one Dysnomia saw. A file that cannot be
+ * read fails it (Dysnomia's loop would go on). `sorted` lists the entries in name order instead:
+ * the same content then hashes the same in folders written in another order (a copy).
  */
-export async function dysnomiaFolderHash(folder: string): Promise<string> {
+export async function dysnomiaFolderHash(folder: string, { sorted = false } = {}): Promise<string> {
   const hash = createHash('sha256');
-  const script = 'find . && echo && find . -type f | while IFS= read -r file; do cat "$file"; done';
+  const order = sorted ? ' | LC_ALL=C sort' : '';
+  const script = `find .${order} && echo && find . -type f${order} | while IFS= read -r file; do cat "$file" || exit 1; done`;
   const subprocess = (await loadExeca())('sh', ['-c', script], {
     cwd: folder,
     buffer: { stdout: false, stderr: true },
@@ -143,20 +146,8 @@ export class LegacySnapshot implements SnapshotSource {
 
   /** The recorded Dysnomia checksum of the folder, else the folder's name, against the content. */
   private async checkSum(): Promise<void> {
-    let recorded: string | undefined;
-    if (this.checksumPath !== undefined) {
-      try {
-        recorded = (await readFile(this.checksumPath, 'utf8')).trim();
-      } catch {
-        recorded = undefined;
-      }
-    }
-    if (recorded !== undefined) {
-      const actual = await dysnomiaFolderHash(this.path);
-      if (actual !== recorded) {
-        throw new IntegrityError(`${this.where}: the folder does not match its checksum (recorded ${recorded}, actual ${actual})`);
-      }
-    } else if (/^[0-9a-f]{64}$/.test(this.identity)) {
+    if (await checkFolderChecksum(this.path, this.checksumPath, this.where)) return;
+    if (/^[0-9a-f]{64}$/.test(this.identity)) {
       const actual = await fileSha256(this.file);
       if (actual !== this.identity) {
         throw new IntegrityError(
@@ -165,6 +156,30 @@ export class LegacySnapshot implements SnapshotSource {
       }
     }
   }
+}
+
+/** The content of a checksum file, or undefined when there is none (or it cannot be read). */
+export async function readChecksum(file: string | undefined): Promise<string | undefined> {
+  if (file === undefined) return undefined;
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Compares a folder's Dysnomia checksum with its checksum file: an IntegrityError naming the
+ * folder and both checksums when they differ. Returns false when no checksum is recorded.
+ */
+export async function checkFolderChecksum(folder: string, checksumPath: string | undefined, where: string): Promise<boolean> {
+  const recorded = await readChecksum(checksumPath);
+  if (recorded === undefined) return false;
+  const actual = await dysnomiaFolderHash(folder);
+  if (actual !== recorded) {
+    throw new IntegrityError(`${where}: the folder does not match its checksum (recorded ${recorded}, actual ${actual})`);
+  }
+  return true;
 }
 
 /** The uncompressed size of an .xz file from its index (`xz --robot --list`), if xz can tell. */

@@ -2,7 +2,6 @@
  * Queries over the generations (`--query-latest`, `--query-all`), `--check`, `--resolve` and
  * `--print-missing`: what dysnomia-snapshots answers without changing anything.
  */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { damagedPackOf, IntegrityError, messageOf, UsageError } from '../core/errors.js';
 import { type Logger, silentLogger } from '../core/log.js';
@@ -11,7 +10,7 @@ import type { ComponentKey } from '../core/state-dir.js';
 import { exists, visibleNames } from './fs-util.js';
 import { type Generation, latestGeneration, listGenerations } from './generations.js';
 import { checksumFile, parseRelativePath, relativePath, snapshotDir } from './layout.js';
-import { LegacySnapshot } from './legacy.js';
+import { readChecksum } from './legacy.js';
 import { StoredSnapshot } from './reader.js';
 import { SnapshotStore } from './store.js';
 
@@ -103,7 +102,7 @@ export async function listAndCheck(
 /**
  * `--check`: verifies each distinct snapshot the entries name: the manifest's own checksum, every
  * chunk, each stream's size and hash, and the checksum file. Dysnomia's folders: `xz -t` and its
- * folder checksum.
+ * folder checksum. An external module's folder: read in full, and its folder checksum.
  */
 export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[], log: Logger = silentLogger): Promise<CheckResult[]> {
   const store = new SnapshotStore(stateDir);
@@ -129,8 +128,6 @@ export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[],
         if (snapshot.manifest.identity !== entry.identity) {
           problems.push(`${entry.path}: its manifest names the identity ${snapshot.manifest.identity}`);
         }
-      } else if (!(snapshot instanceof LegacySnapshot)) {
-        problems.push(`${entry.path}: not a snapshot folder`);
       }
     } catch (error) {
       problems.push(messageOf(error));
@@ -144,14 +141,6 @@ export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[],
     results.push({ path: entry.path, ok: status === 'intact', status, problems });
   }
   return results;
-}
-
-async function readChecksum(file: string): Promise<string | undefined> {
-  try {
-    return (await readFile(file, 'utf8')).trim();
-  } catch {
-    return undefined;
-  }
 }
 
 /** `--resolve`: the absolute folder of each relative path. Usage error for anything else. */

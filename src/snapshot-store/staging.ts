@@ -16,6 +16,7 @@ import { packFileName, poolPackPath, snapshotDir } from './layout.js';
 import { healPack } from './damage.js';
 import { fileSha256, LegacySnapshot } from './legacy.js';
 import { MANIFEST_FILE } from './manifest.js';
+import { ModuleFolder } from './module-folder.js';
 import { StoredSnapshot } from './reader.js';
 import { mkdirOrExplain } from './store.js';
 
@@ -102,7 +103,7 @@ export class Staging {
   }
 
   /** Verifies the assembled folder completely; returns the opened snapshot. */
-  verify(where: string, identity: string): Promise<StoredSnapshot | LegacySnapshot> {
+  verify(where: string, identity: string): Promise<StoredSnapshot | LegacySnapshot | ModuleFolder> {
     // Under the identity it will have: Dysnomia names a folder by the SHA-256 of its dump, and the
     // temporary folder's own name would skip that check.
     return verifySnapshotFolder(this.folder, where, identity);
@@ -182,7 +183,8 @@ export class Staging {
  * Verifies a snapshot folder completely, as an import requires before it accepts one (and before
  * it trusts the store's own copy): ours by its manifest, every pack it names present, every chunk
  * and stream read back against their checksums; Dysnomia's by `xz -t` and its checksum file (if
- * `checksumPath` is given and readable), else the SHA-256 its name says. Throws an IntegrityError
+ * `checksumPath` is given and readable), else the SHA-256 its name says; an external module's by
+ * reading it in full and its checksum file. Throws an IntegrityError
  * naming the first problem; returns the opened snapshot.
  */
 export async function verifySnapshotFolder(
@@ -190,7 +192,7 @@ export async function verifySnapshotFolder(
   where: string,
   identity: string,
   checksumPath?: string,
-): Promise<StoredSnapshot | LegacySnapshot> {
+): Promise<StoredSnapshot | LegacySnapshot | ModuleFolder> {
   if (await exists(path.join(folder, MANIFEST_FILE))) {
     const snapshot = await StoredSnapshot.load(folder, where);
     if (snapshot.manifest.identity !== identity) {
@@ -204,10 +206,10 @@ export async function verifySnapshotFolder(
     await snapshot.verify();
     return snapshot;
   }
-  const legacy = await LegacySnapshot.load(folder, checksumPath, where, identity);
-  if (legacy === undefined) {
-    throw new IntegrityError(`${where}: the folder has neither manifest.json nor a Dysnomia dump`);
+  const other = (await LegacySnapshot.load(folder, checksumPath, where, identity)) ?? (await ModuleFolder.load(folder, checksumPath, where, identity));
+  if (other === undefined) {
+    throw new IntegrityError(`${where}: the folder is empty, or holds chunk indexes or packs without their manifest.json`);
   }
-  await legacy.verify();
-  return legacy;
+  await other.verify();
+  return other;
 }

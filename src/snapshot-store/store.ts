@@ -25,6 +25,7 @@ import {
 import { holdsSnapshot, setAsideIncomplete } from './incomplete.js';
 import { dysnomiaFolderHash, LegacySnapshot } from './legacy.js';
 import { MANIFEST_FILE } from './manifest.js';
+import { ModuleFolder } from './module-folder.js';
 import { readManifest, StoredSnapshot } from './reader.js';
 import { SnapshotWriter, type WriteTuning } from './writer.js';
 
@@ -158,7 +159,11 @@ export class SnapshotStore {
     assertKey(key);
     const generation = await latestGeneration(this.stateDir, key);
     if (generation === undefined) return undefined;
-    return this.open(key, generation.identity, `generation ${generation.number} of ${key.container}/${key.component}`);
+    const via = `generation ${generation.number} of ${key.container}/${key.component}`;
+    const snapshot = await this.open(key, generation.identity, via);
+    // Only the module that wrote such a folder reads it back; it restores it itself, not through here.
+    if (snapshot instanceof ModuleFolder) throw snapshot.refusal(via);
+    return snapshot;
   }
 
   /**
@@ -186,10 +191,10 @@ export class SnapshotStore {
   }
 
   /**
-   * Opens any snapshot folder of a component (ours or Dysnomia's). `via` says how it was reached,
-   * for the error when the folder is missing.
+   * Opens any snapshot folder of a component (ours, Dysnomia's or an external module's). `via`
+   * says how it was reached, for the error when the folder is missing.
    */
-  async open(key: ComponentKey, identity: string, via?: string): Promise<StoredSnapshot | LegacySnapshot> {
+  async open(key: ComponentKey, identity: string, via?: string): Promise<StoredSnapshot | LegacySnapshot | ModuleFolder> {
     const folder = snapshotDir(this.stateDir, key, identity);
     const rel = relativePath(key, identity);
     if (!(await isDirectory(folder))) {
@@ -203,9 +208,10 @@ export class SnapshotStore {
     }
     const guard = () => this.readLock(rel);
     if (await isFile(path.join(folder, MANIFEST_FILE))) return StoredSnapshot.load(folder, rel, guard);
-    const legacy = await LegacySnapshot.load(folder, checksumFile(this.stateDir, key, identity), rel);
-    if (legacy !== undefined) return legacy;
-    throw new IntegrityError(`${rel} is not a snapshot: its folder has neither manifest.json nor a Dysnomia dump (dump.sql.xz, dump.pgsql.xz, dump.xz)`);
+    const checksum = checksumFile(this.stateDir, key, identity);
+    const other = (await LegacySnapshot.load(folder, checksum, rel)) ?? (await ModuleFolder.load(folder, checksum, rel));
+    if (other !== undefined) return other;
+    throw new IntegrityError(`${rel} is not a snapshot: its folder is empty, or holds chunk indexes or packs without their manifest.json`);
   }
 
   /** Runs `fn` under the shared store lock, or without it in a store this process cannot write (see readLock). */

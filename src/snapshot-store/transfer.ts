@@ -33,10 +33,11 @@ import {
   snapshotDir,
   storeLockFile,
 } from './layout.js';
-import { LEGACY_DUMPS, legacyDumpOf } from './legacy.js';
+import { dysnomiaFolderHash, LEGACY_DUMPS, legacyDumpOf, readChecksum } from './legacy.js';
 import { indexFileName, MANIFEST_FILE, type Manifest } from './manifest.js';
 import { readManifest } from './reader.js';
 import { holdsSnapshot } from './incomplete.js';
+import { dumpWithOthers, listModuleFolder, ModuleFolder, moduleFolderEntries, stageModuleFolder } from './module-folder.js';
 import { Staging, verifySnapshotFolder } from './staging.js';
 import { SnapshotStore } from './store.js';
 
@@ -215,8 +216,11 @@ function chooseKey(options: ImportOptions, ...sources: Partial<ComponentKey>[]):
   return assertKey({ container, component });
 }
 
-/** The store's copy of the snapshot an import brings: none, intact, or damaged (and how). */
-type StoredCopy = { state: 'absent' } | { state: 'intact' } | { state: 'damaged'; problem: string };
+/**
+ * The store's copy of the snapshot an import brings: none, intact, or damaged (and how); `module`
+ * when it is a folder written by an external module.
+ */
+type StoredCopy = { state: 'absent' } | { state: 'intact'; module: boolean } | { state: 'damaged'; problem: string; module: boolean };
 
 /**
  * True when an integrity error comes from failing to read (EACCES, EIO, EMFILE), not from what was
@@ -248,6 +252,7 @@ async function checkStoredCopy(stateDir: string, key: ComponentKey, identity: st
   const rel = relativePath(key, identity);
   // What a gc of an older version killed halfway leaves is said so, as the writer says it.
   const incomplete = !(await holdsSnapshot(target));
+  const module = (await moduleFolderEntries(target)) !== undefined;
   try {
     await verifySnapshotFolder(target, rel, identity, checksumFile(stateDir, key, identity));
   } catch (error) {
@@ -255,9 +260,49 @@ async function checkStoredCopy(stateDir: string, key: ComponentKey, identity: st
     // Other snapshots may link the same pack: the next snapshots of their components heal it.
     await recordFoundDamage(stateDir, target, error, log);
     const what = messageOf(error).replace(`${rel}: `, '').replace(/; the snapshot is damaged$/, '');
-    return { state: 'damaged', problem: incomplete ? `not a complete snapshot: ${what}` : what };
+    return { state: 'damaged', problem: incomplete ? `not a complete snapshot: ${what}` : what, module };
   }
-  return incomplete ? { state: 'damaged', problem: 'not a complete snapshot' } : { state: 'intact' };
+  return incomplete ? { state: 'damaged', problem: 'not a complete snapshot', module } : { state: 'intact', module };
+}
+
+/**
+ * Refuses an import when the store holds a different snapshot under the same name. A module names
+ * its folders itself (Subversion's by the revision number), so two different folders can share a
+ * name: one whose content differs from the store's copy must neither be taken for "the store has
+ * it already" nor replace it. `incoming` is the module folder being imported (undefined for ours
+ * and Dysnomia's, whose names are their content's hash); a damaged module copy is compared with
+ * the staged folder by {@link refuseOtherDamagedModule}.
+ */
+async function refuseOtherSnapshot(stored: StoredCopy, target: string, incoming: string | undefined, where: string, rel: string): Promise<void> {
+  if (stored.state === 'absent' || (incoming === undefined && !stored.module)) return;
+  let why: string | undefined;
+  if (!stored.module) {
+    // A damaged copy of our format or an incomplete folder is replaced by the import, as for the other kinds.
+    if (stored.state === 'intact') why = `the store's copy is a snapshot of ${(await legacyDumpOf(target)) === undefined ? "this store's own format" : "Dysnomia's (a database dump)"}`;
+  } else if (incoming === undefined) {
+    why = "the store's copy is a folder written by an external module";
+  } else if (stored.state === 'intact') {
+    // In name order: a copy written in another order holds the same content all the same.
+    const [mine, theirs] = [await dysnomiaFolderHash(target, { sorted: true }), await dysnomiaFolderHash(incoming, { sorted: true })];
+    if (mine !== theirs) why = `its content differs from the folder's (${mine} in the store, ${theirs} in the folder, entries in name order)`;
+  }
+  if (why !== undefined) throw conflict(where, rel, why);
+}
+
+/** For a damaged module copy: the staged folder replaces it only when it is what the copy's checksum file recorded. */
+async function refuseOtherDamagedModule(stored: StoredCopy, staged: string, checksum: string, where: string, rel: string): Promise<void> {
+  if (stored.state !== 'damaged' || !stored.module) return;
+  const recorded = await readChecksum(checksum);
+  const actual = await dysnomiaFolderHash(staged);
+  if (recorded !== actual) {
+    throw conflict(where, rel, `the store's copy is damaged (${stored.problem}), and the folder is not the one its checksum file records either (${actual})`);
+  }
+}
+
+function conflict(where: string, rel: string, why: string): OperationError {
+  return new OperationError(
+    `${where}: the store has a different snapshot under the name ${rel}: ${why}. A module names its snapshot folders itself, so two snapshots can share a name; nothing was imported (to keep both, import a copy of the folder under another name)`,
+  );
 }
 
 /**
@@ -285,21 +330,25 @@ async function commitImport(
 }
 
 /**
- * `--import PATH`: copies a snapshot folder (ours or Dysnomia's) into the store, verified before it
- * is accepted. Packs the pool has intact are linked, not copied. A copy the store has already is
- * kept when it verifies, else replaced (see {@link checkStoredCopy}). The source folder is left as
- * it was.
+ * `--import PATH`: copies a snapshot folder (ours, Dysnomia's, or any other: an external module's,
+ * copied as it is) into the store, verified before it is accepted. Packs the pool has intact are
+ * linked, not copied. A copy the store has already is kept when it verifies, else replaced (see
+ * {@link checkStoredCopy}); a different snapshot of the same name is refused
+ * ({@link refuseOtherSnapshot}). The source folder is left as it was.
  */
 export async function importSnapshotFolder(stateDir: string, folder: string, options: ImportOptions = {}): Promise<ImportOutcome> {
   const source = path.resolve(folder);
   if (!(await isDirectory(source))) throw new UsageError(`cannot import ${folder}: it is not a folder`);
   const hasManifest = (await lstat(path.join(source, MANIFEST_FILE)).catch(() => undefined)) !== undefined;
   const legacyDump = hasManifest ? undefined : await legacyDumpOf(source);
-  if (!hasManifest && legacyDump === undefined) {
+  // Anything else is a folder an external module wrote (Dysnomia moved any folder into its store).
+  const moduleEntries = hasManifest || legacyDump !== undefined ? undefined : await moduleFolderEntries(source);
+  if (!hasManifest && legacyDump === undefined && moduleEntries === undefined) {
     throw new UsageError(
-      `cannot import ${folder}: it is not a snapshot folder (no manifest.json, and not a single ${Object.keys(LEGACY_DUMPS).join(', ')})`,
+      `cannot import ${folder}: it is not a snapshot folder (it is empty, or holds chunk indexes or packs without their manifest.json)`,
     );
   }
+  const listing = moduleEntries === undefined ? undefined : await listModuleFolder(source, folder);
   const manifest = hasManifest ? await readManifest(source, `cannot import ${folder}`) : undefined;
   const key = chooseKey(options, manifest ?? {}, keyFromPath(source));
   const identity = assertIdentity(manifest?.identity ?? path.basename(source));
@@ -311,18 +360,27 @@ export async function importSnapshotFolder(stateDir: string, folder: string, opt
     );
   }
   const where = `cannot import ${folder}`;
+  const stray = moduleEntries === undefined ? undefined : dumpWithOthers(moduleEntries);
+  if (stray !== undefined) {
+    options.log?.warn(`importing ${folder} as a folder written by an external module, which only that module restores: ${stray}, and import it again`);
+  }
   return withImportLocks(stateDir, key, options, async () => {
     const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };
     const stored = await checkStoredCopy(stateDir, key, identity, options.log ?? silentLogger);
+    const rel = relativePath(key, identity);
+    await refuseOtherSnapshot(stored, snapshotDir(stateDir, key, identity), listing && source, where, rel);
     if (stored.state === 'intact') return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
     const staging = await Staging.create(stateDir, key);
     try {
       if (manifest !== undefined) {
         await stageFiles(staging, source, manifest);
+      } else if (listing !== undefined) {
+        await stageModuleFolder(staging, source, listing);
       } else {
         await staging.addFile(legacyDump!, createReadStream(path.join(source, legacyDump!)));
       }
       await staging.verify(where, identity);
+      await refuseOtherDamagedModule(stored, staging.folder, checksumFile(stateDir, key, identity), where, rel);
       return await commitStaged(stateDir, staging, key, identity, stored, options);
     } catch (error) {
       await staging.discard();
@@ -419,6 +477,11 @@ export async function exportSnapshot(stateDir: string, rel: string, out: Writabl
       }
     } else {
       const dump = await legacyDumpOf(folder);
+      if (dump === undefined && (await ModuleFolder.load(folder, undefined, rel)) !== undefined) {
+        throw new OperationError(
+          `cannot export ${rel}: it is a folder written by an external module, which the export stream does not carry; copy the folder instead (cp -r "$(dysnomia-snapshots --resolve ${rel})" …) and --import it on the other side; nothing was exported`,
+        );
+      }
       if (dump === undefined) throw new IntegrityError(`${rel} is not a snapshot folder; nothing to export`);
       await addFile(dump);
     }
@@ -537,6 +600,7 @@ async function importStream(
   const where = `cannot import the stream of ${relativePath(key, identity)}`;
   const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };
   const stored = await checkStoredCopy(stateDir, key, identity, options.log ?? silentLogger);
+  await refuseOtherSnapshot(stored, snapshotDir(stateDir, key, identity), undefined, where, relativePath(key, identity));
   if (stored.state === 'intact') {
     for (let next = await entries.next(); !next.done; next = await entries.next()) next.value.resume();
     return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
