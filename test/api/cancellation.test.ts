@@ -83,6 +83,35 @@ describe('cancellation', () => {
     expect(result.snapshot?.generation).toBe(1);
   });
 
+  it('a snapshot aborted while the bundle streams rejects, and leaves no temporary folder and no lock', async () => {
+    const c = await bigGitComponent();
+    // HEAD, config and the hooks' tar come first and are a few kilobytes; the bundle is about
+    // 12 MB. Past 2 MiB the store is reading the bundle, with most of it still to come.
+    const controller = new AbortController();
+    let abortedAt: number | undefined;
+    const onProgress = (event: dysnomia.ProgressEvent) => {
+      if (abortedAt !== undefined || event.bytes < 2 * 1024 * 1024) return;
+      abortedAt = event.bytes;
+      controller.abort(new Error('test cancels'));
+    };
+    const snapshotting = dysnomia.snapshot({ ...c.options, signal: controller.signal, onProgress });
+    // It used to wait for ever here: git's stdout was destroyed without an error, and the stream
+    // the store read from neither ended nor failed.
+    const outcome = await Promise.race([
+      snapshotting.catch((e: unknown) => e),
+      new Promise((resolve) => setTimeout(() => resolve('still pending after 20 s'), 20_000)),
+    ]);
+    expect(abortedAt).toBeDefined();
+    expect(outcome).toBeInstanceOf(dysnomia.AbortedError);
+    expect(await entries(path.join(c.stateDir, 'snapshots', 'git-repository', 'big'))).toEqual([]);
+    expect(await entries(path.join(c.stateDir, 'generations', 'git-repository', 'big'))).toEqual([]);
+    expect(await processesIn(c.repo)).toEqual([]);
+
+    // The locks were released: a snapshot that may not wait for them is generation 1.
+    const result = await dysnomia.snapshot({ ...c.options, lockTimeoutMs: 5_000 });
+    expect(result.snapshot?.generation).toBe(1);
+  });
+
   it('an aborted restore leaves the live repository as it was', async () => {
     const c = await bigGitComponent();
     await dysnomia.snapshot(c.options);

@@ -2,9 +2,9 @@
  * Running git: simple-git for commands whose output is small, execa where bytes stream (a bundle
  * to the store, a tar of the hooks). Every failure becomes a PluginError carrying git's stderr.
  */
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, type TransformCallback, finished } from 'node:stream';
 import { type SimpleGit, simpleGit } from 'simple-git';
-import { AbortedError, PluginError } from '../../core/errors.js';
+import { AbortedError, PluginError, messageOf } from '../../core/errors.js';
 import { PLUGIN_TYPE } from './options.js';
 
 /**
@@ -118,7 +118,8 @@ function commandError(
 /**
  * The standard output of a command as a stream that ends only once the command has succeeded, and
  * errors (with the command's stderr) if it fails, so a reader never mistakes a cut-off stream for a
- * complete one. `onChunk` sees every chunk on its way through.
+ * complete one. A cancel fails it with AbortedError at once. `onChunk` sees every chunk on its way
+ * through.
  */
 export async function commandOutput(
   command: string,
@@ -127,6 +128,7 @@ export async function commandOutput(
   options: { cwd?: string; signal?: AbortSignal; onChunk?: (chunk: Buffer) => void } = {},
 ): Promise<Transform> {
   const { execa } = await loadExeca();
+  const { signal } = options;
   // In a process group of its own, killed as a group: `git bundle create` runs `git pack-objects`,
   // which writes to our pipe itself. Killing only git left pack-objects blocked on that pipe, its
   // stderr held open, and a cancelled snapshot that took seconds to fail and a process that never
@@ -147,33 +149,48 @@ export async function commandOutput(
     } catch {
       // Gone already.
     }
-    subprocess.stdout.destroy();
   };
-  options.signal?.addEventListener('abort', killGroup, { once: true });
-  const finished = subprocess.then((result) => {
-    options.signal?.removeEventListener('abort', killGroup);
-    if (result.failed) throw commandError(command, args, what, { ...result, isCanceled: options.signal?.aborted }, options.signal);
+  const exited = subprocess.then((result) => {
+    if (result.failed) throw commandError(command, args, what, { ...result, isCanceled: signal?.aborted }, signal);
   });
   // Without this a failure seen only through the stream would also be an unhandled rejection.
-  finished.catch(() => {});
+  exited.catch(() => {});
   const output = new Transform({
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
       options.onChunk?.(chunk);
       callback(null, chunk);
     },
     flush(callback: TransformCallback) {
-      finished.then(() => callback(), (error: Error) => callback(error));
+      exited.then(() => callback(), (error: Error) => callback(error));
     },
     destroy(error, callback) {
       killGroup();
+      subprocess.stdout.destroy();
       callback(error);
     },
   });
-  subprocess.stdout.on('error', (error) => output.destroy(error));
+  // The one way to stop: the output fails, and its destroy stops the group. A cancel stops the
+  // reader where it is, even one waiting for the next chunk.
+  const cancelled = (cause: unknown) => new AbortedError(`${what}: cancelled`, { plugin: PLUGIN_TYPE, cause });
+  const cancel = () => output.destroy(cancelled(signal?.reason));
+  signal?.addEventListener('abort', cancel, { once: true });
+  output.once('close', () => signal?.removeEventListener('abort', cancel));
+  // pipe() passes on only an end: a stdout that failed or was destroyed before its end must fail
+  // the output too, or its reader (the store) waits for ever.
+  finished(subprocess.stdout, (error) => {
+    if (!error || output.destroyed) return;
+    output.destroy(
+      signal?.aborted
+        ? cancelled(error)
+        : new PluginError(`${what}: reading the output of ${command} failed`, { plugin: PLUGIN_TYPE, stderr: messageOf(error), cause: error }),
+    );
+  });
   // A reader gets the failure through its own listener; this one only keeps a stream that was
   // never read (its snapshot failed or was cancelled first) from making it an uncaught error.
   output.on('error', () => {});
   subprocess.stdout.pipe(output);
+  // Fired before the listener was added (while execa loaded, say): it never runs then.
+  if (signal?.aborted) cancel();
   // A command that fails before writing anything still ends its stdout; flush reports the failure.
   return output;
 }
