@@ -86,8 +86,7 @@ export async function snapshot(
     }
     if (bundle !== undefined) await sink.addStream(STREAM.bundle, bundle);
   } catch (error) {
-    // Stops git. Without an error: a bundle the store never began to read (the snapshot failed
-    // or was cancelled first) has no 'error' listener, and git's end would be an uncaught error.
+    // Stops git (the output's destroy stops its process group); the error is already thrown.
     bundle?.destroy();
     throw error;
   }
