@@ -77,7 +77,10 @@ export class Staging {
    */
   async addFile(name: string, data: Readable | AsyncIterable<Uint8Array>, expectedPack?: string): Promise<void> {
     const file = path.join(this.folder, name);
-    const handle = await open(file, 'wx', 0o444);
+    const handle = await open(file, 'wx', 0o444).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      throw new IntegrityError(`the snapshot brings its file ${name} twice; nothing was imported`, { cause: error });
+    });
     const hash = createHash('sha256');
     let size = 0;
     try {

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { IntegrityError, OperationError, UsageError, messageOf } from '../core/errors.js';
+import { DysnomiaError, IntegrityError, OperationError, UsageError, messageOf } from '../core/errors.js';
 import { acquireLock, type HeldLock } from '../core/lock.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
@@ -384,7 +384,7 @@ export async function importSnapshotFolder(stateDir: string, folder: string, opt
       return await commitStaged(stateDir, staging, key, identity, stored, options);
     } catch (error) {
       await staging.discard();
-      throw error;
+      throw explainImportError(error, stateDir);
     }
   });
 }
@@ -583,9 +583,23 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
   } catch (error) {
     extract.destroy();
     input.resume();
-    if (error instanceof UsageError || error instanceof IntegrityError || error instanceof OperationError) throw error;
+    const explained = explainImportError(error, stateDir);
+    if (explained instanceof DysnomiaError) throw explained;
     throw new IntegrityError(`cannot read the snapshot stream: ${messageOf(error)}`, { cause: error });
   }
+}
+
+/**
+ * A full disk met while importing, as an OperationError that says so: the import's writes fail
+ * with ENOSPC, which is the store's disk, not the stream or the folder being read.
+ */
+function explainImportError(error: unknown, stateDir: string): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (error instanceof DysnomiaError || (code !== 'ENOSPC' && code !== 'EDQUOT')) return error;
+  return new OperationError(
+    `the disk of the state dir ${stateDir} is full (${messageOf(error)}); nothing was imported and the store is as it was: free space (dysnomia-snapshots --gc removes old generations) and import again`,
+    { cause: error },
+  );
 }
 
 /** The part of {@link importSnapshotStream} after its header, under the import's locks. */

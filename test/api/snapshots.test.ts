@@ -5,6 +5,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { open, readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import * as dysnomia from '../../src/index.js';
@@ -70,6 +71,15 @@ describe('library API: the snapshot store', () => {
     expect(checked).toHaveLength(1);
     expect(checked[0]!.ok).toBe(false);
     expect(checked[0]!.problems.join('\n')).toMatch(/chunk|pack|checksum|hash/i);
+  });
+
+  it('importSnapshot refuses a container name that is no name with a ConfigError (exit 2), not as a stream it could not read', async () => {
+    const stateDir = await useTempDir('dysnomia-api-store-');
+    const error = await dysnomia.importSnapshot({ stateDir, from: Readable.from([Buffer.from('x')]), container: '../x', component: 'c' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(dysnomia.ConfigError);
+    expect((error as dysnomia.ConfigError).exitCode).toBe(2);
+    expect((error as Error).message).toContain('"../x" is not a usable container name');
+    expect(await readdir(stateDir)).toEqual([]);
   });
 
   it('collects garbage with a retention policy, dry run first', async () => {

@@ -1,0 +1,99 @@
+/**
+ * What an import says when the store's own disk is full (not "cannot read the stream", not an
+ * unexpected error), and when a stream brings one file twice; either way nothing is imported.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { execa } from 'execa';
+import tar from 'tar-stream';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { SnapshotStore } from '../../src/snapshot-store/store.js';
+import { programPath } from '../support/cli.js';
+import { useTempDir } from '../support/temp.js';
+import { fakeDump, snapshots, streamOf } from './helpers.js';
+
+const key = { container: 'mysql', component: 'shop' };
+
+async function exported(data: Buffer): Promise<{ stream: Buffer; rel: string }> {
+  const stateDir = await useTempDir();
+  const outcome = await new SnapshotStore(stateDir).write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(data)));
+  const rel = `${key.container}/${key.component}/${outcome!.identity}`;
+  const file = path.join(stateDir, 'export.tar');
+  const result = await execa(process.execPath, [programPath('dysnomia-snapshots'), '--export', rel], {
+    env: { DYSNOMIA_STATEDIR: stateDir },
+    stdout: { file },
+    reject: false,
+  });
+  expect(result.exitCode, result.stderr).toBe(0);
+  return { stream: await readFile(file), rel };
+}
+
+/** The tar entries of an export, with `name` given twice. */
+async function withDuplicate(stream: Buffer, name: string): Promise<Buffer> {
+  const extract = tar.extract();
+  const pack = tar.pack();
+  const done = (async () => {
+    const parts: Buffer[] = [];
+    for await (const part of pack) parts.push(part as Buffer);
+    return Buffer.concat(parts);
+  })();
+  Readable.from([stream]).pipe(extract);
+  for await (const entry of extract) {
+    const parts: Buffer[] = [];
+    for await (const part of entry) parts.push(part as Buffer);
+    const times = entry.header.name === name ? 2 : 1;
+    for (let i = 0; i < times; i += 1) pack.entry({ ...entry.header }, Buffer.concat(parts));
+  }
+  pack.finalize();
+  return done;
+}
+
+/** A tmpfs of `mib` MiB at `dir`, unmounted when the test finishes (the tests run as root, as CI does). */
+async function smallDisk(dir: string, mib: number): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m,mode=0755`, 'tmpfs', dir], { stdio: 'pipe' });
+  onTestFinished(() => {
+    execFileSync('umount', ['-l', dir]);
+  });
+}
+
+describe('dysnomia-snapshots --import: errors that are not the source\'s', () => {
+  it('a stream that brings manifest.json twice is refused, naming the file', async () => {
+    const { stream, rel } = await exported(fakeDump(200_000, 4));
+    const target = await useTempDir();
+    const result = await snapshots(target, ['--import', '-'], await withDuplicate(stream, `${rel.split('/')[2]}/manifest.json`));
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain('the snapshot brings its file manifest.json twice; nothing was imported');
+    expect(result.stderr).not.toContain('EEXIST');
+    expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
+  });
+
+  it('a full disk of the state dir is said to be that, for a folder and for a stream, and nothing is imported', async () => {
+    const dir = await useTempDir();
+    const folder = path.join(dir, 'from-a-module', '42');
+    await mkdir(folder, { recursive: true });
+    await writeFile(path.join(folder, 'state'), randomBytes(4 * 1024 * 1024));
+    const { stream } = await exported(randomBytes(4 * 1024 * 1024));
+    const target = path.join(dir, 'small');
+    await smallDisk(target, 2);
+    const attempts: [string, string[], Buffer | undefined][] = [
+      ['folder', ['--import', '-C', 'svn', '-c', 'repo', folder], undefined],
+      ['stream', ['--import', '-'], stream],
+    ];
+    for (const [what, args, input] of attempts) {
+      const result = await snapshots(target, args, input);
+      expect(result.exitCode, `${what}: ${result.stderr}`).toBe(1);
+      expect(result.stderr).toContain(`the disk of the state dir ${target} is full`);
+      expect(result.stderr).toContain('nothing was imported');
+      expect(result.stderr).not.toContain('unexpected');
+      expect(result.stderr).not.toContain('cannot read the snapshot stream');
+    }
+    expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
+    for (const [container, component] of [['svn', 'repo'], [key.container, key.component]]) {
+      expect(await readdir(path.join(target, 'snapshots', container!, component!)).catch(() => [])).toEqual([]);
+    }
+  });
+});
