@@ -70,6 +70,18 @@ describe('library API: callers that do not keep the rules', () => {
     }
   });
 
+  it('says where the properties of a container given as an object came from: not the environment', async () => {
+    const c = await gitComponent();
+    const error = await dysnomia
+      .activate({ container: { type: 'postgresql-database', postgresqlPort: '0' }, component: c.component, stateDir: c.stateDir })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(dysnomia.ConfigError);
+    expect((error as Error).message).toContain('(no container file: set in the environment, or given as properties)');
+    const printed: string[] = [];
+    await dysnomia.lock({ container: { type: 'echo' }, component: c.component, stateDir: c.stateDir, print: (text) => printed.push(text) });
+    expect(printed.join('')).toContain('container: echo (given as properties)');
+  });
+
   it('refuses an unknown operation before it takes any lock', async () => {
     const c = await gitComponent();
     const error = await dysnomia

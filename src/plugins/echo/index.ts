@@ -13,7 +13,7 @@ function describe(ctx: PluginContext<unknown>): string {
   const lines = [
     `echo: ${ctx.operation} ${ctx.component.path}`,
     `  component: ${ctx.component.name}`,
-    `  container: ${ctx.container.name}${ctx.container.file ? ` (${ctx.container.file})` : ' (from the environment)'}`,
+    `  container: ${ctx.container.name}${ctx.container.file ? ` (${ctx.container.file})` : ctx.container.fromEnvironment ? ' (from the environment)' : ' (given as properties)'}`,
   ];
   // With --environment every environment variable is a property; list only the type then.
   const properties: ContainerProperties = ctx.container.fromEnvironment

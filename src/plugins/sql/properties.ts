@@ -17,7 +17,7 @@ export class PropertyReader {
 
   /** The error for a bad value of `key`. */
   error(key: string, problem: string, cause?: unknown): ConfigError {
-    const where = this.file === undefined ? ' (set in the environment)' : '';
+    const where = this.file === undefined ? ' (no container file: set in the environment, or given as properties)' : '';
     return new ConfigError(`${problem}${where}`, { file: this.file, key, plugin: this.plugin, cause });
   }
 
