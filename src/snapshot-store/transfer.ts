@@ -585,7 +585,13 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
     input.resume();
     const explained = explainImportError(error, stateDir);
     if (explained instanceof DysnomiaError) throw explained;
-    throw new IntegrityError(`cannot read the snapshot stream: ${messageOf(error)}`, { cause: error });
+    // tar-stream's words for an input that stops inside an entry, by where it stops.
+    const endedEarly = /^(Unexpected end of data|Stream was destroyed|Premature close)$/.test(messageOf(error));
+    const said = endedEarly ? 'it ends in the middle of a file' : messageOf(error);
+    throw new IntegrityError(
+      `cannot read the snapshot stream: ${said}; it was cut short or damaged on its way (a failed or interrupted --export, or not one at all); nothing was imported`,
+      { cause: error },
+    );
   }
 }
 

@@ -71,6 +71,18 @@ describe('dysnomia-snapshots --import: errors that are not the source\'s', () =>
     expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
   });
 
+  it('a stream cut short anywhere inside a file says it ends in the middle of a file, and imports nothing', async () => {
+    const { stream } = await exported(randomBytes(300_000));
+    for (const length of [15_000, Math.floor(stream.length / 2), stream.length - 2_000]) {
+      const target = await useTempDir();
+      const result = await snapshots(target, ['--import', '-'], stream.subarray(0, length));
+      expect(result.exitCode, `${length}: ${result.stderr}`).toBe(1);
+      expect(result.stderr).toContain('cannot read the snapshot stream: it ends in the middle of a file; it was cut short or damaged on its way');
+      expect(result.stderr).toContain('nothing was imported');
+      expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
+    }
+  });
+
   it('a full disk of the state dir is said to be that, for a folder and for a stream, and nothing is imported', async () => {
     const dir = await useTempDir();
     const folder = path.join(dir, 'from-a-module', '42');
