@@ -15,6 +15,7 @@ import {
   isPassThrough,
   type Operation,
   OPERATIONS,
+  type PassThroughPlugin,
   type Plugin,
   type PluginContext,
   type ProgressEvent,
@@ -249,14 +250,14 @@ async function dispatch(
     }
     case 'snapshot': {
       if (isPassThrough(plugin)) {
-        await plugin.run(ctx);
+        await asModuleInStore(request, plugin, ctx, 'snapshot', name);
         return done(`snapshot of ${name} taken by module ${plugin.type}`);
       }
       return snapshot(request, plugin, ctx, key);
     }
     case 'restore': {
       if (isPassThrough(plugin)) {
-        await plugin.run(ctx);
+        await asModuleInStore(request, plugin, ctx, 'restore', name);
         return done(`restore of ${name} done by module ${plugin.type}`);
       }
       return restore(request, plugin, ctx, key);
@@ -387,6 +388,22 @@ async function call(
     case 'collect-garbage':
       return plugin.collectGarbage(ctx);
   }
+}
+
+/**
+ * Runs a module's snapshot or restore under the store lock, shared as for ours: the module writes
+ * its snapshot folder before it links its generation, and reads the folder a generation names;
+ * a gc in between would remove the one or the other.
+ */
+function asModuleInStore(
+  request: OperationRequest,
+  plugin: PassThroughPlugin,
+  ctx: PluginContext<unknown>,
+  operation: 'snapshot' | 'restore',
+  name: string,
+): Promise<void> {
+  const what = `the snapshot store (${operation} of ${name} by module ${plugin.type})`;
+  return storeFor(request, ctx.log).withStoreLock('shared', what, request.signal, () => plugin.run(ctx));
 }
 
 function storeFor(request: OperationRequest, log: Logger): SnapshotStore {

@@ -2,9 +2,10 @@
  * The external plugin: Dysnomia's module protocol, through `dysnomia` and real executable modules
  * (test/fixtures/modules). A module is called as `<module> <operation> <component> <container>`.
  */
-import { readFile } from 'node:fs/promises';
+import { chmod, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
 import { MODULES_DIR, markers, recordedCalls, tree, useStage } from '../support/core.js';
 
 /** Variables a POSIX shell sets by itself, whatever environment it was given. */
@@ -178,3 +179,39 @@ describe('external modules: output and exit status', () => {
     expect(await readFile(path.join(MODULES_DIR, 'bad-interpreter'), 'utf8')).toMatch(/^#!\/nonexistent\//);
   });
 });
+
+describe('external modules: snapshots they write themselves', () => {
+  it('a gc while a module writes its snapshot waits for it, and never removes the folder before the module links it', async () => {
+    const stage = await useStage();
+    // As Dysnomia's util does: the folder first, the generation link last (here after a pause).
+    const module = path.join(stage.modulesDir, 'slow-snapshots');
+    await writeFile(
+      module,
+      `#!/bin/sh
+set -e
+folder="$DYSNOMIA_STATEDIR/snapshots/$3/testcomp"; generations="$DYSNOMIA_STATEDIR/generations/$3/testcomp"
+case "$1" in snapshot)
+  id=$(date +%s%N); mkdir -p "$folder/$id" "$generations"; echo "state $id" > "$folder/$id/state"
+  touch "$DYSNOMIA_STATEDIR/written"; sleep "$pause"
+  last=$(ls "$generations" | sort -n | tail -1)
+  ln -s "../../../snapshots/$3/testcomp/$id" "$generations/$(( \${last:-0} + 1 ))";;
+esac
+`,
+    );
+    await chmod(module, 0o755);
+    const run = (pause: string) => stage.dysnomia(['-o', 'snapshot', '-c', stage.component, '--type', 'slow-snapshots', '-E', '-C', 'mod'], { env: { pause } });
+    for (let i = 0; i < 2; i += 1) expect((await run('0')).exitCode).toBe(0);
+    await rm(path.join(stage.stateDir, 'written'));
+    const snapshot = run('2');
+    while (!(await readdir(stage.stateDir)).includes('written')) await new Promise((resolve) => setTimeout(resolve, 20));
+    const gc = await runCli('dysnomia-snapshots', ['--gc', '--keep', '1'], { env: stage.env });
+    expect(gc.exitCode, gc.stderr).toBe(0);
+    expect(gc.stderr).toContain('waiting for the snapshot store');
+    expect((await snapshot).exitCode).toBe(0);
+    const check = await runCli('dysnomia-snapshots', ['--query-all', '--check'], { env: stage.env });
+    expect(check.exitCode, check.stderr).toBe(0);
+    expect(check.stdout.trim().split('\n')).toHaveLength(1);
+    expect(await readdir(path.join(stage.stateDir, 'generations', 'mod', 'testcomp'))).toEqual(['3']);
+  });
+});
+
