@@ -416,18 +416,28 @@ async function snapshot(
   ctx: PluginContext<unknown>,
   key: ComponentKey,
 ): Promise<StepResult> {
-  const naturalIdentity = await plugin.identify?.(ctx);
-  const outcome = await storeFor(request, ctx.log).write(
-    key,
-    {
-      type: plugin.type,
-      naturalIdentity,
-      signal: request.signal,
-      onProgress: (bytes) => ctx.progress('snapshot', bytes),
-    },
-    (sink) => plugin.snapshot(ctx, readingAtOnce(sink)),
-  );
   const name = `${key.container}/${key.component}`;
+  let outcome;
+  try {
+    const naturalIdentity = await plugin.identify?.(ctx);
+    outcome = await storeFor(request, ctx.log).write(
+      key,
+      {
+        type: plugin.type,
+        naturalIdentity,
+        signal: request.signal,
+        onProgress: (bytes) => ctx.progress('snapshot', bytes),
+      },
+      (sink) => plugin.snapshot(ctx, readingAtOnce(sink)),
+    );
+  } catch (error) {
+    // What a failed dump left is gone (the store discards it): the message says so, as a failed
+    // restore says the live data is unchanged.
+    if (error instanceof DysnomiaError && !/No generation was added/.test(error.message)) {
+      error.message += `\nNo snapshot of ${name} was stored; its generations are as they were.`;
+    }
+    throw error;
+  }
   if (outcome === undefined) {
     return {
       status: 'skipped',

@@ -196,6 +196,16 @@ describe('postgresql-database bad input', () => {
     expect(await readdir(path.join(setup.stateDir, 'activated')).catch(() => [])).toEqual([]);
   });
 
+  it('a snapshot that fails says that nothing was stored, and makes no generation', async () => {
+    const setup = await postgresSetup();
+    expect((await setup.run('activate')).exitCode).toBe(0);
+    const result = await setup.run('snapshot', { properties: { postgresqlHost: '127.0.0.1', postgresqlPort: '1', timeout: '1' } });
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toMatch(/did not answer within 1 s/);
+    expect(result.stderr).toMatch(/No snapshot of \S+ was stored; its generations are as they were\./);
+    expect(await readdir(path.join(setup.stateDir, 'generations')).catch(() => [])).toEqual([]);
+  });
+
   it('never puts the password on a command line, and removes its private password file', async () => {
     const password = `pw-${uniqueName('s')}`;
     const setup = await postgresSetup({
