@@ -6,12 +6,12 @@
  * generations, and folders reached through a symlinked container or component folder.
  */
 import { rmSync } from 'node:fs';
-import { lstat, rm, rmdir, unlink } from 'node:fs/promises';
+import { lstat, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { messageOf, OperationError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
-import { exists, isDirectory, isHiddenName, readdirOrEmpty, removeFolderHidden, TEMP_PREFIX } from './fs-util.js';
+import { exists, isHiddenName, readdirOrEmpty, removeFolderHidden, TEMP_PREFIX } from './fs-util.js';
 import { MANIFEST_FILE } from './manifest.js';
 import { type Generation, listGenerations, listTimedGenerations, type TimedGeneration } from './generations.js';
 import { damagedPacks, forgetDamagedPack, packIsLinked } from './damage.js';
@@ -151,7 +151,7 @@ async function makePlan(stateDir: string, filter: ComponentFilter, policy: Reten
     // and for an import of the same snapshot to heal.
     const generations: TimedGeneration[] = [];
     for (const generation of listed) {
-      if (await isDirectory(snapshotDir(stateDir, key, generation.identity))) generations.push(generation);
+      if (await snapshotPresent(snapshotDir(stateDir, key, generation.identity))) generations.push(generation);
       else log.warn(`generation ${relativeGeneration(key, generation)} points at the missing snapshot ${relativePath(key, generation.identity)}: not counted toward what gc keeps, and left as it is`);
     }
     const keep = generationsToKeep(generations, policy);
@@ -174,7 +174,10 @@ async function makePlan(stateDir: string, filter: ComponentFilter, policy: Reten
     const found = components.get(keyString(key));
     const dir = stateLayout.snapshots(stateDir, key);
     const leftAlone: string[] = [];
-    for (const name of await readdirOrEmpty(dir)) {
+    const names = await readdirOrEmpty(dir).catch((error: unknown) => {
+      throw cannotRead(dir, error);
+    });
+    for (const name of names) {
       const entry = path.join(dir, name);
       if (name.startsWith(TEMP_PREFIX)) plan.temps.push(entry);
       else if (isHiddenName(name) || found?.kept.has(name) === true) continue;
@@ -184,13 +187,13 @@ async function makePlan(stateDir: string, filter: ComponentFilter, policy: Reten
         continue;
       }
       plan.bytes += await folderBytes(stateDir, entry, drops).catch((error: unknown) => {
-        throw new OperationError(`cannot read ${entry}: ${messageOf(error)}; gc removed nothing (run it as the user that owns the state dir)`, { cause: error });
+        throw cannotRead(entry, error);
       });
     }
     if (leftAlone.length > 0) {
-      log.info(
-        `left ${leftAlone.length === 1 ? `${relativePath(key, leftAlone[0]!)}` : `${leftAlone.length} entries of ${keyString(key)}`} alone: no generation refers to ${leftAlone.length === 1 ? 'it' : 'them'}, and gc removes such folders only of a component whose generations it thins, as Dysnomia does`,
-      );
+      const [subject, pronoun] =
+        leftAlone.length === 1 ? [relativePath(key, leftAlone[0]!), 'it'] : [`${leftAlone.length} entries of ${keyString(key)}`, 'them'];
+      log.info(`left ${subject} alone: no generation refers to ${pronoun}, and gc removes such folders only of a component whose generations it thins, as Dysnomia does`);
     }
   }
   const pool = stateLayout.pool(stateDir);
@@ -223,6 +226,24 @@ async function makePlan(stateDir: string, filter: ComponentFilter, policy: Reten
     }
   }
   return plan;
+}
+
+/** gc plans before it removes anything: a part of the store it cannot read stops it there. */
+function cannotRead(what: string, error: unknown): OperationError {
+  return new OperationError(`cannot read ${what}: ${messageOf(error)}; gc removed nothing (run it as the user that owns the state dir)`, {
+    cause: error,
+  });
+}
+
+/** Whether a generation's snapshot folder is there; only "not there" is an answer of no. */
+async function snapshotPresent(folder: string): Promise<boolean> {
+  try {
+    return (await stat(folder)).isDirectory();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    throw cannotRead(folder, error);
+  }
 }
 
 function relativeGeneration(key: ComponentKey, generation: Generation): string {
@@ -289,6 +310,9 @@ async function snapshotComponents(stateDir: string, filter: ComponentFilter): Pr
  * a link of the pool's copy in `drops` instead, so the pool sweep can tell which packs go.
  */
 async function folderBytes(stateDir: string, folder: string, drops: Map<string, number>): Promise<number> {
+  // A symlink goes alone; what it points at stays (a kept snapshot's packs with it).
+  const self = await lstat(folder).catch(() => undefined);
+  if (self === undefined || self.isSymbolicLink()) return 0;
   let bytes = 0;
   for (const name of await readdirOrEmpty(folder)) {
     const info = await lstat(path.join(folder, name)).catch(() => undefined);

@@ -71,17 +71,36 @@ describe('gc leaves alone what is not its to remove', () => {
   });
 
   it('does not follow a symlinked container or component folder to the snapshots behind it', async () => {
-    const { stateDir, identities } = await storeWithGenerations(2);
-    const other = await storeWithGenerations(1);
-    await symlink(key.container, path.join(stateDir, 'snapshots', 'pg-old'));
-    await symlink(key.component, path.join(stateDir, 'snapshots', key.container, 'db-old'));
-    await symlink(path.join(other.stateDir, 'snapshots', key.container), path.join(stateDir, 'snapshots', 'elsewhere'));
+    const { stateDir, identities } = await storeWithGenerations(3);
+    const other = await storeWithGenerations(3);
+    for (const kind of ['generations', 'snapshots']) {
+      await symlink(key.container, path.join(stateDir, kind, 'pg-old'));
+      await symlink(key.component, path.join(stateDir, kind, key.container, 'db-old'));
+      await symlink(path.join(other.stateDir, kind, key.container), path.join(stateDir, kind, 'elsewhere'));
+    }
     const log = recordingLogger();
-    const report = await collectGarbage(stateDir, { policy: { last: 5 }, log });
-    expect(report.snapshotsRemoved).toEqual([]);
-    expect((await snapshotsOf(stateDir)).sort()).toEqual([...identities].sort());
-    expect(await snapshotsOf(other.stateDir)).toEqual(other.identities);
-    expect(log.lines.filter((line) => line.startsWith('warn:') && line.includes('it is a symlink'))).toHaveLength(3);
+    const report = await collectGarbage(stateDir, { policy: { last: 1 }, log });
+    // Only the real pg/db is thinned, once.
+    expect(report.generationsRemoved.sort()).toEqual(['pg/db/1', 'pg/db/2']);
+    expect(report.snapshotsRemoved.sort()).toEqual(identities.slice(0, 2).map((id) => `pg/db/${id}`).sort());
+    expect(await snapshotsOf(stateDir)).toEqual([identities[2]]);
+    // The other state dir, reached through the links, keeps everything.
+    expect((await snapshotsOf(other.stateDir)).sort()).toEqual([...other.identities].sort());
+    expect((await readdir(path.join(other.stateDir, 'generations', key.container, key.component))).sort()).toEqual(['1', '2', '3']);
+    expect(log.lines.filter((line) => line.startsWith('warn:') && line.includes('it is a symlink'))).toHaveLength(6);
+  });
+
+  it('removes a symlinked snapshot entry alone, not the pool packs of the kept snapshot it points at', async () => {
+    const { stateDir, identities } = await storeWithGenerations(3);
+    const folder = path.join(stateDir, 'snapshots', key.container, key.component);
+    await symlink(identities[2]!, path.join(folder, 'alias'));
+    const packsOfKept = (await readdir(path.join(folder, identities[2]!))).filter((name) => name.endsWith('.pack'));
+    const report = await collectGarbage(stateDir, { policy: { last: 1 } });
+    expect(report.snapshotsRemoved.sort()).toEqual([...identities.slice(0, 2).map((id) => `pg/db/${id}`), 'pg/db/alias'].sort());
+    const pool = path.join(stateDir, 'pool');
+    const pooled = (await Promise.all((await readdir(pool)).map((fanout) => readdir(path.join(pool, fanout))))).flat();
+    for (const pack of packsOfKept) expect(pooled).toContain(pack);
+    expect(await snapshotsOf(stateDir)).toEqual([identities[2]]);
   });
 
   it('does not count a generation whose snapshot is missing toward --keep', async () => {
@@ -118,4 +137,25 @@ describe('gc leaves alone what is not its to remove', () => {
     expect((await snapshotsOf(stateDir)).sort()).toEqual([...identities].sort());
     expect((await readdir(path.join(stateDir, 'generations', key.container, key.component))).sort()).toEqual(['1', '2', '3']);
   });
+
+  it('stops at a component folder it cannot read, names it, and removes nothing', async () => {
+    const { stateDir, identities } = await storeWithGenerations(3);
+    await chmod(stateDir, 0o755);
+    await execa('chown', ['-R', 'nobody', stateDir]);
+    const unreadable = path.join(stateDir, 'snapshots', key.container, key.component);
+    await chmod(unreadable, 0o000);
+    const result = await execa(
+      'setpriv',
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, programPath('dysnomia-snapshots'), '--gc', '--keep', '1'],
+      { env: { DYSNOMIA_STATEDIR: stateDir }, reject: false },
+    );
+    await chmod(unreadable, 0o755);
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`cannot read ${path.join(unreadable, identities[0]!)}`);
+    expect(result.stderr).toContain('gc removed nothing');
+    expect(result.stderr).not.toContain('missing snapshot');
+    expect((await snapshotsOf(stateDir)).sort()).toEqual([...identities].sort());
+    expect((await readdir(path.join(stateDir, 'generations', key.container, key.component))).sort()).toEqual(['1', '2', '3']);
+  });
 });
+
