@@ -167,9 +167,19 @@ async function finishImport(
   counts: Pick<ImportOutcome, 'newSnapshot' | 'packsReceived' | 'bytesReceived' | 'packsLinked'>,
 ): Promise<ImportOutcome> {
   const store = new SnapshotStore(stateDir, { log: options.log });
-  await store.ensureChecksum(key, identity);
-  const time = await generationTime(snapshotDir(stateDir, key, identity), options.now?.() ?? new Date());
-  const { generation, newGeneration } = await addGeneration(stateDir, key, identity, time);
+  let generation: number;
+  let newGeneration: boolean;
+  try {
+    await store.ensureChecksum(key, identity);
+    const time = await generationTime(snapshotDir(stateDir, key, identity), options.now?.() ?? new Date());
+    ({ generation, newGeneration } = await addGeneration(stateDir, key, identity, time));
+  } catch (error) {
+    // The snapshot is in place by now: "nothing was imported" would be untrue.
+    throw new OperationError(
+      `${relativePath(key, identity)} is in the store, but its checksum file or generation link could not be written (${messageOf(error)}); fix that (a full disk: dysnomia-snapshots --gc) and import again, which adds only what is missing`,
+      { cause: error },
+    );
+  }
   return {
     container: key.container,
     component: key.component,

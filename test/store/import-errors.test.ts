@@ -4,7 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { execa } from 'execa';
@@ -108,4 +108,23 @@ describe('dysnomia-snapshots --import: errors that are not the source\'s', () =>
       expect(await readdir(path.join(target, 'snapshots', container!, component!)).catch(() => [])).toEqual([]);
     }
   });
+
+  it('a generation link it cannot make after the snapshot is in place is said so, not "nothing was imported"; importing again finishes it', async () => {
+    const { stream, rel } = await exported(fakeDump(200_000, 6));
+    const target = await useTempDir();
+    // A file where the component's generations folder goes: the link cannot be made.
+    await mkdir(path.join(target, 'generations', key.container), { recursive: true });
+    const blocker = path.join(target, 'generations', key.container, key.component);
+    await writeFile(blocker, 'not a folder');
+    const result = await snapshots(target, ['--import', '-'], stream);
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`${rel} is in the store, but its checksum file or generation link could not be written`);
+    expect(result.stderr).not.toContain('nothing was imported');
+    expect(await readdir(path.join(target, 'snapshots', key.container, key.component))).toEqual([rel.split('/')[2]]);
+    await rm(blocker);
+    const again = await snapshots(target, ['--import', '-'], stream);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stderr).toContain(`${rel}: the store has it already; generation 1`);
+  });
 });
+
