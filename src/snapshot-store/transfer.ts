@@ -610,12 +610,21 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
  * with ENOSPC, which is the store's disk, not the stream or the folder being read.
  */
 function explainImportError(error: unknown, stateDir: string): unknown {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (error instanceof DysnomiaError || (code !== 'ENOSPC' && code !== 'EDQUOT')) return error;
-  return new OperationError(
-    `the disk of the state dir ${stateDir} is full (${messageOf(error)}); nothing was imported and the store is as it was: free space (dysnomia-snapshots --gc removes old generations) and import again`,
-    { cause: error },
-  );
+  if (error instanceof DysnomiaError) return error;
+  const { code, path: file } = error as NodeJS.ErrnoException;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new OperationError(
+      `the disk of the state dir ${stateDir} is full (${messageOf(error)}); nothing was imported and the store is as it was: free space (dysnomia-snapshots --gc removes old generations) and import again`,
+      { cause: error },
+    );
+  }
+  // Any other failure on a file of the store (EACCES, EROFS, EIO) is the store's, not the input's.
+  if (typeof file === 'string' && path.resolve(file).startsWith(`${path.resolve(stateDir)}${path.sep}`)) {
+    return new OperationError(`cannot write to the state dir ${stateDir} (${messageOf(error)}); nothing was imported and the store is as it was`, {
+      cause: error,
+    });
+  }
+  return error;
 }
 
 /** The part of {@link importSnapshotStream} after its header, under the import's locks. */

@@ -126,5 +126,17 @@ describe('dysnomia-snapshots --import: errors that are not the source\'s', () =>
     expect(again.exitCode, again.stderr).toBe(0);
     expect(again.stderr).toContain(`${rel}: the store has it already; generation 1`);
   });
+
+  it('a state dir it cannot write to is said to be that, not a stream it could not read', async () => {
+    const { stream } = await exported(fakeDump(200_000, 7));
+    const target = await useTempDir();
+    await writeFile(path.join(target, 'pool'), 'a file where the pool folder goes');
+    const result = await snapshots(target, ['--import', '-'], stream);
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`cannot write to the state dir ${target} (ENOTDIR`);
+    expect(result.stderr).toContain('nothing was imported and the store is as it was');
+    expect(result.stderr).not.toContain('cannot read the snapshot stream');
+    expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
+  });
 });
 
