@@ -60,4 +60,20 @@ describe('git-repository runs git', () => {
     expect(failure).toBeInstanceOf(PluginError);
     expect((failure as PluginError).message).toContain('bundling failed (git bundle create - --all)');
   });
+
+  it('a destroyed output stops the whole group, also a child that holds the pipe after the command has exited', async () => {
+    const marker = `77.${Date.now() % 1_000_000}`;
+    // The shell exits at once; its child (as pack-objects for git bundle) keeps writing to the pipe.
+    const output = await commandOutput('sh', ['-c', `(sleep ${marker} &); echo started`], 'holding the pipe');
+    const running = async () => (await execa('pgrep', ['-f', `sleep ${marker}`], { reject: false })).exitCode === 0;
+    const first = await new Promise<Buffer>((resolve) => output.once('data', resolve));
+    expect(String(first)).toContain('started');
+    output.pause();
+    await sleep(300); // the shell has exited by now
+    output.destroy();
+    const started = Date.now();
+    while ((await running()) && Date.now() - started < 5000) await sleep(50);
+    expect(await running()).toBe(false);
+  });
 });
+

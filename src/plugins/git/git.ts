@@ -142,8 +142,10 @@ export async function commandOutput(
     reject: false,
     detached: true,
   });
+  let complete = false;
+  // Also once git itself has exited: a pack-objects it started may still hold the pipe.
   const killGroup = () => {
-    if (subprocess.pid === undefined || subprocess.exitCode !== null) return;
+    if (subprocess.pid === undefined || complete) return;
     try {
       process.kill(-subprocess.pid, 'SIGTERM');
     } catch {
@@ -161,7 +163,13 @@ export async function commandOutput(
       callback(null, chunk);
     },
     flush(callback: TransformCallback) {
-      exited.then(() => callback(), (error: Error) => callback(error));
+      exited.then(
+        () => {
+          complete = true;
+          callback();
+        },
+        (error: Error) => callback(error),
+      );
     },
     destroy(error, callback) {
       killGroup();
