@@ -21,6 +21,9 @@ function isStoreFileName(name: string): boolean {
   return name === MANIFEST_FILE || /^stream-[0-9]+\.chunks$/.test(name) || packOfFileName(name) !== undefined;
 }
 
+/** What a folder is when it is no snapshot of any kind, in the words of every message that says so. */
+export const NO_SNAPSHOT_FOLDER = 'empty (entries whose names start with a dot do not count), or holds chunk indexes or packs without their manifest.json';
+
 /**
  * The visible entries of `folder` when it is a module folder; undefined for the other kinds: ours
  * (manifest.json), Dysnomia's (a single dump), an empty folder, or the remains of ours (chunk
@@ -151,12 +154,12 @@ export async function stageModuleFolder(staging: Staging, source: string, listin
     const handle = await open(from, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
       await staging.addFile(file, handle.createReadStream({ autoClose: false }));
-      await chmod(path.join(staging.folder, file), ((await handle.stat()).mode & 0o777) | 0o400);
+      await chmod(path.join(staging.folder, file), ((await handle.stat()).mode & 0o755) | 0o400);
     } finally {
       await handle.close();
     }
   }
   for (const dir of listing.dirs) {
-    await chmod(path.join(staging.folder, dir), ((await lstat(path.join(source, dir))).mode & 0o777) | 0o700);
+    await chmod(path.join(staging.folder, dir), ((await lstat(path.join(source, dir))).mode & 0o755) | 0o700);
   }
 }

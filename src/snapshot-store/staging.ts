@@ -16,7 +16,7 @@ import { packFileName, poolPackPath, snapshotDir } from './layout.js';
 import { healPack } from './damage.js';
 import { fileSha256, LegacySnapshot } from './legacy.js';
 import { MANIFEST_FILE } from './manifest.js';
-import { ModuleFolder } from './module-folder.js';
+import { ModuleFolder, NO_SNAPSHOT_FOLDER } from './module-folder.js';
 import { StoredSnapshot } from './reader.js';
 import { mkdirOrExplain } from './store.js';
 
@@ -211,7 +211,7 @@ export async function verifySnapshotFolder(
   }
   const other = (await LegacySnapshot.load(folder, checksumPath, where, identity)) ?? (await ModuleFolder.load(folder, checksumPath, where, identity));
   if (other === undefined) {
-    throw new IntegrityError(`${where}: the folder is empty, or holds chunk indexes or packs without their manifest.json`);
+    throw new IntegrityError(`${where}: the folder is ${NO_SNAPSHOT_FOLDER}`);
   }
   await other.verify();
   return other;

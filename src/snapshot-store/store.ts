@@ -25,7 +25,7 @@ import {
 import { holdsSnapshot, setAsideIncomplete } from './incomplete.js';
 import { dysnomiaFolderHash, LegacySnapshot } from './legacy.js';
 import { MANIFEST_FILE } from './manifest.js';
-import { ModuleFolder } from './module-folder.js';
+import { ModuleFolder, NO_SNAPSHOT_FOLDER } from './module-folder.js';
 import { readManifest, StoredSnapshot } from './reader.js';
 import { SnapshotWriter, type WriteTuning } from './writer.js';
 
@@ -211,7 +211,7 @@ export class SnapshotStore {
     const checksum = checksumFile(this.stateDir, key, identity);
     const other = (await LegacySnapshot.load(folder, checksum, rel)) ?? (await ModuleFolder.load(folder, checksum, rel));
     if (other !== undefined) return other;
-    throw new IntegrityError(`${rel} is not a snapshot: its folder is empty, or holds chunk indexes or packs without their manifest.json`);
+    throw new IntegrityError(`${rel} is not a snapshot: its folder is ${NO_SNAPSHOT_FOLDER}`);
   }
 
   /** Runs `fn` under the shared store lock, or without it in a store this process cannot write (see readLock). */

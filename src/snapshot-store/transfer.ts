@@ -37,7 +37,7 @@ import { dysnomiaFolderHash, LEGACY_DUMPS, legacyDumpOf, readChecksum } from './
 import { indexFileName, MANIFEST_FILE, type Manifest } from './manifest.js';
 import { readManifest } from './reader.js';
 import { holdsSnapshot } from './incomplete.js';
-import { dumpWithOthers, listModuleFolder, ModuleFolder, moduleFolderEntries, stageModuleFolder } from './module-folder.js';
+import { dumpWithOthers, listModuleFolder, ModuleFolder, moduleFolderEntries, NO_SNAPSHOT_FOLDER, stageModuleFolder } from './module-folder.js';
 import { Staging, verifySnapshotFolder } from './staging.js';
 import { SnapshotStore } from './store.js';
 
@@ -287,8 +287,11 @@ async function refuseOtherSnapshot(stored: StoredCopy, target: string, incoming:
   if (stored.state === 'absent' || (incoming === undefined && !stored.module)) return;
   let why: string | undefined;
   if (!stored.module) {
-    // A damaged copy of our format or an incomplete folder is replaced by the import, as for the other kinds.
-    if (stored.state === 'intact') why = `the store's copy is a snapshot of ${(await legacyDumpOf(target)) === undefined ? "this store's own format" : "Dysnomia's (a database dump)"}`;
+    // A damaged copy of our format or an incomplete folder is replaced by an import of its kind,
+    // never by a module's folder that happens to have its name.
+    const kind = (await legacyDumpOf(target)) === undefined ? "this store's own format" : "Dysnomia's (a database dump)";
+    if (stored.state === 'intact') why = `the store's copy is a snapshot of ${kind}`;
+    else why = `the store's copy is a damaged snapshot of ${kind} (${stored.problem}), which only a copy of that snapshot replaces`;
   } else if (incoming === undefined) {
     why = "the store's copy is a folder written by an external module";
   } else if (stored.state === 'intact') {
@@ -296,7 +299,7 @@ async function refuseOtherSnapshot(stored: StoredCopy, target: string, incoming:
     const [mine, theirs] = [await dysnomiaFolderHash(target, { sorted: true }), await dysnomiaFolderHash(incoming, { sorted: true })];
     if (mine !== theirs) why = `its content differs from the folder's (${mine} in the store, ${theirs} in the folder, entries in name order)`;
   }
-  if (why !== undefined) throw conflict(where, rel, why);
+  if (why !== undefined) throw conflict(where, rel, why, incoming !== undefined);
 }
 
 /** For a damaged module copy: the staged folder replaces it only when it is what the copy's checksum file recorded. */
@@ -305,13 +308,14 @@ async function refuseOtherDamagedModule(stored: StoredCopy, staged: string, chec
   const recorded = await readChecksum(checksum);
   const actual = await dysnomiaFolderHash(staged);
   if (recorded !== actual) {
-    throw conflict(where, rel, `the store's copy is damaged (${stored.problem}), and the folder is not the one its checksum file records either (${actual})`);
+    throw conflict(where, rel, `the store's copy is damaged (${stored.problem}), and the folder is not the one its checksum file records either (${actual})`, true);
   }
 }
 
-function conflict(where: string, rel: string, why: string): OperationError {
+function conflict(where: string, rel: string, why: string, fromFolder: boolean): OperationError {
+  const keepBoth = fromFolder ? ' (to keep both, import a copy of the folder under another name)' : '';
   return new OperationError(
-    `${where}: the store has a different snapshot under the name ${rel}: ${why}. A module names its snapshot folders itself, so two snapshots can share a name; nothing was imported (to keep both, import a copy of the folder under another name)`,
+    `${where}: the store has a different snapshot under the name ${rel}: ${why}. A module names its snapshot folders itself, so two snapshots can share a name; nothing was imported${keepBoth}`,
   );
 }
 
@@ -355,7 +359,7 @@ export async function importSnapshotFolder(stateDir: string, folder: string, opt
   const moduleEntries = hasManifest || legacyDump !== undefined ? undefined : await moduleFolderEntries(source);
   if (!hasManifest && legacyDump === undefined && moduleEntries === undefined) {
     throw new UsageError(
-      `cannot import ${folder}: it is not a snapshot folder (it is empty, or holds chunk indexes or packs without their manifest.json)`,
+      `cannot import ${folder}: it is not a snapshot folder (it is ${NO_SNAPSHOT_FOLDER})`,
     );
   }
   const listing = moduleEntries === undefined ? undefined : await listModuleFolder(source, folder);

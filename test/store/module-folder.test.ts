@@ -4,7 +4,8 @@
  * are, checked by Dysnomia's folder checksum, refused by the built-in plugins' restore.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -12,7 +13,7 @@ import { SnapshotStore } from '../../src/snapshot-store/index.js';
 import { gitSetup } from '../support/git-repository.js';
 import { git } from '../support/git.js';
 import { useTempDir } from '../support/temp.js';
-import { snapshots, treeOf } from './helpers.js';
+import { flipByte, snapshots, treeOf } from './helpers.js';
 
 const key = { container: 'subversion', component: 'repo' };
 const rel = (id: string) => `${key.container}/${key.component}/${id}`;
@@ -183,4 +184,40 @@ describe('git-repository restore of a module folder', () => {
     expect(result.stderr).toContain('Nothing was restored');
     expect(await git(setup.repo, 'show-ref')).toEqual(before);
   });
+
+  it('keeps no group or world write bit on the files it copies into the store', async () => {
+    const stateDir = await useTempDir();
+    const folder = await moduleFolder(await useTempDir());
+    await chmod(path.join(folder, 'dump.svn'), 0o666);
+    await chmod(path.join(folder, 'hooks'), 0o777);
+    expect((await importInto(stateDir, folder)).exitCode).toBe(0);
+    const stored = path.join(stateDir, 'snapshots', rel('42'));
+    expect((await stat(path.join(stored, 'dump.svn'))).mode & 0o777).toBe(0o644);
+    expect((await stat(path.join(stored, 'hooks'))).mode & 0o777).toBe(0o755);
+  });
+
+  it('a folder holding only hidden entries is called that, not a snapshot', async () => {
+    const stateDir = await useTempDir();
+    const folder = path.join(await useTempDir(), '7');
+    await mkdir(folder);
+    await writeFile(path.join(folder, '.DS_Store'), 'x');
+    const result = await importInto(stateDir, folder);
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stderr).toContain('entries whose names start with a dot do not count');
+  });
+
+  it('never replaces a damaged snapshot of ours by a module folder that has its name', async () => {
+    const stateDir = await useTempDir();
+    const outcome = await new SnapshotStore(stateDir).write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', Readable.from([Buffer.from('dump\n'.repeat(1000))])));
+    const ours = path.join(stateDir, 'snapshots', rel(outcome!.identity));
+    const pack = (await readdir(ours)).find((name) => name.endsWith('.pack'))!;
+    await flipByte(path.join(ours, pack), 10);
+    const before = await treeOf(ours);
+    const folder = await moduleFolder(await useTempDir(), outcome!.identity);
+    const result = await importInto(stateDir, folder);
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain("the store's copy is a damaged snapshot of this store's own format");
+    expect(await treeOf(ours)).toEqual(before);
+  });
 });
+
