@@ -334,6 +334,8 @@ function describeImport(outcome: ImportOutcome): string {
   const where = outcome.newGeneration ? `generation ${outcome.generation}` : `already generation ${outcome.generation}`;
   if (!outcome.newSnapshot) return `${outcome.path}: the store has it already; ${where}`;
   const as = outcome.newGeneration ? `as generation ${outcome.generation}` : `(already generation ${outcome.generation})`;
+  // Dysnomia's folders and modules' folders have no packs: their files are copied as they are.
+  if (outcome.packsReceived + outcome.packsLinked === 0) return `imported ${outcome.path} ${as}: its files copied`;
   return `imported ${outcome.path} ${as}: ${outcome.packsReceived} pack${outcome.packsReceived === 1 ? '' : 's'} copied (${formatBytes(outcome.bytesReceived)}), ${outcome.packsLinked} already in the pool`;
 }
 

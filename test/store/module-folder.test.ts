@@ -54,6 +54,7 @@ describe('snapshot folders written by an external module', () => {
     const folder = await moduleFolder(await useTempDir());
     const first = await importInto(stateDir, folder);
     expect(first.exitCode, first.stderr).toBe(0);
+    expect(first.stderr).toContain(`imported ${rel('42')} as generation 1: its files copied`);
     const stored = path.join(stateDir, 'snapshots', rel('42'));
     expect(await contentOf(stored)).toEqual(await contentOf(folder));
     expect(await readlink(path.join(stateDir, 'generations', key.container, key.component, '1'))).toBe(`../../../snapshots/${rel('42')}`);
