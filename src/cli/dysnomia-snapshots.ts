@@ -167,10 +167,9 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       if (!(await exists(stateDir))) {
-        // A mistyped DYSNOMIA_STATEDIR must not read as a clean check in a cron job's mail.
-        log.warn(`the state dir ${stateDir} does not exist: there is nothing to check (is DYSNOMIA_STATEDIR right?)`);
-        if (options.json) json([]);
-        return 0;
+        // A mistyped DYSNOMIA_STATEDIR must not pass as a clean check in a cron job: there are no
+        // snapshots where it looked, which is what a check is there to tell.
+        throw new UsageError(`the state dir ${stateDir} does not exist, so it holds no snapshot to check; is DYSNOMIA_STATEDIR right?`);
       }
       const results = await listAndCheck(stateDir, list, { lockTimeoutMs, log });
       if (options.json) json(results);

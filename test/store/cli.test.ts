@@ -506,12 +506,12 @@ describe('dysnomia-snapshots bad input', () => {
     expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
   });
 
-  it('--check of a state dir that does not exist warns, names it, and creates nothing', async () => {
+  it('--check of a state dir that does not exist fails (exit 2), names it, and creates nothing', async () => {
     const parent = await useTempDir();
     const missing = path.join(parent, 'mistyped');
     const result = await snapshots(missing, ['--query-all', '--check']);
-    expect(result.exitCode).toBe(0);
-    expect(result.stderr).toContain(`warning: the state dir ${missing} does not exist: there is nothing to check`);
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain(`the state dir ${missing} does not exist, so it holds no snapshot to check; is DYSNOMIA_STATEDIR right?`);
     expect(result.stderr).not.toContain('all intact');
     expect(await readdir(parent)).toEqual([]);
   });
