@@ -30,7 +30,7 @@ export function databaseNames(component: string, plugin: string, maxLength: numb
   const longest = maxLength - Math.max(STAGING_SUFFIX.length, OLD_SUFFIX.length);
   if (!NAME.test(component) || component.length > longest) {
     throw new ConfigError(
-      `the component name ${JSON.stringify(component)} cannot be a database name: the database is named after the component, so use letters, digits, _ and - only (not starting with -), at most ${longest} characters`,
+      `the component name ${JSON.stringify(component)} cannot be a database name: the database is named after the component, so use ASCII letters (a-z, A-Z), digits, _ and - only (not starting with -), at most ${longest} characters`,
       { plugin },
     );
   }
