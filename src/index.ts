@@ -129,6 +129,7 @@ export { type Logger, silentLogger, streamLogger, type StreamLoggerOptions } fro
 // Errors: every failure is one of these.
 export {
   AbortedError,
+  ChangedMeanwhileError,
   ConfigError,
   type ConfigErrorOptions,
   DysnomiaError,

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { PassThrough, pipeline, Readable, Transform } from 'node:stream';
 import { exists } from '../snapshot-store/fs-util.js';
 import { SnapshotStore } from '../snapshot-store/index.js';
-import { AbortedError, DysnomiaError, messageOf, OperationError, PluginError, throwIfAborted, UsageError } from './errors.js';
+import { AbortedError, ChangedMeanwhileError, DysnomiaError, messageOf, OperationError, PluginError, throwIfAborted, UsageError } from './errors.js';
 import { withLock } from './lock.js';
 import { type Logger, silentLogger } from './log.js';
 import {
@@ -410,6 +410,9 @@ function storeFor(request: OperationRequest, log: Logger): SnapshotStore {
   return new SnapshotStore(request.stateDir, { log, lockTimeoutMs: request.lockTimeoutMs });
 }
 
+/** How often a snapshot is taken before a component that keeps changing under it is reported. */
+const SNAPSHOT_ATTEMPTS = 3;
+
 async function snapshot(
   request: OperationRequest,
   plugin: Plugin<unknown>,
@@ -419,17 +422,26 @@ async function snapshot(
   const name = `${key.container}/${key.component}`;
   let outcome;
   try {
-    const naturalIdentity = await plugin.identify?.(ctx);
-    outcome = await storeFor(request, ctx.log).write(
-      key,
-      {
-        type: plugin.type,
-        naturalIdentity,
-        signal: request.signal,
-        onProgress: (bytes) => ctx.progress('snapshot', bytes),
-      },
-      (sink) => plugin.snapshot(ctx, readingAtOnce(sink)),
-    );
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const naturalIdentity = await plugin.identify?.(ctx);
+        outcome = await storeFor(request, ctx.log).write(
+          key,
+          {
+            type: plugin.type,
+            naturalIdentity,
+            signal: request.signal,
+            onProgress: (bytes) => ctx.progress('snapshot', bytes),
+          },
+          (sink) => plugin.snapshot(ctx, readingAtOnce(sink)),
+        );
+        break;
+      } catch (error) {
+        // A busy component (a repository pushed to) may well be quiet a moment later.
+        if (!(error instanceof ChangedMeanwhileError) || attempt >= SNAPSHOT_ATTEMPTS) throw error;
+        ctx.log.warn(`${error.message}; nothing was stored, taking the snapshot again (attempt ${attempt + 1} of ${SNAPSHOT_ATTEMPTS})`);
+      }
+    }
   } catch (error) {
     // What a failed dump left is gone (the store discards it): the message says so, as a failed
     // restore says the live data is unchanged.

@@ -103,6 +103,13 @@ export function damagedPackOf(error: unknown): string | undefined {
 /** A lock could not be taken within --lock-timeout. Exit 1. */
 export class LockTimeoutError extends OperationError {}
 
+/**
+ * The component changed while its snapshot was taken, in a way that made the snapshot
+ * incomplete (a git ref that moved while git wrote the bundle). Nothing was stored; the core
+ * tries the snapshot again a few times before it reports this. Exit 1.
+ */
+export class ChangedMeanwhileError extends OperationError {}
+
 /** The caller's AbortSignal fired. Exit 1. */
 export class AbortedError extends OperationError {
   constructor(message = 'operation cancelled', options: DysnomiaErrorOptions = {}) {

@@ -497,4 +497,52 @@ describe('git-repository restore when the live repository is in trouble', () => 
     await setup.ok('snapshot');
     expect(await setup.generations()).toEqual(['1']);
   });
+
+  it('never stores a bundle that git left a ref out of: an ambiguous name is refused, naming the ref', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    await setup.ok('activate');
+    await execa('git', ['--git-dir', setup.repo, 'update-ref', 'refs/heads/refs/heads/main', 'refs/heads/main']);
+    const result = await setup.run('snapshot');
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toMatch(/git bundle create left refs\/heads\/main of \S+ out of the bundle although it did not change/);
+    expect(result.stderr).toContain('rename one of them');
+    expect(result.stderr).toContain('was stored; its generations are as they were');
+    expect(await setup.generations()).toEqual([]);
+  });
+
+  it('takes the snapshot again when a ref moves while git writes the bundle (git leaves it out), and stores it whole', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    await setup.ok('activate');
+    // A long history, so that git's walk for the bundle takes long enough to push during it.
+    const commits = 100_000;
+    const stream = Array.from({ length: commits }, (_, i) =>
+      `commit refs/heads/long\nmark :${i + 1}\ncommitter t <t@t> ${1_000_000_000 + i} +0000\ndata 1\nx\n${i > 0 ? `from :${i}\n` : ''}\n`,
+    ).join('');
+    await execa('git', ['--git-dir', setup.repo, 'fast-import', '--quiet'], { input: stream });
+    const tree = (await execa('git', ['--git-dir', setup.repo, 'rev-parse', 'long^{tree}'])).stdout;
+    const pushed = (await execa('git', ['--git-dir', setup.repo, 'commit-tree', tree, '-p', 'long', '-m', 'pushed during the snapshot'], {
+      env: { GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@e', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@e' },
+    })).stdout;
+
+    const snapshot = setup.run('snapshot');
+    // The push lands once git bundle runs: it has read the refs and walks the history.
+    const bundling = async () => (await execa('pgrep', ['-f', `${setup.repo} .*bundle create`], { reject: false })).exitCode === 0;
+    const started = Date.now();
+    while (!(await bundling())) {
+      expect(Date.now() - started, 'git bundle never ran').toBeLessThan(30_000);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await execa('git', ['--git-dir', setup.repo, 'update-ref', 'refs/heads/long', pushed]);
+    const result = await snapshot;
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).toContain('refs/heads/long');
+    expect(result.stderr).toContain('moved while git wrote the bundle');
+    expect(result.stderr).toContain('taking the snapshot again (attempt 2 of 3)');
+    const live = await refState(setup.repo);
+    await rm(setup.repo, { recursive: true });
+    await setup.ok('restore');
+    expect(await refState(setup.repo)).toBe(live);
+    expect(live).toContain(`${pushed} refs/heads/long`);
+  }, 120_000);
 });
+

@@ -6,10 +6,10 @@
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { OperationError } from '../../core/errors.js';
+import { ChangedMeanwhileError, OperationError } from '../../core/errors.js';
 import type { PluginContext, PluginSnapshotResult, SnapshotSink } from '../../core/plugin.js';
 import { TRUST, commandOutput } from './git.js';
-import { BundleHeaderReader, identityOf, listRefs, readHead, readRefState } from './identity.js';
+import { BundleHeaderReader, identityOf, listRefs, readHead, readRefState, type Ref } from './identity.js';
 import { exists, recover, repositoryPath } from './layout.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
 import { DERIVED_FILES, EXTRA_FILES, STREAM } from './streams.js';
@@ -62,8 +62,9 @@ export async function snapshot(
   const repo = await liveRepository(ctx);
   const { signal } = ctx;
   const head = await readHead(repo);
+  const before = await listRefs(repo, signal);
   // With no ref git refuses to make a bundle; HEAD and config are the whole state then.
-  const resolvable = head.startsWith('ref: ') ? (await listRefs(repo, signal)).length > 0 : true;
+  const resolvable = head.startsWith('ref: ') ? before.length > 0 : true;
   const header = new BundleHeaderReader();
   const bundle = resolvable
     ? // --git-dir: a repository git does not recognise fails, instead of git finding one above it.
@@ -99,11 +100,41 @@ export async function snapshot(
   // A detached HEAD stored above must name the commit the bundle carries as HEAD: one that moved
   // meanwhile could name a commit the bundle lacks, and that snapshot would never restore.
   if (!head.startsWith('ref: ') && refs.headOid !== undefined && refs.headOid !== head) {
-    throw new OperationError(`the detached HEAD of ${repo} moved while the snapshot was taken (from ${head} to ${refs.headOid}); no snapshot was made: run it again`, {
+    throw new ChangedMeanwhileError(`the detached HEAD of ${repo} moved while the snapshot was taken (from ${head} to ${refs.headOid})`, {
       plugin: PLUGIN_TYPE,
     });
   }
+  await refuseLeftOut(repo, before, refs.refs, signal);
   // The bundle's own ref list names the snapshot: a push between identify and now is in the
   // bundle, so the identity must be that of the bundle, not of the earlier look.
   return { identity: identityOf({ refs: refs.refs, head }) };
 }
+
+/**
+ * `git bundle create --all` leaves a ref out of the bundle, and still succeeds, when the ref moves
+ * while git walks the history (a push during the snapshot), or when its short name is ambiguous
+ * (`refs/heads/main` beside `refs/heads/refs/heads/main`). A snapshot without it restores a
+ * repository without that branch, and names itself after what it holds, so a later snapshot would
+ * even take the repository for unchanged. Such a bundle is never stored. A ref deleted meanwhile
+ * is no loss.
+ */
+async function refuseLeftOut(repo: string, before: Ref[], bundled: Ref[], signal?: AbortSignal): Promise<void> {
+  const inBundle = new Set(bundled.map((ref) => ref.name));
+  const missing = before.filter((ref) => !inBundle.has(ref.name));
+  if (missing.length === 0) return;
+  const now = new Map((await listRefs(repo, signal)).map((ref) => [ref.name, ref.oid]));
+  const unchanged = missing.filter((ref) => now.get(ref.name) === ref.oid).map((ref) => ref.name);
+  if (unchanged.length > 0) {
+    throw new OperationError(
+      `git bundle create left ${unchanged.join(', ')} of ${repo} out of the bundle although ${unchanged.length === 1 ? 'it' : 'they'} did not change; git does so for a ref whose short name another ref also has (refs/heads/main beside refs/heads/refs/heads/main, or a tag and a branch of one name): rename one of them (git --git-dir=${repo} branch -m ...), then snapshot again`,
+      { plugin: PLUGIN_TYPE },
+    );
+  }
+  const moved = missing.filter((ref) => now.has(ref.name)).map((ref) => ref.name);
+  if (moved.length > 0) {
+    throw new ChangedMeanwhileError(`${moved.join(', ')} of ${repo} moved while git wrote the bundle, and git left ${moved.length === 1 ? 'it' : 'them'} out of it`, {
+      plugin: PLUGIN_TYPE,
+    });
+  }
+}
+
