@@ -544,5 +544,20 @@ describe('git-repository restore when the live repository is in trouble', () => 
     expect(await refState(setup.repo)).toBe(live);
     expect(live).toContain(`${pushed} refs/heads/long`);
   }, 120_000);
+
+  it('restores a repository that kept the snapshot\'s refs but lost their objects, saying so', async () => {
+    const setup = await gitSetup({ commits: 3 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    const before = await refState(setup.repo);
+    for (const entry of await readdir(path.join(setup.repo, 'objects'))) {
+      if (/^[0-9a-f]{2}$/.test(entry) || entry === 'pack') await rm(path.join(setup.repo, 'objects', entry), { recursive: true });
+    }
+    const result = await setup.ok('restore');
+    expect(result.stderr).toMatch(/has the snapshot's refs, but not the objects they point at \(.*missing object/);
+    expect(result.stderr).not.toContain('nothing restored');
+    expect(await refState(setup.repo)).toBe(before);
+    await fsckClean(setup.repo);
+  });
 });
 

@@ -8,7 +8,7 @@ import { lstat, mkdir, readdir, readlink, realpath, rename, rm, writeFile } from
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AbortedError, IntegrityError, messageOf, OperationError, throwIfAborted } from '../../core/errors.js';
+import { AbortedError, IntegrityError, messageOf, OperationError, PluginError, throwIfAborted } from '../../core/errors.js';
 import type { PluginContext, PluginRestoreResult, SnapshotSource } from '../../core/plugin.js';
 import { git, run } from './git.js';
 import { type BundleHeader, BundleHeaderReader, identityOf, objectFormat, readRefState, type RefState } from './identity.js';
@@ -239,6 +239,22 @@ async function refuseSymlink(repo: string): Promise<void> {
   );
 }
 
+/**
+ * Whether every ref's object is there: a repository that lost objects (a disk error, a careless
+ * cleanup) can keep its refs, and the snapshot's identity then says "nothing to restore". Undefined
+ * when all are there, else what git said. Only the tips are looked at, which is cheap; deeper
+ * damage is for `git fsck`.
+ */
+async function missingTips(repo: string, signal?: AbortSignal): Promise<string | undefined> {
+  try {
+    await git(repo, ['for-each-ref', '--format=%(objecttype)'], `looking up the objects of the refs of ${repo}`, signal, true);
+    return undefined;
+  } catch (error) {
+    if (signal?.aborted) throw error;
+    return error instanceof PluginError ? (error.stderr ?? error.message).trim().split('\n').at(-1) : messageOf(error);
+  }
+}
+
 /** restore: brings the repository to the snapshot's state, unless it is there already. */
 export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: SnapshotSource): Promise<PluginRestoreResult | void> {
   const repo = repositoryPath(ctx.options, ctx.component);
@@ -259,7 +275,9 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
   if (live) await assertRepositoryAt(repo, 'the restore');
   const before = live ? await liveState(ctx, repo) : undefined;
   if (before !== undefined && identityOf(before) === source.identity) {
-    return { restored: false, reason: `${repo} has its refs` };
+    const missing = await missingTips(repo, ctx.signal);
+    if (missing === undefined) return { restored: false, reason: `${repo} has its refs` };
+    ctx.log.warn(`${repo} has the snapshot's refs, but not the objects they point at (${missing}); restoring it`);
   }
   if (live) await refuseSymlink(repo);
   await ensureBaseDir(ctx.options);
