@@ -559,5 +559,16 @@ describe('git-repository restore when the live repository is in trouble', () => 
     expect(await refState(setup.repo)).toBe(before);
     await fsckClean(setup.repo);
   });
+
+  it('refuses to snapshot a file where the repository should be, saying so (no raw ENOTDIR)', async () => {
+    const setup = await gitSetup({ commits: 1 });
+    await mkdir(setup.baseDir, { recursive: true });
+    await writeFile(setup.repo, 'not a repository');
+    const result = await setup.run('snapshot');
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`${setup.repo} is not a bare git repository (not a folder)`);
+    expect(result.stderr).not.toContain('ENOTDIR');
+    expect(await readFile(setup.repo, 'utf8')).toBe('not a repository');
+  });
 });
 

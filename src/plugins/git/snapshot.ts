@@ -4,6 +4,7 @@
  * streams straight from git into the store, never to a temporary file.
  */
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { ChangedMeanwhileError, OperationError } from '../../core/errors.js';
@@ -20,6 +21,9 @@ export async function liveRepository(ctx: PluginContext<GitRepositoryOptions>): 
   await recover(repo, ctx.log);
   if (!(await exists(repo))) {
     throw new OperationError(`there is no repository ${repo}; activate the component first`, { plugin: PLUGIN_TYPE });
+  }
+  if (!(await stat(repo)).isDirectory()) {
+    throw new OperationError(`${repo} is not a bare git repository (not a folder); gitBaseDir must hold bare repositories`, { plugin: PLUGIN_TYPE });
   }
   for (const part of ['HEAD', 'config', 'objects', 'refs']) {
     if (!(await exists(path.join(repo, part)))) {
