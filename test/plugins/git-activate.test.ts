@@ -140,6 +140,32 @@ describe('git-repository bad input', () => {
     expect(await readdir(setup.baseDir)).toEqual([]);
   });
 
+  it('refuses an incremental bundle whose base is missing, naming the commits it needs, and creates nothing', async () => {
+    const setup = await gitSetup({ commits: 5 });
+    const bundle = path.join(setup.component, 'git-repositories', 'initial.bundle');
+    await git(setup.work, 'bundle', 'create', '-q', bundle, 'main~1..main');
+    const base = (await execa('git', ['rev-parse', 'main~1'], { cwd: setup.work })).stdout;
+    const result = await setup.run('activate');
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain(`verifying ${bundle} failed`);
+    expect(result.stderr).toContain('lacks these prerequisite commits');
+    expect(result.stderr).toContain(base);
+    expect(await readdir(setup.baseDir)).toEqual([]);
+  });
+
+  it('refuses bundles of repositories of different object formats, naming each, and creates nothing', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    const other = path.join(setup.dir, 'sha256');
+    await mkdir(other);
+    await git(other, 'init', '-q', '-b', 'main', '--object-format=sha256');
+    await git(other, '-c', 'user.name=t', '-c', 'user.email=t@e', 'commit', '-q', '--allow-empty', '-m', 'one');
+    await git(other, 'bundle', 'create', '-q', path.join(setup.component, 'git-repositories', 'second.bundle'), '--all');
+    const result = await setup.run('activate');
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain('hold repositories of different object formats (initial.bundle: sha1, second.bundle: sha256)');
+    expect(await readdir(setup.baseDir)).toEqual([]);
+  });
+
   it('refuses a .bundle file that is no bundle at all', async () => {
     const setup = await gitSetup();
     const bundle = path.join(setup.component, 'git-repositories', 'initial.bundle');

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { ConfigError, DysnomiaError, OperationError } from '../../core/errors.js';
 import type { PluginContext } from '../../core/plugin.js';
 import { git } from './git.js';
-import { type Ref, listRefs, objectFormat, readBundleHeader } from './identity.js';
+import { type BundleHeader, type Ref, listRefs, objectFormat, readBundleHeader } from './identity.js';
 import { assertRepositoryAt, baseDirError, ensureBaseDir, exists, fsyncDir, fsyncTree, recover, repositoryPath, tempPath } from './layout.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
 import { shareWithGroup } from './permissions.js';
@@ -73,14 +73,23 @@ async function build(staging: string, bundles: string[], ctx: PluginContext<GitR
   const { signal } = ctx;
   const baseDir = path.dirname(staging);
   const branch = await defaultBranch(baseDir, signal);
-  const headers = [];
+  const headers: BundleHeader[] = [];
   for (const bundle of bundles) headers.push(await readBundleHeader(bundle));
+  const formats = new Set(headers.map((header) => header.objectFormat));
+  if (formats.size > 1) {
+    // git would say "pack is corrupted" or "unrecognized header" at the second one.
+    const each = bundles.map((bundle, i) => `${path.basename(bundle)}: ${headers[i]!.objectFormat}`).join(', ');
+    throw new OperationError(`the bundles of ${ctx.component.path} hold repositories of different object formats (${each}); one repository has one format: keep the bundles of one`, {
+      plugin: PLUGIN_TYPE,
+    });
+  }
   const format = objectFormat(headers[0]);
   await git(baseDir, ['init', '--quiet', '--bare', `--initial-branch=${branch}`, ...format, staging], `creating ${staging}`, signal);
   const heads = headers.flatMap((header) => (header.headOid === undefined ? [] : [header.headOid]));
   for (const bundle of bundles) {
     ctx.log.info(`loading ${bundle}`);
-    await git(staging, ['bundle', 'verify', '--quiet', bundle], `verifying ${bundle}`, signal);
+    // Not --quiet: git then names the prerequisite commits a bundle lacks (an incremental one).
+    await git(staging, ['bundle', 'verify', bundle], `verifying ${bundle}`, signal);
     await git(staging, ['fetch', '--quiet', '--no-write-fetch-head', bundle, '+refs/*:refs/*'], `loading ${bundle}`, signal);
   }
   const head = chooseHead(await listRefs(staging, signal), branch, heads);
