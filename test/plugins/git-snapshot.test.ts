@@ -570,5 +570,17 @@ describe('git-repository restore when the live repository is in trouble', () => 
     expect(result.stderr).not.toContain('ENOTDIR');
     expect(await readFile(setup.repo, 'utf8')).toBe('not a repository');
   });
+
+  it('warns before a restore that the repository\'s linked worktrees are not in the snapshot, naming them', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    const worktree = path.join(setup.dir, 'checkout');
+    await execa('git', ['--git-dir', setup.repo, 'worktree', 'add', '-q', '--detach', worktree, 'main']);
+    await execa('git', ['--git-dir', setup.repo, 'update-ref', 'refs/heads/extra', 'main']);
+    const result = await setup.ok('restore');
+    expect(result.stderr).toContain(`${setup.repo} has linked worktrees (${worktree})`);
+    expect(result.stderr).toContain('a snapshot does not hold them');
+  });
 });
 

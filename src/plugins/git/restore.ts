@@ -4,7 +4,7 @@
  * snapshot, a full disk, a kill) leaves it exactly as it was.
  */
 import { createWriteStream } from 'node:fs';
-import { lstat, mkdir, readdir, readlink, realpath, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, readlink, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -255,6 +255,20 @@ async function missingTips(repo: string, signal?: AbortSignal): Promise<string |
   }
 }
 
+/**
+ * Linked worktrees (`git worktree add` from the bare repository) live in the repository's
+ * `worktrees/`, which a bundle does not hold: after the swap their checkouts no longer find the
+ * repository, and commits only they reach go with the previous one.
+ */
+async function warnOfWorktrees(ctx: PluginContext<GitRepositoryOptions>, repo: string): Promise<void> {
+  const names = await readdir(path.join(repo, 'worktrees')).catch(() => [] as string[]);
+  if (names.length === 0) return;
+  const places = await Promise.all(
+    names.map(async (name) => (await readFile(path.join(repo, 'worktrees', name, 'gitdir'), 'utf8').catch(() => name)).trim().replace(/\/\.git$/, '')),
+  );
+  ctx.log.warn(`${repo} has linked worktrees (${places.join(', ')}); a snapshot does not hold them: after the restore they no longer find the repository, and commits only they reach go with the previous repository`);
+}
+
 /** restore: brings the repository to the snapshot's state, unless it is there already. */
 export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: SnapshotSource): Promise<PluginRestoreResult | void> {
   const repo = repositoryPath(ctx.options, ctx.component);
@@ -280,6 +294,7 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
     ctx.log.warn(`${repo} has the snapshot's refs, but not the objects they point at (${missing}); restoring it`);
   }
   if (live) await refuseSymlink(repo);
+  if (live) await warnOfWorktrees(ctx, repo);
   await ensureBaseDir(ctx.options);
   const work = tempPath(repo, 'restore');
   let keptAt: string | undefined;
