@@ -48,9 +48,13 @@ export function quoteName(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-/** Quotes a string literal for PostgreSQL (standard_conforming_strings is on since 9.1). */
+/**
+ * Quotes a string literal for PostgreSQL. One with a backslash is an E'' literal (as the server's
+ * quote_literal makes it), so it reads the same whatever standard_conforming_strings is.
+ */
 export function quoteLiteral(value: string): string {
-  return `'${value.replaceAll("'", "''")}'`;
+  const quoted = value.replaceAll("'", "''");
+  return value.includes('\\') ? `E'${quoted.replaceAll('\\', '\\\\')}'` : `'${quoted}'`;
 }
 
 /** The driver configuration for the maintenance database. */

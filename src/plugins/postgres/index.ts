@@ -1,8 +1,8 @@
 /**
  * `postgresql-database`: a PostgreSQL database named after the component. Activation creates it
  * from the component's `postgresql-databases/*.sql`; snapshots are consistent pg_dumps; a restore
- * loads into a staging database and swaps the names in one transaction (swap.ts), so the live
- * database is never lost.
+ * loads into a staging database, gives it the live database's own state (database-state.ts) and
+ * swaps the names in one transaction (swap.ts), so the live database is never lost.
  */
 import { randomBytes } from 'node:crypto';
 import { OperationError } from '../../core/errors.js';
@@ -11,11 +11,12 @@ import { appeared, checkDatabaseName, databaseNames, type DatabaseNames } from '
 import { dropStagingAfterFailure, unchanged } from '../sql/staging.js';
 import { initialScripts } from '../sql/scripts.js';
 import { databaseExists, quoteName, withSession, withToolAccess } from './client.js';
+import { carryOverDatabaseState } from './database-state.js';
 import { DUMP_STREAM, dumpDatabase, primeDumpTool } from './dump.js';
 import { loadDump, loadFile } from './load.js';
 import { lockDatabase } from './lock.js';
 import { describeServer, parsePostgresOptions, PLUGIN, type PostgresOptions } from './options.js';
-import { createStaging, dropDatabase, recoverSwap, swapIn } from './swap.js';
+import { createStaging, dropCopy, dropDatabase, recoverSwap, swapIn } from './swap.js';
 
 /** PostgreSQL identifiers are at most 63 bytes. */
 const MAX_NAME = 63;
@@ -111,8 +112,11 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
             tool,
           ),
         );
+        // After the load: a setting such as default_transaction_read_only, or ALLOW_CONNECTIONS
+        // false, must not reach the session that loads.
+        await carryOverDatabaseState(session, names);
       } catch (error) {
-        await dropStagingAfterFailure(() => dropDatabase(session, names.staging, 'to drop it', options.timeoutMs, ctx.log), names.staging, ctx.log);
+        await dropStagingAfterFailure(() => dropCopy(session, names.staging, 'to drop it', options.timeoutMs, ctx.log), names.staging, ctx.log);
         throw error;
       }
     } catch (error) {

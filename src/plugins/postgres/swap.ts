@@ -60,6 +60,17 @@ export async function dropDatabase(session: PgSession, database: string, why: st
   });
 }
 
+/**
+ * Drops a copy of ours (a staging database, the replaced one, a leftover). A restore carries
+ * IS_TEMPLATE over, and the server refuses to drop a template, so the mark is taken off first.
+ */
+export async function dropCopy(session: PgSession, database: string, why: string, timeoutMs: number, log: Logger): Promise<void> {
+  if ((await session.query('SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate', [database])).length > 0) {
+    await session.query(`ALTER DATABASE ${quoteName(database)} IS_TEMPLATE false`);
+  }
+  await dropDatabase(session, database, why, timeoutMs, log);
+}
+
 /** Drops what an interrupted run left behind. Returns true when there was something. */
 export async function recoverSwap(session: PgSession, names: DatabaseNames, timeoutMs: number, log: Logger): Promise<boolean> {
   let found = false;
@@ -71,20 +82,22 @@ export async function recoverSwap(session: PgSession, names: DatabaseNames, time
     // A rename is atomic: the live database is complete when it exists, and was never made when not.
     const state = live ? `${names.live} itself is complete` : `${names.live} does not exist: an activation that never finished, or a database dropped since`;
     log.warn(`dropping ${leftover}, left behind by an interrupted restore or activation of ${names.live} (${state})`);
-    await dropDatabase(session, leftover, 'to drop it', timeoutMs, log);
+    await dropCopy(session, leftover, 'to drop it', timeoutMs, log);
   }
   return found;
 }
 
 /**
- * Creates the staging database. With a live database, its encoding, locale and owner are kept
- * (they are the database's, not the dump's); otherwise the server's defaults apply, as with
- * createdb.
+ * Creates the staging database. With a live database, its encoding, locale, owner and tablespace
+ * are kept (they are the database's, not the dump's; the load then writes into that tablespace);
+ * otherwise the server's defaults apply, as with createdb. The rest of the database's own state
+ * is carried over after the load (database-state.ts).
  */
 export async function createStaging(session: PgSession, names: DatabaseNames): Promise<void> {
   // to_jsonb: the locale columns differ between server versions (daticulocale, datlocale).
-  const [row] = await session.query<{ d: Record<string, unknown>; encoding: string; owner: string }>(
-    `SELECT to_jsonb(d) AS d, pg_encoding_to_char(encoding) AS encoding, pg_get_userbyid(datdba) AS owner
+  const [row] = await session.query<{ d: Record<string, unknown>; encoding: string; owner: string; tablespace: string }>(
+    `SELECT to_jsonb(d) AS d, pg_encoding_to_char(encoding) AS encoding, pg_get_userbyid(datdba) AS owner,
+            (SELECT spcname FROM pg_tablespace WHERE oid = d.dattablespace) AS tablespace
        FROM pg_database d WHERE datname = $1`,
     [names.live],
   );
@@ -100,6 +113,8 @@ export async function createStaging(session: PgSession, names: DatabaseNames): P
     `LC_CTYPE ${quoteLiteral(String(d.datctype))}`,
     `OWNER ${quoteName(row.owner)}`,
   ];
+  // pg_default is where template0 is anyway; naming it would need CREATE on it from a non-superuser.
+  if (row.tablespace !== 'pg_default') clauses.push(`TABLESPACE ${quoteName(row.tablespace)}`);
   const locale = d.datlocale ?? d.daticulocale;
   if (d.datlocprovider === 'i') clauses.push('LOCALE_PROVIDER icu', `ICU_LOCALE ${quoteLiteral(String(locale))}`);
   if (d.datlocprovider === 'b') clauses.push('LOCALE_PROVIDER builtin', `BUILTIN_LOCALE ${quoteLiteral(String(locale))}`);
@@ -203,7 +218,7 @@ export async function swapIn(session: PgSession, names: DatabaseNames, timeoutMs
   } catch (error) {
     await failedSwap(session, reconnect, names, oids, timeoutMs, log, error, sent);
   }
-  const dropOld = (on: PgSession) => dropDatabase(on, names.old, 'to drop the replaced copy', timeoutMs, log);
+  const dropOld = (on: PgSession) => dropCopy(on, names.old, 'to drop the replaced copy', timeoutMs, log);
   try {
     await dropOld(session);
   } catch (error) {
@@ -240,7 +255,7 @@ async function failedSwap(
       const found = maybeCommitted ? await outcomeOf(live, names, oids) : 'not committed';
       const leftover = found === 'committed' ? names.old : found === 'not committed' ? names.staging : undefined;
       if (leftover !== undefined) {
-        await dropDatabase(live, leftover, 'to drop it', timeoutMs, log).then(
+        await dropCopy(live, leftover, 'to drop it', timeoutMs, log).then(
           () => (cleaned = true),
           (dropError: unknown) => log.warn(`cannot drop ${leftover} (${messageOf(dropError)}); the next activate or restore drops it`),
         );
