@@ -15,7 +15,7 @@ import { DUMP_STREAM, dumpDatabase, warnInconsistentTables } from './dump.js';
 import { checkLoaded, loadDump, loadFile } from './load.js';
 import { lockDatabase } from './lock.js';
 import { describeServer, type MysqlOptions, parseMysqlOptions, PLUGIN } from './options.js';
-import { recoverSwap, swapOrSettle } from './swap.js';
+import { recoverSwap, refuseOutsideForeignKeys, swapOrSettle } from './swap.js';
 
 /** MariaDB and MySQL identifiers are at most 64 characters. */
 const MAX_NAME = 64;
@@ -128,6 +128,7 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
     await recoverSwap(connection, names, ctx.log);
     const what = `loading snapshot ${source.identity} into ${names.staging}`;
     try {
+      await refuseOutsideForeignKeys(connection, names);
       await createStaging(connection, names);
       try {
         const report = await loadDump(options, names.staging, source.open(stream), what, toolOptions(ctx));

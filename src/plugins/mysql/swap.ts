@@ -292,6 +292,35 @@ async function rollBack(connection: MysqlConnection, names: DatabaseNames): Prom
 }
 
 /**
+ * Refuses a swap of `live` while foreign keys of other databases reference its tables. InnoDB
+ * makes such a key follow its parent table through RENAME TABLE, so the swap would point it at
+ * `__dys_old` (the live table would lose its referential check) and then fail to drop that
+ * database. Dropping the keys is the only way: foreign_key_checks=0 does not stop them following.
+ */
+export async function refuseOutsideForeignKeys(connection: MysqlConnection, names: DatabaseNames): Promise<void> {
+  const live = names.live;
+  const rows = await query(
+    connection,
+    `SELECT DISTINCT CONSTRAINT_SCHEMA AS db, TABLE_NAME AS tbl, CONSTRAINT_NAME AS name, REFERENCED_TABLE_NAME AS parent
+       FROM information_schema.KEY_COLUMN_USAGE
+      WHERE REFERENCED_TABLE_SCHEMA = ? AND CONSTRAINT_SCHEMA <> ?
+      ORDER BY 1, 2, 3`,
+    [live, live],
+  );
+  if (rows.length === 0) return;
+  const keys = rows.map((row) => `${text(row.db)}.${text(row.tbl)}.${text(row.name)} -> ${live}.${text(row.parent)}`);
+  const drops = rows.map(
+    (row) => `ALTER TABLE ${quoteName(text(row.db))}.${quoteName(text(row.tbl))} DROP FOREIGN KEY ${quoteName(text(row.name))};`,
+  );
+  throw new OperationError(
+    `cannot restore ${live}: foreign keys of other databases reference its tables (${keys.join(', ')}). ` +
+      `A restore moves the live tables to ${names.old}, and these keys would follow them there. ` +
+      `Drop them for the restore (${drops.join(' ')}), restore, then add them again`,
+    { plugin: PLUGIN },
+  );
+}
+
+/**
  * Finishes or undoes a swap that an earlier run left behind (killed, or the server went away),
  * and drops a leftover staging database. Says which it did; undefined when there was nothing
  * to clean up.
@@ -419,6 +448,8 @@ export async function swapIn(connection: MysqlConnection, names: DatabaseNames, 
   }
   let committed = false;
   try {
+    // Checked again here: a restore checks before it loads, but a key may have come since.
+    if (liveExists) await refuseOutsideForeignKeys(connection, names);
     await query(connection, `CREATE DATABASE ${quoteName(names.old)}`);
     const live = liveExists ? await triggersOf(connection, names.live, 'live') : [];
     const fresh = [...(await objectsOf(connection, names.staging)), ...(await triggersOf(connection, names.staging, 'new'))];
