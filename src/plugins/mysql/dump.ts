@@ -1,7 +1,8 @@
 /** Snapshots of a MariaDB/MySQL database: one consistent mysqldump, streamed into the store. */
+import path from 'node:path';
 import type { Logger } from '../../core/log.js';
 import type { SnapshotSink } from '../../core/plugin.js';
-import { dumpWith, type ToolOptions } from '../sql/tool.js';
+import { dumpWith, runTool, type ToolOptions } from '../sql/tool.js';
 import { findMysqlTools, type MysqlConnection, query, withToolAccess } from './client.js';
 import type { MysqlOptions } from './options.js';
 
@@ -29,12 +30,80 @@ export const DUMP_ARGUMENTS = [
   '--max-allowed-packet=1073741824',
 ];
 
-/** Dumps `database` into the sink; throws if the dump tool failed (the snapshot is discarded). */
-export async function dumpDatabase(options: MysqlOptions, database: string, sink: SnapshotSink, tool: ToolOptions): Promise<void> {
+/**
+ * Dumps `database` into the sink; throws if the dump tool failed (the snapshot is discarded).
+ * `extra`: arguments for this database (see {@link historyArguments}).
+ */
+export async function dumpDatabase(
+  options: MysqlOptions,
+  database: string,
+  sink: SnapshotSink,
+  tool: ToolOptions,
+  extra: string[] = [],
+): Promise<void> {
   const { dump } = await findMysqlTools();
   await withToolAccess(options, (defaults) =>
-    dumpWith(dump, [defaults, ...DUMP_ARGUMENTS, database], `dumping ${database}`, (output) => sink.addStream(DUMP_STREAM, output), tool),
+    dumpWith(dump, [defaults, ...DUMP_ARGUMENTS, ...extra, database], `dumping ${database}`, (output) => sink.addStream(DUMP_STREAM, output), tool),
   );
+}
+
+const historyKnown = new Map<string, Promise<boolean>>();
+
+/**
+ * True when this dump tool has `--dump-history` (mariadb-dump from 10.11; MySQL's mysqldump never),
+ * read from its `--help`: the option's release differs between MariaDB's series, and a version
+ * number says nothing about a mysqldump that is MySQL's.
+ */
+function dumpsHistory(dump: string, options: ToolOptions): Promise<boolean> {
+  let answer = historyKnown.get(dump);
+  if (answer === undefined) {
+    // Not cancellable, and a failure is not remembered: one cancelled snapshot must not decide
+    // for the next ones in this process.
+    answer = runTool(dump, ['--help'], `asking ${dump} for its options`, { ...options, signal: undefined }).then((help) =>
+      /^\s*(-H, )?--dump-history\b/m.test(help),
+    );
+    historyKnown.set(dump, answer);
+    answer.catch(() => historyKnown.delete(dump));
+  }
+  return answer;
+}
+
+/**
+ * The dump arguments that keep the history of `database`'s system-versioned tables: a plain dump
+ * holds only their current rows, and a restore would silently drop the rest. `--dump-history`
+ * dumps every row with its row_start and row_end, and the dump itself turns on
+ * system_versioning_insert_history for the load. It does not change the dump of other tables, so
+ * a database without versioned tables keeps its snapshot identity. mariadb-dump refuses it for a
+ * table with transaction-precise history (row start/end as transaction ids): then, or when the
+ * tool lacks the option, the snapshot is taken without history and the warning names the tables.
+ */
+export async function historyArguments(connection: MysqlConnection, database: string, log: Logger, tool: ToolOptions): Promise<string[]> {
+  const rows = await query(
+    connection,
+    `SELECT t.TABLE_NAME AS name,
+            EXISTS (SELECT 1 FROM information_schema.COLUMNS c
+                     WHERE c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME
+                       AND c.GENERATION_EXPRESSION = 'ROW START' AND c.DATA_TYPE = 'bigint') AS precise
+       FROM information_schema.TABLES t
+      WHERE t.TABLE_SCHEMA = ? AND t.TABLE_TYPE = 'SYSTEM VERSIONED'
+      ORDER BY t.TABLE_NAME`,
+    [database],
+  );
+  if (rows.length === 0) return [];
+  const tables = rows.map((row) => String(row.name));
+  const precise = rows.filter((row) => Number(row.precise) === 1).map((row) => String(row.name));
+  const { dump } = await findMysqlTools();
+  const why =
+    precise.length > 0
+      ? `${precise.join(', ')} keep${precise.length === 1 ? 's' : ''} transaction-precise history, which ${path.basename(dump)} cannot dump`
+      : !(await dumpsHistory(dump, tool))
+        ? `${path.basename(dump)} has no --dump-history (mariadb-dump has it from MariaDB 10.11)`
+        : undefined;
+  if (why === undefined) return ['--dump-history'];
+  log.warn(
+    `the snapshot of ${database} keeps only the current rows of its system-versioned tables, not their history: ${tables.join(', ')} (${why}); a restore of it starts their history anew`,
+  );
+  return [];
 }
 
 /** Storage engines whose tables `--single-transaction` reads as of one moment. */
