@@ -35,8 +35,11 @@ type ObjectKind = 'trigger' | 'view' | 'procedure' | 'function' | 'event';
 
 /** A schema object as SHOW CREATE gives it, with the session settings it was created under. */
 interface Definition {
-  /** `live`: a live trigger to put back on rollback; `new`: an object to create on commit. */
-  role: 'live' | 'new';
+  /**
+   * `live`: a live trigger to put back on rollback; `new`: an object to create on commit;
+   * `grant`: a grant on a live routine, to give again once the new routines are in place.
+   */
+  role: 'live' | 'new' | 'grant';
   kind: ObjectKind;
   name: string;
   statement: string;
@@ -143,6 +146,59 @@ async function objectsOf(connection: MysqlConnection, schema: string): Promise<D
   return definitions;
 }
 
+/** A string literal under NO_BACKSLASH_ESCAPES, which the grants run with. */
+function quoteString(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+const ROUTINE_PRIVILEGES: Record<string, string> = { Execute: 'EXECUTE', 'Alter Routine': 'ALTER ROUTINE' };
+
+/**
+ * The grants on the routines of `schema` (mysql.procs_priv), as GRANT statements. The swap drops
+ * and re-creates the routines, and the server drops a routine's grants with it, so they are
+ * given again after the commit. A role is stored with the host '' and named without a host
+ * (`TO 'role'@''` would name a user). Without the privilege to read them, the restore goes on
+ * and says that they are not kept, as before this was read. `sqlMode`: what they run with.
+ */
+async function routineGrantsOf(connection: MysqlConnection, schema: string, sqlMode: string, log: Logger): Promise<Definition[]> {
+  const routines = await query(connection, 'SELECT 1 FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? LIMIT 1', [schema]);
+  if (routines.length === 0) return [];
+  let rows: Row[];
+  try {
+    rows = await query(
+      connection,
+      `SELECT User AS user, Host AS host, Routine_name AS name, Routine_type AS type, Proc_priv AS privileges
+         FROM mysql.procs_priv WHERE Db = ? AND Routine_type IN ('PROCEDURE', 'FUNCTION') ORDER BY Routine_type, Routine_name, User, Host`,
+      [schema],
+    );
+  } catch (error) {
+    log.warn(
+      `cannot read the grants on the routines of ${schema} (${messageOf(error)}); the swap re-creates the routines, and grants on them (GRANT EXECUTE ON PROCEDURE ...) are lost: give them again after the restore, or let this user read mysql.procs_priv`,
+    );
+    return [];
+  }
+  return rows.map((row) => {
+    const held = text(row.privileges).split(',');
+    const privileges = held.map((p) => ROUTINE_PRIVILEGES[p]).filter((p): p is string => p !== undefined);
+    const host = text(row.host);
+    const grantee = host === '' ? quoteString(text(row.user)) : `${quoteString(text(row.user))}@${quoteString(host)}`;
+    const type = text(row.type);
+    const statement =
+      `GRANT ${privileges.length > 0 ? privileges.join(', ') : 'USAGE'} ON ${type} ${quoteName(schema)}.${quoteName(text(row.name))} TO ${grantee}` +
+      (held.includes('Grant') ? ' WITH GRANT OPTION' : '');
+    return {
+      role: 'grant',
+      kind: type === 'FUNCTION' ? 'function' : 'procedure',
+      name: text(row.name),
+      statement,
+      sqlMode,
+      charset: '',
+      collation: '',
+      timeZone: '',
+    };
+  });
+}
+
 const SAFE_SETTING = /^[A-Za-z0-9_]+$/;
 
 /** Runs a CREATE statement under the session settings it was first created with. */
@@ -242,8 +298,12 @@ async function createViews(connection: MysqlConnection, views: Definition[]): Pr
   }
 }
 
-/** After the commit: gives the live database the new objects, then drops the old data. */
-async function rollForward(connection: MysqlConnection, names: DatabaseNames, log: Logger): Promise<void> {
+/**
+ * After the commit: gives the live database the new objects and the old routines' grants, then
+ * drops the old data. Returns the grants that could not be given again, each with the reason;
+ * they are reported, not undone: the restored data is in place either way.
+ */
+async function rollForward(connection: MysqlConnection, names: DatabaseNames, log: Logger): Promise<string[]> {
   const journal = await readJournal(connection, names, COMMITTED);
   const fresh = journal.definitions.filter((d) => d.role === 'new');
   await dropObjects(connection, names.live);
@@ -252,8 +312,29 @@ async function rollForward(connection: MysqlConnection, names: DatabaseNames, lo
   await createViews(connection, fresh.filter((d) => d.kind === 'view'));
   for (const d of fresh.filter((d) => d.kind === 'trigger' || d.kind === 'event')) await create(connection, d);
   log.debug(`recreated ${fresh.length} views, routines, triggers and events in ${names.live}`);
+  const failed: string[] = [];
+  for (const grant of journal.definitions.filter((d) => d.role === 'grant')) {
+    if (!fresh.some((d) => d.kind === grant.kind && d.name === grant.name)) {
+      log.warn(`the restored ${names.live} has no ${grant.kind} ${grant.name}, so this grant on it is gone: ${grant.statement}`);
+      continue;
+    }
+    try {
+      await create(connection, grant);
+    } catch (error) {
+      failed.push(`${grant.statement}; -- ${messageOf(error)}`);
+    }
+  }
   await query(connection, `DROP DATABASE IF EXISTS ${quoteName(names.old)}`);
   await query(connection, `DROP DATABASE IF EXISTS ${quoteName(names.staging)}`);
+  return failed;
+}
+
+/** What to say about grants {@link rollForward} could not give again. */
+function grantsNotRestored(live: string, failed: string[]): string {
+  return (
+    `the restored data of ${live} is in place, but ${failed.length === 1 ? 'a grant' : `${failed.length} grants`} on its routines could not be given again ` +
+    `(the swap re-creates the routines, and the server drops their grants with them); fix the cause and issue ${failed.length === 1 ? 'it' : 'them'} as a user allowed to grant:\n  ${failed.join('\n  ')}`
+  );
 }
 
 /** Before the commit: puts the live triggers back and drops the helpers. */
@@ -335,7 +416,8 @@ export async function recoverSwap(
   if (!oldExists && !stagingExists) return undefined;
   if (oldExists && (await tablesOf(connection, names.old)).includes(COMMITTED)) {
     log.warn(`an earlier restore of ${names.live} was interrupted after its swap; finishing it (recreating views, routines, triggers and events, dropping ${names.old})`);
-    await rollForward(connection, names, log);
+    const failed = await rollForward(connection, names, log);
+    if (failed.length > 0) log.warn(grantsNotRestored(names.live, failed));
     return 'finished';
   }
   log.warn(
@@ -412,6 +494,16 @@ async function sessionGone(connection: MysqlConnection, id: number | undefined, 
 }
 
 /**
+ * The sql_mode the routine grants are given again with. Never a new user: a grant to a user
+ * dropped since must fail, not create that user without a password, as MariaDB and MySQL
+ * before 8.0 do without NO_AUTO_CREATE_USER (which MySQL 8.0 no longer knows, nor needs).
+ */
+function grantMode(version: string): string {
+  const major = Number(/^(\d+)/.exec(version)?.[1] ?? 0);
+  return /mariadb/i.test(version) || major < 8 ? 'NO_BACKSLASH_ESCAPES,NO_AUTO_CREATE_USER' : 'NO_BACKSLASH_ESCAPES';
+}
+
+/**
  * True for servers whose RENAME TABLE is atomic across a server crash: MariaDB from 10.6 on, MySQL
  * from 8.0 on (for InnoDB tables). `version` is what SELECT VERSION() gives.
  */
@@ -447,11 +539,12 @@ export async function swapIn(connection: MysqlConnection, names: DatabaseNames, 
     throw new OperationError(`a table is named ${reserved[0]}, a name dysnomia reserves for its swap journal; rename it`, { plugin: PLUGIN });
   }
   let committed = false;
+  let failedGrants: string[] = [];
   try {
     // Checked again here: a restore checks before it loads, but a key may have come since.
     if (liveExists) await refuseOutsideForeignKeys(connection, names);
     await query(connection, `CREATE DATABASE ${quoteName(names.old)}`);
-    const live = liveExists ? await triggersOf(connection, names.live, 'live') : [];
+    const live = liveExists ? [...(await triggersOf(connection, names.live, 'live')), ...(await routineGrantsOf(connection, names.live, grantMode(version), log))] : [];
     const fresh = [...(await objectsOf(connection, names.staging)), ...(await triggersOf(connection, names.staging, 'new'))];
     await createJournal(connection, names, [...live, ...fresh], !liveExists);
     if (!liveExists) {
@@ -475,7 +568,7 @@ export async function swapIn(connection: MysqlConnection, names: DatabaseNames, 
     await query(connection, `RENAME TABLE ${moves.join(', ')}`);
     committed = true;
     log.debug(`swapped ${stagingTables.length} tables into ${names.live} (${liveTables.length} old tables moved to ${names.old})`);
-    await rollForward(connection, names, log);
+    failedGrants = await rollForward(connection, names, log);
   } catch (error) {
     if (committed) {
       throw new OperationError(
@@ -497,4 +590,5 @@ export async function swapIn(connection: MysqlConnection, names: DatabaseNames, 
       cause: error,
     });
   }
+  if (failedGrants.length > 0) throw new OperationError(grantsNotRestored(names.live, failedGrants), { plugin: PLUGIN });
 }
