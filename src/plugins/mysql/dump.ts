@@ -1,10 +1,12 @@
 /** Snapshots of a MariaDB/MySQL database: one consistent mysqldump, streamed into the store. */
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../../core/log.js';
 import type { SnapshotSink } from '../../core/plugin.js';
-import { dumpWith, runTool, type ToolOptions } from '../sql/tool.js';
-import { findMysqlTools, type MysqlConnection, query, withToolAccess } from './client.js';
+import { dumpWith, type ToolOptions } from '../sql/tool.js';
+import { findMysqlTools, type MysqlConnection, query, toolHasOption, withToolAccess } from './client.js';
 import type { MysqlOptions } from './options.js';
+import { LineMeter, type LongestLine } from './packet.js';
 
 /** The stream name, as in Dysnomia's snapshots (`dump.sql.xz` there, uncompressed here). */
 export const DUMP_STREAM = 'dump.sql';
@@ -32,7 +34,8 @@ export const DUMP_ARGUMENTS = [
 
 /**
  * Dumps `database` into the sink; throws if the dump tool failed (the snapshot is discarded).
- * `extra`: arguments for this database (see {@link historyArguments}).
+ * `extra`: arguments for this database (see {@link historyArguments}). Returns the dump's longest
+ * line (see packet.ts).
  */
 export async function dumpDatabase(
   options: MysqlOptions,
@@ -40,32 +43,24 @@ export async function dumpDatabase(
   sink: SnapshotSink,
   tool: ToolOptions,
   extra: string[] = [],
-): Promise<void> {
+): Promise<LongestLine> {
   const { dump } = await findMysqlTools();
+  const meter = new LineMeter();
   await withToolAccess(options, (defaults) =>
-    dumpWith(dump, [defaults, ...DUMP_ARGUMENTS, ...extra, database], `dumping ${database}`, (output) => sink.addStream(DUMP_STREAM, output), tool),
+    dumpWith(
+      dump,
+      [defaults, ...DUMP_ARGUMENTS, ...extra, database],
+      `dumping ${database}`,
+      async (output) => {
+        const piping = pipeline(output, meter);
+        piping.catch(() => {}); // its error reaches the sink through the meter
+        await sink.addStream(DUMP_STREAM, meter);
+        await piping;
+      },
+      tool,
+    ),
   );
-}
-
-const historyKnown = new Map<string, Promise<boolean>>();
-
-/**
- * True when this dump tool has `--dump-history` (mariadb-dump from 10.11; MySQL's mysqldump never),
- * read from its `--help`: the option's release differs between MariaDB's series, and a version
- * number says nothing about a mysqldump that is MySQL's.
- */
-function dumpsHistory(dump: string, options: ToolOptions): Promise<boolean> {
-  let answer = historyKnown.get(dump);
-  if (answer === undefined) {
-    // Not cancellable, and a failure is not remembered: one cancelled snapshot must not decide
-    // for the next ones in this process.
-    answer = runTool(dump, ['--help'], `asking ${dump} for its options`, { ...options, signal: undefined }).then((help) =>
-      /^\s*(-H, )?--dump-history\b/m.test(help),
-    );
-    historyKnown.set(dump, answer);
-    answer.catch(() => historyKnown.delete(dump));
-  }
-  return answer;
+  return meter.longest;
 }
 
 /**
@@ -73,7 +68,8 @@ function dumpsHistory(dump: string, options: ToolOptions): Promise<boolean> {
  * holds only their current rows, and a restore would silently drop the rest. `--dump-history`
  * dumps every row with its row_start and row_end, and the dump itself turns on
  * system_versioning_insert_history for the load. It does not change the dump of other tables, so
- * a database without versioned tables keeps its snapshot identity. mariadb-dump refuses it for a
+ * a database without versioned tables keeps its snapshot identity. The option came with mariadb-dump
+ * 10.11 (MySQL's mysqldump has none), so the tool's --help decides. mariadb-dump refuses it for a
  * table with transaction-precise history (row start/end as transaction ids): then, or when the
  * tool lacks the option, the snapshot is taken without history and the warning names the tables.
  */
@@ -96,7 +92,7 @@ export async function historyArguments(connection: MysqlConnection, database: st
   const why =
     precise.length > 0
       ? `${precise.join(', ')} keep${precise.length === 1 ? 's' : ''} transaction-precise history, which ${path.basename(dump)} cannot dump`
-      : !(await dumpsHistory(dump, tool))
+      : !(await toolHasOption(dump, '--dump-history', tool))
         ? `${path.basename(dump)} has no --dump-history (mariadb-dump has it from MariaDB 10.11)`
         : undefined;
   if (why === undefined) return ['--dump-history'];

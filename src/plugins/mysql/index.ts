@@ -14,6 +14,7 @@ import { databaseExists, query, quoteName, withConnection, type MysqlConnection 
 import { DUMP_STREAM, dumpDatabase, historyArguments, warnInconsistentTables } from './dump.js';
 import { checkLoaded, loadDump, loadFile } from './load.js';
 import { lockDatabase } from './lock.js';
+import { maxAllowedPacket, warnLongStatement } from './packet.js';
 import { describeServer, type MysqlOptions, parseMysqlOptions, PLUGIN } from './options.js';
 import { recoverSwap, refuseOutsideForeignKeys, swapOrSettle } from './swap.js';
 
@@ -110,7 +111,8 @@ async function snapshot(ctx: Context, sink: SnapshotSink): Promise<void> {
     }
     await warnInconsistentTables(connection, names.live, ctx.log);
     const history = await historyArguments(connection, names.live, ctx.log, toolOptions(ctx));
-    await dumpDatabase(ctx.options, names.live, sink, toolOptions(ctx), history);
+    const longest = await dumpDatabase(ctx.options, names.live, sink, toolOptions(ctx), history);
+    warnLongStatement(longest, await maxAllowedPacket(connection), names.live, ctx.log);
   });
 }
 
@@ -132,7 +134,8 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
       await refuseOutsideForeignKeys(connection, names);
       await createStaging(connection, names);
       try {
-        const report = await loadDump(options, names.staging, source.open(stream), what, toolOptions(ctx));
+        const maxPacket = await maxAllowedPacket(connection);
+        const report = await loadDump(options, names.staging, source.open(stream), what, toolOptions(ctx), maxPacket);
         checkLoaded(report, await stagingTables(connection, names), source.size(stream), what);
       } catch (error) {
         await dropStagingAfterFailure(() => dropStaging(connection, names), names.staging, ctx.log);

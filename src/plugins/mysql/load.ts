@@ -5,17 +5,24 @@
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { Transform, type TransformCallback } from 'node:stream';
-import { OperationError } from '../../core/errors.js';
+import { OperationError, PluginError } from '../../core/errors.js';
 import { loadWith, type ToolOptions } from '../sql/tool.js';
-import { findMysqlTools, withToolAccess } from './client.js';
+import { findMysqlTools, toolHasOption, withToolAccess } from './client.js';
 import type { MysqlOptions } from './options.js';
 import { PLUGIN } from './options.js';
+import { LongestLine, raisePacket, tooLong } from './packet.js';
 
-/** Client arguments shared by every load: stop at the first error (the client's default). */
-function clientArguments(defaults: string, database: string, binary: boolean): string[] {
+/**
+ * Client arguments shared by every load (after the option file's): stop at the first error (the client's default). The
+ * mariadb client (10.11 on) echoes a failed statement whole, which for a row of many megabytes
+ * makes an error message of that size, cut off at its end, where the error is; so it is told not
+ * to, where it can be (MySQL's client does not echo).
+ */
+async function clientArguments(client: string, database: string, binary: boolean, tool: ToolOptions): Promise<string[]> {
+  const quiet = await toolHasOption(client, '--print-query-on-error', tool);
   return [
-    defaults,
     ...(binary ? ['--binary-mode'] : []),
+    ...(quiet ? ['--skip-print-query-on-error'] : []),
     '--max-allowed-packet=1073741824',
     `--database=${database}`,
   ];
@@ -24,9 +31,8 @@ function clientArguments(defaults: string, database: string, binary: boolean): s
 /** Runs one SQL file into `database`; a failure names the file and carries the server's error. */
 export async function loadFile(options: MysqlOptions, database: string, file: string, tool: ToolOptions): Promise<void> {
   const { client } = await findMysqlTools();
-  await withToolAccess(options, (defaults) =>
-    loadWith(client, clientArguments(defaults, database, false), `loading ${file}`, createReadStream(file), tool),
-  );
+  const args = await clientArguments(client, database, false, tool);
+  await withToolAccess(options, (defaults) => loadWith(client, [defaults, ...args], `loading ${file}`, createReadStream(file), tool));
 }
 
 /** What a dump load saw, to check that the staging database got everything. */
@@ -37,20 +43,39 @@ export interface LoadReport {
   tables: Set<string>;
 }
 
-/** Loads a dump stream into `database`, merging single-row INSERTs on the way (see InsertMerger). */
+/**
+ * Loads a dump stream into `database`, merging single-row INSERTs on the way (see InsertMerger).
+ * `maxPacket`: the server's max_allowed_packet; a failed load that passed a longer statement says
+ * that this is why (the client only says the server has gone away).
+ */
 export async function loadDump(
   options: MysqlOptions,
   database: string,
   input: Readable,
   what: string,
   tool: ToolOptions,
+  maxPacket = Number.POSITIVE_INFINITY,
 ): Promise<LoadReport> {
   const { client } = await findMysqlTools();
   const merger = new InsertMerger();
-  await withToolAccess(options, (defaults) =>
-    loadWith(client, clientArguments(defaults, database, true), what, input, tool, [merger]),
-  );
+  const args = await clientArguments(client, database, true, tool);
+  try {
+    await withToolAccess(options, (defaults) => loadWith(client, [defaults, ...args], what, input, tool, [merger]));
+  } catch (error) {
+    if (!(error instanceof PluginError) || !tooLong(merger.longest.length, maxPacket)) throw error;
+    const said = lastLine(error.stderr ?? '');
+    throw new OperationError(
+      `${what}: the snapshot holds a statement longer than the server's max_allowed_packet, which the server refuses (${said === '' ? 'the client stopped' : `the client said: ${said}`}): ${merger.longest.describe()}. ${raisePacket(merger.longest.length, maxPacket)}; then restore again`,
+      { plugin: PLUGIN, cause: error },
+    );
+  }
   return { bytes: merger.bytes, tables: merger.tables };
+}
+
+/** The last non-empty line of a tool's output, at most a few hundred characters. */
+function lastLine(text: string): string {
+  const line = text.trim().split('\n').at(-1) ?? '';
+  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
 }
 
 const NEWLINE = 0x0a;
@@ -100,6 +125,8 @@ export class InsertMerger extends Transform {
   bytes = 0;
   /** Names of the tables and sequences the dump creates. */
   readonly tables = new Set<string>();
+  /** The longest line read: a row's statement, as the dump has it. */
+  readonly longest = new LongestLine();
   private carry: Buffer = Buffer.alloc(0);
   private insertPrefix: Buffer | undefined;
   private inDelimiterBlock = false;
@@ -134,6 +161,7 @@ export class InsertMerger extends Transform {
   }
 
   private line(line: Buffer, out: Buffer[], newline = true): void {
+    this.longest.offer(line.length, line);
     const prefix = this.insertPrefix;
     if (prefix !== undefined && !this.inDelimiterBlock && startsWith(line, prefix) && endsWith(line, ROW_END)) {
       const row = line.subarray(prefix.length - 1, line.length - 1);
