@@ -33,41 +33,42 @@ export class LongestLine {
   }
 }
 
-/** Passes a stream through unchanged, measuring its longest line. */
+/**
+ * Passes a stream through unchanged, measuring its longest line. A dump has a line per row, so
+ * this runs for millions of lines per snapshot: a line costs one search and one comparison, and
+ * its first bytes are copied only when it is the longest yet (and once per piece for the line
+ * that runs on into the next piece). Copying every line's head took 0.7 s of CPU per 289 MB.
+ */
 export class LineMeter extends Transform {
   readonly longest = new LongestLine();
+  /** Bytes of the line that runs on from earlier pieces, and its first bytes. */
   private current = 0;
-  private head: Buffer[] = [];
-  private headLength = 0;
+  private currentHead: Buffer = Buffer.alloc(0);
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     let start = 0;
-    for (;;) {
-      const newline = chunk.indexOf(NEWLINE, start);
-      const end = newline < 0 ? chunk.length : newline;
-      if (this.headLength < SHOWN && end > start) {
-        const piece = chunk.subarray(start, Math.min(end, start + SHOWN - this.headLength));
-        this.head.push(piece);
-        this.headLength += piece.length;
+    for (let newline = chunk.indexOf(NEWLINE); newline >= 0; newline = chunk.indexOf(NEWLINE, start)) {
+      const length = this.current + newline - start;
+      if (length > this.longest.length) {
+        const rest = chunk.subarray(start, newline);
+        this.longest.offer(length, this.current > 0 ? Buffer.concat([this.currentHead, rest.subarray(0, SHOWN)]) : rest);
       }
-      this.current += end - start;
-      if (newline < 0) break;
-      this.endLine();
+      this.current = 0;
       start = newline + 1;
+    }
+    if (start < chunk.length) {
+      const rest = chunk.subarray(start);
+      if (this.current === 0) this.currentHead = Buffer.from(rest.subarray(0, SHOWN));
+      else if (this.currentHead.length < SHOWN) this.currentHead = Buffer.concat([this.currentHead, rest.subarray(0, SHOWN - this.currentHead.length)]);
+      this.current += rest.length;
     }
     callback(null, chunk);
   }
 
   override _flush(callback: TransformCallback): void {
-    this.endLine();
-    callback();
-  }
-
-  private endLine(): void {
-    if (this.current > this.longest.length) this.longest.offer(this.current, Buffer.concat(this.head));
+    if (this.current > this.longest.length) this.longest.offer(this.current, this.currentHead);
     this.current = 0;
-    this.head = [];
-    this.headLength = 0;
+    callback();
   }
 }
 
