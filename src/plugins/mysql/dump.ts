@@ -102,6 +102,25 @@ export async function historyArguments(connection: MysqlConnection, database: st
   return [];
 }
 
+/**
+ * Warns about tables whose default takes the next value of a sequence (`DEFAULT NEXT VALUE FOR
+ * seq`): mariadb-dump writes them so that its own output does not load again (`Table 'seq' was
+ * not locked with LOCK TABLES`). The snapshot is still taken, and holds every row; but no restore
+ * of it loads, which must not come as a surprise on the day it is needed.
+ */
+export async function warnSequenceDefaults(connection: MysqlConnection, database: string, log: Logger): Promise<void> {
+  const rows = await query(
+    connection,
+    `SELECT DISTINCT TABLE_NAME AS name FROM information_schema.COLUMNS
+      WHERE TABLE_SCHEMA = ? AND LOWER(COLUMN_DEFAULT) LIKE '%nextval(%' ORDER BY TABLE_NAME`,
+    [database],
+  );
+  if (rows.length === 0) return;
+  log.warn(
+    `tables of ${database} take a default from a sequence (DEFAULT NEXT VALUE FOR): ${rows.map((row) => String(row.name)).join(', ')}. mariadb-dump's output of such a table does not load again, so no restore of this snapshot will work; give the column its values another way (the application, or AUTO_INCREMENT)`,
+  );
+}
+
 /** Storage engines whose tables `--single-transaction` reads as of one moment. */
 const CONSISTENT_ENGINES = ['INNODB', 'ROCKSDB'];
 

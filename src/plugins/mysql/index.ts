@@ -11,7 +11,7 @@ import { dropStagingAfterFailure, unchanged } from '../sql/staging.js';
 import { initialScripts } from '../sql/scripts.js';
 import type { ToolOptions } from '../sql/tool.js';
 import { databaseExists, query, quoteName, withConnection, type MysqlConnection } from './client.js';
-import { DUMP_STREAM, dumpDatabase, historyArguments, warnInconsistentTables } from './dump.js';
+import { DUMP_STREAM, dumpDatabase, historyArguments, warnInconsistentTables, warnSequenceDefaults } from './dump.js';
 import { checkLoaded, loadDump, loadFile } from './load.js';
 import { lockDatabase } from './lock.js';
 import { maxAllowedPacket, warnLongStatement } from './packet.js';
@@ -110,6 +110,7 @@ async function snapshot(ctx: Context, sink: SnapshotSink): Promise<void> {
       });
     }
     await warnInconsistentTables(connection, names.live, ctx.log);
+    await warnSequenceDefaults(connection, names.live, ctx.log);
     const history = await historyArguments(connection, names.live, ctx.log, toolOptions(ctx));
     const longest = await dumpDatabase(ctx.options, names.live, sink, toolOptions(ctx), history);
     warnLongStatement(longest, await maxAllowedPacket(connection), names.live, ctx.log);
