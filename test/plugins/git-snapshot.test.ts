@@ -472,19 +472,19 @@ describe('git-repository restore when the live repository is in trouble', () => 
     expect(await readlink(setup.repo)).toBe(real);
   });
 
-  it('refuses a snapshot whose detached HEAD moved while git bundled, and makes no generation', async () => {
+  it('takes the snapshot again when its detached HEAD moved while git bundled, and gives up after three tries with no generation', async () => {
     const setup = await gitSetup({ commits: 3 });
     await setup.ok('activate');
     const [older, newer] = [await git(setup.repo, 'rev-parse', 'main~2'), await git(setup.repo, 'rev-parse', 'main')];
     await writeFile(path.join(setup.repo, 'HEAD'), `${older}\n`);
-    // The real git, behind a wrapper that moves HEAD just before `git bundle` runs: the moment a
-    // push could move it.
+    // The real git, behind a wrapper that moves HEAD (to the other commit) just before every
+    // `git bundle` runs: the moment a push could move it.
     const bin = path.join(setup.dir, 'bin');
     await mkdir(bin);
     const realGit = (await execa('sh', ['-c', 'command -v git'])).stdout.trim();
     await writeFile(
       path.join(bin, 'git'),
-      `#!/bin/sh\ncase " $* " in *" bundle create "*) printf '%s\\n' ${newer} > HEAD ;; esac\nexec ${realGit} "$@"\n`,
+      `#!/bin/sh\ncase " $* " in *" bundle create "*) if grep -q ${older} HEAD; then echo ${newer}; else echo ${older}; fi > HEAD.new; mv HEAD.new HEAD ;; esac\nexec ${realGit} "$@"\n`,
       { mode: 0o755 },
     );
     const result = await runCli('dysnomia', ['--operation', 'snapshot', '--component', setup.component, '--container', setup.containerFile], {
@@ -492,6 +492,7 @@ describe('git-repository restore when the live repository is in trouble', () => 
     });
     expect(result.exitCode, result.stderr).toBe(1);
     expect(result.stderr).toContain(`the detached HEAD of ${setup.repo} moved while the snapshot was taken (from ${older} to ${newer})`);
+    expect(result.stderr).toContain('taking the snapshot again (attempt 3 of 3)');
     expect(await setup.generations()).toEqual([]);
     // Without the move, the same repository snapshots and restores.
     await setup.ok('snapshot');
