@@ -35,6 +35,22 @@ async function moduleFolder(stateDir: string, container: string, component: stri
   return folder;
 }
 
+/** `--gc --keep 1` as the user nobody, who owns the state dir but cannot read `unreadable` (as root can). */
+async function gcAsNobodyWithout(stateDir: string, unreadable: string) {
+  await chmod(stateDir, 0o755);
+  await execa('chown', ['-R', 'nobody', stateDir]);
+  await chmod(unreadable, 0o000);
+  try {
+    return await execa(
+      'setpriv',
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, programPath('dysnomia-snapshots'), '--gc', '--keep', '1'],
+      { env: { DYSNOMIA_STATEDIR: stateDir }, reject: false },
+    );
+  } finally {
+    await chmod(unreadable, 0o755);
+  }
+}
+
 const snapshotsOf = (stateDir: string, container = key.container, component = key.component) =>
   readdir(path.join(stateDir, 'snapshots', container, component));
 
@@ -120,16 +136,8 @@ describe('gc leaves alone what is not its to remove', () => {
 
   it('says which folder it cannot read, and removes nothing', async () => {
     const { stateDir, identities } = await storeWithGenerations(3);
-    await chmod(stateDir, 0o755);
-    await execa('chown', ['-R', 'nobody', stateDir]);
     const unreadable = path.join(stateDir, 'snapshots', key.container, key.component, identities[0]!);
-    await chmod(unreadable, 0o000);
-    const result = await execa(
-      'setpriv',
-      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, programPath('dysnomia-snapshots'), '--gc', '--keep', '1'],
-      { env: { DYSNOMIA_STATEDIR: stateDir }, reject: false },
-    );
-    await chmod(unreadable, 0o755);
+    const result = await gcAsNobodyWithout(stateDir, unreadable);
     expect(result.exitCode, result.stderr).toBe(1);
     expect(result.stderr).toContain(`cannot read ${unreadable}`);
     expect(result.stderr).toContain('gc removed nothing');
@@ -140,16 +148,8 @@ describe('gc leaves alone what is not its to remove', () => {
 
   it('stops at a component folder it cannot read, names it, and removes nothing', async () => {
     const { stateDir, identities } = await storeWithGenerations(3);
-    await chmod(stateDir, 0o755);
-    await execa('chown', ['-R', 'nobody', stateDir]);
     const unreadable = path.join(stateDir, 'snapshots', key.container, key.component);
-    await chmod(unreadable, 0o000);
-    const result = await execa(
-      'setpriv',
-      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, programPath('dysnomia-snapshots'), '--gc', '--keep', '1'],
-      { env: { DYSNOMIA_STATEDIR: stateDir }, reject: false },
-    );
-    await chmod(unreadable, 0o755);
+    const result = await gcAsNobodyWithout(stateDir, unreadable);
     expect(result.exitCode, result.stderr).toBe(1);
     expect(result.stderr).toContain(`cannot read ${path.join(unreadable, identities[0]!)}`);
     expect(result.stderr).toContain('gc removed nothing');
