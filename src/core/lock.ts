@@ -267,11 +267,12 @@ async function liveHolders(
     const file = path.join(dir, name);
     if (exclude.includes(file)) continue;
     if (name.startsWith(TEMP_PREFIX)) {
-      const writer = /^\.tmp-[a-z]+-(\d+)-(\d+)-([0-9a-f]{8})-/.exec(name);
-      // A holder file being published on another host is not ours to judge by its pid; on this
-      // host its writer is gone when the pid is free or now belongs to a process started later.
-      if (writer !== null && writer[3] === HOST_TAG) {
-        const [, pid, start] = writer;
+      // The holder file being published, under its own name after the prefix. One published on
+      // another host is not ours to judge by its pid; on this host its writer is gone when the
+      // pid is free or now belongs to a process started later.
+      const writer = HOLDER_NAME.exec(name.slice(TEMP_PREFIX.length));
+      if (writer !== null && writer[4] === HOST_TAG) {
+        const [, , pid, start] = writer;
         if (processEnded(Number(pid), start === '0' ? undefined : Number(start))) await rm(file, { force: true });
       }
       continue;
