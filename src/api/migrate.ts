@@ -11,7 +11,7 @@
  */
 import { PassThrough, type Readable, Transform } from 'node:stream';
 import { execa } from 'execa';
-import { type OperationResult, runOperation } from '../core/dispatcher.js';
+import { comparePlaces, type OperationResult, type Place, runOperation } from '../core/dispatcher.js';
 import { AbortedError, DysnomiaError, OperationError, PluginError, UsageError, messageOf } from '../core/errors.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { isPassThrough } from '../core/plugin.js';
@@ -387,21 +387,19 @@ async function refuseSourceData(source: ContainerSpec, target: ContainerSpec, co
   const theirs: unknown = plugin.parseOptions(target.properties, target.file);
   const here = plugin.location(mine, component);
   const there = plugin.location(theirs, component);
-  let same = here === there;
-  if (!same && plugin.sameServer !== undefined) {
-    try {
-      same = await plugin.sameServer(mine, theirs, options.log ?? silentLogger, options.signal);
-    } catch (error) {
-      if (error instanceof AbortedError) throw error;
-      throw new OperationError(
-        `cannot tell whether the target container ${target.name} (${there}) reaches the source's own data (${here}): ${messageOf(error)}; nothing was moved`,
-        { cause: error },
-      );
-    }
+  let place: Place;
+  try {
+    place = await comparePlaces(plugin, { options: mine, location: here }, { options: theirs, location: there }, true, options.log ?? silentLogger, options.signal);
+  } catch (error) {
+    if (error instanceof AbortedError) throw error;
+    throw new OperationError(
+      `cannot tell whether the target container ${target.name} (${there}) reaches the source's own data (${here}): ${messageOf(error)}; nothing was moved`,
+      { cause: error },
+    );
   }
-  if (same) {
+  if (place !== 'apart') {
     throw new UsageError(
-      `the target container ${target.name} reaches the source's own data (${there === here ? here : `${there}, the same server as ${here}`}): restoring there would overwrite the live ${source.name}/${component.name} with its snapshot and lose what was written since; give a target container on another server${source.type === 'git-repository' ? ' or gitBaseDir' : ''}`,
+      `the target container ${target.name} reaches the source's own data (${place === 'same' ? here : `${there}, the same server as ${here}`}): restoring there would overwrite the live ${source.name}/${component.name} with its snapshot and lose what was written since; give a target container on another server${source.type === 'git-repository' ? ' or gitBaseDir' : ''}`,
     );
   }
 }

@@ -295,28 +295,46 @@ async function refuseShared(request: OperationRequest, plugin: Plugin<unknown>, 
     }
     const { options } = container;
     const theirs = plugin.location(options, { ...request.component, name: other.component });
-    let where = `the same place (${mine})`;
-    if (theirs !== mine) {
-      // The same database name on a server reached another way (a socket and 127.0.0.1) may be
-      // the same database: the plugin asks the servers. When they cannot say, nothing is removed.
-      if (plugin.sameServer === undefined || other.component !== key.component) continue;
-      let same: boolean;
-      try {
-        same = await plugin.sameServer(ctx.options, options, ctx.log, ctx.signal);
-      } catch (error) {
-        if (error instanceof AbortedError) throw error;
-        throw new OperationError(
-          `not collecting ${key.container}/${key.component}: ${other.container}/${other.component} is activated with a database of the same name at ${theirs}, and whether that is this container's server (${mine}) cannot be told: ${messageOf(error)}. Nothing was removed. Run collect-garbage again when both servers answer; if ${other.container} uses another server that is gone for good, deactivate ${other.container}/${other.component} first; ${keep}`,
-          { cause: error },
-        );
-      }
-      if (!same) continue;
-      where = `the same place, reached another way (${theirs} and ${mine} are one server)`;
+    let place: Place;
+    try {
+      place = await comparePlaces(plugin, { options: ctx.options, location: mine }, { options, location: theirs }, other.component === key.component, ctx.log, ctx.signal);
+    } catch (error) {
+      // When the servers cannot say, nothing is removed.
+      if (error instanceof AbortedError) throw error;
+      throw new OperationError(
+        `not collecting ${key.container}/${key.component}: ${other.container}/${other.component} is activated with a database of the same name at ${theirs}, and whether that is this container's server (${mine}) cannot be told: ${messageOf(error)}. Nothing was removed. Run collect-garbage again when both servers answer; if ${other.container} uses another server that is gone for good, deactivate ${other.container}/${other.component} first; ${keep}`,
+        { cause: error },
+      );
     }
+    if (place === 'apart') continue;
+    const where = place === 'same' ? `the same place (${mine})` : `the same place, reached another way (${theirs} and ${mine} are one server)`;
     throw new OperationError(
       `not collecting ${key.container}/${key.component}: ${other.container}/${other.component} is activated and keeps its data in ${where}, so removing it would remove that component's data. Nothing was removed. If the data really is garbage, deactivate ${other.container}/${other.component} first; ${keep}`,
     );
   }
+}
+
+/** Where two containers keep a component's data, compared; see {@link comparePlaces}. */
+export type Place = 'same' | 'one-server' | 'apart';
+
+/**
+ * Compares where two containers keep a component's data: `same` when their locations are one text;
+ * `one-server` when they differ but the plugin finds the two servers are one (the same database
+ * name reached another way: a socket and 127.0.0.1), which only components of one name
+ * (`sameName`) can share; else `apart`. Throws what sameServer throws when the servers cannot
+ * tell; the caller says what that stops.
+ */
+export async function comparePlaces(
+  plugin: Plugin<unknown>,
+  mine: { options: unknown; location: string },
+  theirs: { options: unknown; location: string },
+  sameName: boolean,
+  log: Logger,
+  signal?: AbortSignal,
+): Promise<Place> {
+  if (mine.location === theirs.location) return 'same';
+  if (!sameName || plugin.sameServer === undefined) return 'apart';
+  return (await plugin.sameServer(mine.options, theirs.options, log, signal)) ? 'one-server' : 'apart';
 }
 
 /** Another container, as collect-garbage can know it. */
