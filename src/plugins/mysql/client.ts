@@ -6,7 +6,7 @@ import mysql from 'mysql2/promise';
 import { OperationError, PluginError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { withPrivateDir, writePrivateFile } from '../sql/secret-file.js';
-import { findTool, runTool, type ToolOptions } from '../sql/tool.js';
+import { findTool, toolOutput, type ToolOptions } from '../sql/tool.js';
 import { waitForServer } from '../sql/wait.js';
 import { describeServer, type MysqlOptions, PLUGIN } from './options.js';
 
@@ -125,23 +125,13 @@ export function findMysqlTools(): Promise<MysqlTools> {
   return tools;
 }
 
-const helpTexts = new Map<string, Promise<string>>();
-
 /**
  * True when `tool`'s --help lists `option` (such as `--dump-history`). Read from the help, not
  * the version: MariaDB's and MySQL's tools share names but not options, and MariaDB adds options
  * in minor releases of several series at once.
  */
 export async function toolHasOption(tool: string, option: string, options: ToolOptions): Promise<boolean> {
-  let help = helpTexts.get(tool);
-  if (help === undefined) {
-    // Not cancellable, and a failure is not remembered: one cancelled operation must not decide
-    // for the next ones in this process.
-    help = runTool(tool, ['--help'], `asking ${tool} for its options`, { ...options, signal: undefined });
-    helpTexts.set(tool, help);
-    help.catch(() => helpTexts.delete(tool));
-  }
-  const text = await help;
+  const text = await toolOutput(tool, ['--help'], `asking ${tool} for its options`, options);
   return new RegExp(`^\\s*(-[A-Za-z], )?${option.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\b`, 'm').test(text);
 }
 

@@ -9,29 +9,18 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { runTool, type ToolOptions } from '../sql/tool.js';
+import { toolOutput, type ToolOptions } from '../sql/tool.js';
 
 /** The first minor release of each major version that knows `\restrict`. */
 const FIRST: Record<number, number> = { 13: 22, 14: 19, 15: 14, 16: 10, 17: 6 };
 
-const known = new Map<string, Promise<boolean>>();
-
 /** True when this pg_dump or psql knows the guard (from `--version`). */
-export function knowsRestrict(tool: string, options: ToolOptions): Promise<boolean> {
-  let answer = known.get(tool);
-  if (answer === undefined) {
-    // Not cancellable, and a failure is not remembered: one cancelled operation must not decide
-    // for the next ones in this process.
-    answer = runTool(tool, ['--version'], `asking ${tool} for its version`, { ...options, signal: undefined }).then((text) => {
-      const match = /(\d+)\.(\d+)/.exec(text);
-      if (match === null) return false;
-      const [major, minor] = [Number(match[1]), Number(match[2])];
-      return major >= 18 || (FIRST[major] !== undefined && minor >= FIRST[major]!);
-    });
-    known.set(tool, answer);
-    answer.catch(() => known.delete(tool));
-  }
-  return answer;
+export async function knowsRestrict(tool: string, options: ToolOptions): Promise<boolean> {
+  const text = await toolOutput(tool, ['--version'], `asking ${tool} for its version`, options);
+  const match = /(\d+)\.(\d+)/.exec(text);
+  if (match === null) return false;
+  const [major, minor] = [Number(match[1]), Number(match[2])];
+  return major >= 18 || (FIRST[major] !== undefined && minor >= FIRST[major]!);
 }
 
 /** A random key of letters and digits. */

@@ -90,6 +90,24 @@ export async function runTool(
   return String(result.stdout ?? '');
 }
 
+const toolOutputs = new Map<string, Promise<string>>();
+
+/**
+ * The output of a question a tool answers the same for the life of this process (`--help`,
+ * `--version`), asked once. Not cancellable, and a failure is not remembered: one cancelled
+ * operation must not decide for the next ones in this process.
+ */
+export function toolOutput(tool: string, args: string[], what: string, options: ToolOptions): Promise<string> {
+  const key = JSON.stringify([tool, ...args]);
+  let output = toolOutputs.get(key);
+  if (output === undefined) {
+    output = runTool(tool, args, what, { ...options, signal: undefined });
+    toolOutputs.set(key, output);
+    output.catch(() => toolOutputs.delete(key));
+  }
+  return output;
+}
+
 let stdbuf: Promise<string | undefined> | undefined;
 
 /**
