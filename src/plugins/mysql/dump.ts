@@ -1,6 +1,5 @@
 /** Snapshots of a MariaDB/MySQL database: one consistent mysqldump, streamed into the store. */
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../../core/log.js';
 import type { SnapshotSink } from '../../core/plugin.js';
 import { dumpWith, type ToolOptions } from '../sql/tool.js';
@@ -51,13 +50,9 @@ export async function dumpDatabase(
       dump,
       [defaults, ...DUMP_ARGUMENTS, ...extra, database],
       `dumping ${database}`,
-      async (output) => {
-        const piping = pipeline(output, meter);
-        piping.catch(() => {}); // its error reaches the sink through the meter
-        await sink.addStream(DUMP_STREAM, meter);
-        await piping;
-      },
+      (output) => sink.addStream(DUMP_STREAM, output),
       tool,
+      [meter],
     ),
   );
   return meter.longest;

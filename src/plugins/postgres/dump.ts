@@ -106,11 +106,16 @@ function part(out: PassThrough, key: string | undefined) {
 /** Runs a dump tool and returns its whole output (without our `\restrict` pair). */
 async function collect(tool: string, args: string[], what: string, key: string | undefined, options: ToolOptions): Promise<Buffer> {
   const pieces: Buffer[] = [];
-  await dumpWith(tool, args, what, async (output) => {
-    const source = key === undefined ? output : output.pipe(new RestrictRemover(key));
-    if (source !== output) output.on('error', (error) => source.destroy(error));
-    for await (const piece of source) pieces.push(piece as Buffer);
-  }, options);
+  await dumpWith(
+    tool,
+    args,
+    what,
+    async (output) => {
+      for await (const piece of output) pieces.push(piece as Buffer);
+    },
+    options,
+    key === undefined ? [] : [new RestrictRemover(key)],
+  );
   return Buffer.concat(pieces);
 }
 

@@ -120,7 +120,7 @@ let stdbuf: Promise<string | undefined> | undefined;
  * is a system call for the tool and a wake-up for us. Run under coreutils' stdbuf (where it is
  * installed) they write 1 MiB at a time, which saves about half a CPU-second per 300 MB of dump
  * on the benchmark (docs/benchmarks.md). stdbuf execs the tool, so its exit status and signals
- * are the tool's own.
+ * are the tool's own. `transforms` see the output before `consume` does.
  */
 export async function dumpWith(
   command: string,
@@ -128,6 +128,7 @@ export async function dumpWith(
   what: string,
   consume: (output: Readable) => Promise<void>,
   options: ToolOptions & { input?: string },
+  transforms: Transform[] = [],
 ): Promise<void> {
   stdbuf ??= findTool(['stdbuf']);
   const wrapper = await stdbuf;
@@ -141,7 +142,8 @@ export async function dumpWith(
   // consumer that first does some I/O (the store opens its files) would get a truncated dump.
   // Piping at once keeps every byte, with back-pressure.
   const output = new PassThrough({ highWaterMark: 1024 * 1024 });
-  const piping = pipeline(subprocess.stdout, output).catch((error: unknown) => error);
+  // `transforms` work on the output on its way (a filter, a meter), in this same pipeline.
+  const piping = pipeline([subprocess.stdout, ...transforms, output]).catch((error: unknown) => error);
   try {
     await consume(output);
   } catch (error) {
