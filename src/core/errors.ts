@@ -127,6 +127,12 @@ function lastLines(text: string, count: number): string {
   return lines.length <= count ? text : ['...', ...lines.slice(-count)].join('\n');
 }
 
+/** The last non-empty line of a tool's output, at most a few hundred characters. */
+export function lastLine(text: string): string {
+  const line = text.trim().split('\n').at(-1) ?? '';
+  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
+}
+
 /** The message of any thrown value, for logging. */
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

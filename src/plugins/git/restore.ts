@@ -8,7 +8,7 @@ import { lstat, mkdir, readdir, readFile, readlink, realpath, rename, rm, writeF
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AbortedError, IntegrityError, messageOf, OperationError, PluginError, throwIfAborted } from '../../core/errors.js';
+import { AbortedError, IntegrityError, lastLine, messageOf, OperationError, PluginError, throwIfAborted } from '../../core/errors.js';
 import type { PluginContext, PluginRestoreResult, SnapshotSource } from '../../core/plugin.js';
 import { git, run } from './git.js';
 import { type BundleHeader, BundleHeaderReader, identityOf, objectFormat, readRefState, type RefState } from './identity.js';
@@ -251,7 +251,7 @@ async function missingTips(repo: string, signal?: AbortSignal): Promise<string |
     return undefined;
   } catch (error) {
     if (signal?.aborted) throw error;
-    return error instanceof PluginError ? (error.stderr ?? error.message).trim().split('\n').at(-1) : messageOf(error);
+    return error instanceof PluginError ? lastLine(error.stderr ?? error.message) : messageOf(error);
   }
 }
 

@@ -5,7 +5,7 @@
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { Transform, type TransformCallback } from 'node:stream';
-import { OperationError, PluginError } from '../../core/errors.js';
+import { lastLine, OperationError, PluginError } from '../../core/errors.js';
 import { loadWith, type ToolOptions } from '../sql/tool.js';
 import { findMysqlTools, toolHasOption, withToolAccess } from './client.js';
 import type { MysqlOptions } from './options.js';
@@ -70,12 +70,6 @@ export async function loadDump(
     );
   }
   return { bytes: merger.bytes, tables: merger.tables };
-}
-
-/** The last non-empty line of a tool's output, at most a few hundred characters. */
-function lastLine(text: string): string {
-  const line = text.trim().split('\n').at(-1) ?? '';
-  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
 }
 
 const NEWLINE = 0x0a;
