@@ -5,6 +5,13 @@ import { lstat, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { leftByGoneProcess, ownedName } from '../core/lock.js';
 
+/**
+ * The mode of the files that hold a snapshot's data (packs and chunk indices): read-only, and
+ * for the store's owner only. A snapshot is a whole database, so it is kept as private as the
+ * server keeps its data directory, whatever the umask (Dysnomia left its dumps world-readable).
+ */
+export const DATA_FILE_MODE = 0o400;
+
 /** Every temporary name in the store starts with this; listings skip such names. */
 export const TEMP_PREFIX = '.tmp-';
 

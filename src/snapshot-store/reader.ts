@@ -5,6 +5,7 @@
  * naming the snapshot, stream and chunk, before the stream ends, so a plugin never commits it.
  */
 import { createHash } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -26,13 +27,38 @@ const MAX_CHUNK = 64 * 1024 * 1024;
 const MAX_READ = 4 * 1024 * 1024;
 const INDEX_BLOCK = 1365 * CHUNK_RECORD_SIZE;
 
+/**
+ * The error for a store file that could not be read: damage (`damage`, an IntegrityError) unless
+ * the reason is a permission. Snapshot data is readable by the store's owner only, so another user
+ * cannot read it: that is said as such, and --check counts the snapshot as unchecked, not damaged.
+ */
+export function readFailure(error: unknown, file: string, damage: string): IntegrityError | OperationError {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'EACCES' || code === 'EPERM') {
+    const owner = ownerOf(file);
+    return new OperationError(
+      `cannot read ${file}: permission denied; snapshot data is readable by the store's owner${owner} only: run this as that user`,
+      { cause: error },
+    );
+  }
+  return new IntegrityError(damage, { cause: error });
+}
+
+function ownerOf(file: string): string {
+  try {
+    return ` (uid ${statSync(file).uid})`;
+  } catch {
+    return '';
+  }
+}
+
 /** Reads manifest.json of a folder; IntegrityError when it is missing or damaged. */
 export async function readManifest(folder: string, where: string): Promise<Manifest> {
   let text: string;
   try {
     text = await readFile(path.join(folder, MANIFEST_FILE), 'utf8');
   } catch (error) {
-    throw new IntegrityError(`${where}: cannot read manifest.json: ${messageOf(error)}`, { cause: error });
+    throw readFailure(error, path.join(folder, MANIFEST_FILE), `${where}: cannot read manifest.json: ${messageOf(error)}`);
   }
   return parseManifest(text, where);
 }
@@ -74,7 +100,7 @@ export class StoredSnapshot implements SnapshotSource {
       try {
         data = await readFile(path.join(this.path, stream.index));
       } catch (error) {
-        throw new IntegrityError(`${this.where}: cannot read the chunk index ${stream.index}: ${messageOf(error)}`, { cause: error });
+        throw readFailure(error, path.join(this.path, stream.index), `${this.where}: cannot read the chunk index ${stream.index}: ${messageOf(error)}`);
       }
       const sha256 = createHash('sha256').update(data).digest('hex');
       if (sha256 !== stream.indexSha256 || data.length !== stream.chunks * CHUNK_RECORD_SIZE) {
@@ -117,7 +143,7 @@ export class StoredSnapshot implements SnapshotSource {
     try {
       index = await open(path.join(this.path, stream.index), 'r');
     } catch (error) {
-      throw new IntegrityError(`${where}: cannot open its chunk index ${stream.index}: ${messageOf(error)}`, { cause: error });
+      throw readFailure(error, path.join(this.path, stream.index), `${where}: cannot open its chunk index ${stream.index}: ${messageOf(error)}`);
     }
     let size = 0;
     let chunkNumber = 0;
@@ -224,12 +250,11 @@ class PackFiles {
     }
     let handle = this.handles.get(slot);
     if (handle === undefined) {
+      const file = path.join(this.folder, packFileName(name));
       try {
-        handle = await open(path.join(this.folder, packFileName(name)), 'r');
+        handle = await open(file, 'r');
       } catch (error) {
-        throw new IntegrityError(`${this.where}: pack ${name} is missing from the snapshot folder (${messageOf(error)}); the snapshot is damaged`, {
-          cause: error,
-        });
+        throw readFailure(error, file, `${this.where}: pack ${name} is missing from the snapshot folder (${messageOf(error)}); the snapshot is damaged`);
       }
       this.handles.set(slot, handle);
     }

@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import { IntegrityError, OperationError, messageOf } from '../core/errors.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
-import { exists, fsyncPath, tempName } from './fs-util.js';
+import { DATA_FILE_MODE, exists, fsyncPath, tempName } from './fs-util.js';
 import { packFileName, poolPackPath, snapshotDir } from './layout.js';
 import { healPack } from './damage.js';
 import { fileSha256, LegacySnapshot } from './legacy.js';
@@ -77,7 +77,7 @@ export class Staging {
    */
   async addFile(name: string, data: Readable | AsyncIterable<Uint8Array>, expectedPack?: string): Promise<void> {
     const file = path.join(this.folder, name);
-    const handle = await open(file, 'wx', 0o444).catch((error: unknown) => {
+    const handle = await open(file, 'wx', DATA_FILE_MODE).catch((error: unknown) => {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       throw new IntegrityError(`the snapshot brings its file ${name} twice; nothing was imported`, { cause: error });
     });

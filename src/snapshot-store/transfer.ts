@@ -18,7 +18,7 @@ import { DysnomiaError, IntegrityError, OperationError, UsageError, messageOf } 
 import { acquireLock, type HeldLock } from '../core/lock.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
-import { isDirectory, readdirOrEmpty, removeDeadTemps, tempName } from './fs-util.js';
+import { DATA_FILE_MODE, isDirectory, readdirOrEmpty, removeDeadTemps, tempName } from './fs-util.js';
 import { damagedPacks, recordFoundDamage, replaceDamagedCopy, settleAside } from './damage.js';
 import { addGeneration } from './generations.js';
 import {
@@ -552,7 +552,7 @@ async function addStreamEntry(pack: tar.Pack, name: string, size: number, data: 
     done = (error) => (error ? reject(error) : resolve());
   });
   finished.catch(() => {}); // awaited below, unless the pipeline fails first
-  const entry = pack.entry({ name, size, mode: 0o444, mtime: new Date(0) }, done);
+  const entry = pack.entry({ name, size, mode: DATA_FILE_MODE, mtime: new Date(0) }, done);
   await pipeline(data, entry);
   await finished;
 }

@@ -16,7 +16,7 @@ import { stateLayout } from '../core/state-dir.js';
 import { type BatchResult, CHUNK_KNOWN, CHUNK_NEW, type KnownSnapshot } from './chunk-processor.js';
 import { Batcher, type Batch, Chunker, type ChunkingOptions, DEFAULT_CHUNKING } from './chunker.js';
 import { damagedPackIn, damagedPacks, healPack, replaceDamagedCopy } from './damage.js';
-import { fsyncPath, tempName, writeFileAtomic } from './fs-util.js';
+import { DATA_FILE_MODE, fsyncPath, tempName, writeFileAtomic } from './fs-util.js';
 import { packFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
 import {
   CHUNK_RECORD_SIZE,
@@ -310,7 +310,7 @@ export class SnapshotWriter {
     const pool = stateLayout.pool(this.options.stateDir);
     await mkdir(pool, { recursive: true });
     const temp = path.join(pool, tempName('.pack'));
-    const handle = await open(temp, 'wx', 0o444);
+    const handle = await open(temp, 'wx', DATA_FILE_MODE);
     const slot = this.slots.length;
     this.slots.push(undefined);
     this.pack = { slot, temp, handle, size: 0, hash: createHash('sha256') };
@@ -483,7 +483,7 @@ class IndexWriter {
   constructor(private readonly file: string) {}
 
   async open(): Promise<void> {
-    this.handle = await open(this.file, 'wx', 0o444);
+    this.handle = await open(this.file, 'wx', DATA_FILE_MODE);
   }
 
   /** Buffers one record; true when the buffer is full and must be flushed. */

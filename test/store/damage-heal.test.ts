@@ -13,7 +13,7 @@ import { SnapshotStore } from '../../src/snapshot-store/index.js';
 import { git } from '../support/git.js';
 import { gitSetup } from '../support/git-repository.js';
 import { useTempDir } from '../support/temp.js';
-import { fakeDump, flipByte, readAll, recordingLogger, snapshots, streamOf } from './helpers.js';
+import { fakeDump, flipByte, readAll, recordingLogger, snapshots, streamOf, treeOf } from './helpers.js';
 
 const key = { container: 'mysql-production', component: 'testdb' };
 
@@ -28,6 +28,14 @@ async function packsOf(folder: string): Promise<string[]> {
 
 async function recorded(stateDir: string): Promise<string[]> {
   return readdir(path.join(stateDir, 'pool', '.damaged')).catch(() => []);
+}
+
+/** dysnomia-snapshots run as the user nobody on `stateDir`. */
+function checkAsNobody(stateDir: string, args: string[]) {
+  return execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), ...args], {
+    env: { DYSNOMIA_STATEDIR: stateDir },
+    reject: false,
+  });
 }
 
 describe('damaged packs are recorded and healed by the next snapshot', () => {
@@ -150,21 +158,32 @@ describe('damaged packs are recorded and healed by the next snapshot', () => {
     expect(await recorded(stateDir)).toEqual([]);
   });
 
+  it('--check by a user who may not read the snapshot data says so: not damaged, and nothing recorded', async () => {
+    const stateDir = await useTempDir();
+    await writeDump(new SnapshotStore(stateDir), fakeDump(1_000_000, 11));
+    await chmod(stateDir, 0o755);
+    const before = await treeOf(stateDir);
+    const result = await checkAsNobody(stateDir, ['--query-all', '--check']);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/cannot read \S+\.chunks: permission denied; snapshot data is readable by the store's owner \(uid 0\) only/);
+    expect(result.stderr).toContain('1 could not be checked');
+    expect(result.stderr).not.toContain('damaged');
+    expect(await recorded(stateDir)).toEqual([]);
+    expect(await treeOf(stateDir)).toEqual(before);
+  });
+
   it('--check of a store this user cannot write checks it all the same (it records nothing)', async () => {
     const stateDir = await useTempDir();
     const store = new SnapshotStore(stateDir);
     const first = (await writeDump(store, fakeDump(1_000_000, 10)))!;
     await chmod(stateDir, 0o755);
-    const check = (stateDirArgs: string[]) =>
-      execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), ...stateDirArgs], {
-        env: { DYSNOMIA_STATEDIR: stateDir },
-        reject: false,
-      });
-    const intact = await check(['--query-all', '--check']);
+    // Snapshot data is the owner's only; this operator lets others read it.
+    await execa('chmod', ['-R', 'a+rX', stateDir]);
+    const intact = await checkAsNobody(stateDir, ['--query-all', '--check']);
     expect(intact.exitCode, intact.stderr).toBe(0);
     expect(intact.stderr).toContain('all intact');
     await flipByte((await packsOf(first.path))[0]!, 100);
-    const damaged = await check(['--query-all', '--check']);
+    const damaged = await checkAsNobody(stateDir, ['--query-all', '--check']);
     expect(damaged.exitCode).toBe(1);
     expect(damaged.stderr).toContain('cannot record that pack');
     expect(damaged.stderr).not.toContain('is now recorded as damaged');

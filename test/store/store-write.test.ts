@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, readlink, readFile, rm } from 'node:fs/promises';
+import { readdir, readlink, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AbortedError, IntegrityError, OperationError } from '../../src/core/errors.js';
 import { exportSnapshot, importSnapshotFolder, importSnapshotStream, SnapshotStore, StoredSnapshot } from '../../src/snapshot-store/index.js';
 import { PassThrough, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
 import { explainWriteError } from '../../src/snapshot-store/store.js';
 import { chunkingFor } from '../../src/snapshot-store/chunker.js';
 import { useTempDir } from '../support/temp.js';
@@ -294,5 +296,47 @@ describe('explainWriteError', () => {
     expect(explainWriteError(pipe, '/s')).toBe(pipe);
     const bug = new TypeError('x is undefined');
     expect(explainWriteError(bug, '/s')).toBe(bug);
+  });
+});
+
+describe('the privacy of snapshot data', () => {
+  /** Every file under `dir` whose name ends in `.pack` or `.chunks`, with its permission bits. */
+  async function dataFileModes(dir: string): Promise<Map<string, number>> {
+    const modes = new Map<string, number>();
+    for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+      if (!entry.isFile() || !/\.(pack|chunks)$/.test(entry.name)) continue;
+      const file = path.join(entry.parentPath, entry.name);
+      modes.set(path.relative(dir, file), (await stat(file)).mode & 0o777);
+    }
+    return modes;
+  }
+
+  it('keeps packs and chunk indices readable by the store\'s owner only, written, imported or exported', async () => {
+    const sender = await useTempDir();
+    const outcome = await new SnapshotStore(sender).write(key, { type: 'test' }, (sink) => sink.addStream('dump.sql', streamOf(fakeDump(300_000))));
+    const written = await dataFileModes(sender);
+    expect([...written.keys()].filter((file) => file.endsWith('.pack')).length).toBeGreaterThan(1); // the pool's and the folder's link
+    expect([...written.keys()].some((file) => file.endsWith('.chunks'))).toBe(true);
+    expect([...written].filter(([, mode]) => mode !== 0o400)).toEqual([]);
+
+    const rel = `${key.container}/${key.component}/${outcome!.identity}`;
+    const tarred = new Map<string, number>();
+    const extract = tar.extract();
+    extract.on('entry', (header, stream, next) => {
+      tarred.set(header.name, header.mode ?? -1);
+      stream.resume();
+      stream.on('end', next);
+    });
+    const out = new PassThrough();
+    const parsed = pipeline(out, extract);
+    await exportSnapshot(sender, rel, out);
+    await parsed;
+    expect([...tarred].filter(([name, mode]) => /\.(pack|chunks)$/.test(name) && mode !== 0o400)).toEqual([]);
+
+    const receiver = await useTempDir();
+    await importSnapshotFolder(receiver, path.join(sender, 'snapshots', rel));
+    const imported = await dataFileModes(receiver);
+    expect(imported.size).toBe(written.size);
+    expect([...imported].filter(([, mode]) => mode !== 0o400)).toEqual([]);
   });
 });
