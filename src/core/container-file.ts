@@ -10,6 +10,13 @@ export type ContainerProperties = Record<string, PropertyValue>;
 const KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
+ * What separates words for bash: a space or a tab, nothing else. A no-break space, form feed or
+ * vertical tab is part of the value (JavaScript's \s would end the value there, and a password
+ * pasted with a trailing no-break space would lose it without a word).
+ */
+const BLANK = /[ \t]/;
+
+/**
  * Parses the text of a Dysnomia container file without executing it.
  *
  * Dysnomia sources these files with Bash. We accept the subset that is data: `key=value` lines,
@@ -28,11 +35,12 @@ export function parseContainerText(text: string, file = '<container>'): Containe
     throw new ConfigError('the file contains a NUL byte; a container file is text', { file });
   }
   const properties: ContainerProperties = {};
-  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
+  // A CR before the end of the text (a CRLF file without a final newline) ends the line too.
+  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n|\r$/);
   for (let index = 0; index < lines.length; index++) {
     const lineNumber = index + 1;
     // Only leading blanks go: trailing ones may be escaped (`a=x\ `) and the value parser skips the rest.
-    const line = lines[index]!.trimStart().replace(/^export\s+/, '');
+    const line = lines[index]!.replace(/^[ \t]+/, '').replace(/^export[ \t]+/, '');
     if (line.trim() === '' || line.startsWith('#')) continue;
     const equals = line.indexOf('=');
     if (equals <= 0) {
@@ -114,7 +122,7 @@ class SyntaxProblem extends Error {}
 
 function parseArray(raw: string): string[] {
   const close = findArrayEnd(raw);
-  const rest = raw.slice(close + 1).trim();
+  const rest = raw.slice(close + 1).replace(/^[ \t]+/, '');
   if (rest !== '' && !rest.startsWith('#')) {
     throw new SyntaxProblem(`unexpected text after the array: ${JSON.stringify(truncate(rest))}`);
   }
@@ -122,7 +130,7 @@ function parseArray(raw: string): string[] {
   const items: string[] = [];
   let position = 0;
   while (position < inner.length) {
-    while (position < inner.length && /\s/.test(inner[position]!)) position++;
+    while (position < inner.length && BLANK.test(inner[position]!)) position++;
     if (position >= inner.length) break;
     const [word, next] = readWord(inner, position, false);
     items.push(word);
@@ -149,7 +157,7 @@ function findArrayEnd(raw: string): number {
 /** Parses one whole value; trailing `# comment` is allowed after whitespace. */
 function parseWord(raw: string, topLevel: boolean): string {
   const [word, next] = readWord(raw, 0, topLevel);
-  const rest = raw.slice(next).trim();
+  const rest = raw.slice(next).replace(/^[ \t]+/, '');
   if (rest !== '' && !rest.startsWith('#')) {
     throw new SyntaxProblem(
       `unexpected text after the value: ${JSON.stringify(truncate(rest))} (a shell would run it as a command); quote the whole value if the space belongs to it`,
@@ -170,7 +178,10 @@ function readWord(text: string, start: number, topLevel: boolean): [string, numb
   }
   while (i < text.length) {
     const c = text[i]!;
-    if (/\s/.test(c)) break;
+    if (BLANK.test(c)) break;
+    if (c === '\r') {
+      throw new SyntaxProblem('a carriage return in the middle of a line; save the file with LF or CRLF line ends');
+    }
     if (c === '~' && (i === start || text[i - 1] === ':')) {
       throw new SyntaxProblem(
         "an unquoted ~ would be expanded to a home folder by a shell; write the full path, or quote it ('~') to keep it",

@@ -149,6 +149,17 @@ describe('parseContainerText: what it accepts', () => {
     }
   });
 
+  it('keeps a no-break space, form feed or vertical tab outside quotes in the value, as Bash does', async () => {
+    // Bash separates words with spaces and tabs only: a password pasted with a trailing no-break
+    // space keeps it, and one with a form feed inside is one word.
+    const file = path.join(await useTempDir(), 'invisible');
+    await writeFile(file, 'a=secret\u00A0\nb=x\u00A0y\nc=x\fy\nd=tab\v\ne=("p\u00A0q" r\u00A0)\nf=crlf\r\ng=last\r');
+    const ours = await readContainerFile(file);
+    expect(ours).toEqual({ a: 'secret\u00A0', b: 'x\u00A0y', c: 'x\fy', d: 'tab\v', e: ['p\u00A0q', 'r\u00A0'], f: 'crlf', g: 'last' });
+    const { f: _f, g: _g, ...sameAsBash } = ours;
+    expect(sameAsBash).toEqual(await bashValues(file, Object.keys(sameAsBash)));
+  });
+
   it('reads the CRLF fixture without carriage returns', async () => {
     expect(await readContainerFile(path.join(CONTAINERS_DIR, 'crlf'))).toEqual({ type: 'echo', name: 'crlf' });
   });
@@ -184,6 +195,7 @@ describe('parseContainerText: what it rejects, naming file, line and key', () =>
     ['braces', 'o={a,b}', 1, 'o', /shell syntax "\{"/],
     ['a line that is no assignment', 'type=echo\nnonsense', 2, undefined, /expected key=value, found "nonsense"/],
     ['a line starting with =', '=value', 1, undefined, /expected key=value/],
+    ['a carriage return inside a line', 'type=echo\rname=x', 1, 'type', /carriage return in the middle of a line/],
   ];
   for (const [name, text, line, key, problem] of cases) {
     it(name, () => {
