@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 import { ConfigError } from './errors.js';
 
 /** A container property: a plain string, or a list for Bash-array values such as `a=("x" "y")`. */
@@ -69,10 +70,18 @@ export function parseContainerText(text: string, file = '<container>'): Containe
   return properties;
 }
 
-/** Reads and parses a container file; errors name the file. */
+/**
+ * Reads and parses a container file; errors name the file. Only a regular file is read: a FIFO
+ * with no writer would make readFile wait forever (a nightly run hanging), and a device such as
+ * /dev/zero never ends.
+ */
 export async function readContainerFile(file: string): Promise<ContainerProperties> {
   let text: string;
   try {
+    const info = await stat(file);
+    if (!info.isFile() && !info.isDirectory()) {
+      throw new ConfigError(`is ${specialKind(info)}, not a container file (a regular file is needed)`, { file });
+    }
     text = decodeUtf8(await readFile(file), file);
   } catch (error) {
     if (error instanceof ConfigError) throw error;
@@ -86,6 +95,12 @@ export async function readContainerFile(file: string): Promise<ContainerProperti
     throw new ConfigError(problem, { file, cause: error });
   }
   return parseContainerText(text, file);
+}
+
+function specialKind(info: Stats): string {
+  if (info.isFIFO()) return 'a FIFO (named pipe)';
+  if (info.isSocket()) return 'a socket';
+  return 'a device';
 }
 
 /**

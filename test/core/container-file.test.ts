@@ -312,4 +312,14 @@ describe('readContainerFile', () => {
     const file = path.join(dir, 'plain', 'container');
     await expect(readContainerFile(file)).rejects.toThrow(`${file}: cannot read container file (ENOTDIR)`);
   });
+
+  it('refuses a FIFO at once instead of waiting for a writer that never comes, and a device', async () => {
+    const fifo = path.join(await useTempDir(), 'fifo');
+    await execa('mkfifo', [fifo]);
+    const error = await readContainerFile(fifo).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toBe(`${fifo}: is a FIFO (named pipe), not a container file (a regular file is needed)`);
+    expect((error as ConfigError).exitCode).toBe(2);
+    await expect(readContainerFile('/dev/zero')).rejects.toThrow('/dev/zero: is a device, not a container file');
+  }, 10_000);
 });
