@@ -248,10 +248,10 @@ function report(result: BatchResult, options: ContainersOptions, log: Logger, pr
     print(formatOutcomeTable(result.outcomes));
   }
   if (result.failures.length === 0) return EXIT_OK;
-  const lines = formatFailures(result);
-  progress.write(
-    `${PROGRAM}: ${result.failures.length} of ${result.outcomes.length} components failed:\n${lines.map((l) => `  ${l}\n`).join('')}`,
-  );
+  // A failure's further lines (what was left as it was, a tool's own message) are indented below
+  // it, so that in a cron mail they read as part of that item, not as a line of their own.
+  const lines = formatFailures(result).map((l) => `  ${l.replaceAll('\n', '\n    ')}\n`);
+  progress.write(`${PROGRAM}: ${result.failures.length} of ${result.outcomes.length} components failed:\n${lines.join('')}`);
   return EXIT_FAILED;
 }
 

@@ -69,6 +69,8 @@ describe('nightly dysnomia-containers --snapshot', () => {
     expect(nightly.stdout).toMatch(new RegExp(`^mysql-legacy/${archive}\\s+FAILED\\s+-\\s+-`, 'm'));
     expect(nightly.stderr).toContain('1 of 3 components failed:');
     expect(nightly.stderr).toMatch(new RegExp(`snapshot of mysql-legacy/${archive} failed: \\[mysql-database\\] .*127\\.0\\.0\\.1`));
+    // The failure's second line is indented under it in the closing list, as part of that item.
+    expect(nightly.stderr).toContain(`\n    No snapshot of mysql-legacy/${archive} was stored; its generations are as they were.\n`);
     expect(await generations(machine.stateDir, `mysql-production/${shop}`)).toEqual(['1']);
     expect(await generations(machine.stateDir, 'git-repository/project')).toEqual(['1']);
     expect(await generations(machine.stateDir, `mysql-legacy/${archive}`)).toEqual([]);
