@@ -8,7 +8,7 @@ import { type OperationResult, runOperation } from '../core/dispatcher.js';
 import { AbortedError, messageOf, UsageError } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
 import { isOperation, OPERATIONS } from '../core/plugin.js';
-import { type ComponentSpec, type ContainerSpec, findContainerFile, loadContainerFile } from '../core/resolve.js';
+import { assertSafeName, type ComponentSpec, type ContainerSpec, findContainerFile, loadContainerFile } from '../core/resolve.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { type ComponentOperation, whenAborted } from './operations.js';
 import { type CommonOptions, requestSettings, stateDirOf } from './options.js';
@@ -84,7 +84,7 @@ async function runJobs(jobs: Job[], options: BatchOptions): Promise<BatchResult>
       log.info(`${VERBS[job.operation]} ${keyString(job.key)}`);
       try {
         const container = await loadContainer(job.key.container);
-        const component: ComponentSpec = { name: job.key.component, path: job.componentPath };
+        const component: ComponentSpec = { name: componentName(job), path: job.componentPath };
         const result = await whenAborted(
           options.signal,
           job.operation,
@@ -104,6 +104,17 @@ async function runJobs(jobs: Job[], options: BatchOptions): Promise<BatchResult>
     options.onOutcome?.(outcome);
   }
   return { outcomes, failures: outcomes.filter((o) => o.status === 'failed' || o.status === 'cancelled') };
+}
+
+/**
+ * The component's name, checked as `dysnomia` checks it before activating: a folder of the tree
+ * named `shop~` or `ünï` would otherwise be created and marked activated, then refused by every
+ * snapshot (the store takes only usable names), failing each night. Other operations take the
+ * name as it is, so a marker made before is still deactivated and collected.
+ */
+function componentName(job: Job): string {
+  if (job.operation !== 'activate') return job.key.component;
+  return assertSafeName(job.key.component, 'component', job.componentPath);
 }
 
 function keyString(key: ComponentKey): string {

@@ -109,6 +109,20 @@ describe('dysnomia-containers --deploy', () => {
     expect(result.stderr).toMatch(/activate of nocontainer\/orphan failed: no container file named "nocontainer"/);
   });
 
+  it('does not activate a component whose name dysnomia refuses, which no snapshot could ever take', async () => {
+    const { machine, env, alpha } = await setup();
+    await machine.addComponent('alpha', 'shop~');
+    await machine.addComponent('alpha', 'good');
+
+    const result = await runCli('dysnomia-containers', ['--deploy'], { env });
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain('activate of alpha/shop~ failed: "shop~" (from ');
+    expect(result.stderr).toContain('is not a usable component name');
+    expect(marker(machine, 'activated', 'alpha/shop~')).toBe(false);
+    expect(existsSync(path.join(alpha, 'shop~'))).toBe(false);
+    expect(marker(machine, 'activated', 'alpha/good')).toBe(true);
+  });
+
   it('warns about a stray file in the components tree and skips it', async () => {
     const { machine, env } = await setup();
     await machine.addComponent('alpha', 'one');
