@@ -53,7 +53,7 @@ export function parseContainerText(text: string, file = '<container>'): Containe
     const key = line.slice(0, equals);
     if (!KEY.test(key) || key === '__proto__') {
       throw new ConfigError(
-        'not a valid property name (a letter or _, then letters, digits and _; no spaces around =)',
+        `not a valid property name (a letter or _, then letters, digits and _; no spaces around =)${unseen(key)}`,
         { file, line: lineNumber, key: truncate(key) },
       );
     }
@@ -255,6 +255,17 @@ function readWord(text: string, start: number, topLevel: boolean): [string, numb
     }
   }
   return [out, i];
+}
+
+/**
+ * Names the first character of a bad key that a terminal shows as nothing or as a plain space (a
+ * byte order mark in the middle of a file, a no-break space), so that `user: not a valid property
+ * name` does not leave the reader staring at a name that looks right.
+ */
+function unseen(key: string): string {
+  const odd = [...key].find((c) => c !== ' ' && /[\p{Cc}\p{Cf}\p{Z}]/u.test(c));
+  if (odd === undefined) return '';
+  return `; it holds the character U+${odd.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}, which may not show`;
 }
 
 function truncate(text: string, max = 60): string {

@@ -196,6 +196,9 @@ describe('parseContainerText: what it rejects, naming file, line and key', () =>
     ['a line that is no assignment', 'type=echo\nnonsense', 2, undefined, /expected key=value, found "nonsense"/],
     ['a line starting with =', '=value', 1, undefined, /expected key=value/],
     ['a carriage return inside a line', 'type=echo\rname=x', 1, 'type', /carriage return in the middle of a line/],
+    ['a byte order mark in the middle of a file', 'type=echo\n\uFEFFname=x', 2, '\uFEFFname', /not a valid property name .*; it holds the character U\+FEFF, which may not show$/],
+    ['a no-break space before =', 'name\u00A0=x', 1, 'name\u00A0', /; it holds the character U\+00A0, which may not show$/],
+    ['a letter outside ASCII (shown, so not named)', 'n\u00E9=x', 1, 'n\u00E9', /no spaces around =\)$/],
   ];
   for (const [name, text, line, key, problem] of cases) {
     it(name, () => {
