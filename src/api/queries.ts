@@ -132,6 +132,9 @@ export async function surveyComponents(options: QueryOptions = {}): Promise<Comp
         continue;
       }
       if (options.container !== undefined && container !== options.container) continue;
+      // Two entries of one container folder that resolve to the same name would share a marker
+      // and a database: the second would never be activated or snapshotted, so it is named.
+      const seenHere = new Map<string, { entryPath: string; real: string }>();
       for (const entry of await visibleNames(containerDir)) {
         const entryPath = path.join(containerDir, entry);
         const entryKind = await kindOf(entryPath);
@@ -143,6 +146,16 @@ export async function surveyComponents(options: QueryOptions = {}): Promise<Comp
         const real = await realpath(entryPath);
         const component = nameFromPath(real, env);
         const key = `${container}/${component}`;
+        const first = seenHere.get(component);
+        if (first !== undefined) {
+          if (first.real !== real) {
+            log.warn(
+              `skipping ${entryPath}: it resolves to ${real}, so it is the component ${key}, as ${first.entryPath} (${first.real}) already is; give the two different names`,
+            );
+          }
+          continue;
+        }
+        seenHere.set(component, { entryPath, real });
         if (!found.has(key)) found.set(key, { container, component, path: real });
       }
     }

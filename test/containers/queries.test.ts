@@ -65,6 +65,25 @@ describe('dysnomia-containers queries', () => {
     expect(result.stderr).toContain(`warning: skipping ${path.join(machine.componentsDir, 'echo', 'dangling')}: a dangling symlink`);
   });
 
+  it('--query-available-components names a second entry of a container that resolves to the same component as another folder', async () => {
+    const machine = await useMachine();
+    const builds = path.join(machine.root, 'builds', 'site');
+    const other = path.join(machine.root, 'other', 'site');
+    await mkdir(builds, { recursive: true });
+    await mkdir(other, { recursive: true });
+    await mkdir(path.join(machine.componentsDir, 'echo'));
+    await symlink(builds, path.join(machine.componentsDir, 'echo', 'a'));
+    await symlink(other, path.join(machine.componentsDir, 'echo', 'b'));
+    // A second link to the same folder is the same component, and no reason to warn.
+    await symlink(builds, path.join(machine.componentsDir, 'echo', 'c'));
+    const result = await runCli('dysnomia-containers', ['--query-available-components'], { env: machine.env });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stdout).toBe('echo/site\n');
+    const b = path.join(machine.componentsDir, 'echo', 'b');
+    expect(result.stderr).toContain(`warning: skipping ${b}: it resolves to ${other}, so it is the component echo/site, as ${path.join(machine.componentsDir, 'echo', 'a')} (${builds}) already is`);
+    expect(result.stderr).not.toContain(path.join(machine.componentsDir, 'echo', 'c'));
+  });
+
   it('--query-activated-components reads the markers of the state dir', async () => {
     const machine = await useMachine();
     await machine.addContainer('echo', { type: 'echo' });
