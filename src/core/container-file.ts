@@ -135,6 +135,9 @@ function decodeUtf8(bytes: Buffer, file: string): string {
 
 class SyntaxProblem extends Error {}
 
+/** Bash would read on to a closing quote on a later line; values here are one line each. */
+const ON_THIS_LINE = 'on this line (a value over several lines is not supported: put it on one line)';
+
 function parseArray(raw: string): string[] {
   const close = findArrayEnd(raw);
   const rest = raw.slice(close + 1).replace(/^[ \t]+/, '');
@@ -209,7 +212,7 @@ function readWord(text: string, start: number, topLevel: boolean): [string, numb
     }
     if (c === "'") {
       const end = text.indexOf("'", i + 1);
-      if (end < 0) throw new SyntaxProblem('single quote is not closed');
+      if (end < 0) throw new SyntaxProblem(`single quote is not closed ${ON_THIS_LINE}`);
       out += text.slice(i + 1, end);
       i = end + 1;
     } else if (c === '"') {
@@ -235,7 +238,7 @@ function readWord(text: string, start: number, topLevel: boolean): [string, numb
         out += d;
         i++;
       }
-      if (!closed) throw new SyntaxProblem('double quote is not closed');
+      if (!closed) throw new SyntaxProblem(`double quote is not closed ${ON_THIS_LINE}`);
     } else if (c === '\\') {
       if (i + 1 >= text.length) throw new SyntaxProblem('trailing backslash');
       out += text[i + 1];

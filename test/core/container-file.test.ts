@@ -175,6 +175,7 @@ describe('parseContainerText: what it rejects, naming file, line and key', () =>
   const cases: Array<[string, string, number, string | undefined, RegExp]> = [
     ['unterminated double quote', 'type=echo\na="open', 2, 'a', /double quote is not closed/],
     ['unterminated single quote', "type=echo\n\nb='open", 3, 'b', /single quote is not closed/],
+    ['a quoted value over two lines', 'type=echo\nkey="-----BEGIN\nEND-----"', 2, 'key', /double quote is not closed on this line \(a value over several lines is not supported/],
     ['unterminated quote in an array', 'c=("a" "b)', 1, 'c', /double quote in the array is not closed/],
     ['array over several lines', 'd=(\n"a"\n)', 1, 'd', /closing parenthesis/],
     ['text after an array', 'e=(a b) c', 1, 'e', /after the array/],
