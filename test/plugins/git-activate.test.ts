@@ -129,6 +129,19 @@ describe('git-repository bad input', () => {
     expect(await exists(setup.repo)).toBe(false);
   });
 
+  it('refuses a component that is a file, naming the component, not a git-repositories folder inside it', async () => {
+    const setup = await gitSetup({ noBundle: true });
+    const file = path.join(path.dirname(setup.component), 'plain-file');
+    await writeFile(file, 'oops');
+    const result = await runCli('dysnomia', ['--operation', 'activate', '--component', file, '--container', setup.containerFile], {
+      env: { DYSNOMIA_STATEDIR: setup.stateDir },
+    });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain(`${file}: the component is a file, not a folder; a git-repository component is a folder`);
+    expect(result.stderr).not.toContain('git-repositories:');
+    expect(await exists(path.join(setup.baseDir, 'plain-file'))).toBe(false);
+  });
+
   it('refuses a corrupted bundle, naming it, and leaves no half-made repository', async () => {
     const setup = await gitSetup({ commits: 20 });
     const bundle = path.join(setup.component, 'git-repositories', 'initial.bundle');

@@ -27,9 +27,15 @@ export async function componentBundles(componentPath: string): Promise<string[]>
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return [];
+    // ENOTDIR also when the component itself is a file: name that one, not a folder it cannot hold.
+    const componentIsFile = code === 'ENOTDIR' && !(await stat(componentPath).then((info) => info.isDirectory(), () => false));
     throw new ConfigError(
-      code === 'ENOTDIR' ? 'is a file; it should be a folder of *.bundle files' : `cannot read it (${code})`,
-      { file: dir, plugin: PLUGIN_TYPE, cause: error },
+      componentIsFile
+        ? `the component is a file, not a folder; a ${PLUGIN_TYPE} component is a folder that may hold ${BUNDLE_DIR}/*.bundle`
+        : code === 'ENOTDIR'
+          ? 'is a file; it should be a folder of *.bundle files'
+          : `cannot read it (${code})`,
+      { file: componentIsFile ? componentPath : dir, plugin: PLUGIN_TYPE, cause: error },
     );
   }
   const bundles: string[] = [];
