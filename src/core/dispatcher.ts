@@ -98,6 +98,7 @@ export async function prepare(request: OperationRequest): Promise<PreparedOperat
   const options = isPassThrough(plugin) || isDefaultNoOp(plugin, request.operation)
     ? undefined
     : plugin.parseOptions(request.container.properties, request.container.file);
+  if (!isPassThrough(plugin) && options !== undefined) warnUnknownProperties(plugin, request.container, log);
   let progressFailed = false;
   const ctx: PluginContext<unknown> = {
     operation: request.operation,
@@ -123,6 +124,37 @@ export async function prepare(request: OperationRequest): Promise<PreparedOperat
     print: request.print ?? ((text) => process.stdout.write(text)),
   };
   return { plugin, ctx };
+}
+
+/**
+ * Warns about each property with the plugin's prefix that the plugin does not read: a misspelt
+ * `mysqlUser` would otherwise leave the client to log in as the default user without a word.
+ */
+function warnUnknownProperties(plugin: Plugin<unknown>, container: ContainerSpec, log: Logger): void {
+  const known = plugin.properties ?? [];
+  const prefix = /^[a-z]+/.exec(known[0] ?? '')?.[0];
+  if (prefix === undefined) return;
+  const where = container.file ?? 'the environment';
+  for (const key of Object.keys(container.properties)) {
+    if (!key.startsWith(prefix) || !/^[A-Z]/.test(key.slice(prefix.length)) || known.includes(key)) continue;
+    log.warn(
+      `${where}: the property ${key} is not one ${plugin.type} reads, so it is ignored; did you mean ${likeliest(key, known)}? (it reads ${known.join(', ')})`,
+    );
+  }
+}
+
+/**
+ * The known name that begins most like `key`, letter case aside (`mysqlUser`: `mysqlUsername`;
+ * `mysqlPasword`: `mysqlPassword`). A typo keeps the start of a name far more often than not, and
+ * the plugins' few names differ early, so this is enough without an edit distance.
+ */
+function likeliest(key: string, known: readonly string[]): string {
+  const shared = (name: string) => {
+    let at = 0;
+    while (at < name.length && at < key.length && name[at]!.toLowerCase() === key[at]!.toLowerCase()) at++;
+    return at;
+  };
+  return known.reduce((best, name) => (shared(name) > shared(best) ? name : best));
 }
 
 /**

@@ -128,6 +128,12 @@ export interface Plugin<O = unknown> {
    */
   parseOptions(properties: ContainerProperties, file?: string): O;
   /**
+   * The container properties parseOptions reads that share one prefix (`mysqlUsername`, ...). Any
+   * other property with that prefix (`mysqlUser`) is most likely a typo that would be ignored in
+   * silence, so the dispatcher warns about it.
+   */
+  readonly properties?: readonly string[];
+  /**
    * Checks the component for `ctx.operation` before the component lock is taken: a component the
    * operation would refuse anyway (a name that cannot be a database, a stray file among the
    * bundles) is then a ConfigError with nothing written, not even the lock in the state dir.

@@ -7,12 +7,14 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { describeShell, type OperationRequest, runOperation } from '../../src/core/dispatcher.js';
+import { describeShell, type OperationRequest, prepare, runOperation } from '../../src/core/dispatcher.js';
+import { loadPlugin } from '../../src/core/registry.js';
 import { ConfigError, OperationError, PluginError } from '../../src/core/errors.js';
 import type { Operation, PassThroughPlugin, Plugin } from '../../src/core/plugin.js';
 import { markActive, markGarbage } from '../../src/core/state-dir.js';
 import { markers, tree } from '../support/core.js';
 import { useTempDir } from '../support/temp.js';
+import { recordingLogger } from '../store/helpers.js';
 
 interface Recording {
   calls: string[];
@@ -271,5 +273,36 @@ describe('describeShell', () => {
       module: 'minimal',
     });
     expect(await describeShell(request('shell', minimalPlugin({ calls: [] })))).toEqual({ help: [], module: 'minimal' });
+  });
+});
+
+describe('prepare: properties a plugin does not read', () => {
+  const cases: [string, Record<string, string>, string][] = [
+    ['mysql-database', { mysqlUsername: 'root', mysqlUser: 'app' }, 'the property mysqlUser is not one mysql-database reads, so it is ignored; did you mean mysqlUsername?'],
+    ['postgresql-database', { postgresqlPasword: 'x' }, 'the property postgresqlPasword is not one postgresql-database reads, so it is ignored; did you mean postgresqlPassword?'],
+    ['git-repository', { gitBaseDir: '/srv/git', gitBasedir: '/srv/other' }, 'the property gitBasedir is not one git-repository reads, so it is ignored; did you mean gitBaseDir?'],
+  ];
+  for (const [type, properties, warning] of cases) {
+    it(`${type}: names a misspelt one and the likeliest meant, and goes on`, async () => {
+      const { root, request } = await setup();
+      const log = recordingLogger();
+      const plugin = (await loadPlugin(type, {})) as Plugin<never>;
+      await prepare({ ...request('snapshot', plugin, { type, ...properties }), log });
+      expect(log.lines).toEqual([expect.stringContaining(`${path.join(root, 'prod')}: ${warning}`)]);
+    });
+  }
+
+  it('says nothing of the properties each plugin reads, of other prefixes, or of lowercase continuations', async () => {
+    const { request } = await setup();
+    const all: [string, Record<string, string>][] = [
+      ['mysql-database', { mysqlUsername: 'u', mysqlPassword: 'p', mysqlHost: 'h', mysqlPort: '3306', timeout: '5', mysqlish: 'x', gitUser: 'x' }],
+      ['postgresql-database', { postgresqlUsername: 'u', postgresqlPort: '5432', postgresqlRuntimeDir: '/run/postgresql', postgresqlRowOrder: 'key', postgresqlPassword: 'p' }],
+      ['git-repository', { gitBaseDir: '/srv/git', gitGroup: 'staff', mysqlUser: 'x' }],
+    ];
+    for (const [type, properties] of all) {
+      const log = recordingLogger();
+      await prepare({ ...request('snapshot', (await loadPlugin(type, {})) as Plugin<never>, { type, ...properties }), log });
+      expect(log.lines, type).toEqual([]);
+    }
   });
 });

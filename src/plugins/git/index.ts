@@ -10,7 +10,7 @@ import type { Plugin, PluginContext, ShellInfo } from '../../core/plugin.js';
 import { activate, componentBundles } from './activate.js';
 import { checkBaseDir, exists, fsyncDir, recover, repositoryPath, tempPath } from './layout.js';
 import { checkGroup } from './permissions.js';
-import { type GitRepositoryOptions, PLUGIN_TYPE, parseGitOptions } from './options.js';
+import { type GitRepositoryOptions, PLUGIN_TYPE, parseGitOptions, PROPERTIES } from './options.js';
 import { restore } from './restore.js';
 import { identify, snapshot } from './snapshot.js';
 
@@ -70,6 +70,7 @@ async function shell(ctx: PluginContext<GitRepositoryOptions>): Promise<ShellInf
 const plugin: Plugin<GitRepositoryOptions> = {
   type: PLUGIN_TYPE,
   parseOptions: parseGitOptions,
+  properties: PROPERTIES,
   // The first checks of activate and restore, before anything is locked or written (the group
   // only here: it runs getent).
   checkComponent: async (ctx) => {

@@ -15,6 +15,9 @@ export interface GitRepositoryOptions {
   file?: string;
 }
 
+/** The properties parseGitOptions reads (see Plugin.properties). */
+export const PROPERTIES = ['gitBaseDir', 'gitGroup'] as const;
+
 /** A group name as `groupadd` accepts it, or a numeric group id. */
 const GROUP = /^(?:[0-9]+|[A-Za-z_][A-Za-z0-9_.-]*\$?)$/;
 

@@ -15,7 +15,7 @@ import { DUMP_STREAM, dumpDatabase, historyArguments, warnInconsistentTables, wa
 import { checkLoaded, loadDump, loadFile } from './load.js';
 import { lockDatabase } from './lock.js';
 import { maxAllowedPacket, warnLongStatement } from './packet.js';
-import { describeServer, type MysqlOptions, parseMysqlOptions, PLUGIN } from './options.js';
+import { describeServer, type MysqlOptions, parseMysqlOptions, PLUGIN, PROPERTIES } from './options.js';
 import { recoverSwap, refuseOutsideForeignKeys, swapOrSettle } from './swap.js';
 
 /** MariaDB and MySQL identifiers are at most 64 characters. */
@@ -203,6 +203,7 @@ const plugin: Plugin<MysqlOptions> = {
   type: PLUGIN,
   checkComponent: async (ctx) => checkDatabaseName(ctx.operation, ctx.component.name, PLUGIN, MAX_NAME),
   parseOptions: parseMysqlOptions,
+  properties: PROPERTIES,
   activate,
   snapshot,
   restore,

@@ -22,6 +22,9 @@ export interface MysqlOptions {
   timeoutMs: number;
 }
 
+/** The properties parseMysqlOptions reads that start with `mysql` (see Plugin.properties). */
+export const PROPERTIES = ['mysqlUsername', 'mysqlPassword', 'mysqlSocket', 'mysqlHost', 'mysqlPort', 'mysqlPasswordFile'] as const;
+
 /**
  * Validates the properties: Dysnomia's `mysqlUsername`, `mysqlPassword`, `mysqlSocket`, and the
  * new `mysqlHost`, `mysqlPort`, `mysqlPasswordFile`, `timeout` (seconds, default 10).

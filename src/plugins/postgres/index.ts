@@ -15,7 +15,7 @@ import { carryOverDatabaseState } from './database-state.js';
 import { DUMP_STREAM, dumpDatabase, primeDumpTool } from './dump.js';
 import { loadDump, loadFile } from './load.js';
 import { lockDatabase } from './lock.js';
-import { describeServer, parsePostgresOptions, PLUGIN, type PostgresOptions } from './options.js';
+import { describeServer, parsePostgresOptions, PLUGIN, type PostgresOptions, PROPERTIES } from './options.js';
 import { createStaging, dropCopy, dropDatabase, recoverSwap, swapIn } from './swap.js';
 
 /** PostgreSQL identifiers are at most 63 bytes. */
@@ -172,6 +172,7 @@ const plugin: Plugin<PostgresOptions> = {
   type: PLUGIN,
   checkComponent: async (ctx) => checkDatabaseName(ctx.operation, ctx.component.name, PLUGIN, MAX_NAME),
   parseOptions: parsePostgresOptions,
+  properties: PROPERTIES,
   activate,
   snapshot,
   restore,

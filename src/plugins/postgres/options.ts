@@ -30,6 +30,17 @@ export interface PostgresOptions {
   rowOrder: RowOrder;
 }
 
+/** The properties parsePostgresOptions reads that start with `postgresql` (see Plugin.properties). */
+export const PROPERTIES = [
+  'postgresqlUsername',
+  'postgresqlPort',
+  'postgresqlRuntimeDir',
+  'postgresqlHost',
+  'postgresqlPassword',
+  'postgresqlPasswordFile',
+  'postgresqlRowOrder',
+] as const;
+
 /**
  * Validates the properties: Dysnomia's `postgresqlUsername` (default postgres), `postgresqlPort`,
  * `postgresqlRuntimeDir` (the socket directory), and the new `postgresqlHost`,
