@@ -193,7 +193,7 @@ export async function runOperation(request: OperationRequest): Promise<Operation
     lockFile,
     'exclusive',
     {
-      what: `component ${key.container}/${key.component}`,
+      what: `component ${key.container}/${key.component} (${request.operation})`,
       timeoutMs: request.lockTimeoutMs,
       log: ctx.log,
       signal: request.signal,

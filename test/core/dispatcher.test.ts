@@ -306,3 +306,25 @@ describe('prepare: properties a plugin does not read', () => {
     }
   });
 });
+
+describe('runOperation waiting for the component lock', () => {
+  it('names what the holder is doing', async () => {
+    const { request } = await setup();
+    let release!: () => void;
+    let holding!: () => void;
+    const held = new Promise<void>((resolve) => (holding = resolve));
+    const slow: Plugin<{ host: string }> = {
+      ...minimalPlugin({ calls: [] }),
+      snapshot: async () => {
+        holding();
+        await new Promise<void>((resolve) => (release = resolve));
+      },
+    };
+    const first = runOperation(request('snapshot', slow));
+    await held;
+    const second = await runOperation({ ...request('activate', minimalPlugin({ calls: [] })), lockTimeoutMs: 200 }).catch((error: unknown) => error);
+    release();
+    await first;
+    expect((second as Error).message).toMatch(/waiting for component prod\/testcomp \(activate\): another call in this process \(component prod\/testcomp \(snapshot\)\) holds it/);
+  });
+});
