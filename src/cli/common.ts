@@ -1,6 +1,7 @@
 /** What the three programs share: commander set-up and option parsing helpers. */
 import { Command } from 'commander';
 import { UsageError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import { parseDecimal } from '../core/numbers.js';
 import { packageVersion } from './run.js';
 
@@ -44,4 +45,38 @@ export function parseLockTimeout(value: string | undefined): number | undefined 
     throw new UsageError(`--lock-timeout ${JSON.stringify(value)}: expected a number of seconds >= 0, as a plain decimal (10, 2.5)`);
   }
   return Math.round(seconds * 1000);
+}
+
+/** The signal a Ctrl-C or a SIGTERM fires, and the way to stop listening for them. */
+export interface Interruption {
+  signal: AbortSignal;
+  dispose(): void;
+}
+
+/**
+ * Turns the first SIGINT or SIGTERM into a cancellation of the running operation, which then
+ * stops cleanly and says in what state it left the component; a second one quits at once.
+ * process.on, not once: a `once` listener is gone by the time it runs, and signal-exit (execa's
+ * clean-up of subprocesses) re-raises a signal that has no listener but its own, which killed
+ * the run at the first Ctrl-C with no message and a half-made database left behind.
+ */
+export function cancelOnInterrupt(log: Logger): Interruption {
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      log.warn(`interrupted again: quitting at once`);
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    }
+    log.warn('interrupted: cancelling the current operation (press Ctrl-C again to quit at once)');
+    controller.abort(new Error('interrupted'));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: controller.signal,
+    dispose() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
 }

@@ -21,7 +21,7 @@ import { EXIT_FAILED, EXIT_OK, UsageError } from '../core/errors.js';
 import { debugFromEnv, type Logger, streamLogger } from '../core/log.js';
 import { isOperation, OPERATIONS } from '../core/plugin.js';
 import { defaultStateDir } from '../core/state-dir.js';
-import { commonProgram, parseLockTimeout, refuseRepeatedValues } from './common.js';
+import { cancelOnInterrupt, commonProgram, parseLockTimeout, refuseRepeatedValues } from './common.js';
 import { type ProgressLine, progressLine } from './progress.js';
 import { runProgram } from './run.js';
 
@@ -171,26 +171,13 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`${PROGRAM}: not restoring anything\n`);
     return EXIT_OK;
   }
-  const controller = new AbortController();
-  // process.on, not once: a `once` listener is gone by the time it runs, and signal-exit (execa's
-  // clean-up of subprocesses) re-raises a signal that has no listener but its own, which killed
-  // the run at the first Ctrl-C with no table and a half-made database left behind.
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (controller.signal.aborted) {
-      log.warn(`interrupted again: quitting at once`);
-      process.exit(signal === 'SIGINT' ? 130 : 143);
-    }
-    log.warn('interrupted: cancelling the current operation (press Ctrl-C again to quit at once)');
-    controller.abort(new Error('interrupted'));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interruption = cancelOnInterrupt(log);
   const batchOptions: BatchOptions = {
     container,
     stateDir: defaultStateDir(),
     log,
     lockTimeoutMs,
-    signal: controller.signal,
+    signal: interruption.signal,
     onProgress: (event) => progress.update(event),
     print: (text) => progress.write(text),
     onOutcome: () => progress.clear(),
@@ -200,8 +187,7 @@ async function main(argv: string[]): Promise<number> {
     result = await runAction(action, options.operation, batchOptions);
   } finally {
     progress.clear();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interruption.dispose();
   }
   // A typo in -C would otherwise back up nothing with "nothing to do" and exit 0.
   if (container !== undefined && result.outcomes.length === 0 && !(await containerKnown(container, log))) {

@@ -14,7 +14,7 @@ import { debugFromEnv, streamLogger } from '../core/log.js';
 import { isOperation, OPERATIONS } from '../core/plugin.js';
 import { defaultStateDir } from '../core/state-dir.js';
 import { resolveTarget } from '../core/target.js';
-import { commonProgram, parseLockTimeout, refuseRepeatedValues } from './common.js';
+import { cancelOnInterrupt, commonProgram, parseLockTimeout, refuseRepeatedValues } from './common.js';
 import { progressLine } from './progress.js';
 import { runProgram } from './run.js';
 
@@ -120,7 +120,13 @@ async function main(argv: string[]): Promise<number> {
     print: options.json ? (text) => process.stderr.write(text) : undefined,
   };
   if (operation === 'shell') return shell(request, options.command, options.quiet ?? false);
-  const result = await runOperation(request).finally(() => progress.clear());
+  // Ctrl-C or a service manager's SIGTERM cancels the operation cleanly: no staging database or
+  // stale lock is left behind, and the message says in what state the component is.
+  const interruption = cancelOnInterrupt(log);
+  const result = await runOperation({ ...request, signal: interruption.signal }).finally(() => {
+    progress.clear();
+    interruption.dispose();
+  });
   if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   log.child(target.container.type).info(result.message);
   return 0;

@@ -1,0 +1,76 @@
+/**
+ * Ctrl-C or a SIGTERM during one `dysnomia --operation`: the operation is cancelled cleanly, as in
+ * dysnomia-containers. Without it the first signal killed the run with no word on the state of
+ * the component, a staging database and stale locks left behind.
+ */
+import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { programPath } from '../support/cli.js';
+import { makeWorkRepo } from '../support/git.js';
+import { useMachine } from '../support/machine.js';
+import { findPostgres } from '../support/servers.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The lock files left in the state dir (each holder is a file inside a lock's folder). */
+async function lockHolders(stateDir: string): Promise<string[]> {
+  const locks = path.join(stateDir, 'locks');
+  const folders = await readdir(locks).catch(() => []);
+  const holders = await Promise.all(folders.map(async (folder) => (await readdir(path.join(locks, folder))).map((f) => `${folder}/${f}`)));
+  return holders.flat();
+}
+
+describe('dysnomia interrupted', () => {
+  it('SIGINT during a git snapshot cancels it: exit 1, a message, no temporary folder, no generation, no lock left', async () => {
+    const machine = await useMachine();
+    const repos = path.join(machine.root, 'repos');
+    const container = await machine.addContainer('git', { type: 'git-repository', gitBaseDir: repos });
+    const work = await makeWorkRepo(path.join(machine.root, 'work'), { files: { 'blob.bin': randomBytes(24 * 1024 * 1024).toString('base64') } });
+    await execa('git', ['clone', '-q', '--bare', work, path.join(repos, 'big')]);
+    const component = await machine.addComponent('git', 'big', {});
+    const child = execa(process.execPath, [programPath('dysnomia'), '-o', 'snapshot', '-c', component, '-C', container], {
+      env: machine.env,
+      reject: false,
+    });
+    // The snapshot is being written once its temporary folder exists.
+    const folder = path.join(machine.stateDir, 'snapshots', 'git', 'big');
+    for (let i = 0; i < 400 && (await readdir(folder).catch(() => [])).length === 0; i += 1) await sleep(25);
+    expect(await readdir(folder)).not.toEqual([]);
+    child.kill('SIGINT');
+    const result = await child;
+    expect(result.exitCode, String(result.stderr)).toBe(1);
+    expect(String(result.stderr)).toContain('interrupted: cancelling the current operation');
+    expect(String(result.stderr)).toContain('No snapshot of git/big was stored');
+    expect(await readdir(folder)).toEqual([]);
+    expect(await readdir(path.join(machine.stateDir, 'generations', 'git', 'big')).catch(() => [])).toEqual([]);
+    expect(await lockHolders(machine.stateDir)).toEqual([]);
+  });
+
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    it(`${signal} during a slow PostgreSQL activate: exit 1, a message, no database and no lock left`, async () => {
+      const server = await findPostgres();
+      const machine = await useMachine();
+      const container = await machine.addContainer('pg', { type: 'postgresql-database', ...server.properties });
+      const name = `qq_intr_${randomBytes(4).toString('hex')}`;
+      const component = await machine.addComponent('pg', name, { 'postgresql-databases/1.sql': 'SELECT pg_sleep(30);\n' });
+      const databases = async () =>
+        (await server.query('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [name])).map((row) => row.datname as string);
+      const child = execa(process.execPath, [programPath('dysnomia'), '-o', 'activate', '-c', component, '-C', container], {
+        env: machine.env,
+        reject: false,
+      });
+      // The load is running when its staging database exists.
+      for (let i = 0; i < 200 && (await databases()).length === 0; i += 1) await sleep(50);
+      expect(await databases()).not.toEqual([]);
+      child.kill(signal);
+      const result = await child;
+      expect(result.exitCode, String(result.stderr)).toBe(1);
+      expect(String(result.stderr)).toContain('interrupted: cancelling the current operation');
+      expect(await databases()).toEqual([]);
+      expect(await lockHolders(machine.stateDir)).toEqual([]);
+    });
+  }
+});
