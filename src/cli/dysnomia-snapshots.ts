@@ -209,6 +209,10 @@ async function main(argv: string[]): Promise<number> {
     case 'import': {
       if (args.length === 0) throw new UsageError('--import needs PATH... (snapshot folders) or - (a stream on stdin)');
       if (args.includes('-') && args.length > 1) throw new UsageError('--import - reads one stream from stdin; give no other paths with it');
+      // Else it waits, silently, for a stream nobody will type.
+      if (args.includes('-') && process.stdin.isTTY) {
+        throw new UsageError('--import - reads a tar stream from stdin, which is a terminal: pipe the output of dysnomia-snapshots --export into it, or redirect a file');
+      }
       const importOptions = { container: filter.container, component: filter.component, log, lockTimeoutMs };
       // Every path is looked at before anything is imported: a typo in the third path must not
       // leave the first two imported under an exit status that says nothing was done.

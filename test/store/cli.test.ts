@@ -387,6 +387,19 @@ describe('dysnomia-snapshots --export and --import -', () => {
     expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
   });
 
+  it('--import - with stdin a terminal is refused at once (exit 2) instead of waiting for a stream nobody types', async () => {
+    const stateDir = await useTempDir();
+    // script(1) gives the program a terminal; timeout ends a run that waits on it.
+    const result = await execa(
+      'script',
+      ['-qec', `DYSNOMIA_STATEDIR="$A" timeout 10 "$NODE" "$CLI" --import -; echo "exit=$?"`, '/dev/null'],
+      { env: { A: stateDir, CLI: path.resolve('dist/cli/dysnomia-snapshots.js'), NODE: process.execPath }, reject: false },
+    );
+    expect(result.stdout).toContain('--import - reads a tar stream from stdin, which is a terminal');
+    expect(result.stdout).toContain('exit=2');
+    expect(await readdir(stateDir)).toEqual([]);
+  });
+
   it('names the file of a damaged snapshot it cannot export', async () => {
     const stateDir = await useTempDir();
     const { outcomes } = await storeWith(stateDir, fakeDump(2_000_000, 4));
