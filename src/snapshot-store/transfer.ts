@@ -454,7 +454,9 @@ async function stageFiles(staging: Staging, source: string, manifest: Manifest):
 export async function exportSnapshot(stateDir: string, rel: string, out: Writable, options: ExportOptions = {}): Promise<ExportOutcome> {
   const { key, identity } = parseRelativePath(rel);
   const store = new SnapshotStore(stateDir, { log: options.log, lockTimeoutMs: options.lockTimeoutMs });
-  return store.withStoreLock('shared', `the snapshot store (export of ${rel})`, options.signal, async () => {
+  // Read as a restore reads: a store this user cannot write (another user's, a read-only copy)
+  // exports all the same, since nobody here can collect it meanwhile.
+  return store.withReadLock(`${rel} for export`, options.signal, async () => {
     const folder = snapshotDir(stateDir, key, identity);
     if (!(await isDirectory(folder))) {
       throw new UsageError(`there is no snapshot ${rel} in ${stateDir}; see --query-all for the snapshots it has`);

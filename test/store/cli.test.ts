@@ -400,6 +400,23 @@ describe('dysnomia-snapshots --export and --import -', () => {
     expect(await readdir(stateDir)).toEqual([]);
   });
 
+  it('exports from a store this user cannot write (another user\'s state dir), as --check and a restore read it', async () => {
+    const stateDir = await useTempDir();
+    const target = await useTempDir();
+    const { outcomes } = await storeWith(stateDir, fakeDump(1_000_000, 11));
+    const rel = `${key.container}/${key.component}/${outcomes[0]!.identity}`;
+    await chmod(stateDir, 0o755);
+    const exported = await execa(
+      'setpriv',
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', rel],
+      { env: { DYSNOMIA_STATEDIR: stateDir }, encoding: 'buffer', reject: false },
+    );
+    expect(exported.exitCode, Buffer.from(exported.stderr).toString()).toBe(0);
+    const imported = await runCli('dysnomia-snapshots', ['--import', '-'], { env: { DYSNOMIA_STATEDIR: target }, input: Buffer.from(exported.stdout) });
+    expect(imported.exitCode, imported.stderr).toBe(0);
+    expect(imported.stderr).toContain(`imported ${rel} as generation 1`);
+  });
+
   it('names the file of a damaged snapshot it cannot export', async () => {
     const stateDir = await useTempDir();
     const { outcomes } = await storeWith(stateDir, fakeDump(2_000_000, 4));
