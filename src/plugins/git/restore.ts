@@ -17,6 +17,20 @@ import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
 import { matchOwner, shareWithGroup } from './permissions.js';
 import { EXTRA_FILES, STREAM } from './streams.js';
 
+/**
+ * A full disk met while the copy was built, said as that: the bare `ENOSPC: ..., write` named
+ * neither the disk nor why a restore needs room at all.
+ */
+function explainFullDisk(error: unknown, baseDir: string): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return error;
+  return new OperationError(
+    `the disk of gitBaseDir ${baseDir} is full (${messageOf(error)}): a restore builds the repository beside the live one, ` +
+      'so it needs room for the snapshot\'s bundle and a second copy of the repository; free space and restore again',
+    { plugin: PLUGIN_TYPE, cause: error },
+  );
+}
+
 /** Reads a small stream of the snapshot completely (and verified) into a string. */
 async function readText(source: SnapshotSource, name: string): Promise<string> {
   const chunks: Buffer[] = [];
@@ -314,7 +328,7 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
       atSwap = before === undefined ? undefined : await liveState(ctx, repo);
     } catch (error) {
       ctx.log.warn(`restore stopped before the swap: ${live ? `${repo} is unchanged` : `${repo} was not created`}`);
-      throw error;
+      throw explainFullDisk(error, ctx.options.baseDir);
     }
     const lost = atSwap === undefined ? [] : replacedRefs(atSwap, restored);
     if (lost.length > 0) {

@@ -1,0 +1,40 @@
+/**
+ * A git-repository restore whose gitBaseDir fills up while it builds the copy beside the live
+ * repository: the live one is unchanged, nothing is left beside it, and the message says which
+ * disk is full and why a restore needs room, not only `ENOSPC: no space left on device, write`.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { expect, it, onTestFinished } from 'vitest';
+import { git } from '../support/git.js';
+import { gitSetup } from '../support/git-repository.js';
+
+/** A tmpfs of `mib` MiB at `dir`, unmounted when the test finishes (the tests run as root, as CI does). */
+async function smallDisk(dir: string, mib: number): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m,mode=0755`, 'tmpfs', dir], { stdio: 'pipe' });
+  onTestFinished(() => {
+    execFileSync('umount', ['-l', dir]);
+  });
+}
+
+it('a restore that fills the disk of gitBaseDir says so, and leaves the live repository as it was', async () => {
+  const setup = await gitSetup({ files: { 'blob.bin': randomBytes(6 * 1024 * 1024).toString('base64') } });
+  // The repository (about 6 MiB) fits; its bundle beside it does not.
+  await smallDisk(setup.baseDir, 10);
+  await setup.ok('activate');
+  await setup.ok('snapshot');
+  await writeFile(`${setup.work}/change.txt`, 'after the snapshot\n');
+  await git(setup.work, 'add', 'change.txt');
+  await git(setup.work, 'commit', '-q', '-m', 'change');
+  await git(setup.work, 'push', '-q', setup.repo, 'HEAD:main');
+  const before = await git(setup.repo, 'rev-parse', 'main');
+  const result = await setup.run('restore');
+  expect(result.exitCode, result.stderr).toBe(1);
+  expect(result.stderr).toContain(`the disk of gitBaseDir ${setup.baseDir} is full`);
+  expect(result.stderr).toContain('a second copy of the repository');
+  expect(result.stderr).toContain(`${setup.repo} is unchanged`);
+  expect(await git(setup.repo, 'rev-parse', 'main')).toBe(before);
+  expect(await readdir(setup.baseDir)).toEqual(['project']);
+});
