@@ -214,10 +214,12 @@ async function publish(dir: string, file: string, content: LockHolder): Promise<
     await rename(temp, file);
   } catch (error) {
     await rm(temp, { force: true });
-    throw new OperationError(
-      `cannot write the lock file ${file}: ${messageOf(error)}; check that the state dir exists and is writable`,
-      { cause: error },
-    );
+    // Even an empty file failed: the file system has no inode left, which "writable" does not
+    // explain, and which no gc of the store can mend, since it needs a lock file too.
+    const hint = isDiskFull(error)
+      ? `its file system has no room even for an empty file (no free inodes? see df -i ${dir}); free some there, outside the store: dysnomia-snapshots --gc needs a lock file too`
+      : 'check that the state dir exists and is writable';
+    throw new OperationError(`cannot write the lock file ${file}: ${messageOf(error)}; ${hint}`, { cause: error });
   }
   published.add(file);
 }

@@ -1,11 +1,11 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { AbortedError, LockTimeoutError } from '../../src/core/errors.js';
 import { acquireLock, processStartTime, withLock } from '../../src/core/lock.js';
 import { useTempDir } from '../support/temp.js';
@@ -115,6 +115,25 @@ describe('withLock', () => {
     } finally {
       live.kill();
     }
+  });
+
+  it('on a file system without a free inode, says so instead of "check that the state dir is writable"', async () => {
+    const dir = await useTempDir();
+    // A tmpfs of few inodes, all taken (the tests run as root, as CI does).
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,nr_inodes=16', 'tmpfs', dir]);
+    onTestFinished(() => {
+      execFileSync('umount', ['-l', dir]);
+    });
+    const lock = path.join(dir, 'store.lock');
+    await mkdir(lock);
+    const fill = async (n: number): Promise<void> => {
+      if (await writeFile(path.join(dir, `f${n}`), '').then(() => true, () => false)) await fill(n + 1);
+    };
+    await fill(0);
+    const error = await withLock(lock, 'shared', { what: 'x' }, async () => 'no').catch((e: unknown) => e);
+    expect((error as Error).message).toContain('ENOSPC');
+    expect((error as Error).message).toContain('no room even for an empty file (no free inodes?');
+    expect((error as Error).message).not.toContain('check that the state dir exists and is writable');
   });
 
   it('removes a half-published holder file of a gone writer, also when its pid now belongs to a later process', async () => {
