@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { programPath } from '../support/cli.js';
 import { makeWorkRepo } from '../support/git.js';
 import { useMachine } from '../support/machine.js';
-import { findPostgres } from '../support/servers.js';
+import { findMysql, findPostgres } from '../support/servers.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -69,8 +69,37 @@ describe('dysnomia interrupted', () => {
       const result = await child;
       expect(result.exitCode, String(result.stderr)).toBe(1);
       expect(String(result.stderr)).toContain('interrupted: cancelling the current operation');
+      // Cancelled, not failed: the script is fine.
+      expect(String(result.stderr)).toContain('Nothing was created; activate again to create it.');
+      expect(String(result.stderr)).not.toContain('fix the script');
       expect(await databases()).toEqual([]);
       expect(await lockHolders(machine.stateDir)).toEqual([]);
     });
   }
+
+  it('SIGINT during a slow MariaDB activate: exit 1, says nothing was created without blaming the script, no database left', async () => {
+    const server = await findMysql();
+    const machine = await useMachine();
+    const container = await machine.addContainer('my', { type: 'mysql-database', ...server.properties });
+    const name = `qq_intr_${randomBytes(4).toString('hex')}`;
+    const component = await machine.addComponent('my', name, { 'mysql-databases/1.sql': 'SELECT SLEEP(30);\n' });
+    const databases = async () =>
+      ((await server.query('SELECT schema_name AS name FROM information_schema.schemata WHERE schema_name LIKE ?', [`${name}%`])) as { name: string }[]).map(
+        (row) => row.name,
+      );
+    const child = execa(process.execPath, [programPath('dysnomia'), '-o', 'activate', '-c', component, '-C', container], {
+      env: machine.env,
+      reject: false,
+    });
+    for (let i = 0; i < 200 && (await databases()).length === 0; i += 1) await sleep(50);
+    expect(await databases()).not.toEqual([]);
+    // The script is running once the database exists; give the client a moment to start it.
+    await sleep(300);
+    child.kill('SIGINT');
+    const result = await child;
+    expect(result.exitCode, String(result.stderr)).toBe(1);
+    expect(String(result.stderr)).toContain('Nothing was created; activate again to create it.');
+    expect(String(result.stderr)).not.toContain('fix the script');
+    expect(await databases()).toEqual([]);
+  });
 });

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { OperationError } from '../../core/errors.js';
 import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
 import { appeared, checkDatabaseName, databaseNames, type DatabaseNames } from '../sql/names.js';
-import { dropStagingAfterFailure, unchanged } from '../sql/staging.js';
+import { dropStagingAfterFailure, notCreated, unchanged } from '../sql/staging.js';
 import { initialScripts } from '../sql/scripts.js';
 import type { ToolOptions } from '../sql/tool.js';
 import { databaseExists, query, quoteName, withConnection, type MysqlConnection } from './client.js';
@@ -79,10 +79,7 @@ async function activate(ctx: Context): Promise<void> {
       }
     } catch (error) {
       await dropStagingAfterFailure(() => dropStaging(connection, names), names.staging, ctx.log);
-      throw new OperationError(
-        `cannot create database ${names.live}: ${(error as Error).message}\nNothing was created; fix the script and activate again.`,
-        { plugin: PLUGIN, cause: error },
-      );
+      throw notCreated(error, names.live, PLUGIN, ctx.signal);
     }
     // Looked at again: a database of that name made by someone else while the scripts loaded must
     // stay as it is, not be swapped out like an old copy.

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { OperationError } from '../../core/errors.js';
 import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
 import { appeared, checkDatabaseName, databaseNames, type DatabaseNames } from '../sql/names.js';
-import { dropStagingAfterFailure, unchanged } from '../sql/staging.js';
+import { dropStagingAfterFailure, notCreated, unchanged } from '../sql/staging.js';
 import { initialScripts } from '../sql/scripts.js';
 import { databaseExists, quoteName, withSession, withToolAccess } from './client.js';
 import { carryOverDatabaseState } from './database-state.js';
@@ -53,10 +53,7 @@ async function activate(ctx: Context): Promise<void> {
       });
     } catch (error) {
       await dropStagingAfterFailure(() => dropDatabase(session, names.staging, 'to drop it', options.timeoutMs, ctx.log), names.staging, ctx.log);
-      throw new OperationError(
-        `cannot create database ${names.live}: ${(error as Error).message}\nNothing was created; fix the script and activate again.`,
-        { plugin: PLUGIN, cause: error },
-      );
+      throw notCreated(error, names.live, PLUGIN, ctx.signal);
     }
     // Not swapIn: a database of that name made by someone else while the scripts loaded must stay
     // as it is. The rename fails if the name is taken, so nothing is replaced.

@@ -31,3 +31,12 @@ export function unchanged(error: unknown, live: string, plugin: string): unknown
   }
   return new OperationError(`the restore failed: ${messageOf(error)}\n${note}`, { plugin, cause: error });
 }
+
+/**
+ * The error of an activation whose initial scripts did not load. A cancelled one (Ctrl-C, SIGTERM)
+ * was not the script's fault: "fix the script" would send the user looking for an error there is not.
+ */
+export function notCreated(error: unknown, live: string, plugin: string, signal: AbortSignal | undefined): OperationError {
+  const next = signal?.aborted ? 'activate again to create it' : 'fix the script and activate again';
+  return new OperationError(`cannot create database ${live}: ${messageOf(error)}\nNothing was created; ${next}.`, { plugin, cause: error });
+}
