@@ -237,7 +237,18 @@ function report(result: BatchResult, options: ContainersOptions, log: Logger, pr
   // A failure's further lines (what was left as it was, a tool's own message) are indented below
   // it, so that in a cron mail they read as part of that item, not as a line of their own.
   const lines = formatFailures(result).map((l) => `  ${l.replaceAll('\n', '\n    ')}\n`);
-  progress.write(`${PROGRAM}: ${result.failures.length} of ${result.outcomes.length} components failed:\n${lines.join('')}`);
+  // A component cancelled by Ctrl-C, or never started after it, did not fail: counted as failed,
+  // an interrupted nightly run read "3 of 3 components failed".
+  const failed = result.failures.filter((o) => o.status === 'failed').length;
+  const cancelled = result.failures.length - failed;
+  const total = result.outcomes.length;
+  const counts =
+    cancelled === 0
+      ? `${failed} of ${total} components failed`
+      : failed === 0
+        ? `${cancelled} of ${total} components cancelled (the run was interrupted)`
+        : `${failed} of ${total} components failed, ${cancelled} cancelled (the run was interrupted)`;
+  progress.write(`${PROGRAM}: ${counts}:\n${lines.join('')}`);
   return EXIT_FAILED;
 }
 

@@ -78,6 +78,9 @@ describe('dysnomia-containers under pressure', () => {
         [names[0], 'cancelled'],
         [names[1], 'cancelled'],
       ]);
+      // Cancelled, and not started after the interruption: neither failed.
+      expect(String(result.stderr)).toContain('2 of 2 components cancelled (the run was interrupted):');
+      expect(String(result.stderr)).not.toContain('components failed');
       expect(await databases()).toEqual([]);
     });
   }
