@@ -342,6 +342,15 @@ export function explainWriteError(error: unknown, stateDir: string): unknown {
       { cause: error },
     );
   }
+  // A snapshot writes no file but the store's, and a pack grows to 16 MiB: a file size limit
+  // below that (ulimit -f, limits.conf of a cron) stops it with an EFBIG that names no file.
+  if (errno.code === 'EFBIG') {
+    return new OperationError(
+      `the snapshot was not taken: a file of the state dir ${stateDir} grew past the largest file this process may write (${errno.message}); ` +
+        'a pack needs up to 16 MiB: raise the file size limit (ulimit -f) of this run. No generation was added and the earlier ones are intact',
+      { cause: error },
+    );
+  }
   // Other file-system errors only when they name a file of the state dir (a broken pipe is not one).
   if (typeof errno.path !== 'string' || !errno.path.startsWith(stateDir)) return error;
   return new OperationError(`the snapshot was not taken: cannot write to the state dir ${stateDir}: ${errno.message}`, { cause: error });

@@ -289,6 +289,14 @@ describe('explainWriteError', () => {
     );
   });
 
+  it('says a file size limit (ulimit -f) below a pack\'s size is that, not a bare EFBIG', () => {
+    const explained = explainWriteError(errno('EFBIG', 'EFBIG: file too large, write'), '/var/state/dysnomia');
+    expect(explained).toBeInstanceOf(OperationError);
+    expect((explained as Error).message).toContain('the snapshot was not taken: a file of the state dir /var/state/dysnomia grew past the largest file');
+    expect((explained as Error).message).toContain('raise the file size limit (ulimit -f)');
+    expect((explained as Error).message).toContain('No generation was added');
+  });
+
   it('names the state dir for its own files only: a broken pipe or a bug passes unchanged', () => {
     const denied = errno('EACCES', "EACCES: permission denied, open '/s/pool/x'", '/s/pool/x');
     expect((explainWriteError(denied, '/s') as Error).message).toBe(`the snapshot was not taken: cannot write to the state dir /s: ${denied.message}`);
