@@ -67,6 +67,10 @@ export function runProgram(program: string, main: (argv: string[]) => Promise<nu
   // first progress line after it killed the run, and a nightly --snapshot saved one component of
   // many. There is nowhere left to say it, so the run goes on and only the exit status speaks.
   process.stderr.on('error', () => {});
+  // Node ignores SIGXFSZ, so that a write past the file size limit (ulimit -f) fails with EFBIG
+  // and is reported. execa's signal-exit listens for it while a tool runs, and raises it again
+  // when its listener is the only one: a database snapshot was killed by it without a word.
+  process.on('SIGXFSZ', () => {});
   main(argv).then(
     (code) => {
       process.exitCode = outputFailed && code === 0 ? 1 : code;
