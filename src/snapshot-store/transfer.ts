@@ -613,7 +613,8 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
 
 /**
  * A full disk met while importing, as an OperationError that says so: the import's writes fail
- * with ENOSPC, which is the store's disk, not the stream or the folder being read.
+ * with ENOSPC, which is the store's disk, not the stream or the folder being read. The same for a
+ * file size limit (EFBIG) and for other failures on the store's files.
  */
 function explainImportError(error: unknown, stateDir: string): unknown {
   if (error instanceof DysnomiaError) return error;
@@ -621,6 +622,14 @@ function explainImportError(error: unknown, stateDir: string): unknown {
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new OperationError(
       `the disk of the state dir ${stateDir} is full (${messageOf(error)}); nothing was imported and the store is as it was: free space (dysnomia-snapshots --gc removes old generations) and import again`,
+      { cause: error },
+    );
+  }
+  // An import writes no file but the store's: a file size limit below a pack's size (ulimit -f)
+  // stops a write with an EFBIG that names no file, and read as the input's it blamed the stream.
+  if (code === 'EFBIG') {
+    return new OperationError(
+      `a file of the state dir ${stateDir} grew past the largest file this process may write (${messageOf(error)}); a pack needs up to 16 MiB: raise the file size limit (ulimit -f) of this run; nothing was imported and the store is as it was`,
       { cause: error },
     );
   }

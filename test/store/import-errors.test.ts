@@ -109,6 +109,33 @@ describe('dysnomia-snapshots --import: errors that are not the source\'s', () =>
     }
   });
 
+  it('a file size limit (ulimit -f) below a pack is said to be that, not a damaged stream or an unexpected error', async () => {
+    const dir = await useTempDir();
+    const folder = path.join(dir, 'from-a-module', '42');
+    await mkdir(folder, { recursive: true });
+    await writeFile(path.join(folder, 'state'), randomBytes(4 * 1024 * 1024));
+    const { stream } = await exported(randomBytes(4 * 1024 * 1024));
+    const streamFile = path.join(dir, 'export.tar');
+    await writeFile(streamFile, stream);
+    const target = path.join(dir, 'target');
+    const attempts: [string, string][] = [
+      ['folder', `--import -C svn -c repo "${folder}"`],
+      ['stream', `--import - < "${streamFile}"`],
+    ];
+    for (const [what, args] of attempts) {
+      const result = await execa('bash', ['-c', `ulimit -f 1024; "$NODE" "$CLI" ${args}`], {
+        env: { DYSNOMIA_STATEDIR: target, NODE: process.execPath, CLI: programPath('dysnomia-snapshots') },
+        reject: false,
+      });
+      expect(result.exitCode, `${what}: ${result.stderr}`).toBe(1);
+      expect(result.stderr).toContain('raise the file size limit (ulimit -f)');
+      expect(result.stderr).toContain('nothing was imported');
+      expect(result.stderr).not.toContain('unexpected');
+      expect(result.stderr).not.toContain('cannot read the snapshot stream');
+    }
+    expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
+  });
+
   it('a generation link it cannot make after the snapshot is in place is said so, not "nothing was imported"; importing again finishes it', async () => {
     const { stream, rel } = await exported(fakeDump(200_000, 6));
     const target = await useTempDir();
