@@ -19,10 +19,17 @@ import { EXTRA_FILES, STREAM } from './streams.js';
 
 /**
  * A full disk met while the copy was built, said as that: the bare `ENOSPC: ..., write` named
- * neither the disk nor why a restore needs room at all.
+ * neither the disk nor why a restore needs room at all. The same for a file size limit (EFBIG).
  */
 function explainFullDisk(error: unknown, baseDir: string): unknown {
   const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'EFBIG') {
+    return new OperationError(
+      `the snapshot's bundle, copied into ${baseDir}, grew past the largest file this process may write (${messageOf(error)}): ` +
+        'raise the file size limit (ulimit -f) of this run and restore again',
+      { plugin: PLUGIN_TYPE, cause: error },
+    );
+  }
   if (code !== 'ENOSPC' && code !== 'EDQUOT') return error;
   return new OperationError(
     `the disk of gitBaseDir ${baseDir} is full (${messageOf(error)}): a restore builds the repository beside the live one, ` +
