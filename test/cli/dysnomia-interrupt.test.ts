@@ -12,6 +12,7 @@ import { programPath } from '../support/cli.js';
 import { makeWorkRepo } from '../support/git.js';
 import { useMachine } from '../support/machine.js';
 import { findMysql, findPostgres } from '../support/servers.js';
+import { uniqueName } from '../support/temp.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -54,7 +55,7 @@ describe('dysnomia interrupted', () => {
       const server = await findPostgres();
       const machine = await useMachine();
       const container = await machine.addContainer('pg', { type: 'postgresql-database', ...server.properties });
-      const name = `qq_intr_${randomBytes(4).toString('hex')}`;
+      const name = uniqueName('intr');
       const component = await machine.addComponent('pg', name, { 'postgresql-databases/1.sql': 'SELECT pg_sleep(30);\n' });
       const databases = async () =>
         (await server.query('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [name])).map((row) => row.datname as string);
@@ -81,7 +82,7 @@ describe('dysnomia interrupted', () => {
     const server = await findMysql();
     const machine = await useMachine();
     const container = await machine.addContainer('my', { type: 'mysql-database', ...server.properties });
-    const name = `qq_intr_${randomBytes(4).toString('hex')}`;
+    const name = uniqueName('intr');
     const component = await machine.addComponent('my', name, { 'mysql-databases/1.sql': 'SELECT SLEEP(30);\n' });
     const databases = async () =>
       ((await server.query('SELECT schema_name AS name FROM information_schema.schemata WHERE schema_name LIKE ?', [`${name}%`])) as { name: string }[]).map(

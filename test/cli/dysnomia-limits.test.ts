@@ -3,12 +3,12 @@
  * with a message naming the limit. Node ignores SIGXFSZ, but execa's signal-exit listened for it
  * while pg_dump ran and raised it again, which killed the snapshot without a word.
  */
-import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { expect, it, onTestFinished } from 'vitest';
 import { programPath } from '../support/cli.js';
+import { uniqueName } from '../support/temp.js';
 import { useMachine } from '../support/machine.js';
 import { findPostgres } from '../support/servers.js';
 
@@ -16,7 +16,7 @@ it('a PostgreSQL snapshot past the file size limit fails (exit 1) naming ulimit 
   const server = await findPostgres();
   const machine = await useMachine();
   const container = await machine.addContainer('pg', { type: 'postgresql-database', ...server.properties });
-  const name = `qq_intr_${randomBytes(4).toString('hex')}`;
+  const name = uniqueName('intr');
   // About 6 MiB of hex that zstd packs into some 3 MiB, over the 2 MiB limit below.
   const component = await machine.addComponent('pg', name, {
     'postgresql-databases/1.sql': 'CREATE TABLE t AS SELECT md5(random()::text) AS v FROM generate_series(1, 200000);\n',
