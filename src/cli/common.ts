@@ -80,3 +80,20 @@ export function cancelOnInterrupt(log: Logger): Interruption {
     },
   };
 }
+
+/**
+ * For a program whose operations cannot be cancelled half-way (dysnomia-snapshots: the library
+ * honours an abort signal only while it waits for a lock): the first SIGINT or SIGTERM says what
+ * state the run leaves and quits with the signal's status. Without a listener the signal killed
+ * the run without a word, and its lock holder files stayed until the next run took them over as
+ * stale; now the exit handler removes them. What a kill leaves half-written is hidden, and the
+ * next run removes it.
+ */
+export function quitOnInterrupt(program: string, state: string): void {
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.stderr.write(`${program}: interrupted: ${state}\n`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}

@@ -28,7 +28,7 @@ import {
 } from '../snapshot-store/index.js';
 import { parseWhole } from '../core/numbers.js';
 import { exists } from '../snapshot-store/fs-util.js';
-import { commonProgram, parseLockTimeout, refuseRepeatedValues } from './common.js';
+import { commonProgram, parseLockTimeout, quitOnInterrupt, refuseRepeatedValues } from './common.js';
 import { formatError, runProgram } from './run.js';
 
 const PROGRAM = 'dysnomia-snapshots';
@@ -155,6 +155,7 @@ async function main(argv: string[]): Promise<number> {
   };
   const print = (text: string) => process.stdout.write(text);
   const json = (value: unknown) => print(`${JSON.stringify(value, null, 2)}\n`);
+  quitOnInterrupt(PROGRAM, options.check ? 'the check stopped before every snapshot was checked; nothing was changed' : INTERRUPTED[operation]);
 
   switch (operation) {
     case 'queryLatest':
@@ -268,6 +269,18 @@ async function main(argv: string[]): Promise<number> {
     }
   }
 }
+
+/** What an interrupted run of each operation leaves, said as it quits. */
+const INTERRUPTED: Record<(typeof OPERATIONS)[number], string> = {
+  queryLatest: 'nothing was changed',
+  queryAll: 'nothing was changed',
+  printMissing: 'nothing was changed',
+  resolve: 'nothing was changed',
+  listPacks: 'nothing was changed',
+  gc: 'the gc stopped part-way: what it removed is gone, everything else is as it was; run it again to finish',
+  import: 'the import stopped: what it had half-written is hidden, and the next run removes it; import again to finish (it adds only what is missing); snapshots imported before it stay',
+  export: 'the export stopped: its output is cut short, and an --import of it refuses it and changes nothing',
+};
 
 function flagOf(option: string): string {
   return `--${option.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`;

@@ -9,20 +9,13 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { programPath } from '../support/cli.js';
+import { lockHolders } from '../support/core.js';
 import { makeWorkRepo } from '../support/git.js';
 import { useMachine } from '../support/machine.js';
 import { findMysql, findPostgres } from '../support/servers.js';
 import { uniqueName } from '../support/temp.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** The lock files left in the state dir (each holder is a file inside a lock's folder). */
-async function lockHolders(stateDir: string): Promise<string[]> {
-  const locks = path.join(stateDir, 'locks');
-  const folders = await readdir(locks).catch(() => []);
-  const holders = await Promise.all(folders.map(async (folder) => (await readdir(path.join(locks, folder))).map((f) => `${folder}/${f}`)));
-  return holders.flat();
-}
 
 describe('dysnomia interrupted', () => {
   it('SIGINT during a git snapshot cancels it: exit 1, a message, no temporary folder, no generation, no lock left', async () => {

@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { chmod, cp, lstat, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -5,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { acquireLock } from '../../src/core/lock.js';
 import { SnapshotStore } from '../../src/snapshot-store/index.js';
 import { runCli, stderrSays } from '../support/cli.js';
+import { lockHolders } from '../support/core.js';
 import { useTempDir } from '../support/temp.js';
 import { fakeDump, flipByte, readAll, sha256, snapshots, streamOf, treeOf } from './helpers.js';
 
@@ -371,6 +374,31 @@ describe('dysnomia-snapshots --export and --import -', () => {
     expect(next.exitCode, next.stderr).toBe(0);
     expect(next.stderr).not.toContain('stale lock');
   });
+
+  for (const [signal, status] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+    it(`${signal} to an export stalled on its reader says what it left, exits ${status}, and leaves no lock behind`, async () => {
+      const stateDir = await useTempDir();
+      const { outcomes } = await storeWith(stateDir, fakeDump(8_000_000, 4));
+      const rel = `${key.container}/${key.component}/${outcomes[0]!.identity}`;
+      // stdout is a pipe nobody reads (node's own spawn: execa would drain it): the export fills
+      // it and waits, holding the store lock.
+      const child = spawn(process.execPath, [path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', rel], {
+        env: { ...process.env, DYSNOMIA_STATEDIR: stateDir },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (piece: Buffer) => (stderr += piece.toString()));
+      const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
+      for (let i = 0; i < 200 && (await lockHolders(stateDir)).length === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(await lockHolders(stateDir)).not.toEqual([]);
+      child.kill(signal);
+      const [code] = await exited;
+      child.stdout.destroy();
+      expect(code, stderr).toBe(status);
+      expect(stderr).toContain('interrupted: the export stopped: its output is cut short, and an --import of it refuses it');
+      expect(await lockHolders(stateDir)).toEqual([]);
+    });
+  }
 
   it('--import - of an export cut short before its first file says so (exit 1) and imports nothing', async () => {
     const stateDir = await useTempDir();

@@ -141,3 +141,11 @@ export async function markers(stateDir: string): Promise<string[]> {
     .filter((entry) => /^(activated|garbage)\/[^/]+\/[^/]+$/.test(entry) && all[entry]!.startsWith('file'))
     .sort();
 }
+
+/** The lock holder files left in the state dir (each holder is a file inside a lock's folder). */
+export async function lockHolders(stateDir: string): Promise<string[]> {
+  const locks = path.join(stateDir, 'locks');
+  const folders = await readdir(locks).catch(() => []);
+  const holders = await Promise.all(folders.map(async (folder) => (await readdir(path.join(locks, folder))).map((f) => `${folder}/${f}`)));
+  return holders.flat();
+}
