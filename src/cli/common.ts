@@ -47,15 +47,28 @@ export function parseLockTimeout(value: string | undefined): number | undefined 
   return Math.round(seconds * 1000);
 }
 
-/** The signal a Ctrl-C or a SIGTERM fires, and the way to stop listening for them. */
+/**
+ * The signals that stop a run: Ctrl-C, a service manager's SIGTERM, and SIGHUP (the terminal or
+ * ssh session went away). Node sets SIGHUP back to its default at start-up, even under `nohup`,
+ * so without a listener it killed the run in the middle, without a word; with one, the run stops
+ * as cleanly as after Ctrl-C.
+ */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** The exit status of a run that a signal stopped: 128 plus the signal's number, as a shell says. */
+function statusOf(signal: NodeJS.Signals): number {
+  return 128 + (signal === 'SIGINT' ? 2 : signal === 'SIGHUP' ? 1 : 15);
+}
+
+/** The signal a Ctrl-C, a SIGTERM or a SIGHUP fires, and the way to stop listening for them. */
 export interface Interruption {
   signal: AbortSignal;
   dispose(): void;
 }
 
 /**
- * Turns the first SIGINT or SIGTERM into a cancellation of the running operation, which then
- * stops cleanly and says in what state it left the component; a second one quits at once.
+ * Turns the first SIGINT, SIGTERM or SIGHUP into a cancellation of the running operation, which
+ * then stops cleanly and says in what state it left the component; a second one quits at once.
  * process.on, not once: a `once` listener is gone by the time it runs, and signal-exit (execa's
  * clean-up of subprocesses) re-raises a signal that has no listener but its own, which killed
  * the run at the first Ctrl-C with no message and a half-made database left behind.
@@ -65,35 +78,32 @@ export function cancelOnInterrupt(log: Logger): Interruption {
   const onSignal = (signal: NodeJS.Signals) => {
     if (controller.signal.aborted) {
       log.warn(`interrupted again: quitting at once`);
-      process.exit(signal === 'SIGINT' ? 130 : 143);
+      process.exit(statusOf(signal));
     }
     log.warn('interrupted: cancelling the current operation (press Ctrl-C again to quit at once)');
     controller.abort(new Error('interrupted'));
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  for (const name of STOP_SIGNALS) process.on(name, onSignal);
   return {
     signal: controller.signal,
     dispose() {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      for (const name of STOP_SIGNALS) process.off(name, onSignal);
     },
   };
 }
 
 /**
  * For a program whose operations cannot be cancelled half-way (dysnomia-snapshots: the library
- * honours an abort signal only while it waits for a lock): the first SIGINT or SIGTERM says what
- * state the run leaves and quits with the signal's status. Without a listener the signal killed
- * the run without a word, and its lock holder files stayed until the next run took them over as
- * stale; now the exit handler removes them. What a kill leaves half-written is hidden, and the
- * next run removes it.
+ * honours an abort signal only while it waits for a lock): the first SIGINT, SIGTERM or SIGHUP
+ * says what state the run leaves and quits with the signal's status. Without a listener the
+ * signal killed the run without a word, and its lock holder files stayed until the next run took
+ * them over as stale; now the exit handler removes them. What a kill leaves half-written is
+ * hidden, and the next run removes it.
  */
 export function quitOnInterrupt(program: string, state: string): void {
   const onSignal = (signal: NodeJS.Signals) => {
     process.stderr.write(`${program}: interrupted: ${state}\n`);
-    process.exit(signal === 'SIGINT' ? 130 : 143);
+    process.exit(statusOf(signal));
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  for (const name of STOP_SIGNALS) process.on(name, onSignal);
 }

@@ -43,7 +43,7 @@ describe('dysnomia interrupted', () => {
     expect(await lockHolders(machine.stateDir)).toEqual([]);
   });
 
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     it(`${signal} during a slow PostgreSQL activate: exit 1, a message, no database and no lock left`, async () => {
       const server = await findPostgres();
       const machine = await useMachine();

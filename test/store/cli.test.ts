@@ -375,7 +375,7 @@ describe('dysnomia-snapshots --export and --import -', () => {
     expect(next.stderr).not.toContain('stale lock');
   });
 
-  for (const [signal, status] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+  for (const [signal, status] of [['SIGTERM', 143], ['SIGINT', 130], ['SIGHUP', 129]] as const) {
     it(`${signal} to an export stalled on its reader says what it left, exits ${status}, and leaves no lock behind`, async () => {
       const stateDir = await useTempDir();
       const { outcomes } = await storeWith(stateDir, fakeDump(8_000_000, 4));
