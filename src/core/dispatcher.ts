@@ -6,7 +6,7 @@ import path from 'node:path';
 import { PassThrough, pipeline, Readable, Transform } from 'node:stream';
 import { exists } from '../snapshot-store/fs-util.js';
 import { SnapshotStore } from '../snapshot-store/index.js';
-import { AbortedError, ChangedMeanwhileError, DysnomiaError, messageOf, OperationError, PluginError, throwIfAborted, UsageError } from './errors.js';
+import { AbortedError, ChangedMeanwhileError, DysnomiaError, messageOf, OperationError, PluginError, UsageError } from './errors.js';
 import { withLock } from './lock.js';
 import { type Logger, silentLogger } from './log.js';
 import {
@@ -188,7 +188,11 @@ export async function runOperation(request: OperationRequest): Promise<Operation
     stateLayout.locks(request.stateDir),
     `component-${encodeURIComponent(key.container)}-${encodeURIComponent(key.component)}.lock`,
   );
-  throwIfAborted(request.signal, request.operation);
+  if (request.signal?.aborted) {
+    throw new AbortedError(`${request.operation} of ${key.container}/${key.component} cancelled before it started; nothing was changed`, {
+      cause: request.signal.reason,
+    });
+  }
   const partial = await withLock(
     lockFile,
     'exclusive',

@@ -106,7 +106,10 @@ export async function acquireLock(file: string, mode: LockMode, options: LockOpt
   let delay = 10;
   try {
     for (;;) {
-      if (options.signal?.aborted) throw new AbortedError(`cancelled while waiting for ${options.what}`);
+      if (options.signal?.aborted) {
+        // "Waiting" only once another holder has been named: with nobody holding it, it misled.
+        throw new AbortedError(`cancelled while ${told ? 'waiting for' : 'locking'} ${options.what}`);
+      }
       await publish(dir, mine, holder(mode, options.what));
       const others = await liveHolders(dir, [mine, waitFile], options.log);
       const conflict = others.find((other) => conflicts(mode, other, sharedHeld.has(dir)));
@@ -383,8 +386,9 @@ export function processStartTime(pid: number): number | undefined {
   }
 }
 
+/** Waits `ms`, or less when the signal fires: the waiting loop then says what it was waiting for. */
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
     function done(): void {
       signal?.removeEventListener('abort', aborted);
@@ -392,7 +396,7 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
     }
     function aborted(): void {
       clearTimeout(timer);
-      reject(new AbortedError('cancelled while waiting for a lock'));
+      resolve();
     }
     signal?.addEventListener('abort', aborted, { once: true });
   });

@@ -328,3 +328,15 @@ describe('runOperation waiting for the component lock', () => {
     expect((second as Error).message).toMatch(/waiting for component prod\/testcomp \(activate\): another call in this process \(component prod\/testcomp \(snapshot\)\) holds it/);
   });
 });
+
+describe('runOperation with a signal that has already fired', () => {
+  it('names the operation and component, says nothing was changed, and calls no plugin', async () => {
+    const { stateDir, request } = await setup();
+    const recording: Recording = { calls: [] };
+    const before = await tree(stateDir);
+    const error = await runOperation({ ...request('restore', minimalPlugin(recording)), signal: AbortSignal.abort() }).catch((e: unknown) => e);
+    expect((error as Error).message).toBe('restore of prod/testcomp cancelled before it started; nothing was changed');
+    expect(recording.calls).toEqual([]);
+    expect(await tree(stateDir)).toEqual(before);
+  });
+});

@@ -202,7 +202,13 @@ describe('withLock', () => {
         (e: unknown) => e,
       );
       expect(error).toBeInstanceOf(AbortedError);
+      expect((error as Error).message).toBe('cancelled while waiting for x');
       expect((await readdir(lock)).filter((name) => !name.includes(String(child.pid)))).toEqual([]);
+      // Cancelled with nobody holding it: it did not wait for anyone.
+      const early = await withLock(lock.replace('abort', 'free'), 'exclusive', { what: 'y', signal: AbortSignal.abort() }, async () => 'no').catch(
+        (e: unknown) => e,
+      );
+      expect((early as Error).message).toBe('cancelled while locking y');
     } finally {
       child.kill();
     }
