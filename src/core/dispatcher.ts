@@ -136,7 +136,11 @@ function warnUnknownProperties(plugin: Plugin<unknown>, container: ContainerSpec
   if (prefix === undefined) return;
   const where = container.file ?? 'the environment';
   for (const key of Object.keys(container.properties)) {
-    if (!key.startsWith(prefix) || !/^[A-Z]/.test(key.slice(prefix.length)) || known.includes(key)) continue;
+    if (known.includes(key)) continue;
+    // A known name in the wrong case (mysqlport, postgresqlusername) is the likeliest typo of all,
+    // though a lowercase continuation (mysqlish) is otherwise taken as someone else's property.
+    const wrongCase = known.some((name) => name.toLowerCase() === key.toLowerCase());
+    if (!wrongCase && (!key.startsWith(prefix) || !/^[A-Z]/.test(key.slice(prefix.length)))) continue;
     log.warn(
       `${where}: the property ${key} is not one ${plugin.type} reads, so it is ignored; did you mean ${likeliest(key, known)}? (it reads ${known.join(', ')})`,
     );

@@ -281,6 +281,8 @@ describe('prepare: properties a plugin does not read', () => {
     ['mysql-database', { mysqlUsername: 'root', mysqlUser: 'app' }, 'the property mysqlUser is not one mysql-database reads, so it is ignored; did you mean mysqlUsername?'],
     ['postgresql-database', { postgresqlPasword: 'x' }, 'the property postgresqlPasword is not one postgresql-database reads, so it is ignored; did you mean postgresqlPassword?'],
     ['git-repository', { gitBaseDir: '/srv/git', gitBasedir: '/srv/other' }, 'the property gitBasedir is not one git-repository reads, so it is ignored; did you mean gitBaseDir?'],
+    ['mysql-database', { mysqlport: '3307' }, 'the property mysqlport is not one mysql-database reads, so it is ignored; did you mean mysqlPort?'],
+    ['postgresql-database', { postgresqlusername: 'app' }, 'the property postgresqlusername is not one postgresql-database reads, so it is ignored; did you mean postgresqlUsername?'],
   ];
   for (const [type, properties, warning] of cases) {
     it(`${type}: names a misspelt one and the likeliest meant, and goes on`, async () => {
