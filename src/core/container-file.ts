@@ -1,5 +1,6 @@
-import type { Stats } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { closeSync, constants, openSync, readSync, type Stats } from 'node:fs';
+import { open, readFile, stat } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import { ConfigError } from './errors.js';
 
 /** A container property: a plain string, or a list for Bash-array values such as `a=("x" "y")`. */
@@ -70,19 +71,32 @@ export function parseContainerText(text: string, file = '<container>'): Containe
   return properties;
 }
 
+/** More than any container file holds; what a pipe or device gives beyond it is refused. */
+const MAX_STREAMED = 1024 * 1024;
+/** Reads, 50 ms apart, before a FIFO with nothing at the other end is taken to have no writer. */
+const WRITER_TRIES = 20;
+
 /**
- * Reads and parses a container file; errors name the file. Only a regular file is read: a FIFO
- * with no writer would make readFile wait forever (a nightly run hanging), and a device such as
- * /dev/zero never ends.
+ * Reads and parses a container file; errors name the file. A pipe given as the path (`<(...)`,
+ * /dev/stdin) and a character device (/dev/null) are read as bash's `source` reads them, but
+ * a FIFO nobody writes to is refused at once instead of waited on, and a device such as
+ * /dev/zero is cut off after {@link MAX_STREAMED} bytes. Sockets and block devices are refused.
  */
 export async function readContainerFile(file: string): Promise<ContainerProperties> {
   let text: string;
   try {
     const info = await stat(file);
-    if (!info.isFile() && !info.isDirectory()) {
+    let bytes: Buffer;
+    if (info.isFile() || info.isDirectory()) {
+      bytes = await readFile(file);
+    } else if (info.isFIFO()) {
+      bytes = await readPipe(file);
+    } else if (info.isCharacterDevice()) {
+      bytes = await readCapped(file);
+    } else {
       throw new ConfigError(`is ${specialKind(info)}, not a container file (a regular file is needed)`, { file });
     }
-    text = decodeUtf8(await readFile(file), file);
+    text = decodeUtf8(bytes, file);
   } catch (error) {
     if (error instanceof ConfigError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
@@ -95,6 +109,66 @@ export async function readContainerFile(file: string): Promise<ContainerProperti
     throw new ConfigError(problem, { file, cause: error });
   }
   return parseContainerText(text, file);
+}
+
+/** A character device, read to its end or to MAX_STREAMED bytes, whichever comes first. */
+async function readCapped(file: string): Promise<Buffer> {
+  const handle = await open(file, 'r');
+  try {
+    const buffer = Buffer.alloc(MAX_STREAMED + 1);
+    let size = 0;
+    while (size <= MAX_STREAMED) {
+      const { bytesRead } = await handle.read(buffer, size, buffer.length - size, null);
+      if (bytesRead === 0) return buffer.subarray(0, size);
+      size += bytesRead;
+    }
+    throw new ConfigError(`gives more than ${MAX_STREAMED} bytes; a container file is a few lines of text`, { file });
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * A FIFO or pipe. Opened without waiting for a writer (O_NONBLOCK), a read that ends at once
+ * means there is none, and nothing would ever come: that is refused instead of hanging a run.
+ * A pipe with a writer (process substitution, a shell's pipe, a FIFO a writer waits on) is then
+ * read to its end.
+ */
+async function readPipe(file: string): Promise<Buffer> {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  const first = Buffer.alloc(65536);
+  let got = 0;
+  // A writer blocked in its own open of a named FIFO attaches only now that there is a reader:
+  // it is given a second to do so.
+  for (let tries = 0; got === 0 && tries < WRITER_TRIES; tries++) {
+    if (tries > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    try {
+      got = readSync(fd, first);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') {
+        closeSync(fd);
+        throw error;
+      }
+      got = -1; // a writer, that has not written yet
+    }
+  }
+  if (got === 0) {
+    closeSync(fd);
+    throw new ConfigError('is a FIFO (named pipe) that nobody writes to, not a container file (a regular file is needed)', { file });
+  }
+  const chunks: Buffer[] = got > 0 ? [first.subarray(0, got)] : [];
+  let size = Math.max(got, 0);
+  // The socket reads the non-blocking descriptor as the event loop allows, and closes it at the end.
+  const pipe = new Socket({ fd, readable: true, writable: false });
+  for await (const chunk of pipe as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size > MAX_STREAMED) {
+      pipe.destroy();
+      throw new ConfigError(`gives more than ${MAX_STREAMED} bytes; a container file is a few lines of text`, { file });
+    }
+  }
+  return Buffer.concat(chunks);
 }
 
 function specialKind(info: Stats): string {

@@ -317,13 +317,29 @@ describe('readContainerFile', () => {
     await expect(readContainerFile(file)).rejects.toThrow(`${file}: cannot read container file (ENOTDIR)`);
   });
 
-  it('refuses a FIFO at once instead of waiting for a writer that never comes, and a device', async () => {
+  it('refuses a FIFO at once instead of waiting for a writer that never comes, and a device without end', async () => {
     const fifo = path.join(await useTempDir(), 'fifo');
     await execa('mkfifo', [fifo]);
     const error = await readContainerFile(fifo).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ConfigError);
-    expect((error as ConfigError).message).toBe(`${fifo}: is a FIFO (named pipe), not a container file (a regular file is needed)`);
+    expect((error as ConfigError).message).toBe(`${fifo}: is a FIFO (named pipe) that nobody writes to, not a container file (a regular file is needed)`);
     expect((error as ConfigError).exitCode).toBe(2);
-    await expect(readContainerFile('/dev/zero')).rejects.toThrow('/dev/zero: is a device, not a container file');
+    await expect(readContainerFile('/dev/zero')).rejects.toThrow('/dev/zero: gives more than 1048576 bytes; a container file is a few lines of text');
   }, 10_000);
+
+  it('reads a pipe that has a writer (a FIFO a writer waits on, /dev/stdin, <(...)) and /dev/null, as bash source does', async () => {
+    const fifo = path.join(await useTempDir(), 'fifo');
+    await execa('mkfifo', [fifo]);
+    // The writer opens the FIFO before the read and writes late: the read has to wait for it.
+    const writer = execa('bash', ['-c', `exec 3>${JSON.stringify(fifo)}; sleep 0.3; printf 'type=echo\\nfoo="a b"\\n' >&3`]);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(await readContainerFile(fifo)).toEqual({ type: 'echo', foo: 'a b' });
+      await writer;
+    } finally {
+      writer.kill(); // a writer still blocked in its open when the read failed
+      await writer.catch(() => {});
+    }
+    expect(await readContainerFile('/dev/null')).toEqual({});
+  }, 20_000);
 });
