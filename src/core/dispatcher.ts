@@ -134,7 +134,8 @@ function warnUnknownProperties(plugin: Plugin<unknown>, container: ContainerSpec
   const known = plugin.properties ?? [];
   const prefix = /^[a-z]+/.exec(known[0] ?? '')?.[0];
   if (prefix === undefined) return;
-  const where = container.file ?? 'the environment';
+  // A library caller's object of properties has neither a file nor the environment behind it.
+  const where = container.file ?? (container.fromEnvironment ? 'the environment' : `the properties of container ${container.name}`);
   for (const key of Object.keys(container.properties)) {
     if (known.includes(key)) continue;
     // A known name in the wrong case (mysqlport, postgresqlusername) is the likeliest typo of all,

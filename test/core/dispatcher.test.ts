@@ -294,6 +294,17 @@ describe('prepare: properties a plugin does not read', () => {
     });
   }
 
+  it('names where the misspelt property came from: the environment, or a library caller\'s object', async () => {
+    const { request } = await setup();
+    const plugin = (await loadPlugin('mysql-database', {})) as Plugin<never>;
+    for (const [fromEnvironment, where] of [[true, 'the environment'], [false, 'the properties of container prod']] as const) {
+      const log = recordingLogger();
+      const base = request('snapshot', plugin, { type: 'mysql-database', mysqlUser: 'app' });
+      await prepare({ ...base, container: { ...base.container, file: undefined, fromEnvironment }, log });
+      expect(log.lines).toEqual([expect.stringContaining(`${where}: the property mysqlUser is not one mysql-database reads`)]);
+    }
+  });
+
   it('says nothing of the properties each plugin reads, of other prefixes, or of lowercase continuations', async () => {
     const { request } = await setup();
     const all: [string, Record<string, string>][] = [
