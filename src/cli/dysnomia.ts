@@ -178,13 +178,22 @@ async function shell(request: OperationRequest, commands: string | undefined, qu
   }
 }
 
-/** Runs bash in the foreground; Ctrl-C belongs to the shell, not to us. */
+/**
+ * Runs bash in the foreground; Ctrl-C belongs to the shell, not to us. A SIGTERM or SIGHUP sent to
+ * us alone (a `kill` of our pid, a service manager) is passed on to bash, whose end we wait for:
+ * dying first left bash running without us and its rc file in the temporary folder.
+ */
 function runShell(args: string[], env: Record<string, string>): Promise<number> {
   const ignore = () => {};
+  let forward: (signal: NodeJS.Signals) => void = ignore;
   process.on('SIGINT', ignore);
   process.on('SIGQUIT', ignore);
+  const passOn = (signal: NodeJS.Signals) => forward(signal);
+  process.on('SIGTERM', passOn);
+  process.on('SIGHUP', passOn);
   return new Promise<number>((resolve, reject) => {
     const child = spawn('bash', args, { env, stdio: 'inherit' });
+    forward = (signal) => child.kill(signal);
     child.on('error', (error) => reject(new OperationError(`cannot start bash for the shell: ${error.message}`, { cause: error })));
     child.on('exit', (code, signal) =>
       resolve(code ?? 128 + (signal ? (os.constants.signals[signal] ?? 0) : 0)),
@@ -192,6 +201,8 @@ function runShell(args: string[], env: Record<string, string>): Promise<number> 
   }).finally(() => {
     process.off('SIGINT', ignore);
     process.off('SIGQUIT', ignore);
+    process.off('SIGTERM', passOn);
+    process.off('SIGHUP', passOn);
   });
 }
 

@@ -3,7 +3,8 @@
  * this_* variables set, the module's own `shell` part sourced, and with --command the commands
  * run and their status returned. The interactive session runs under `script`, a real terminal.
  */
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -101,6 +102,34 @@ describe('dysnomia --shell --command', () => {
     await stage.dysnomia(['--shell', '-c', stage.component, '-C', file, '-q', '--command', 'true'], { env: { TMPDIR: tmp } });
     expect(await readdir(tmp)).toEqual([]);
   });
+});
+
+describe('dysnomia --shell stopped by a signal', () => {
+  for (const signal of ['SIGTERM', 'SIGHUP'] as const) {
+    it(`passes a ${signal} sent to it alone on to bash, waits for its end, and leaves no temporary files`, async () => {
+      const stage = await useStage();
+      const file = await stage.container('prod', 'type=echo\n');
+      const tmp = path.join(stage.root, 'tmp');
+      await mkdir(tmp);
+      const marker = path.join(stage.root, 'bash-pid');
+      const child = execa(process.execPath, [programPath('dysnomia'), '--shell', '-c', stage.component, '-C', file, '-q', '--command', `echo $$ > ${marker}; sleep 30 & wait`], {
+        env: { DYSNOMIA_STATEDIR: stage.stateDir, TMPDIR: tmp },
+        reject: false,
+      });
+      let bash = 0;
+      for (let i = 0; i < 200 && bash === 0; i += 1) {
+        bash = Number(await readFile(marker, 'utf8').catch(() => '0'));
+        if (bash === 0) await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      expect(bash).toBeGreaterThan(0);
+      child.kill(signal);
+      const result = await child;
+      expect(result.exitCode, String(result.stderr)).toBe(128 + os.constants.signals[signal]);
+      // bash is gone with us, not left running.
+      expect(() => process.kill(bash, 0)).toThrow();
+      expect(await readdir(tmp)).toEqual([]);
+    });
+  }
 });
 
 describe('dysnomia --shell, interactive', () => {
