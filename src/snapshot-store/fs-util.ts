@@ -6,11 +6,12 @@ import path from 'node:path';
 import { leftByGoneProcess, ownedName } from '../core/lock.js';
 
 /**
- * The mode of the files that hold a snapshot's data (packs and chunk indices): read-only, and
- * for the store's owner only. A snapshot is a whole database, so it is kept as private as the
- * server keeps its data directory, whatever the umask (Dysnomia left its dumps world-readable).
+ * The mode of the files that hold a snapshot's data (packs and chunk indices): read-only, for the
+ * owner and (as far as the umask allows) the group, never for other users. A snapshot is a whole
+ * database, which Dysnomia left readable by every local user; the group is kept so that a backup
+ * agent can be given the store through its group (a setgid state dir), as it cannot through 0400.
  */
-export const DATA_FILE_MODE = 0o400;
+export const DATA_FILE_MODE = 0o440;
 
 /** Every temporary name in the store starts with this; listings skip such names. */
 export const TEMP_PREFIX = '.tmp-';

@@ -27,26 +27,31 @@ const MAX_CHUNK = 64 * 1024 * 1024;
 const MAX_READ = 4 * 1024 * 1024;
 const INDEX_BLOCK = 1365 * CHUNK_RECORD_SIZE;
 
+/** The errors of opening or reading a store file that mean the file is missing or its disk failed. */
+const DAMAGE_CODES = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'ELOOP', 'EIO']);
+
 /**
- * The error for a store file that could not be read: damage (`damage`, an IntegrityError) unless
- * the reason is a permission. Snapshot data is readable by the store's owner only, so another user
- * cannot read it: that is said as such, and --check counts the snapshot as unchecked, not damaged.
+ * The error for a store file that could not be read: damage (`damage`, an IntegrityError) when the
+ * file is missing or unreadable on its disk; anything else (a permission: snapshot data is not
+ * readable by other users; too many open files, no memory) is this run's problem, not the
+ * snapshot's, and is said as such, so that --check counts it as unchecked, not as damaged.
  */
 export function readFailure(error: unknown, file: string, damage: string): IntegrityError | OperationError {
   const code = (error as NodeJS.ErrnoException).code;
+  if (code === undefined || DAMAGE_CODES.has(code)) return new IntegrityError(damage, { cause: error });
   if (code === 'EACCES' || code === 'EPERM') {
-    const owner = ownerOf(file);
     return new OperationError(
-      `cannot read ${file}: permission denied; snapshot data is readable by the store's owner${owner} only: run this as that user`,
+      `cannot read ${file}: permission denied; snapshot data is readable by its owner and group${ownerOf(file)} only: run this as that user or in that group`,
       { cause: error },
     );
   }
-  return new IntegrityError(damage, { cause: error });
+  return new OperationError(`cannot read ${file}: ${messageOf(error)}; the file itself may be intact: try again`, { cause: error });
 }
 
 function ownerOf(file: string): string {
   try {
-    return ` (uid ${statSync(file).uid})`;
+    const info = statSync(file); // only on the way to an error
+    return ` (uid ${info.uid}, gid ${info.gid})`;
   } catch {
     return '';
   }

@@ -165,7 +165,7 @@ describe('damaged packs are recorded and healed by the next snapshot', () => {
     const before = await treeOf(stateDir);
     const result = await checkAsNobody(stateDir, ['--query-all', '--check']);
     expect(result.exitCode).toBe(1);
-    expect(result.stderr).toMatch(/cannot read \S+\.chunks: permission denied; snapshot data is readable by the store's owner \(uid 0\) only/);
+    expect(result.stderr).toMatch(/cannot read \S+\.chunks: permission denied; snapshot data is readable by its owner and group \(uid 0, gid 0\) only/);
     expect(result.stderr).toContain('1 could not be checked');
     expect(result.stderr).not.toContain('damaged');
     expect(await recorded(stateDir)).toEqual([]);

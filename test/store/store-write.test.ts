@@ -8,6 +8,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { explainWriteError } from '../../src/snapshot-store/store.js';
+import { readFailure } from '../../src/snapshot-store/reader.js';
 import { chunkingFor } from '../../src/snapshot-store/chunker.js';
 import { useTempDir } from '../support/temp.js';
 import { fakeDump, readAll, recordingLogger, sha256, streamOf } from './helpers.js';
@@ -319,13 +320,15 @@ describe('the privacy of snapshot data', () => {
     return modes;
   }
 
-  it('keeps packs and chunk indices readable by the store\'s owner only, written, imported or exported', async () => {
+  it('keeps packs and chunk indices from other users (owner and group only), written, imported or exported', async () => {
     const sender = await useTempDir();
     const outcome = await new SnapshotStore(sender).write(key, { type: 'test' }, (sink) => sink.addStream('dump.sql', streamOf(fakeDump(300_000))));
     const written = await dataFileModes(sender);
     expect([...written.keys()].filter((file) => file.endsWith('.pack')).length).toBeGreaterThan(1); // the pool's and the folder's link
     expect([...written.keys()].some((file) => file.endsWith('.chunks'))).toBe(true);
-    expect([...written].filter(([, mode]) => mode !== 0o400)).toEqual([]);
+    const expected = 0o440 & ~process.umask(); // never readable by other users
+    expect(expected & 0o007).toBe(0);
+    expect([...written].filter(([, mode]) => mode !== expected)).toEqual([]);
 
     const rel = `${key.container}/${key.component}/${outcome!.identity}`;
     const tarred = new Map<string, number>();
@@ -339,12 +342,24 @@ describe('the privacy of snapshot data', () => {
     const parsed = pipeline(out, extract);
     await exportSnapshot(sender, rel, out);
     await parsed;
-    expect([...tarred].filter(([name, mode]) => /\.(pack|chunks)$/.test(name) && mode !== 0o400)).toEqual([]);
+    expect([...tarred].filter(([name, mode]) => /\.(pack|chunks)$/.test(name) && mode !== 0o440)).toEqual([]);
 
     const receiver = await useTempDir();
     await importSnapshotFolder(receiver, path.join(sender, 'snapshots', rel));
     const imported = await dataFileModes(receiver);
     expect(imported.size).toBe(written.size);
-    expect([...imported].filter(([, mode]) => mode !== 0o400)).toEqual([]);
+    expect([...imported].filter(([, mode]) => mode !== expected)).toEqual([]);
+  });
+});
+
+describe('readFailure', () => {
+  const failure = (code: string) => readFailure(Object.assign(new Error(`${code}: x`), { code }), '/s/f.pack', 'the snapshot is damaged');
+  it('calls a missing file or a disk error damage, and nothing else', () => {
+    for (const code of ['ENOENT', 'ENOTDIR', 'EIO']) expect(failure(code), code).toBeInstanceOf(IntegrityError);
+    for (const code of ['EMFILE', 'ENFILE', 'ENOMEM', 'EACCES']) {
+      expect(failure(code), code).not.toBeInstanceOf(IntegrityError);
+      expect(failure(code), code).toBeInstanceOf(OperationError);
+      expect(failure(code).message, code).toContain('cannot read /s/f.pack');
+    }
   });
 });
