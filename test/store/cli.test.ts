@@ -428,12 +428,14 @@ describe('dysnomia-snapshots --export and --import -', () => {
     expect(await readdir(stateDir)).toEqual([]);
   });
 
-  it('exports from a store this user cannot write (another user\'s state dir), as --check and a restore read it', async () => {
+  it('exports from a store this user cannot write (another user\'s state dir, readable through its group), as --check and a restore read it', async () => {
     const stateDir = await useTempDir();
     const target = await useTempDir();
     const { outcomes } = await storeWith(stateDir, fakeDump(1_000_000, 11));
     const rel = `${key.container}/${key.component}/${outcomes[0]!.identity}`;
     await chmod(stateDir, 0o755);
+    // A backup agent's way in: the store's group (snapshot data is never readable by others).
+    await execa('chgrp', ['-R', 'nogroup', stateDir]);
     const exported = await execa(
       'setpriv',
       ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', rel],
