@@ -9,7 +9,7 @@
  * folder that `--import PATH` accepts.
  */
 import { createReadStream } from 'node:fs';
-import { lstat, readdir, stat } from 'node:fs/promises';
+import { lstat, open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -35,7 +35,7 @@ import {
 } from './layout.js';
 import { dysnomiaFolderHash, LEGACY_DUMPS, legacyDumpOf, readChecksum } from './legacy.js';
 import { indexFileName, MANIFEST_FILE, type Manifest } from './manifest.js';
-import { readManifest } from './reader.js';
+import { readFailure, readManifest } from './reader.js';
 import { holdsSnapshot } from './incomplete.js';
 import { dumpWithOthers, listModuleFolder, ModuleFolder, moduleFolderEntries, NO_SNAPSHOT_FOLDER, stageModuleFolder } from './module-folder.js';
 import { Staging, verifySnapshotFolder } from './staging.js';
@@ -475,12 +475,20 @@ export async function exportSnapshot(stateDir: string, rel: string, out: Writabl
     const omitted: string[] = [];
     const addFile = async (name: string) => {
       const file = path.join(folder, name);
-      const size = await stat(file).then(
-        (info) => info.size,
-        (error: unknown) => {
-          throw new IntegrityError(`cannot export ${rel}: its file ${name} cannot be read (${messageOf(error)}); the snapshot is damaged, see dysnomia-snapshots --check`, { cause: error });
-        },
-      );
+      // Opened, not only looked at: a file this user may not read (snapshot data is not readable
+      // by other users) fails here, said as such, and not halfway through the stream, where it
+      // read as a failure of the output.
+      let size: number;
+      try {
+        const handle = await open(file, 'r');
+        try {
+          size = (await handle.stat()).size;
+        } finally {
+          await handle.close();
+        }
+      } catch (error) {
+        throw readFailure(error, file, `cannot export ${rel}: its file ${name} cannot be read (${messageOf(error)}); the snapshot is damaged, see dysnomia-snapshots --check`);
+      }
       files.push({ name, file, size });
     };
     if ((await lstat(path.join(folder, MANIFEST_FILE)).catch(() => undefined)) !== undefined) {

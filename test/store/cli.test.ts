@@ -447,6 +447,24 @@ describe('dysnomia-snapshots --export and --import -', () => {
     expect(imported.stderr).toContain(`imported ${rel} as generation 1`);
   });
 
+  it('says a snapshot this user may not read cannot be exported for a permission, before it writes anything', async () => {
+    const stateDir = await useTempDir();
+    const { outcomes } = await storeWith(stateDir, fakeDump(1_000_000, 12));
+    const rel = `${key.container}/${key.component}/${outcomes[0]!.identity}`;
+    await chmod(stateDir, 0o755);
+    // Not in the store's group: the manifest (0644) is readable, the chunk index (0440) is not.
+    const exported = await execa(
+      'setpriv',
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', rel],
+      { env: { DYSNOMIA_STATEDIR: stateDir }, encoding: 'buffer', reject: false },
+    );
+    const stderr = Buffer.from(exported.stderr).toString();
+    expect(exported.exitCode, stderr).toBe(1);
+    expect(stderr).toMatch(/cannot read \S+\.chunks: permission denied; snapshot data is readable by its owner and group \(uid 0, gid 0\) only/);
+    expect(stderr).not.toMatch(/standard output|unexpected error|damaged/);
+    expect(exported.stdout.length).toBe(0);
+  });
+
   it('names the file of a damaged snapshot it cannot export', async () => {
     const stateDir = await useTempDir();
     const { outcomes } = await storeWith(stateDir, fakeDump(2_000_000, 4));
