@@ -5,12 +5,13 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { IntegrityError, OperationError, messageOf } from '../core/errors.js';
 import type { SnapshotSource } from '../core/plugin.js';
 import { readdirOrEmpty } from './fs-util.js';
+import { readFailure } from './reader.js';
 
 /** execa, loaded on first use: importing it costs about 0.1 s of every program's start-up. */
 const loadExeca = async () => (await import('execa')).execa;
@@ -115,6 +116,7 @@ export class LegacySnapshot implements SnapshotSource {
    * was made with must not be restored.
    */
   private async *decompress(): AsyncGenerator<Buffer> {
+    await this.assertReadable();
     await this.checkSum();
     const subprocess = (await loadExeca())('xz', ['-dc', '--', this.file], {
       buffer: { stdout: false, stderr: true },
@@ -136,12 +138,25 @@ export class LegacySnapshot implements SnapshotSource {
   }
 
   async verify(): Promise<void> {
+    await this.assertReadable();
     const test = await (await loadExeca())('xz', ['-t', '--', this.file], { reject: false, stdin: 'ignore' });
     assertRan(test, 'xz', this.file);
     if (test.exitCode !== 0) {
       throw new IntegrityError(`${this.where}: ${basename(this.file)} is damaged: ${String(test.stderr).trim()}`);
     }
     await this.checkSum();
+  }
+
+  /**
+   * Opens the dump before xz reads it: xz says only "Permission denied" and fails, which read as
+   * damage, where the dump is just not this user's to read (an import makes it 0440).
+   */
+  private async assertReadable(): Promise<void> {
+    try {
+      await (await open(this.file, 'r')).close();
+    } catch (error) {
+      throw readFailure(error, this.file, `${this.where}: cannot read ${basename(this.file)}: ${messageOf(error)}; the snapshot is damaged`);
+    }
   }
 
   /** The recorded Dysnomia checksum of the folder, else the folder's name, against the content. */

@@ -65,6 +65,23 @@ describe("Dysnomia's own snapshot folders", () => {
     expect(JSON.parse(json.stdout)).toMatchObject([{ ok: false, status: 'unchecked' }]);
   });
 
+  it('says a dump this user may not read could not be checked, not that it is damaged', async () => {
+    const stateDir = await useTempDir();
+    const { id, folder } = await dysnomiaSnapshot(stateDir, fakeDump(50_000, 8));
+    // The mode an import gives it: snapshot data is not readable by other users.
+    await chmod(path.join(folder, 'dump.pgsql.xz'), 0o440);
+    await chmod(stateDir, 0o755);
+    const check = await execa(
+      'setpriv',
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), '--query-all', '--check'],
+      { env: { DYSNOMIA_STATEDIR: stateDir }, reject: false },
+    );
+    expect(check.exitCode).toBe(1);
+    expect(check.stderr).toMatch(/cannot read \S+dump\.pgsql\.xz: permission denied; snapshot data is readable by its owner and group \(uid 0, gid 0\) only/);
+    expect(check.stderr).toContain(`1 could not be checked (${key.container}/${key.component}/${id})`);
+    expect(check.stderr).not.toMatch(/damaged|check failed/);
+  });
+
   it('keeps history: a new snapshot on top is generation 2, and gc removes the old folder', async () => {
     const stateDir = await useTempDir();
     const { id } = await dysnomiaSnapshot(stateDir, fakeDump(100_000, 1), 'dump.sql.xz');
