@@ -277,9 +277,10 @@ const INTERRUPTED: Record<(typeof OPERATIONS)[number], string> = {
   printMissing: 'nothing was changed',
   resolve: 'nothing was changed',
   listPacks: 'nothing was changed',
-  gc: 'the gc stopped part-way: what it removed is gone, everything else is as it was; run it again to finish',
+  // Said also of a run stopped while it still waited for the lock: nothing there claims work done.
+  gc: 'the gc stopped: anything it had removed is gone, everything else is as it was; run it again to finish',
   import: 'the import stopped: what it had half-written is hidden, and the next run removes it; import again to finish (it adds only what is missing); snapshots imported before it stay',
-  export: 'the export stopped: its output is cut short, and an --import of it refuses it and changes nothing',
+  export: 'the export stopped: what it had sent is cut short, and an --import of it refuses it and changes nothing',
 };
 
 function flagOf(option: string): string {

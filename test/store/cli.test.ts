@@ -395,7 +395,7 @@ describe('dysnomia-snapshots --export and --import -', () => {
       const [code] = await exited;
       child.stdout.destroy();
       expect(code, stderr).toBe(status);
-      expect(stderr).toContain('interrupted: the export stopped: its output is cut short, and an --import of it refuses it');
+      expect(stderr).toContain('interrupted: the export stopped: what it had sent is cut short, and an --import of it refuses it');
       expect(await lockHolders(stateDir)).toEqual([]);
     });
   }
