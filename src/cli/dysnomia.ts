@@ -172,7 +172,7 @@ async function shell(request: OperationRequest, commands: string | undefined, qu
         : [info.rc ?? '', commands];
     await writeFile(script, `${lines.join('\n')}\n`, { mode: 0o600 });
     const args = commands === undefined ? ['--rcfile', script, '-i'] : [script];
-    return await runShell(args, env);
+    return await runShell(args, env, commands === undefined);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -181,11 +181,14 @@ async function shell(request: OperationRequest, commands: string | undefined, qu
 /**
  * Runs bash in the foreground; Ctrl-C belongs to the shell, not to us. A SIGTERM or SIGHUP sent to
  * us alone (a `kill` of our pid, a service manager) is passed on to bash, whose end we wait for:
- * dying first left bash running without us and its rc file in the temporary folder.
+ * dying first left bash running without us and its rc file in the temporary folder. An
+ * interactive bash ignores SIGTERM, so it is given a SIGHUP instead (it ends on that, hanging up
+ * its jobs), and the status is the one of the signal we were sent.
  */
-function runShell(args: string[], env: Record<string, string>): Promise<number> {
+function runShell(args: string[], env: Record<string, string>, interactive: boolean): Promise<number> {
   const ignore = () => {};
   let forward: (signal: NodeJS.Signals) => void = ignore;
+  let received: NodeJS.Signals | undefined;
   process.on('SIGINT', ignore);
   process.on('SIGQUIT', ignore);
   const passOn = (signal: NodeJS.Signals) => forward(signal);
@@ -193,11 +196,15 @@ function runShell(args: string[], env: Record<string, string>): Promise<number> 
   process.on('SIGHUP', passOn);
   return new Promise<number>((resolve, reject) => {
     const child = spawn('bash', args, { env, stdio: 'inherit' });
-    forward = (signal) => child.kill(signal);
+    forward = (signal) => {
+      received = signal;
+      child.kill(interactive && signal === 'SIGTERM' ? 'SIGHUP' : signal);
+    };
     child.on('error', (error) => reject(new OperationError(`cannot start bash for the shell: ${error.message}`, { cause: error })));
-    child.on('exit', (code, signal) =>
-      resolve(code ?? 128 + (signal ? (os.constants.signals[signal] ?? 0) : 0)),
-    );
+    child.on('exit', (code, signal) => {
+      const ended = signal !== null && received !== undefined ? received : signal;
+      resolve(code ?? 128 + (ended ? (os.constants.signals[ended] ?? 0) : 0));
+    });
   }).finally(() => {
     process.off('SIGINT', ignore);
     process.off('SIGQUIT', ignore);

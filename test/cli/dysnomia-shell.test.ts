@@ -154,4 +154,35 @@ describe('dysnomia --shell, interactive', () => {
     expect(result.stdout).toContain('name is [interactive-db]');
     expect(await readdir(tmp)).toEqual([]);
   });
+
+  it('ends an interactive bash, which ignores SIGTERM, when dysnomia alone is sent one, and exits 143', async () => {
+    const stage = await useStage();
+    const file = await stage.container('prod', 'type=echo\n');
+    const tmp = path.join(stage.root, 'tmp');
+    await mkdir(tmp);
+    const command = [process.execPath, programPath('dysnomia'), '--shell', '-c', stage.component, '-C', file, '-q']
+      .map((word) => `'${word}'`)
+      .join(' ');
+    // No input is given and stdin stays open: the session waits at its prompt until the signal.
+    const session = execa('script', ['-qec', command, '/dev/null'], {
+      cwd: stage.root,
+      env: { ...stage.env, TMPDIR: tmp, HOME: stage.root },
+      reject: false,
+      timeout: 30_000,
+    });
+    const ours = (pid: string) => readFile(`/proc/${pid}/cmdline`, 'utf8').then((line) => line.startsWith(`${process.execPath}\0`) && line.includes(stage.component), () => false);
+    let pid: string | undefined;
+    for (let i = 0; i < 200 && pid === undefined; i += 1) {
+      for (const entry of await readdir('/proc')) if (/^\d+$/.test(entry) && (await ours(entry))) pid = entry;
+      if (pid === undefined) await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    expect(pid).toBeDefined();
+    // Let bash start and reach its prompt.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    process.kill(Number(pid), 'SIGTERM');
+    const result = await session;
+    expect(result.timedOut, String(result.stdout)).toBe(false);
+    expect(result.exitCode).toBe(143);
+    expect(await readdir(tmp)).toEqual([]);
+  });
 });
