@@ -31,14 +31,23 @@ const INDEX_BLOCK = 1365 * CHUNK_RECORD_SIZE;
 const DAMAGE_CODES = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'ELOOP', 'EIO']);
 
 /**
+ * Linux's EUCLEAN (117) and EBADMSG (74): how ext4, XFS and others say a file's blocks or metadata
+ * are corrupt (their EFSCORRUPTED and EFSBADCRC). Damage, not something to try again. libuv has no
+ * names for them, so Node's error carries only the number (code "Unknown system error -117").
+ */
+const CORRUPT_ERRNOS = new Set([-117, -74]);
+
+/**
  * The error for a store file that could not be read: damage (`damage`, an IntegrityError) when the
  * file is missing or unreadable on its disk; anything else (a permission: snapshot data is not
  * readable by other users; too many open files, no memory) is this run's problem, not the
  * snapshot's, and is said as such, so that --check counts it as unchecked, not as damaged.
  */
 export function readFailure(error: unknown, file: string, damage: string): IntegrityError | OperationError {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === undefined || DAMAGE_CODES.has(code)) return new IntegrityError(damage, { cause: error });
+  const { code, errno } = error as NodeJS.ErrnoException;
+  if (code === undefined || DAMAGE_CODES.has(code) || (errno !== undefined && CORRUPT_ERRNOS.has(errno))) {
+    return new IntegrityError(damage, { cause: error });
+  }
   if (code === 'EACCES' || code === 'EPERM') {
     return new OperationError(
       `cannot read ${file}: permission denied; snapshot data is readable by its owner and group${ownerOf(file)} only: run this as that user or in that group`,

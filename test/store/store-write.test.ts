@@ -356,6 +356,14 @@ describe('readFailure', () => {
   const failure = (code: string) => readFailure(Object.assign(new Error(`${code}: x`), { code }), '/s/f.pack', 'the snapshot is damaged');
   it('calls a missing file or a disk error damage, and nothing else', () => {
     for (const code of ['ENOENT', 'ENOTDIR', 'EIO']) expect(failure(code), code).toBeInstanceOf(IntegrityError);
+    // ext4's and XFS's EFSCORRUPTED (EUCLEAN) and EFSBADCRC (EBADMSG): the file system found the
+    // file corrupt. libuv has no name for them: Node gives their number, and a code of UNKNOWN or
+    // "Unknown system error -117" (fs/promises).
+    for (const errno of [-117, -74]) {
+      const code = `Unknown system error ${errno}`;
+      const error = Object.assign(new Error(`${code}, read`), { code, errno, syscall: 'read' });
+      expect(readFailure(error, '/s/f.pack', 'the snapshot is damaged'), code).toBeInstanceOf(IntegrityError);
+    }
     for (const code of ['EMFILE', 'ENFILE', 'ENOMEM', 'EACCES']) {
       expect(failure(code), code).not.toBeInstanceOf(IntegrityError);
       expect(failure(code), code).toBeInstanceOf(OperationError);
