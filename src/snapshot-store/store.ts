@@ -214,11 +214,15 @@ export class SnapshotStore {
     throw new IntegrityError(`${rel} is not a snapshot: its folder is ${NO_SNAPSHOT_FOLDER}`);
   }
 
-  /** Runs `fn` under the shared store lock, or without it in a store this process cannot write (see readLock). */
-  async withReadLock<T>(what: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` under the shared store lock, or without it in a store this process cannot write (see
+   * readLock); `fn` is told which, since without the lock a gc by the store's owner may remove what
+   * it reads.
+   */
+  async withReadLock<T>(what: string, signal: AbortSignal | undefined, fn: (locked: boolean) => Promise<T>): Promise<T> {
     const held = await this.readLock(what, signal);
     try {
-      return await fn();
+      return await fn(held.locked);
     } finally {
       await held.release();
     }
@@ -226,19 +230,22 @@ export class SnapshotStore {
 
   /**
    * The shared store lock for reading a snapshot. A store this process cannot write (a read-only
-   * copy, another user's state dir) is read without it: nobody here can collect it meanwhile.
+   * copy, another user's state dir) is read without it. This process cannot collect it then, but
+   * the store's owner can (a nightly gc while a backup agent in the store's group reads it): a
+   * snapshot no generation keeps may go while it is read.
    */
-  private async readLock(rel: string, signal?: AbortSignal): Promise<{ release(): Promise<void> }> {
+  private async readLock(rel: string, signal?: AbortSignal): Promise<{ release(): Promise<void>; locked: boolean }> {
     try {
-      return await acquireLock(storeLockFile(this.stateDir), 'shared', {
+      const held = await acquireLock(storeLockFile(this.stateDir), 'shared', {
         what: `the snapshot store (reading ${rel})`,
         timeoutMs: this.options.lockTimeoutMs,
         log: this.log,
         signal,
       });
+      return { release: () => held.release(), locked: true };
     } catch (error) {
       const code = ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code;
-      if (code === 'EACCES' || code === 'EROFS' || code === 'EPERM') return { release: async () => {} };
+      if (code === 'EACCES' || code === 'EROFS' || code === 'EPERM') return { release: async () => {}, locked: false };
       throw error;
     }
   }

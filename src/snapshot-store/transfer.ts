@@ -455,8 +455,17 @@ export async function exportSnapshot(stateDir: string, rel: string, out: Writabl
   const { key, identity } = parseRelativePath(rel);
   const store = new SnapshotStore(stateDir, { log: options.log, lockTimeoutMs: options.lockTimeoutMs });
   // Read as a restore reads: a store this user cannot write (another user's, a read-only copy)
-  // exports all the same, since nobody here can collect it meanwhile.
-  return store.withReadLock(`${rel} for export`, options.signal, async () => {
+  // exports all the same, without the store lock. Its owner's gc is then not held off, and a file
+  // it removes meanwhile is said as that, not as damage or a failure of the output.
+  return store.withReadLock(`${rel} for export`, options.signal, async (locked) => {
+    const removedMeanwhile = (error: unknown, name: string): OperationError | undefined =>
+      !locked && (error as NodeJS.ErrnoException).code === 'ENOENT'
+        ? new OperationError(
+            `cannot export ${rel}: its file ${name} was removed while it was being exported; this user cannot write the store's lock, so the export does not hold off a gc by the store's owner, which removes snapshots no generation keeps. ` +
+              'What was sent is cut short, and an --import of it refuses it: export a snapshot the gc keeps (see --query-latest), or export as a user who can write the store lock (locks/store.lock)',
+            { cause: error },
+          )
+        : undefined;
     const folder = snapshotDir(stateDir, key, identity);
     if (!(await isDirectory(folder))) {
       throw new UsageError(`there is no snapshot ${rel} in ${stateDir}; see --query-all for the snapshots it has`);
@@ -487,7 +496,7 @@ export async function exportSnapshot(stateDir: string, rel: string, out: Writabl
           await handle.close();
         }
       } catch (error) {
-        throw readFailure(error, file, `cannot export ${rel}: its file ${name} cannot be read (${messageOf(error)}); the snapshot is damaged, see dysnomia-snapshots --check`);
+        throw removedMeanwhile(error, name) ?? readFailure(error, file, `cannot export ${rel}: its file ${name} cannot be read (${messageOf(error)}); the snapshot is damaged, see dysnomia-snapshots --check`);
       }
       files.push({ name, file, size });
     };
@@ -531,7 +540,12 @@ export async function exportSnapshot(stateDir: string, rel: string, out: Writabl
       await Promise.race([addEntry(pack, EXPORT_HEADER, Buffer.from(`${JSON.stringify(header, null, 2)}\n`)), failure]);
       for (const entry of files) {
         if (options.signal?.aborted) throw new OperationError(`export of ${rel} cancelled`);
-        await Promise.race([addStreamEntry(pack, `${identity}/${entry.name}`, entry.size, createReadStream(entry.file)), failure]);
+        await Promise.race([
+          addStreamEntry(pack, `${identity}/${entry.name}`, entry.size, createReadStream(entry.file)).catch((error: unknown) => {
+            throw removedMeanwhile(error, entry.name) ?? error;
+          }),
+          failure,
+        ]);
       }
       pack.finalize();
     } catch (error) {

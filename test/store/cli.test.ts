@@ -447,6 +447,31 @@ describe('dysnomia-snapshots --export and --import -', () => {
     expect(imported.stderr).toContain(`imported ${rel} as generation 1`);
   });
 
+  it('says so when the store owner\'s gc removes the snapshot that a group member exports without the store lock', async () => {
+    const stateDir = await useTempDir();
+    const { outcomes } = await storeWith(stateDir, fakeDump(40_000_000, 13), fakeDump(1_000_000, 14));
+    const rel = `${key.container}/${key.component}/${outcomes[0]!.identity}`;
+    await chmod(stateDir, 0o755);
+    await execa('chgrp', ['-R', 'nogroup', stateDir]);
+    // The group member cannot write the store's lock, so its export holds nothing off: stalled on a
+    // pipe nobody reads yet, it is overtaken by the owner's gc, which removes the first generation.
+    const child = spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', rel], {
+      env: { DYSNOMIA_STATEDIR: stateDir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (piece: Buffer) => (stderr += piece.toString()));
+    const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const gc = await runCli('dysnomia-snapshots', ['--gc', '--keep', '1'], { env: { DYSNOMIA_STATEDIR: stateDir } });
+    expect(gc.stderr).toContain(`removing snapshot ${rel}`);
+    child.stdout.resume();
+    const [code] = await exited;
+    expect(code, stderr).toBe(1);
+    expect(stderr).toMatch(/cannot export \S+: its file \S+\.pack was removed while it was being exported; this user cannot write the store's lock/);
+    expect(stderr).not.toMatch(/unexpected error|damaged/);
+  });
+
   it('says a snapshot this user may not read cannot be exported for a permission, before it writes anything', async () => {
     const stateDir = await useTempDir();
     const { outcomes } = await storeWith(stateDir, fakeDump(1_000_000, 12));
