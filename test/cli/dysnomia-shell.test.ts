@@ -112,7 +112,7 @@ describe('dysnomia --shell stopped by a signal', () => {
       const tmp = path.join(stage.root, 'tmp');
       await mkdir(tmp);
       const marker = path.join(stage.root, 'bash-pid');
-      const child = execa(process.execPath, [programPath('dysnomia'), '--shell', '-c', stage.component, '-C', file, '-q', '--command', `echo $$ > ${marker}; sleep 30 & wait`], {
+      const child = execa(process.execPath, [programPath('dysnomia'), '--shell', '-c', stage.component, '-C', file, '-q', '--command', `echo $$ > ${marker}; sleep 30 >/dev/null 2>&1 & wait`], {
         env: { DYSNOMIA_STATEDIR: stage.stateDir, TMPDIR: tmp },
         reject: false,
       });
