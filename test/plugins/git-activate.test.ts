@@ -11,7 +11,8 @@ import { git, makeBundle, makeWorkRepo, refs } from '../support/git.js';
 import { gitSetup } from '../support/git-repository.js';
 import { HOST_TAG, processStartTime } from '../../src/core/lock.js';
 import { markActive } from '../../src/core/state-dir.js';
-import { tempPath } from '../../src/plugins/git/layout.js';
+import { identityOf, readRefState } from '../../src/plugins/git/identity.js';
+import { AT_SWAP_FILE, tempPath } from '../../src/plugins/git/layout.js';
 
 const exists = (file: string) => stat(file).then(
   () => true,
@@ -390,15 +391,47 @@ describe('git-repository collect-garbage and shell', () => {
 describe('git-repository repairs interrupted operations', () => {
   const leftover = (setup: { baseDir: string }, name: string) => path.join(setup.baseDir, name);
 
+  /** A finished swap's previous repository, as a restore killed after the swap leaves it: a copy of the live one, with the refs it had at the swap recorded. */
+  async function previousRepository(setup: { repo: string }, aside: string): Promise<void> {
+    await execa('cp', ['-a', setup.repo, aside]);
+    await writeFile(path.join(aside, AT_SWAP_FILE), identityOf(await readRefState(aside)));
+  }
+
   it('removes temporary folders and a finished swap\'s old repository, and nothing of other components', async () => {
     const setup = await gitSetup();
     await setup.ok('activate');
-    const mine = ['.project.dysnomia-restore-0123456789ab', '.project.dysnomia-old-0123456789ab', '.project.dysnomia-delete-0123456789ab'];
+    const mine = ['.project.dysnomia-restore-0123456789ab', '.project.dysnomia-delete-0123456789ab'];
     const others = ['.projectx.dysnomia-old-0123456789ab', '.project.dysnomia-old-notarandom', 'project2'];
     for (const name of [...mine, ...others]) await mkdir(leftover(setup, name), { recursive: true });
+    await previousRepository(setup, leftover(setup, '.project.dysnomia-old-0123456789ab'));
     const result = await setup.ok('activate');
     expect(result.stderr).toContain('left by an interrupted restore');
     expect((await readdir(setup.baseDir)).sort()).toEqual(['project', ...others].sort());
+  });
+
+  it('keeps a finished swap\'s old repository that pushes reached after the swap, or whose refs at the swap were never recorded', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    await setup.ok('activate');
+    // A restore killed while it waited for a push still going into the previous repository.
+    const pushed = leftover(setup, '.project.dysnomia-old-00000000000a');
+    await previousRepository(setup, pushed);
+    await git(setup.work, 'commit', '--allow-empty', '-q', '-m', 'pushed during the restore');
+    await git(setup.work, 'push', '-q', pushed, 'HEAD:refs/heads/late');
+    const late = await git(pushed, 'rev-parse', 'refs/heads/late');
+    // One killed before it wrote its record (or left by an older version).
+    const unrecorded = leftover(setup, '.project.dysnomia-old-00000000000b');
+    await execa('cp', ['-a', setup.repo, unrecorded]);
+    const result = await setup.ok('activate');
+    const kept = (await readdir(setup.baseDir)).filter((name) => name.startsWith('.project.dysnomia-kept-'));
+    expect(kept).toHaveLength(2);
+    expect(result.stderr).toContain('left by an interrupted restore, is kept at');
+    expect(result.stderr).toContain('pushes may have reached it during that restore');
+    const withLate = [];
+    for (const name of kept) withLate.push(await git(leftover(setup, name), 'rev-parse', '--verify', '-q', 'refs/heads/late').catch(() => ''));
+    expect(withLate.sort()).toEqual(['', late]);
+    // Kept under a name no repair touches: the next operation leaves them.
+    await setup.ok('activate');
+    expect((await readdir(setup.baseDir)).filter((name) => name.startsWith('.project.dysnomia-kept-')).sort()).toEqual(kept.sort());
   });
 
   it('leaves the folders of a restore that is still running (another container sharing gitBaseDir), removes those of a gone one', async () => {

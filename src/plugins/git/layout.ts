@@ -16,12 +16,13 @@
  * - `delete`: a collected repository being removed; removed if found.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, readlink, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ComponentSpec } from '../../core/resolve.js';
 import type { Logger } from '../../core/log.js';
 import { ConfigError, OperationError } from '../../core/errors.js';
 import { leftByGoneProcess, ownedName } from '../../core/lock.js';
+import { identityOf, readRefState } from './identity.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
 
 /** The kinds of temporary folder beside a repository. */
@@ -117,9 +118,55 @@ export async function exists(file: string): Promise<boolean> {
 }
 
 /**
+ * How many processes have their working folder in `dir` (git's receive-pack and upload-pack work
+ * in the repository they serve). Read from /proc, as no library offers it: elsewhere, and for
+ * processes we may not look at, none are counted.
+ */
+export async function processesIn(dir: string): Promise<number> {
+  let count = 0;
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cwd = await readlink(`/proc/${entry}/cwd`).catch(() => undefined);
+    if (cwd !== undefined && (cwd === dir || cwd.startsWith(`${dir}/`))) count += 1;
+  }
+  return count;
+}
+
+/**
+ * The file a restore writes into the previous repository once the swap is done: the identity of
+ * the refs it had just before the swap. A later repair compares it with the refs found there, to
+ * tell a previous repository that only waited for removal from one that pushes reached.
+ */
+export const AT_SWAP_FILE = 'dysnomia-refs-at-swap';
+
+/** Where a previous repository that may hold pushes is kept: a name no repair touches. */
+export function keptPath(repo: string, aside: string): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
+  return path.join(path.dirname(repo), `.${path.basename(repo)}.dysnomia-kept-${stamp}-${path.basename(aside).slice(-6)}`);
+}
+
+/**
+ * True when the previous repository a finished swap left is as it was at the swap (its refs as
+ * recorded in AT_SWAP_FILE) and no process works in it: nothing there is not in the snapshot
+ * restored, or in the restore's own record of the refs it replaced.
+ */
+async function untouchedSinceSwap(aside: string): Promise<boolean> {
+  try {
+    const recorded = (await readFile(path.join(aside, AT_SWAP_FILE), 'utf8')).trim();
+    if (identityOf(await readRefState(aside)) !== recorded) return false;
+  } catch {
+    return false; // no record (killed before it was written, an older version) or unreadable refs
+  }
+  return (await processesIn(await realpath(aside).catch(() => aside))) === 0;
+}
+
+/**
  * Repairs what an interrupted operation left: puts a repository moved aside back when the swap
- * was cut between its two renames, and removes every other temporary folder. Runs under the
- * component lock, before every operation that reads or changes the repository.
+ * was cut between its two renames, and removes every other temporary folder. A previous
+ * repository left after a finished swap is removed only when it is shown untouched since the
+ * swap; else (a restore killed while it waited for pushes still going into it) it is kept, as
+ * the restore itself would have kept it. Runs under the component lock, before every operation
+ * that reads or changes the repository.
  */
 export async function recover(repo: string, log: Logger): Promise<void> {
   const found = await leftovers(repo);
@@ -157,6 +204,15 @@ export async function recover(repo: string, log: Logger): Promise<void> {
   }
   for (const leftover of found) {
     if (leftover === movedBack) continue;
+    if (leftover.kind === 'old' && !(await untouchedSinceSwap(leftover.path))) {
+      const kept = keptPath(repo, leftover.path);
+      await rename(leftover.path, kept);
+      await fsyncDir(path.dirname(repo));
+      log.warn(
+        `the previous repository of ${repo}, left by an interrupted restore, is kept at ${kept}: pushes may have reached it during that restore, and it cannot be shown they did not; fetch what you need from it, then remove it`,
+      );
+      continue;
+    }
     const by = leftover.kind === 'old' ? 'restore' : leftover.kind;
     log.warn(`removing ${leftover.path}, left by an interrupted ${by}`);
     await rm(leftover.path, { recursive: true, force: true });

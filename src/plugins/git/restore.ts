@@ -12,7 +12,7 @@ import { AbortedError, IntegrityError, lastLine, messageOf, OperationError, Plug
 import type { PluginContext, PluginRestoreResult, SnapshotSource } from '../../core/plugin.js';
 import { git, run } from './git.js';
 import { type BundleHeader, BundleHeaderReader, identityOf, objectFormat, readRefState, type RefState } from './identity.js';
-import { assertRepositoryAt, ensureBaseDir, exists, fsyncDir, fsyncTree, recover, repositoryPath, tempPath } from './layout.js';
+import { assertRepositoryAt, AT_SWAP_FILE, ensureBaseDir, exists, fsyncDir, fsyncTree, keptPath, processesIn, recover, repositoryPath, tempPath } from './layout.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
 import { matchOwner, shareWithGroup } from './permissions.js';
 import { EXTRA_FILES, STREAM } from './streams.js';
@@ -154,12 +154,19 @@ async function swap(
   }
   await fsyncDir(path.dirname(repo));
   if (aside === undefined) return undefined;
+  // For a repair after a kill from here on: without this record it keeps the previous repository.
+  if (atSwap !== undefined) await writeFile(path.join(aside, AT_SWAP_FILE), identityOf(atSwap)).catch(() => {});
   const kept = await keptForPushes(ctx, repo, aside, atSwap);
   if (kept !== undefined) return kept;
   // The restore itself is done: a removal that fails (a writer still inside) is the next run's.
-  await rm(aside, { recursive: true, force: true }).catch((error: unknown) => {
-    ctx.log.warn(`could not remove the previous repository ${aside} (${messageOf(error)}); the next operation on ${repo} removes it`);
-  });
+  // Renamed to a name for deletion first: a kill halfway through the removal must not leave a
+  // half-removed previous repository that the next repair, finding its record gone, would keep.
+  const doomed = tempPath(repo, 'delete');
+  await rename(aside, doomed)
+    .then(() => rm(doomed, { recursive: true, force: true }))
+    .catch((error: unknown) => {
+      ctx.log.warn(`could not remove the previous repository ${aside} (${messageOf(error)}); the next operation on ${repo} removes it`);
+    });
   return undefined;
 }
 
@@ -199,8 +206,7 @@ async function keptForPushes(
   // nothing to compare: as before, only git still at work keeps it.
   const untouched = atSwap === undefined || (after !== undefined && identityOf(after) === identityOf(atSwap));
   if (busy === 0 && untouched) return undefined;
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
-  const kept = path.join(path.dirname(repo), `.${path.basename(repo)}.dysnomia-kept-${stamp}-${path.basename(aside).slice(-6)}`);
+  const kept = keptPath(repo, aside);
   await rename(aside, kept);
   await fsyncDir(path.dirname(repo));
   const pushed = after === undefined ? ['its refs cannot be read'] : atSwap === undefined ? [] : changedRefs(atSwap, after);
@@ -219,21 +225,6 @@ function changedRefs(before: RefState, after: RefState): string[] {
   const gone = before.refs.filter((ref) => !names.has(ref.name)).map((ref) => `${ref.name} (deleted)`);
   const all = [...changed, ...gone];
   return all.length === 0 ? ['HEAD'] : all;
-}
-
-/**
- * How many processes have their working folder in `dir` (git's receive-pack and upload-pack work
- * in the repository they serve). Read from /proc, as no library offers it: elsewhere, and for
- * processes we may not look at, none are counted.
- */
-async function processesIn(dir: string): Promise<number> {
-  let count = 0;
-  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cwd = await readlink(`/proc/${entry}/cwd`).catch(() => undefined);
-    if (cwd !== undefined && (cwd === dir || cwd.startsWith(`${dir}/`))) count += 1;
-  }
-  return count;
 }
 
 /**
