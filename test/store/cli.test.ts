@@ -511,8 +511,13 @@ describe('dysnomia-snapshots --export and --import -', () => {
     const changed = Buffer.concat([base.subarray(0, 20_000_000), Buffer.from('one changed row\n'), base.subarray(20_000_100)]);
     const { outcomes } = await storeWith(source, base);
     const rel = (identity: string) => `${key.container}/${key.component}/${identity}`;
+    // The pack list and the tar go in a folder of their own, removed with the test (beside $DST they stayed in /tmp).
+    const files = await useTempDir();
     const sh = (command: string) =>
-      execa('sh', ['-c', command], { env: { SRC: source, DST: target, CLI: path.resolve('dist/cli/dysnomia-snapshots.js'), NODE: process.execPath }, reject: false });
+      execa('sh', ['-c', command], {
+        env: { SRC: source, DST: target, FILES: files, CLI: path.resolve('dist/cli/dysnomia-snapshots.js'), NODE: process.execPath },
+        reject: false,
+      });
     const first = await sh(`DYSNOMIA_STATEDIR="$SRC" "$NODE" "$CLI" --export ${rel(outcomes[0]!.identity)} | DYSNOMIA_STATEDIR="$DST" "$NODE" "$CLI" --import - --json`);
     expect(first.exitCode, first.stderr).toBe(0);
     expect(JSON.parse(first.stdout)[0]).toMatchObject({ identity: sha256(base), newSnapshot: true, packsLinked: 0 });
@@ -521,7 +526,7 @@ describe('dysnomia-snapshots --export and --import -', () => {
     void store;
     const have = await sh(`DYSNOMIA_STATEDIR="$DST" "$NODE" "$CLI" --list-packs`);
     const second = await sh(
-      `DYSNOMIA_STATEDIR="$DST" "$NODE" "$CLI" --list-packs > "$DST.have" && DYSNOMIA_STATEDIR="$SRC" "$NODE" "$CLI" --export ${rel(sha256(changed))} --have "$DST.have" | DYSNOMIA_STATEDIR="$DST" "$NODE" "$CLI" --import - --json`,
+      `DYSNOMIA_STATEDIR="$DST" "$NODE" "$CLI" --list-packs > "$FILES/have" && DYSNOMIA_STATEDIR="$SRC" "$NODE" "$CLI" --export ${rel(sha256(changed))} --have "$FILES/have" | DYSNOMIA_STATEDIR="$DST" "$NODE" "$CLI" --import - --json`,
     );
     expect(second.exitCode, second.stderr).toBe(0);
     const outcome = JSON.parse(second.stdout)[0];
@@ -529,7 +534,7 @@ describe('dysnomia-snapshots --export and --import -', () => {
     expect(outcome.bytesReceived).toBeLessThan(firstBytes / 10);
     expect(have.stdout.trim().split('\n').length).toBeGreaterThan(0);
     const viaBase = await sh(
-      `DYSNOMIA_STATEDIR="$SRC" "$NODE" "$CLI" --export ${rel(sha256(changed))} --base ${rel(sha256(base))} > "$DST.tar"`,
+      `DYSNOMIA_STATEDIR="$SRC" "$NODE" "$CLI" --export ${rel(sha256(changed))} --base ${rel(sha256(base))} > "$FILES/export.tar"`,
     );
     expect(viaBase.stderr).toMatch(/left out/);
     const received = new SnapshotStore(target);
