@@ -1,4 +1,5 @@
 /** What the three programs share: commander set-up and option parsing helpers. */
+import os from 'node:os';
 import { Command } from 'commander';
 import { UsageError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -56,8 +57,8 @@ export function parseLockTimeout(value: string | undefined): number | undefined 
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /** The exit status of a run that a signal stopped: 128 plus the signal's number, as a shell says. */
-function statusOf(signal: NodeJS.Signals): number {
-  return 128 + (signal === 'SIGINT' ? 2 : signal === 'SIGHUP' ? 1 : 15);
+export function statusOf(signal: NodeJS.Signals): number {
+  return 128 + (os.constants.signals[signal] ?? 0);
 }
 
 /** The signal a Ctrl-C, a SIGTERM or a SIGHUP fires, and the way to stop listening for them. */

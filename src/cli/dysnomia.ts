@@ -14,7 +14,7 @@ import { debugFromEnv, streamLogger } from '../core/log.js';
 import { isOperation, OPERATIONS } from '../core/plugin.js';
 import { defaultStateDir } from '../core/state-dir.js';
 import { resolveTarget } from '../core/target.js';
-import { cancelOnInterrupt, commonProgram, parseLockTimeout, refuseRepeatedValues } from './common.js';
+import { cancelOnInterrupt, commonProgram, parseLockTimeout, refuseRepeatedValues, statusOf } from './common.js';
 import { progressLine } from './progress.js';
 import { runProgram } from './run.js';
 
@@ -203,7 +203,7 @@ function runShell(args: string[], env: Record<string, string>, interactive: bool
     child.on('error', (error) => reject(new OperationError(`cannot start bash for the shell: ${error.message}`, { cause: error })));
     child.on('exit', (code, signal) => {
       const ended = signal !== null && received !== undefined ? received : signal;
-      resolve(code ?? 128 + (ended ? (os.constants.signals[ended] ?? 0) : 0));
+      resolve(code ?? (ended ? statusOf(ended) : 128));
     });
   }).finally(() => {
     process.off('SIGINT', ignore);
