@@ -336,6 +336,15 @@ export async function mkdirOrExplain(dir: string, stateDir: string): Promise<voi
 }
 
 /**
+ * What an EFBIG met while writing the store means, for snapshots and imports alike: they write no
+ * file but the store's, and a pack grows to 16 MiB, so a file size limit below that (ulimit -f,
+ * limits.conf of a cron) stops them with an error that names no file.
+ */
+export function fileSizeLimitMet(stateDir: string, error: unknown): string {
+  return `a file of the state dir ${stateDir} grew past the largest file this process may write (${messageOf(error)}); a pack needs up to 16 MiB: raise the file size limit (ulimit -f) of this run`;
+}
+
+/**
  * A file-system error met while writing a snapshot, as an OperationError that says what happened
  * and what to do; other errors unchanged. A full disk is the one a nightly cron meets most.
  */
@@ -349,12 +358,9 @@ export function explainWriteError(error: unknown, stateDir: string): unknown {
       { cause: error },
     );
   }
-  // A snapshot writes no file but the store's, and a pack grows to 16 MiB: a file size limit
-  // below that (ulimit -f, limits.conf of a cron) stops it with an EFBIG that names no file.
   if (errno.code === 'EFBIG') {
     return new OperationError(
-      `the snapshot was not taken: a file of the state dir ${stateDir} grew past the largest file this process may write (${errno.message}); ` +
-        'a pack needs up to 16 MiB: raise the file size limit (ulimit -f) of this run. No generation was added and the earlier ones are intact',
+      `the snapshot was not taken: ${fileSizeLimitMet(stateDir, error)}. No generation was added and the earlier ones are intact`,
       { cause: error },
     );
   }

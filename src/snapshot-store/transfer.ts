@@ -39,7 +39,7 @@ import { readFailure, readManifest } from './reader.js';
 import { holdsSnapshot } from './incomplete.js';
 import { dumpWithOthers, listModuleFolder, ModuleFolder, moduleFolderEntries, NO_SNAPSHOT_FOLDER, stageModuleFolder } from './module-folder.js';
 import { Staging, verifySnapshotFolder } from './staging.js';
-import { SnapshotStore } from './store.js';
+import { fileSizeLimitMet, SnapshotStore } from './store.js';
 
 /** Options of the imports. */
 export interface ImportOptions {
@@ -647,13 +647,9 @@ function explainImportError(error: unknown, stateDir: string): unknown {
       { cause: error },
     );
   }
-  // An import writes no file but the store's: a file size limit below a pack's size (ulimit -f)
-  // stops a write with an EFBIG that names no file, and read as the input's it blamed the stream.
+  // Read as the input's, it blamed the stream.
   if (code === 'EFBIG') {
-    return new OperationError(
-      `a file of the state dir ${stateDir} grew past the largest file this process may write (${messageOf(error)}); a pack needs up to 16 MiB: raise the file size limit (ulimit -f) of this run; nothing was imported and the store is as it was`,
-      { cause: error },
-    );
+    return new OperationError(`${fileSizeLimitMet(stateDir, error)}; nothing was imported and the store is as it was`, { cause: error });
   }
   // Any other failure on a file of the store (EACCES, EROFS, EIO) is the store's, not the input's.
   if (typeof file === 'string' && path.resolve(file).startsWith(`${path.resolve(stateDir)}${path.sep}`)) {
