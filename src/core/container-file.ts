@@ -73,6 +73,10 @@ export function parseContainerText(text: string, file = '<container>'): Containe
 
 /** More than any container file holds; what a pipe or device gives beyond it is refused. */
 const MAX_STREAMED = 1024 * 1024;
+
+function tooLong(file: string): ConfigError {
+  return new ConfigError(`gives more than ${MAX_STREAMED} bytes; a container file is a few lines of text`, { file });
+}
 /** Reads, 50 ms apart, before a FIFO with nothing at the other end is taken to have no writer. */
 const WRITER_TRIES = 20;
 
@@ -122,7 +126,7 @@ async function readCapped(file: string): Promise<Buffer> {
       if (bytesRead === 0) return buffer.subarray(0, size);
       size += bytesRead;
     }
-    throw new ConfigError(`gives more than ${MAX_STREAMED} bytes; a container file is a few lines of text`, { file });
+    throw tooLong(file);
   } finally {
     await handle.close();
   }
@@ -165,7 +169,7 @@ async function readPipe(file: string): Promise<Buffer> {
     size += chunk.length;
     if (size > MAX_STREAMED) {
       pipe.destroy();
-      throw new ConfigError(`gives more than ${MAX_STREAMED} bytes; a container file is a few lines of text`, { file });
+      throw tooLong(file);
     }
   }
   return Buffer.concat(chunks);
