@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import { PassThrough, pipeline, Readable, Transform } from 'node:stream';
+import { distance } from 'fastest-levenshtein';
 import { exists } from '../snapshot-store/fs-util.js';
 import { SnapshotStore } from '../snapshot-store/index.js';
 import { AbortedError, ChangedMeanwhileError, DysnomiaError, messageOf, OperationError, PluginError, UsageError } from './errors.js';
@@ -131,21 +132,41 @@ export async function prepare(request: OperationRequest): Promise<PreparedOperat
  * `mysqlUser` would otherwise leave the client to log in as the default user without a word.
  */
 function warnUnknownProperties(plugin: Plugin<unknown>, container: ContainerSpec, log: Logger): void {
-  const known = plugin.properties ?? [];
-  const prefix = /^[a-z]+/.exec(known[0] ?? '')?.[0];
-  if (prefix === undefined) return;
+  const prefixed = plugin.properties ?? [];
+  const unprefixed = plugin.unprefixedProperties ?? [];
+  const known = [...prefixed, ...unprefixed];
+  const prefix = /^[a-z]+/.exec(prefixed[0] ?? '')?.[0];
   // A library caller's object of properties has neither a file nor the environment behind it.
   const where = container.file ?? (container.fromEnvironment ? 'the environment' : `the properties of container ${container.name}`);
   for (const key of Object.keys(container.properties)) {
     if (known.includes(key)) continue;
-    // A known name in the wrong case (mysqlport, postgresqlusername) is the likeliest typo of all,
-    // though a lowercase continuation (mysqlish) is otherwise taken as someone else's property.
-    const wrongCase = known.some((name) => name.toLowerCase() === key.toLowerCase());
-    if (!wrongCase && (!key.startsWith(prefix) || !/^[A-Z]/.test(key.slice(prefix.length)))) continue;
+    const meant = prefix === undefined ? undefined : prefixedTypo(key, prefix, prefixed);
+    const near = meant ?? nearMiss(key, unprefixed);
+    if (near === undefined) continue;
     log.warn(
-      `${where}: the property ${key} is not one ${plugin.type} reads, so it is ignored; did you mean ${likeliest(key, known)}? (it reads ${known.join(', ')})`,
+      `${where}: the property ${key} is not one ${plugin.type} reads, so it is ignored; did you mean ${near}? (it reads ${known.join(', ')})`,
     );
   }
+}
+
+/**
+ * The prefixed name `key` most likely stands for, or undefined when it is no typo of one. A known
+ * name in the wrong case (mysqlport, postgresqlusername) is the likeliest typo of all, though a
+ * lowercase continuation (mysqlish) is otherwise taken as someone else's property.
+ */
+function prefixedTypo(key: string, prefix: string, prefixed: readonly string[]): string | undefined {
+  const wrongCase = prefixed.some((name) => name.toLowerCase() === key.toLowerCase());
+  if (!wrongCase && (!key.startsWith(prefix) || !/^[A-Z]/.test(key.slice(prefix.length)))) return undefined;
+  return likeliest(key, prefixed);
+}
+
+/**
+ * The unprefixed name `key` is at most two edits from, letter case aside (`timout`, `Timeout`,
+ * `timeuot`), or undefined. Names this short that lie further off (`time`, `timer`) are more likely
+ * someone else's than ours.
+ */
+function nearMiss(key: string, unprefixed: readonly string[]): string | undefined {
+  return unprefixed.find((name) => distance(key.toLowerCase(), name.toLowerCase()) <= 2);
 }
 
 /**

@@ -134,6 +134,12 @@ export interface Plugin<O = unknown> {
    */
   readonly properties?: readonly string[];
   /**
+   * The properties parseOptions reads that have no prefix (`timeout`). A property one or two
+   * letters away from one of these (`timout`) is warned about too; anything further is taken as
+   * someone else's property, as a container file may carry the deployer's own.
+   */
+  readonly unprefixedProperties?: readonly string[];
+  /**
    * Checks the component for `ctx.operation` before the component lock is taken: a component the
    * operation would refuse anyway (a name that cannot be a database, a stray file among the
    * bundles) is then a ConfigError with nothing written, not even the lock in the state dir.

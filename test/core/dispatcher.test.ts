@@ -283,6 +283,9 @@ describe('prepare: properties a plugin does not read', () => {
     ['git-repository', { gitBaseDir: '/srv/git', gitBasedir: '/srv/other' }, 'the property gitBasedir is not one git-repository reads, so it is ignored; did you mean gitBaseDir?'],
     ['mysql-database', { mysqlport: '3307' }, 'the property mysqlport is not one mysql-database reads, so it is ignored; did you mean mysqlPort?'],
     ['postgresql-database', { postgresqlusername: 'app' }, 'the property postgresqlusername is not one postgresql-database reads, so it is ignored; did you mean postgresqlUsername?'],
+    ['mysql-database', { timout: '30' }, 'the property timout is not one mysql-database reads, so it is ignored; did you mean timeout?'],
+    ['postgresql-database', { TimeOut: '30' }, 'the property TimeOut is not one postgresql-database reads, so it is ignored; did you mean timeout?'],
+    ['postgresql-database', { timeuot: '30' }, 'the property timeuot is not one postgresql-database reads, so it is ignored; did you mean timeout?'],
   ];
   for (const [type, properties, warning] of cases) {
     it(`${type}: names a misspelt one and the likeliest meant, and goes on`, async () => {
@@ -308,9 +311,9 @@ describe('prepare: properties a plugin does not read', () => {
   it('says nothing of the properties each plugin reads, of other prefixes, or of lowercase continuations', async () => {
     const { request } = await setup();
     const all: [string, Record<string, string>][] = [
-      ['mysql-database', { mysqlUsername: 'u', mysqlPassword: 'p', mysqlHost: 'h', mysqlPort: '3306', timeout: '5', mysqlish: 'x', gitUser: 'x' }],
+      ['mysql-database', { mysqlUsername: 'u', mysqlPassword: 'p', mysqlHost: 'h', mysqlPort: '3306', timeout: '5', mysqlish: 'x', gitUser: 'x', time: 'x', timer: 'x', hostname: 'x' }],
       ['postgresql-database', { postgresqlUsername: 'u', postgresqlPort: '5432', postgresqlRuntimeDir: '/run/postgresql', postgresqlRowOrder: 'key', postgresqlPassword: 'p' }],
-      ['git-repository', { gitBaseDir: '/srv/git', gitGroup: 'staff', mysqlUser: 'x' }],
+      ['git-repository', { gitBaseDir: '/srv/git', gitGroup: 'staff', mysqlUser: 'x', timeout: '5', timout: '5' }],
     ];
     for (const [type, properties] of all) {
       const log = recordingLogger();

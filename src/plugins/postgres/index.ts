@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { OperationError } from '../../core/errors.js';
 import type { Plugin, PluginContext, ShellInfo, SnapshotSink, SnapshotSource } from '../../core/plugin.js';
 import { appeared, checkDatabaseName, databaseNames, type DatabaseNames } from '../sql/names.js';
+import { SHARED_PROPERTIES } from '../sql/properties.js';
 import { dropStagingAfterFailure, notCreated, unchanged } from '../sql/staging.js';
 import { initialScripts } from '../sql/scripts.js';
 import { databaseExists, quoteName, withSession, withToolAccess } from './client.js';
@@ -170,6 +171,7 @@ const plugin: Plugin<PostgresOptions> = {
   checkComponent: async (ctx) => checkDatabaseName(ctx.operation, ctx.component.name, PLUGIN, MAX_NAME),
   parseOptions: parsePostgresOptions,
   properties: PROPERTIES,
+  unprefixedProperties: SHARED_PROPERTIES,
   activate,
   snapshot,
   restore,

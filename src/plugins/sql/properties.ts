@@ -7,6 +7,9 @@ import { type ContainerProperties, scalarProperty } from '../../core/container-f
 import { ConfigError, messageOf } from '../../core/errors.js';
 import { MAX_WAIT_SECONDS, parseDecimal, parseWhole } from '../../core/numbers.js';
 
+/** The properties both SQL plugins read without their prefix. */
+export const SHARED_PROPERTIES = ['timeout'] as const;
+
 /** Typed access to a container's properties; `file` is named in every error. */
 export class PropertyReader {
   constructor(
