@@ -1,7 +1,9 @@
 /**
  * The one top-level catch shared by the programs: maps errors to messages and exit codes.
  */
+import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import { CommanderError } from 'commander';
 import { DysnomiaError, EXIT_FAILED, EXIT_USAGE } from '../core/errors.js';
 import { debugFromEnv } from '../core/log.js';
@@ -20,9 +22,10 @@ export function wantsDebug(argv: readonly string[]): boolean {
 /** Formats an error as the user sees it: `program: [plugin] message`, and causes with --debug. */
 export function formatError(program: string, error: unknown, debug: boolean): string {
   const plugin = error instanceof DysnomiaError && error.plugin ? `[${error.plugin}] ` : '';
-  const message = error instanceof Error ? error.message : String(error);
+  const refused = refusedAccess(error);
+  const message = refused ?? (error instanceof Error ? error.message : String(error));
   let text = `${program}: ${plugin}${message}\n`;
-  if (!(error instanceof DysnomiaError)) {
+  if (!(error instanceof DysnomiaError) && refused === undefined) {
     text += debug
       ? ''
       : `${program}: this is an unexpected error; run again with --debug (or DEBUG=dysnomia) for the stack trace\n`;
@@ -36,6 +39,55 @@ export function formatError(program: string, error: unknown, debug: boolean): st
     }
   }
   return text;
+}
+
+const VERBS: Record<string, string> = {
+  scandir: 'list the folder',
+  opendir: 'list the folder',
+  open: 'open',
+  stat: 'look at',
+  lstat: 'look at',
+  mkdir: 'create the folder',
+  rename: 'rename',
+  unlink: 'remove',
+  rmdir: 'remove',
+  rm: 'remove',
+  chmod: 'change the mode of',
+  chown: 'change the owner of',
+  symlink: 'create the link',
+  link: 'create the link',
+};
+
+/**
+ * The message for a file the system refused to us (a permission, a read-only file system) that no
+ * caller put into words: a state dir made under `umask 077` and read by a group member, say.
+ * That is the machine's set-up, not a bug, so it names the file, its owner and mode, and who
+ * asked, instead of calling the error unexpected. Undefined for anything else.
+ */
+function refusedAccess(error: unknown): string | undefined {
+  if (error instanceof DysnomiaError || !(error instanceof Error)) return undefined;
+  const { code, syscall, path: file } = error as NodeJS.ErrnoException;
+  if (file === undefined || (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS')) return undefined;
+  const what = `cannot ${VERBS[syscall ?? ''] ?? syscall ?? 'use'} ${file}`;
+  if (code === 'EROFS') return `${what}: it is on a read-only file system`;
+  const user = process.getuid === undefined ? '' : `, and this runs as uid ${process.getuid()}`;
+  return `${what}: ${code === 'EPERM' ? 'operation not permitted' : 'permission denied'}${ownerOf(file)}${user}; run as a user who may, or change the permissions`;
+}
+
+/**
+ * The owner and mode of `file`, or of the nearest folder above it that we may look at: when a
+ * folder above refuses us, that folder is the one whose permissions matter.
+ */
+function ownerOf(file: string): string {
+  for (let at = file; ; at = path.dirname(at)) {
+    try {
+      const info = statSync(at); // only on the way to an error
+      const mode = (info.mode & 0o7777).toString(8).padStart(4, '0');
+      return ` (${at === file ? 'it' : at} belongs to uid ${info.uid}, gid ${info.gid}, mode ${mode})`;
+    } catch {
+      if (at === path.dirname(at)) return '';
+    }
+  }
 }
 
 /** The exit code for an error. */

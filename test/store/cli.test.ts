@@ -697,4 +697,30 @@ describe('dysnomia-snapshots bad input', () => {
     expect(notDir.stderr).toMatch(/not a directory|ENOTDIR/);
     expect(await treeOf(stateDir)).toEqual(tree);
   });
+
+  it('names the folder that refuses a user who may not read the state dir (made under umask 077), not an unexpected error', async () => {
+    const stateDir = await useTempDir();
+    await storeWith(stateDir, fakeDump(50_000, 1));
+    await chmod(stateDir, 0o700);
+    const asNobody = (args: string[]) =>
+      execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), ...args], {
+        env: { DYSNOMIA_STATEDIR: stateDir },
+        reject: false,
+      });
+    const tree = await treeOf(stateDir);
+    const closed = await asNobody(['--query-all']);
+    expect(closed.exitCode).toBe(1);
+    expect(closed.stderr).toContain(
+      `cannot list the folder ${path.join(stateDir, 'generations')}: permission denied (${stateDir} belongs to uid 0, gid 0, mode 0700), and this runs as uid 65534; run as a user who may, or change the permissions`,
+    );
+    expect(closed.stderr).not.toMatch(/unexpected error|EACCES/);
+    // The state dir itself open, the folder in it closed: that folder is named as the one refusing.
+    await chmod(stateDir, 0o711);
+    await chmod(path.join(stateDir, 'generations'), 0o700);
+    const inner = await asNobody(['--query-all']);
+    expect(inner.exitCode).toBe(1);
+    expect(inner.stderr).toContain(`cannot list the folder ${path.join(stateDir, 'generations')}: permission denied (it belongs to uid 0, gid 0, mode 0700)`);
+    await chmod(stateDir, 0o700);
+    expect(await treeOf(stateDir)).toEqual(tree);
+  });
 });
