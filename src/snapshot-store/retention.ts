@@ -37,10 +37,20 @@ export function validatePolicy(policy: RetentionPolicy): RetentionPolicy {
   return policy;
 }
 
-/** The numbers of the generations to keep. `generations` may be in any order. */
+/**
+ * The numbers of the generations to keep. `generations` may be in any order.
+ *
+ * `--keep` counts generation numbers, as Dysnomia does. The time buckets go by time: numbers and
+ * times disagree once an older snapshot is imported again (to restore it, it becomes the latest
+ * generation with its old date) or a history arrives newest first, and walked by number a
+ * `--keep-daily 1` then kept that old snapshot as "today's" and removed today's. The latest
+ * generation by number is kept whenever a time bucket is asked for: it is what a restore takes.
+ */
 export function generationsToKeep(generations: readonly TimedGeneration[], policy: RetentionPolicy): Set<number> {
-  const newestFirst = [...generations].sort((a, b) => b.number - a.number);
-  const kept = new Set<number>(newestFirst.slice(0, policy.last).map((g) => g.number));
+  const byNumber = [...generations].sort((a, b) => b.number - a.number);
+  const kept = new Set<number>(byNumber.slice(0, policy.last).map((g) => g.number));
+  if (needsTimes(policy) && byNumber.length > 0) kept.add(byNumber[0]!.number);
+  const byTime = [...generations].sort((a, b) => b.time.getTime() - a.time.getTime() || b.number - a.number);
   const buckets: [number | undefined, (time: Date) => string][] = [
     [policy.daily, dayOf],
     [policy.weekly, weekOf],
@@ -49,7 +59,7 @@ export function generationsToKeep(generations: readonly TimedGeneration[], polic
   for (const [count, bucketOf] of buckets) {
     if (count === undefined || count <= 0) continue;
     const seen = new Set<string>();
-    for (const generation of newestFirst) {
+    for (const generation of byTime) {
       if (seen.size >= count) break;
       const bucket = bucketOf(generation.time);
       if (seen.has(bucket)) continue;
