@@ -9,7 +9,7 @@
  */
 import { link, lstat, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { damagedPackOf, messageOf, OperationError } from '../core/errors.js';
+import { damagedPackOf, IntegrityError, messageOf, OperationError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import { fsyncPath, isDirectory, readdirOrEmpty, tempName } from './fs-util.js';
@@ -52,6 +52,31 @@ export async function damagedPackIn(folder: string, damaged: Set<string>): Promi
   if (damaged.size === 0) return undefined;
   const manifest = await readManifest(folder, folder).catch(() => undefined);
   return manifest?.packs.find((pack) => damaged.has(pack));
+}
+
+/**
+ * What makes the snapshot at `folder` damaged as far as it is cheap to tell, or undefined: a
+ * recorded-damaged pack it names (`pack <hash>`), or a chunk index that does not match its
+ * manifest. Indexes are small (40 bytes a chunk), so a snapshot of an unchanged component checks
+ * them before it stops at "unchanged": an index found damaged records no pack, and the damaged
+ * copy was otherwise kept, and found unrestorable, for good.
+ */
+export async function damageIn(folder: string, damaged: Set<string>): Promise<string | undefined> {
+  const pack = await damagedPackIn(folder, damaged);
+  if (pack !== undefined) return `pack ${pack}`;
+  let snapshot: StoredSnapshot;
+  try {
+    snapshot = await StoredSnapshot.load(folder, folder);
+  } catch {
+    return undefined; // not our format, or a manifest the callers judge themselves
+  }
+  try {
+    await snapshot.verifyIndexes();
+    return undefined;
+  } catch (error) {
+    if (error instanceof IntegrityError) return 'a chunk index that does not match its manifest';
+    throw error;
+  }
 }
 
 /** The SHA-256 of a file; a file that cannot be read is an error, never taken for intact or damaged. */

@@ -10,7 +10,7 @@ import { type Logger, silentLogger } from '../core/log.js';
 import type { PluginSnapshotResult, SnapshotSink, SnapshotSource } from '../core/plugin.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import type { KnownSnapshot } from './chunk-processor.js';
-import { damagedPackIn, damagedPacks, recordFoundDamage, settleAsides } from './damage.js';
+import { damagedPacks, damageIn, recordFoundDamage, settleAsides } from './damage.js';
 import { isDirectory, removeDeadTemps, writeFileAtomic } from './fs-util.js';
 import { addGeneration, latestGeneration, listGenerations } from './generations.js';
 import {
@@ -108,8 +108,10 @@ export class SnapshotStore {
       const suspect = putBack.length > 0;
       if (params.naturalIdentity !== undefined && !putBack.includes(params.naturalIdentity)) {
         const existing = snapshotDir(this.stateDir, key, params.naturalIdentity);
-        if ((await holdsSnapshot(existing)) && (await damagedPackIn(existing, damaged)) === undefined) {
-          return this.finish(key, params.naturalIdentity, { newSnapshot: false, bytesRead: 0, bytesStored: 0 });
+        if (await holdsSnapshot(existing)) {
+          const damage = await damageIn(existing, damaged);
+          if (damage === undefined) return this.finish(key, params.naturalIdentity, { newSnapshot: false, bytesRead: 0, bytesStored: 0 });
+          this.log.warn(`${relativePath(key, params.naturalIdentity)} is in the store but damaged (${damage}): this snapshot stores it anew`);
         }
       }
       const writer = new SnapshotWriter({

@@ -15,7 +15,7 @@ import type { ComponentKey } from '../core/state-dir.js';
 import { stateLayout } from '../core/state-dir.js';
 import { type BatchResult, CHUNK_KNOWN, CHUNK_NEW, type KnownSnapshot } from './chunk-processor.js';
 import { Batcher, type Batch, Chunker, type ChunkingOptions, DEFAULT_CHUNKING } from './chunker.js';
-import { damagedPackIn, damagedPacks, healPack, replaceDamagedCopy } from './damage.js';
+import { damagedPacks, damageIn, healPack, replaceDamagedCopy } from './damage.js';
 import { DATA_FILE_MODE, fsyncPath, tempName, writeFileAtomic } from './fs-util.js';
 import { packFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
 import {
@@ -422,8 +422,7 @@ export class SnapshotWriter {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
       // The records as they are now: a pack this write healed in place is no reason to replace.
-      const pack = params.replaceExisting ? undefined : await damagedPackIn(target, await damagedPacks(this.options.stateDir));
-      const damaged = params.replaceExisting ? 'its data' : pack === undefined ? undefined : `pack ${pack}`;
+      const damaged = params.replaceExisting ? 'its data' : await damageIn(target, await damagedPacks(this.options.stateDir));
       if (damaged === undefined) {
         await this.discard();
         return false;

@@ -158,6 +158,44 @@ describe('damaged packs are recorded and healed by the next snapshot', () => {
     expect(await recorded(stateDir)).toEqual([]);
   });
 
+  it('a snapshot of the same data replaces a copy whose chunk index is damaged, which records no pack', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir);
+    const data = fakeDump(1_000_000, 12);
+    const first = (await writeDump(store, data))!;
+    const index = path.join(first.path, (await readdir(first.path)).find((file) => file.endsWith('.chunks'))!);
+    await flipByte(index, 5);
+    expect((await snapshots(stateDir, ['--query-all', '--check'])).exitCode).toBe(1);
+    expect(await recorded(stateDir)).toEqual([]);
+    const log = recordingLogger();
+    const again = await writeDump(new SnapshotStore(stateDir, { log }), data);
+    expect(again!.path).toBe(first.path);
+    expect(log.lines.join('\n')).toContain('was damaged (a chunk index that does not match its manifest); the snapshot just taken, which is the same, replaced it');
+    const check = await snapshots(stateDir, ['--query-all', '--check']);
+    expect(check.exitCode, check.stderr).toBe(0);
+    expect(await readAll((await store.latest(key))!, 'dump.sql')).toEqual(data);
+  });
+
+  it('git: a snapshot of an unchanged repository whose chunk index is damaged stores it anew, and restores', async () => {
+    const setup = await gitSetup({ commits: 3 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    const generation = path.join(setup.stateDir, 'generations', setup.containerName, 'project', '1');
+    const folder = path.resolve(path.dirname(generation), await readlink(generation));
+    for (const index of (await readdir(folder)).filter((file) => file.endsWith('.chunks'))) await flipByte(path.join(folder, index), 5);
+    expect((await snapshots(setup.stateDir, ['--query-latest', '--check'])).exitCode).toBe(1);
+
+    const again = await setup.ok('snapshot');
+    expect(again.stderr).toContain('is in the store but damaged (a chunk index that does not match its manifest): this snapshot stores it anew');
+    const check = await snapshots(setup.stateDir, ['--query-latest', '--check']);
+    expect(check.exitCode, check.stderr).toBe(0);
+    expect(await setup.generations()).toEqual(['1']);
+    const before = await git(setup.repo, 'rev-parse', 'main');
+    await git(setup.work, 'push', '-q', '--force', setup.repo, 'main~2:main');
+    await setup.ok('restore');
+    expect(await git(setup.repo, 'rev-parse', 'main')).toBe(before);
+  });
+
   it('--check by a user who may not read the snapshot data says so: not damaged, and nothing recorded', async () => {
     const stateDir = await useTempDir();
     await writeDump(new SnapshotStore(stateDir), fakeDump(1_000_000, 11));
