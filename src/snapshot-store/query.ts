@@ -107,6 +107,8 @@ export async function listAndCheck(
 export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[], log: Logger = silentLogger): Promise<CheckResult[]> {
   const store = new SnapshotStore(stateDir);
   const seen = new Set<string>();
+  // A pack many generations link is recorded, and said so, once: the others name it only.
+  const recordedNow = new Set<string>();
   const results: CheckResult[] = [];
   for (const entry of entries) {
     if (seen.has(entry.path)) continue;
@@ -133,7 +135,8 @@ export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[],
       problems.push(messageOf(error));
       damaged = error instanceof IntegrityError;
       const pack = damagedPackOf(error);
-      if (pack !== undefined && (await recordDamagedPack(stateDir, pack, log))) {
+      if (pack !== undefined && !recordedNow.has(pack) && (await recordDamagedPack(stateDir, pack, log))) {
+        recordedNow.add(pack);
         problems.push(`${entry.path}: pack ${pack} is now recorded as damaged: the next snapshot of any component that links it stores that data anew, and heals the pack where it makes it again`);
       }
     }

@@ -300,7 +300,9 @@ export class SnapshotStore {
           indexFiles: snapshot.manifest.streams.map((stream) => path.join(folder, stream.index)),
         });
       } catch (error) {
-        this.log.warn(`not reusing data of ${relativePath(key, identity)}: ${messageOf(error)}`);
+        // The reader's messages start with the snapshot's path already.
+        const rel = relativePath(key, identity);
+        this.log.warn(`not reusing data of ${rel}: ${messageOf(error).replace(`${rel}: `, '')}`);
       }
     }
     return known;

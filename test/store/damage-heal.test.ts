@@ -67,6 +67,22 @@ describe('damaged packs are recorded and healed by the next snapshot', () => {
     expect((await readAll(await new SnapshotStore(stateDir).open(key, first.identity), 'dump.sql')).equals(base)).toBe(true);
   });
 
+  it('--check says once that a pack several snapshots link is now recorded, and names it for each', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir);
+    const base = fakeDump(3_000_000, 6);
+    const first = (await writeDump(store, base))!;
+    await writeDump(store, Buffer.concat([base, Buffer.from('one more row\n')]));
+    await writeDump(store, Buffer.concat([base, Buffer.from('two more rows\n')]));
+    const pack = path.basename((await packsOf(first.path))[0]!, '.pack');
+    await flipByte(path.join(stateDir, 'pool', pack.slice(0, 2), `${pack}.pack`), 1000);
+    const check = await snapshots(stateDir, ['--query-all', '--check']);
+    expect(check.exitCode).toBe(1);
+    expect(check.stderr).toContain('3 damaged');
+    expect(check.stderr.split(`pack ${pack} is now recorded as damaged`)).toHaveLength(2);
+    expect(check.stderr.split(pack).length).toBeGreaterThanOrEqual(4);
+  });
+
   it('a snapshot whose data comes out in other packs replaces the damaged copy of the same snapshot; an older one that shares the pack stays damaged', async () => {
     const stateDir = await useTempDir();
     const log = recordingLogger();
