@@ -141,8 +141,13 @@ async function makePlan(stateDir: string, filter: ComponentFilter, policy: Reten
   const plan = emptyPlan();
   const components = new Map<string, ComponentGenerations>();
   const symlinks = new Set<string>();
+  // Components whose generations gc does not read: what their folders are is not known either.
+  const unread = new Set<string>();
   for (const key of await listComponents(stateDir, filter)) {
-    if (await symlinkedFolder(stateDir, 'generations', key, symlinks, log)) continue;
+    if (await symlinkedFolder(stateDir, 'generations', key, symlinks, log)) {
+      unread.add(keyString(key));
+      continue;
+    }
     const listed: TimedGeneration[] = needsTimes(policy)
       ? await listTimedGenerations(stateDir, key)
       : (await listGenerations(stateDir, key)).map((generation) => ({ ...generation, time: new Date(0) }));
@@ -170,7 +175,7 @@ async function makePlan(stateDir: string, filter: ComponentFilter, policy: Reten
   // Pool links that go away with the folders, by pack name.
   const drops = new Map<string, number>();
   for (const key of await snapshotComponents(stateDir, filter)) {
-    if (await symlinkedFolder(stateDir, 'snapshots', key, symlinks, log)) continue;
+    if (unread.has(keyString(key)) || (await symlinkedFolder(stateDir, 'snapshots', key, symlinks, log))) continue;
     const found = components.get(keyString(key));
     const dir = stateLayout.snapshots(stateDir, key);
     const leftAlone: string[] = [];

@@ -106,6 +106,21 @@ describe('gc leaves alone what is not its to remove', () => {
     expect(log.lines.filter((line) => line.startsWith('warn:') && line.includes('it is a symlink'))).toHaveLength(6);
   });
 
+  it('with a symlinked generations folder, leaves the component\'s snapshots alone without saying no generation refers to them', async () => {
+    const { stateDir, identities } = await storeWithGenerations(3);
+    const generations = path.join(stateDir, 'generations', key.container, key.component);
+    const moved = path.join(await useTempDir(), 'generations');
+    await rename(generations, moved);
+    await symlink(moved, generations);
+    const log = recordingLogger();
+    const report = await collectGarbage(stateDir, { policy: { last: 1 }, log });
+    expect(report.generationsRemoved).toEqual([]);
+    expect(report.snapshotsRemoved).toEqual([]);
+    expect((await snapshotsOf(stateDir)).sort()).toEqual([...identities].sort());
+    expect(log.lines.filter((line) => line.includes('it is a symlink'))).toHaveLength(1);
+    expect(log.lines.join('\n')).not.toContain('no generation refers');
+  });
+
   it('removes a symlinked snapshot entry alone, not the pool packs of the kept snapshot it points at', async () => {
     const { stateDir, identities } = await storeWithGenerations(3);
     const folder = path.join(stateDir, 'snapshots', key.container, key.component);
