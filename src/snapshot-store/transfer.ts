@@ -15,6 +15,7 @@ import { type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { DysnomiaError, IntegrityError, OperationError, UsageError, messageOf } from '../core/errors.js';
+import { assertSafeName } from '../core/resolve.js';
 import { acquireLock, type HeldLock } from '../core/lock.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
@@ -668,7 +669,7 @@ async function importStream(
   header: ExportHeader,
   options: ImportOptions,
 ): Promise<ImportOutcome> {
-  const identity = assertIdentity(header.identity);
+  const identity = header.identity; // checked by parseHeader
   const where = `cannot import the stream of ${relativePath(key, identity)}`;
   const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };
   const stored = await checkStoredCopy(stateDir, key, identity, options.log ?? silentLogger);
@@ -680,15 +681,25 @@ async function importStream(
   const staging = await Staging.create(stateDir, key);
   try {
     let files = 0;
+    let manifest: Manifest | undefined;
+    const carried = new Set<string>();
     for (let next = await entries.next(); !next.done; next = await entries.next()) {
       const entry = next.value;
       const name = entryName(entry.header, identity, where);
-      await staging.addFile(name, entry as AsyncIterable<Uint8Array>, packOfFileName(name));
+      const pack = packOfFileName(name);
+      await staging.addFile(name, entry as AsyncIterable<Uint8Array>, pack);
+      if (pack !== undefined) carried.add(pack);
       files += 1;
+      // The manifest comes first: a header that disagrees with it is refused before the packs.
+      if (name === MANIFEST_FILE) {
+        manifest = await readManifest(staging.folder, where);
+        refuseHeaderMismatch(header, manifest, options, where);
+      }
     }
     if (files === 0) {
       throw new IntegrityError(`${where}: the stream ended before the first of the snapshot's files; was the export cut short (a failed or interrupted --export)? Nothing was imported`);
     }
+    refuseStrayOmitted(header, manifest, carried, where);
     for (const pack of header.omittedPacks) {
       if (!(await staging.hasInPool(pack))) {
         throw new IntegrityError(
@@ -731,8 +742,23 @@ function parseHeader(text: string): ExportHeader {
   } catch (error) {
     throw new IntegrityError(`the stream's ${EXPORT_HEADER} is not valid JSON (${messageOf(error)})`);
   }
-  if (header.format !== EXPORT_FORMAT || header.version !== 1) {
+  if (typeof header !== 'object' || header === null || header.format !== EXPORT_FORMAT || header.version !== 1) {
     throw new IntegrityError(`the stream's ${EXPORT_HEADER} has an unknown format; is this dysnomia older than the sender?`);
+  }
+  // The header comes from the other side, and a byte flipped on the way can make it anything: each
+  // field is checked here, so that a wrong one is said as a damaged stream (exit 1), not as a
+  // usage error or a Node internal about a path argument.
+  const damaged = (what: string) =>
+    new IntegrityError(`the stream's ${EXPORT_HEADER} is damaged: ${what}; it was damaged on its way, or is not one --export wrote; nothing was imported`);
+  for (const field of ['container', 'component', 'identity'] as const) {
+    const value: unknown = header[field];
+    if (typeof value !== 'string') throw damaged(`its ${field} is ${JSON.stringify(value) ?? String(value)}, not a string`);
+    try {
+      if (field === 'identity') assertIdentity(value);
+      else assertSafeName(value, field);
+    } catch {
+      throw damaged(`it names the ${field} ${JSON.stringify(value)}, which is not a usable ${field === 'identity' ? 'snapshot identity' : `${field} name`}`);
+    }
   }
   if (!Array.isArray(header.omittedPacks) || !header.omittedPacks.every((p) => typeof p === 'string' && /^[0-9a-f]{64}$/.test(p))) {
     throw new IntegrityError(`the stream's ${EXPORT_HEADER} has a bad list of omitted packs`);
@@ -740,10 +766,45 @@ function parseHeader(text: string): ExportHeader {
   return header;
 }
 
+/**
+ * Refuses a stream whose header names the snapshot otherwise than the manifest it carries. The
+ * header is not covered by any checksum; the manifest is (its own `manifestSha256`). Trusted over
+ * the manifest, a byte flipped in the header filed the snapshot under another component, and
+ * `--check` called it intact. A name given with -C/-c is the user's choice, and not compared.
+ */
+function refuseHeaderMismatch(header: ExportHeader, manifest: Manifest, options: ImportOptions, where: string): void {
+  const disagree = (field: 'container' | 'component' | 'identity') =>
+    new IntegrityError(
+      `${where}: its ${EXPORT_HEADER} names the ${field} ${JSON.stringify(header[field])}, but the snapshot's manifest names ${JSON.stringify(manifest[field])}: the stream was damaged on its way; nothing was imported (to file a snapshot under other names on purpose, give -C and -c)`,
+    );
+  if (manifest.identity !== header.identity) throw disagree('identity');
+  if (options.container === undefined && manifest.container !== header.container) throw disagree('container');
+  if (options.component === undefined && manifest.component !== header.component) throw disagree('component');
+}
+
+/**
+ * Refuses a header that says it leaves out a pack the snapshot does not use (or that the stream
+ * carries all the same): linked from the pool, it pinned an unrelated pack in the snapshot folder.
+ */
+function refuseStrayOmitted(header: ExportHeader, manifest: Manifest | undefined, carried: Set<string>, where: string): void {
+  const used = new Set(manifest?.packs ?? []);
+  for (const pack of header.omittedPacks) {
+    const why = !used.has(pack)
+      ? `which the snapshot's ${manifest === undefined ? 'folder (a Dysnomia dump, without packs)' : 'manifest'} does not name`
+      : carried.has(pack)
+        ? 'which the stream carries all the same'
+        : undefined;
+    if (why !== undefined) {
+      throw new IntegrityError(`${where}: its ${EXPORT_HEADER} says it leaves out pack ${pack}, ${why}: the stream was damaged on its way; nothing was imported`);
+    }
+  }
+}
+
 /** The file name of a stream entry inside the snapshot folder; anything else is refused. */
 function entryName(header: tar.Header, identity: string, where: string): string {
-  const prefix = `${identity}/`;
-  const name = header.name.startsWith(prefix) ? header.name.slice(prefix.length) : '';
+  const slash = header.name.indexOf('/');
+  const folder = slash < 0 ? undefined : header.name.slice(0, slash);
+  const name = slash < 0 ? '' : header.name.slice(slash + 1);
   const allowed =
     name === MANIFEST_FILE ||
     /^stream-[0-9]+\.chunks$/.test(name) ||
@@ -751,6 +812,11 @@ function entryName(header: tar.Header, identity: string, where: string): string 
     Object.hasOwn(LEGACY_DUMPS, name);
   if ((header.type ?? 'file') !== 'file' || !allowed) {
     throw new IntegrityError(`${where}: unexpected entry ${JSON.stringify(header.name)} in the stream`);
+  }
+  if (folder !== identity) {
+    throw new IntegrityError(
+      `${where}: its ${EXPORT_HEADER} names the identity ${identity}, but its files are under ${folder}/: the stream was damaged on its way; nothing was imported`,
+    );
   }
   return name;
 }

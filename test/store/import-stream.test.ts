@@ -1,0 +1,136 @@
+/**
+ * What `--import -` makes of a stream that is not what `--export` sent: a header that disagrees
+ * with the manifest it carries, a header of the wrong shape, a stream cut short or damaged on its
+ * way into a store that has the snapshot already. Each is refused (exit 1) and the store stays as
+ * it was.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { execa } from 'execa';
+import tar from 'tar-stream';
+import { describe, expect, it } from 'vitest';
+import { SnapshotStore } from '../../src/snapshot-store/store.js';
+import { programPath } from '../support/cli.js';
+import { useTempDir } from '../support/temp.js';
+import { fakeDump, snapshots, streamOf, treeOf } from './helpers.js';
+
+const key = { container: 'gitc', component: 'repo1' };
+
+/** A store holding one snapshot of `key`, and the stream `--export` makes of it. */
+async function exported(data: Buffer, extra: string[] = []): Promise<{ stateDir: string; stream: Buffer; rel: string; identity: string }> {
+  const stateDir = await useTempDir();
+  const outcome = await new SnapshotStore(stateDir).write(key, { type: 'git-repository' }, (sink) => sink.addStream('dump', streamOf(data)));
+  const rel = `${key.container}/${key.component}/${outcome!.identity}`;
+  const file = path.join(await useTempDir(), 'export.tar');
+  const result = await execa(process.execPath, [programPath('dysnomia-snapshots'), '--export', rel, ...extra], {
+    env: { DYSNOMIA_STATEDIR: stateDir },
+    stdout: { file },
+    reject: false,
+  });
+  expect(result.exitCode, result.stderr).toBe(0);
+  return { stateDir, stream: await readFile(file), rel, identity: outcome!.identity };
+}
+
+/** The stream with its dysnomia-export.json replaced by `edit` of it (every other entry as it was). */
+async function withHeader(stream: Buffer, edit: (header: Record<string, unknown>) => Record<string, unknown>): Promise<Buffer> {
+  const extract = tar.extract();
+  const pack = tar.pack();
+  const done = (async () => {
+    const parts: Buffer[] = [];
+    for await (const part of pack) parts.push(part as Buffer);
+    return Buffer.concat(parts);
+  })();
+  Readable.from([stream]).pipe(extract);
+  for await (const entry of extract) {
+    const parts: Buffer[] = [];
+    for await (const part of entry) parts.push(part as Buffer);
+    let data = Buffer.concat(parts);
+    if (entry.header.name === 'dysnomia-export.json') data = Buffer.from(JSON.stringify(edit(JSON.parse(data.toString('utf8')) as Record<string, unknown>)));
+    pack.entry({ ...entry.header, size: data.length }, data);
+  }
+  pack.finalize();
+  return done;
+}
+
+/** The byte offset of `text` in the stream's header entry (the first 1024 bytes). */
+function headerOffset(stream: Buffer, text: string): number {
+  const at = stream.subarray(0, 1024).indexOf(text);
+  expect(at).toBeGreaterThan(512);
+  return at;
+}
+
+describe('--import - of a stream whose header disagrees with its manifest', () => {
+  it('refuses a flipped byte in the component the header names (exit 1, naming both), and imports nothing', async () => {
+    const { stream, identity } = await exported(fakeDump(300_000, 1));
+    const damaged = Buffer.from(stream);
+    damaged[headerOffset(stream, '"repo1"') + 1]! ^= 1; // repo1 -> sepo1
+    const target = await useTempDir();
+    const result = await snapshots(target, ['--import', '-'], damaged);
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`cannot import the stream of gitc/sepo1/${identity}: its dysnomia-export.json names the component "sepo1", but the snapshot's manifest names "repo1"`);
+    expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
+    expect(await readdir(path.join(target, 'snapshots')).catch(() => [])).toEqual([]);
+  });
+
+  it('refuses a container the manifest does not name, but files it under -C/-c when they are given', async () => {
+    const { stream, identity } = await exported(fakeDump(300_000, 2));
+    const renamed = await withHeader(stream, (header) => ({ ...header, container: 'other' }));
+    const target = await useTempDir();
+    const refused = await snapshots(target, ['--import', '-'], renamed);
+    expect(refused.exitCode, refused.stderr).toBe(1);
+    expect(refused.stderr).toContain('its dysnomia-export.json names the container "other", but the snapshot\'s manifest names "gitc"');
+    // Renaming on purpose is what -C and -c are for.
+    const named = await snapshots(target, ['--import', '-', '-C', 'moved', '-c', 'repo2'], stream);
+    expect(named.exitCode, named.stderr).toBe(0);
+    expect((await snapshots(target, ['--query-all'])).stdout).toBe(`moved/repo2/${identity}\n`);
+    // -C alone: the component still comes from the header, which must then agree.
+    const half = await snapshots(target, ['--import', '-', '-C', 'moved2'], await withHeader(stream, (header) => ({ ...header, component: 'nope' })));
+    expect(half.exitCode, half.stderr).toBe(1);
+    expect(half.stderr).toContain('names the component "nope", but the snapshot\'s manifest names "repo1"');
+  });
+
+  it('refuses a header naming another identity than the files it carries', async () => {
+    const { stream, identity } = await exported(fakeDump(300_000, 3));
+    const other = `${identity.slice(0, -1)}${identity.endsWith('0') ? '1' : '0'}`;
+    const target = await useTempDir();
+    const result = await snapshots(target, ['--import', '-'], await withHeader(stream, (header) => ({ ...header, identity: other })));
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`its dysnomia-export.json names the identity ${other}, but its files are under ${identity}/`);
+    expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
+  });
+
+  it('says a header of the wrong shape is damaged (exit 1), not a Node internal or a usage error', async () => {
+    const { stream } = await exported(fakeDump(300_000, 4));
+    const target = await useTempDir();
+    const cases: [Record<string, unknown>, string][] = [
+      [{ identity: 123 }, 'its identity is 123, not a string'],
+      [{ container: null }, 'its container is null, not a string'],
+      [{ component: ['a'] }, 'its component is ["a"], not a string'],
+      [{ container: '..' }, 'it names the container "..", which is not a usable container name'],
+      [{ identity: '../x' }, 'it names the identity "../x", which is not a usable snapshot identity'],
+    ];
+    for (const [change, said] of cases) {
+      const result = await snapshots(target, ['--import', '-'], await withHeader(stream, (header) => ({ ...header, ...change })));
+      expect(result.exitCode, `${JSON.stringify(change)}: ${result.stderr}`).toBe(1);
+      expect(result.stderr).toContain(`the stream's dysnomia-export.json is damaged: ${said}`);
+      expect(result.stderr).not.toContain('argument must be of type');
+    }
+    expect(await readdir(target)).not.toContain('snapshots');
+  });
+
+  it('refuses a header that leaves out a pack the snapshot does not use, instead of linking it into the folder', async () => {
+    const dump = fakeDump(300_000, 5);
+    const { stream, identity } = await exported(dump);
+    // A pack the receiver's pool has, which this snapshot does not use.
+    const target = await useTempDir();
+    const unrelated = await new SnapshotStore(target).write({ container: 'other', component: 'x' }, { type: 'git-repository' }, (sink) => sink.addStream('dump', streamOf(fakeDump(200_000, 99))));
+    const packs = (await readdir(unrelated!.path)).filter((name) => name.endsWith('.pack')).map((name) => name.replace(/\.pack$/, ''));
+    expect(packs).toHaveLength(1);
+    const tree = await treeOf(target);
+    const result = await snapshots(target, ['--import', '-'], await withHeader(stream, (header) => ({ ...header, omittedPacks: packs })));
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`cannot import the stream of ${key.container}/${key.component}/${identity}: its dysnomia-export.json says it leaves out pack ${packs[0]}, which the snapshot's manifest does not name`);
+    expect(await treeOf(target)).toEqual(tree);
+  });
+});
