@@ -8,10 +8,11 @@
  * small change sends only the new packs. `tar -x` of a stream that leaves nothing out gives a
  * folder that `--import PATH` accepts.
  */
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, open, readdir, stat } from 'node:fs/promises';
+import { link, lstat, open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { type Readable, type Writable } from 'node:stream';
+import { type Readable, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { DysnomiaError, IntegrityError, OperationError, UsageError, messageOf } from '../core/errors.js';
@@ -19,7 +20,7 @@ import { assertSafeName } from '../core/resolve.js';
 import { acquireLock, type HeldLock } from '../core/lock.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
-import { DATA_FILE_MODE, isDirectory, readdirOrEmpty, removeDeadTemps, tempName } from './fs-util.js';
+import { DATA_FILE_MODE, exists, isDirectory, readdirOrEmpty, removeDeadTemps, tempName } from './fs-util.js';
 import { damagedPacks, recordFoundDamage, replaceDamagedCopy, settleAside } from './damage.js';
 import { addGeneration } from './generations.js';
 import {
@@ -588,7 +589,8 @@ async function addStreamEntry(pack: tar.Pack, name: string, size: number, data: 
  */
 export async function importSnapshotStream(stateDir: string, input: Readable, options: ImportOptions = {}): Promise<ImportOutcome> {
   const extract = tar.extract();
-  const feeding = pipeline(input, extract).catch((error: unknown) => {
+  const ending = new StreamEnding();
+  const feeding = pipeline(input, ending.counter, extract).catch((error: unknown) => {
     extract.destroy(error as Error);
   });
   const entries = extract[Symbol.asyncIterator]();
@@ -611,11 +613,11 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
     const outcome = named
       ? await withImportLocks(stateDir, chooseKey(options), options, async () => {
           options.onLocked?.();
-          return importStream(stateDir, entries, chooseKey(options), await readHeader(), options);
+          return importStream(stateDir, entries, chooseKey(options), await readHeader(), options, ending);
         })
       : await readHeader().then((header) => {
           const key = chooseKey(options, header);
-          return withImportLocks(stateDir, key, options, () => importStream(stateDir, entries, key, header, options));
+          return withImportLocks(stateDir, key, options, () => importStream(stateDir, entries, key, header, options, ending));
         });
     await feeding;
     return outcome;
@@ -668,16 +670,18 @@ async function importStream(
   key: ComponentKey,
   header: ExportHeader,
   options: ImportOptions,
+  ending: StreamEnding,
 ): Promise<ImportOutcome> {
   const identity = header.identity; // checked by parseHeader
   const where = `cannot import the stream of ${relativePath(key, identity)}`;
-  const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };
   const stored = await checkStoredCopy(stateDir, key, identity, options.log ?? silentLogger);
-  await refuseOtherSnapshot(stored, snapshotDir(stateDir, key, identity), undefined, where, relativePath(key, identity));
-  if (stored.state === 'intact') {
-    for (let next = await entries.next(); !next.done; next = await entries.next()) next.value.resume();
-    return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
-  }
+  const target = snapshotDir(stateDir, key, identity);
+  await refuseOtherSnapshot(stored, target, undefined, where, relativePath(key, identity));
+  // A store that has the snapshot intact still reads and verifies the whole stream: taken for
+  // "the store has it already" unread, a stream cut short or damaged on its way passed (exit 0), and
+  // the sender never learnt that its copy, or the transport, is bad. The packs the store's copy
+  // holds are hashed as they arrive and linked from it, not written again.
+  const known = stored.state === 'intact' ? target : undefined;
   const staging = await Staging.create(stateDir, key);
   try {
     let files = 0;
@@ -687,9 +691,14 @@ async function importStream(
       const entry = next.value;
       const name = entryName(entry.header, identity, where);
       const pack = packOfFileName(name);
-      await staging.addFile(name, entry as AsyncIterable<Uint8Array>, pack);
+      if (pack !== undefined && known !== undefined && (await exists(path.join(known, name)))) {
+        await receiveKnownPack(staging, entry as AsyncIterable<Uint8Array>, pack, path.join(known, name), where);
+      } else {
+        await staging.addFile(name, entry as AsyncIterable<Uint8Array>, pack);
+      }
       if (pack !== undefined) carried.add(pack);
       files += 1;
+      ending.entryEnds(entry.header);
       // The manifest comes first: a header that disagrees with it is refused before the packs.
       if (name === MANIFEST_FILE) {
         manifest = await readManifest(staging.folder, where);
@@ -698,6 +707,11 @@ async function importStream(
     }
     if (files === 0) {
       throw new IntegrityError(`${where}: the stream ended before the first of the snapshot's files; was the export cut short (a failed or interrupted --export)? Nothing was imported`);
+    }
+    if (!ending.complete()) {
+      throw new IntegrityError(
+        `${where}: the stream ends after its file ${ending.lastName} without the end of the tar archive, so it seems cut short (a failed or interrupted --export, or a transfer that stopped); nothing was imported${known === undefined ? '' : "; the store's copy is intact and stays as it was"}`,
+      );
     }
     refuseStrayOmitted(header, manifest, carried, where);
     for (const pack of header.omittedPacks) {
@@ -709,12 +723,74 @@ async function importStream(
       await staging.linkFromPool(pack);
     }
     await staging.verify(where, identity).catch((error: unknown) => explainOmitted(error, staging, header.omittedPacks, where));
+    if (known !== undefined) {
+      await staging.discard();
+      return await finishImport(stateDir, key, identity, options, { newSnapshot: false, packsReceived: 0, bytesReceived: 0, packsLinked: 0 });
+    }
     return await commitStaged(stateDir, staging, key, identity, stored, options);
   } catch (error) {
     await staging.discard();
+    if (known !== undefined && error instanceof IntegrityError && !messageOf(error).includes("the store's copy")) {
+      throw new IntegrityError(`${messageOf(error)}; the store's copy of the snapshot is intact and stays as it was`, { cause: error });
+    }
     throw error;
   }
 }
+
+/**
+ * A pack of a stream whose snapshot the store has intact: its bytes are hashed as they arrive,
+ * not written, and the store's copy (`file`, which is the same when the hashes agree) is linked
+ * into the staged folder for verification.
+ */
+async function receiveKnownPack(staging: Staging, data: AsyncIterable<Uint8Array>, pack: string, file: string, where: string): Promise<void> {
+  const hash = createHash('sha256');
+  for await (const piece of data) hash.update(piece);
+  const actual = hash.digest('hex');
+  if (actual !== pack) {
+    throw new IntegrityError(`${where}: the stream's copy of pack ${pack} is damaged (its content hashes to ${actual}): it was damaged on its way; nothing was imported`);
+  }
+  await link(file, path.join(staging.folder, packFileName(pack))).catch((error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    throw new IntegrityError(`the snapshot brings its file ${packFileName(pack)} twice; nothing was imported`, { cause: error });
+  });
+}
+
+/**
+ * Whether a stream ends as `--export` ends it: after its last file, the end of the tar archive
+ * (two 512-byte blocks of zeros). tar-stream takes a stream that stops exactly after a file for a
+ * complete one; an import of it then failed on whatever that file was missing (`pack … is missing`,
+ * or nothing at all into a store that had the snapshot).
+ */
+class StreamEnding {
+  private total = 0;
+  private tail = Buffer.alloc(0);
+  private lastEnd: number | undefined;
+  lastName = '';
+
+  /** Counts what passes from the input to the tar reader. */
+  readonly counter = new Transform({
+    transform: (chunk: Buffer, _encoding, done) => {
+      this.total += chunk.length;
+      this.tail = chunk.length >= END_OF_ARCHIVE ? Buffer.from(chunk.subarray(-END_OF_ARCHIVE)) : Buffer.concat([this.tail, chunk]).subarray(-END_OF_ARCHIVE);
+      done(null, chunk);
+    },
+  });
+
+  /** Records where an entry (its data padded to 512 bytes) ends in the input. */
+  entryEnds(header: tar.Header): void {
+    const start = (header as tar.Header & { byteOffset?: number }).byteOffset;
+    this.lastEnd = start === undefined ? undefined : start + Math.ceil(header.size / 512) * 512;
+    this.lastName = header.name;
+  }
+
+  /** True when the input ended with the end of the archive after the last entry. */
+  complete(): boolean {
+    const room = this.lastEnd === undefined || this.total - this.lastEnd >= END_OF_ARCHIVE;
+    return room && this.tail.length === END_OF_ARCHIVE && this.tail.every((byte) => byte === 0);
+  }
+}
+
+const END_OF_ARCHIVE = 1024;
 
 /**
  * Rethrows a failed verification of a stream import, naming a pack the stream left out whose copy

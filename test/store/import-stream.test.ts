@@ -134,3 +134,62 @@ describe('--import - of a stream whose header disagrees with its manifest', () =
     expect(await treeOf(target)).toEqual(tree);
   });
 });
+
+/** Where each entry of a tar stream ends (its data padded to 512 bytes), read from the headers. */
+function entryEnds(stream: Buffer): { name: string; end: number }[] {
+  const ends: { name: string; end: number }[] = [];
+  for (let at = 0; at + 512 <= stream.length && stream[at] !== 0; ) {
+    const field = (from: number, to: number) => stream.subarray(at + from, at + to).toString('utf8').replace(/\0.*$/s, '');
+    // ustar: a name longer than 100 bytes has its folders in the prefix field.
+    const name = field(345, 500) === '' ? field(0, 100) : `${field(345, 500)}/${field(0, 100)}`;
+    const size = Number.parseInt(field(124, 136).trim(), 8);
+    at += 512 + Math.ceil(size / 512) * 512;
+    ends.push({ name, end: at });
+  }
+  return ends;
+}
+
+describe('--import - of a stream cut short or damaged on its way', () => {
+  it('into a store that has the snapshot intact: exit 1 saying so, no generation added, the store as it was', async () => {
+    const { stateDir, stream, rel } = await exported(fakeDump(300_000, 6));
+    // A second snapshot makes the first one an older generation, which an import would add again.
+    await new SnapshotStore(stateDir).write(key, { type: 'git-repository' }, (sink) => sink.addStream('dump', streamOf(fakeDump(100_000, 7))));
+    const ends = entryEnds(stream);
+    const packEnd = ends.find((entry) => entry.name.endsWith('.pack'))!.end;
+    const flipped = Buffer.from(stream);
+    flipped[packEnd - 2_000]! ^= 1;
+    const tree = await treeOf(stateDir);
+    const cases: [string, Buffer, string][] = [
+      ['the header only (head -c 1024)', stream.subarray(0, 1024), "the stream ended before the first of the snapshot's files"],
+      ['cut after the manifest', stream.subarray(0, ends[1]!.end), 'without the end of the tar archive, so it seems cut short'],
+      ['cut after the last file, before the end of the archive', stream.subarray(0, packEnd), 'without the end of the tar archive, so it seems cut short'],
+      ['cut inside the pack', stream.subarray(0, packEnd - 5_000), 'it ends in the middle of a file'],
+      ['a flipped byte in the pack', flipped, 'is damaged (its content hashes to'],
+    ];
+    for (const [what, input, said] of cases) {
+      const result = await snapshots(stateDir, ['--import', '-'], input);
+      expect(result.exitCode, `${what}: ${result.stderr}`).toBe(1);
+      expect(result.stderr, what).toContain(said);
+      expect(result.stderr, what).not.toContain('the store has it already');
+      expect(await treeOf(stateDir), what).toEqual(tree);
+    }
+    // The whole stream is still "the store has it already", and adds the generation.
+    const whole = await snapshots(stateDir, ['--import', '-'], stream);
+    expect(whole.exitCode, whole.stderr).toBe(0);
+    expect(whole.stderr).toContain(`${rel}: the store has it already; generation 3`);
+    const check = await snapshots(stateDir, ['--query-all', '--check']);
+    expect(check.exitCode, check.stderr).toBe(0);
+  });
+
+  it('cut exactly after a file, into an empty store: says the stream seems cut short, not only that a pack is missing', async () => {
+    const { stream, rel } = await exported(fakeDump(300_000, 8));
+    const ends = entryEnds(stream);
+    for (const cut of ends.slice(1)) {
+      const target = await useTempDir();
+      const result = await snapshots(target, ['--import', '-'], stream.subarray(0, cut.end));
+      expect(result.exitCode, `${cut.name}: ${result.stderr}`).toBe(1);
+      expect(result.stderr).toContain(`cannot import the stream of ${rel}: the stream ends after its file ${cut.name} without the end of the tar archive, so it seems cut short`);
+      expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
+    }
+  });
+});
