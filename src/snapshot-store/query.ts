@@ -9,7 +9,7 @@ import { recordDamagedPack } from './damage.js';
 import type { ComponentKey } from '../core/state-dir.js';
 import { exists, visibleNames } from './fs-util.js';
 import { type Generation, latestGeneration, listGenerations } from './generations.js';
-import { checksumFile, parseRelativePath, relativePath, snapshotDir } from './layout.js';
+import { checksumFile, relativePath, snapshotDir } from './layout.js';
 import { readChecksum } from './legacy.js';
 import { StoredSnapshot } from './reader.js';
 import { SnapshotStore } from './store.js';
@@ -146,25 +146,43 @@ export async function checkSnapshots(stateDir: string, entries: SnapshotEntry[],
   return results;
 }
 
+/**
+ * `container/component/identity` as `--query-all` prints it. Any name the store lists is taken:
+ * an external module names its folders itself (`rev 42`, `ü1`), and refusing what the store lists
+ * made a Disnix transfer of such a snapshot fail. What would leave the component's folder is
+ * refused: an absolute path, `.` or `..`, a `/` inside a name, and a name starting with a dot
+ * (the store's temporary and set-aside folders, which no query lists).
+ */
+function parseListedPath(rel: string): { key: ComponentKey; identity: string } {
+  const parts = rel.replace(/\/+$/, '').split('/');
+  if (path.isAbsolute(rel) || parts.includes('..')) {
+    throw new UsageError(
+      `${JSON.stringify(rel)} is not a relative snapshot path inside the store: expected CONTAINER/COMPONENT/ID as printed by --query-all`,
+    );
+  }
+  if (parts.length !== 3 || parts.some((part) => part === '' || part.startsWith('.') || part.includes('\0'))) {
+    throw new UsageError(
+      `${JSON.stringify(rel)} is not a snapshot path: expected CONTAINER/COMPONENT/ID as printed by --query-all (no name empty or starting with a dot)`,
+    );
+  }
+  const [container, component, identity] = parts as [string, string, string];
+  return { key: { container, component }, identity };
+}
+
 /** `--resolve`: the absolute folder of each relative path. Usage error for anything else. */
 export function resolvePaths(stateDir: string, rels: string[]): string[] {
   return rels.map((rel) => {
-    if (path.isAbsolute(rel) || rel.split('/').includes('..')) {
-      throw new UsageError(
-        `${JSON.stringify(rel)} is not a relative snapshot path inside the store: expected CONTAINER/COMPONENT/ID as printed by --query-all`,
-      );
-    }
-    const { key, identity } = parseRelativePath(rel);
+    const { key, identity } = parseListedPath(rel);
     return snapshotDir(stateDir, key, identity);
   });
 }
 
 /** `--print-missing`: the relative paths that have no folder in the store. */
 export async function printMissing(stateDir: string, rels: string[]): Promise<string[]> {
+  const folders = resolvePaths(stateDir, rels);
   const missing: string[] = [];
-  for (const rel of rels) {
-    const [folder] = resolvePaths(stateDir, [rel]);
-    if (!(await exists(folder!))) missing.push(rel);
+  for (const [index, rel] of rels.entries()) {
+    if (!(await exists(folders[index]!))) missing.push(rel);
   }
   return missing;
 }
