@@ -316,7 +316,7 @@ async function resolveExisting(stateDir: string, rels: string[]): Promise<string
   const missing = await printMissing(stateDir, rels);
   if (missing.length > 0) {
     throw new UsageError(
-      `no such snapshot in ${stateDir}: ${missing.join(', ')}; see --query-all for the snapshots it has`,
+      `no such snapshot in ${stateDir}: ${missing.join(', ')}; see --query-all for the snapshots it has (a folder that holds no complete snapshot counts as none)`,
     );
   }
   return folders;

@@ -3,11 +3,12 @@
  * `--print-missing`: what dysnomia-snapshots answers without changing anything.
  */
 import path from 'node:path';
-import { damagedPackOf, IntegrityError, messageOf, UsageError } from '../core/errors.js';
+import { damagedPackOf, IntegrityError, messageOf, OperationError, UsageError } from '../core/errors.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { recordDamagedPack } from './damage.js';
 import type { ComponentKey } from '../core/state-dir.js';
-import { exists, visibleNames } from './fs-util.js';
+import { isDirectory, visibleNames } from './fs-util.js';
+import { holdsSnapshot } from './incomplete.js';
 import { type Generation, latestGeneration, listGenerations } from './generations.js';
 import { checksumFile, relativePath, snapshotDir } from './layout.js';
 import { readChecksum } from './legacy.js';
@@ -177,12 +178,25 @@ export function resolvePaths(stateDir: string, rels: string[]): string[] {
   });
 }
 
-/** `--print-missing`: the relative paths that have no folder in the store. */
+/**
+ * `--print-missing`: the relative paths that have no complete snapshot in the store: no folder, or
+ * one that holds none (an empty folder, chunk indexes or packs without their manifest.json, a
+ * manifest naming a file the folder lacks). Counted as present, such a folder was left out of a
+ * Disnix transfer, and the restore on the other side failed. The data are not read (`--check`
+ * does that); an error reading the folder is said, never taken for an answer.
+ */
 export async function printMissing(stateDir: string, rels: string[]): Promise<string[]> {
   const folders = resolvePaths(stateDir, rels);
   const missing: string[] = [];
   for (const [index, rel] of rels.entries()) {
-    if (!(await exists(folders[index]!))) missing.push(rel);
+    const folder = folders[index]!;
+    let present: boolean;
+    try {
+      present = (await isDirectory(folder)) && (await holdsSnapshot(folder));
+    } catch (error) {
+      throw new OperationError(`cannot tell whether ${rel} is in the store: ${messageOf(error)}`, { cause: error });
+    }
+    if (!present) missing.push(rel);
   }
   return missing;
 }

@@ -6,8 +6,11 @@
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { SnapshotStore } from '../../src/snapshot-store/store.js';
 import { useTempDir } from '../support/temp.js';
-import { snapshots } from './helpers.js';
+import { fakeDump, snapshots, streamOf, treeOf } from './helpers.js';
+
+const key = { container: 'mysql-production', component: 'testdb' };
 
 /** A folder written by an external module, with its generation link, as the module makes them. */
 async function moduleSnapshot(stateDir: string, container: string, component: string, identity: string, generation: number): Promise<string> {
@@ -19,6 +22,31 @@ async function moduleSnapshot(stateDir: string, container: string, component: st
   await symlink(path.join('..', '..', '..', 'snapshots', container, component, identity), path.join(generations, String(generation)));
   return folder;
 }
+
+describe('--print-missing', () => {
+  it('prints a folder that holds no complete snapshot (no manifest.json, or empty) as missing', async () => {
+    const stateDir = await useTempDir();
+    const outcome = await new SnapshotStore(stateDir).write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(fakeDump(100_000, 1))));
+    const rel = `${key.container}/${key.component}/${outcome!.identity}`;
+    const component = path.join(stateDir, 'snapshots', key.container, key.component);
+    // What a gc of an older version killed halfway leaves: the chunk index without its manifest.
+    const remains = `${'a'.repeat(64)}`;
+    await mkdir(path.join(component, remains));
+    await writeFile(path.join(component, remains, 'stream-0.chunks'), Buffer.alloc(48));
+    const empty = `${'b'.repeat(64)}`;
+    await mkdir(path.join(component, empty));
+    const tree = await treeOf(stateDir);
+    const paths = [rel, `${key.container}/${key.component}/${remains}`, `${key.container}/${key.component}/${empty}`, `${key.container}/${key.component}/${'c'.repeat(64)}`];
+    const missing = await snapshots(stateDir, ['--print-missing', ...paths]);
+    expect(missing.exitCode, missing.stderr).toBe(0);
+    expect(missing.stdout).toBe(`${paths.slice(1).join('\n')}\n`);
+    // --resolve, which gives the folder to copy, refuses them too.
+    const resolved = await snapshots(stateDir, ['--resolve', paths[1]!]);
+    expect(resolved.exitCode, resolved.stderr).toBe(2);
+    expect(resolved.stderr).toContain(`no such snapshot in ${stateDir}: ${paths[1]}`);
+    expect(await treeOf(stateDir)).toEqual(tree);
+  });
+});
 
 describe('--resolve and --print-missing of what --query-all prints', () => {
   it('take the names external modules give their folders ("ü1", "rev 42"), and still refuse paths that leave the store', async () => {
