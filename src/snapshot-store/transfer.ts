@@ -455,6 +455,13 @@ async function stageFiles(staging: Staging, source: string, manifest: Manifest):
  */
 export async function exportSnapshot(stateDir: string, rel: string, out: Writable, options: ExportOptions = {}): Promise<ExportOutcome> {
   const { key, identity } = parseRelativePath(rel);
+  // Asked before the lock, whose file would otherwise make the state dir (locks/store.lock) for a
+  // usage error, even one that does not exist; asked again under the lock, which a gc may precede.
+  const noSuchSnapshot = () => new UsageError(`there is no snapshot ${rel} in ${stateDir}; see --query-all for the snapshots it has`);
+  const noSuchBase = () => new UsageError(`--base ${options.base}: there is no such snapshot in ${stateDir}`);
+  const base = options.base === undefined ? undefined : parseRelativePath(options.base);
+  if (!(await isDirectory(snapshotDir(stateDir, key, identity)))) throw noSuchSnapshot();
+  if (base !== undefined && !(await isDirectory(snapshotDir(stateDir, base.key, base.identity)))) throw noSuchBase();
   const store = new SnapshotStore(stateDir, { log: options.log, lockTimeoutMs: options.lockTimeoutMs });
   // Read as a restore reads: a store this user cannot write (another user's, a read-only copy)
   // exports all the same, without the store lock. Its owner's gc is then not held off, and a file
@@ -469,14 +476,11 @@ export async function exportSnapshot(stateDir: string, rel: string, out: Writabl
           )
         : undefined;
     const folder = snapshotDir(stateDir, key, identity);
-    if (!(await isDirectory(folder))) {
-      throw new UsageError(`there is no snapshot ${rel} in ${stateDir}; see --query-all for the snapshots it has`);
-    }
+    if (!(await isDirectory(folder))) throw noSuchSnapshot();
     const omit = new Set<string>(options.have ?? []);
-    if (options.base !== undefined) {
-      const base = parseRelativePath(options.base);
+    if (base !== undefined) {
       const baseFolder = snapshotDir(stateDir, base.key, base.identity);
-      if (!(await isDirectory(baseFolder))) throw new UsageError(`--base ${options.base}: there is no such snapshot in ${stateDir}`);
+      if (!(await isDirectory(baseFolder))) throw noSuchBase();
       for (const name of await readdir(baseFolder)) {
         const pack = packOfFileName(name);
         if (pack !== undefined) omit.add(pack);
@@ -608,8 +612,11 @@ export async function importSnapshotStream(stateDir: string, input: Readable, op
   };
   try {
     // With the target named, its locks come before the first byte is read, and onLocked says so;
-    // otherwise the header names it.
-    const named = options.container !== undefined && options.component !== undefined;
+    // otherwise the header names it. A state dir that does not exist yet has no export running
+    // from it to wait for (without onLocked, nobody waits for the locks): the header comes first
+    // there too, so that an empty or foreign input does not create the state dir for its locks.
+    const named =
+      options.container !== undefined && options.component !== undefined && (options.onLocked !== undefined || (await exists(stateDir)));
     const outcome = named
       ? await withImportLocks(stateDir, chooseKey(options), options, async () => {
           options.onLocked?.();

@@ -193,3 +193,31 @@ describe('--import - of a stream cut short or damaged on its way', () => {
     }
   });
 });
+
+describe('a state dir that does not exist', () => {
+  it('is not created by an export of a snapshot it cannot have, nor by an import of no stream', async () => {
+    const parent = await useTempDir();
+    const missing = path.join(parent, 'state');
+    const exported = await snapshots(missing, ['--export', 'a/b/c']);
+    expect(exported.exitCode, exported.stderr).toBe(2);
+    expect(exported.stderr).toContain(`there is no snapshot a/b/c in ${missing}`);
+    const based = await snapshots(missing, ['--export', 'a/b/c', '--base', 'a/b/d']);
+    expect(based.exitCode, based.stderr).toBe(2);
+    const empty = await snapshots(missing, ['--import', '-C', 'x', '-c', 'y', '-'], '');
+    expect(empty.exitCode, empty.stderr).toBe(1);
+    expect(empty.stderr).toContain('the input is empty');
+    const garbage = await snapshots(missing, ['--import', '-C', 'x', '-c', 'y', '-'], 'not a tar stream at all');
+    expect(garbage.exitCode, garbage.stderr).not.toBe(0);
+    expect(await readdir(parent)).toEqual([]);
+  });
+
+  it('is created by an import of a valid stream, with -C/-c as without', async () => {
+    const { stream, identity } = await exported(fakeDump(200_000, 9));
+    for (const args of [['--import', '-'], ['--import', '-C', 'x', '-c', 'y', '-']]) {
+      const target = path.join(await useTempDir(), 'state');
+      const result = await snapshots(target, args, stream);
+      expect(result.exitCode, result.stderr).toBe(0);
+      expect((await snapshots(target, ['--query-all'])).stdout).toBe(`${args.length > 2 ? 'x/y' : 'gitc/repo1'}/${identity}\n`);
+    }
+  });
+});
