@@ -175,7 +175,7 @@ async function makePlan(stateDir: string, filter: ComponentFilter, policy: Reten
   // Pool links that go away with the folders, by pack name.
   const drops = new Map<string, number>();
   for (const key of await snapshotComponents(stateDir, filter)) {
-    if (unread.has(keyString(key)) || (await symlinkedFolder(stateDir, 'snapshots', key, symlinks, log))) continue;
+    if ((await symlinkedFolder(stateDir, 'snapshots', key, symlinks, log)) || unread.has(keyString(key))) continue;
     const found = components.get(keyString(key));
     const dir = stateLayout.snapshots(stateDir, key);
     const leftAlone: string[] = [];
