@@ -2,6 +2,8 @@
  * Running git: simple-git for commands whose output is small, execa where bytes stream (a bundle
  * to the store, a tar of the hooks). Every failure becomes a PluginError carrying git's stderr.
  */
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
 import { Transform, type TransformCallback, finished } from 'node:stream';
 import { type SimpleGit, simpleGit } from 'simple-git';
 import { AbortedError, PluginError, messageOf } from '../../core/errors.js';
@@ -18,6 +20,62 @@ export function gitEnvironment(): Record<string, string> {
     if (value !== undefined && !key.startsWith('GIT_')) env[key] = value;
   }
   return env;
+}
+
+/**
+ * A mark, of its own per command, that every command started by git() and run() carries in its
+ * environment, and hands down to whatever it starts. A cancel stops only the command itself
+ * (simple-git and execa kill the one process they started), but `git fetch` runs
+ * `git index-pack`, which goes on reading the bundle on its own for a while, in a folder the
+ * failed restore has already removed. Once its parent is gone a helper no longer shows who started
+ * it (its parent is then init); the mark still does. run() sets it as a variable; git() as a
+ * config value (`-c dysnomia.mark=...`), which git passes to its helpers in GIT_CONFIG_PARAMETERS:
+ * simple-git refuses an environment of our own that holds EDITOR, PAGER and the like.
+ */
+const MARK_KEY = 'dysnomia.mark';
+const MARK_VARIABLE = 'DYSNOMIA_MARK';
+
+function newMark(): string {
+  return `dysnomia-${process.pid}-${randomBytes(8).toString('hex')}`;
+}
+
+/** The processes that carry `mark`, zombies left out (they are gone, only not yet reaped). */
+async function markedProcesses(mark: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const environ = await readFile(`/proc/${entry}/environ`, 'latin1').catch(() => '');
+    if (!environ.includes(mark)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'latin1').catch(() => '');
+    // The state follows the command name in parentheses, which may itself hold any character.
+    if (stat === '' || stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z') continue;
+    found.push(Number(entry));
+  }
+  return found;
+}
+
+/** How long a cancelled command's helpers get to stop on SIGTERM before they get SIGKILL. */
+const STOP_MS = 5_000;
+
+/**
+ * Stops what is left of a cancelled command (git, and the helpers it started), and returns once
+ * none is running: a cancelled operation may only report back when nothing it started goes on.
+ * Read from /proc: elsewhere nothing is found, and the helpers end by themselves.
+ */
+async function stopMarked(mark: string): Promise<void> {
+  const until = Date.now() + STOP_MS;
+  let signal: NodeJS.Signals = 'SIGTERM';
+  for (let left = await markedProcesses(mark); left.length > 0; left = await markedProcesses(mark)) {
+    if (Date.now() > until) signal = 'SIGKILL';
+    for (const pid of left) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /**
@@ -44,11 +102,11 @@ function failureOf(error: Buffer | Error | undefined, result: { exitCode: number
   return Buffer.from(`git exited with status ${result.exitCode}${said === '' ? '' : `: ${said}`}`);
 }
 
-function client(dir: string, signal: AbortSignal | undefined, pinned: boolean): SimpleGit {
+function client(dir: string, signal: AbortSignal | undefined, pinned: boolean, mark: string): SimpleGit {
   return simpleGit({
     baseDir: dir,
     trimmed: false,
-    config: [TRUST],
+    config: [TRUST, `${MARK_KEY}=${mark}`],
     errors: failureOf,
     // --git-dir is one of the options simple-git holds back unless allowed; ours names our own folder.
     ...(pinned ? { unsafe: { allowUnsafeConfigPaths: true } } : {}),
@@ -63,9 +121,11 @@ function client(dir: string, signal: AbortSignal | undefined, pinned: boolean): 
  * (gitBaseDir inside an etckeeper /etc, say) and read that one.
  */
 export async function git(dir: string, args: string[], what: string, signal?: AbortSignal, pinned = false): Promise<string> {
+  const mark = newMark();
   try {
-    return await client(dir, signal, pinned).raw(pinned ? [`--git-dir=${dir}`, ...args] : args);
+    return await client(dir, signal, pinned, mark).raw(pinned ? [`--git-dir=${dir}`, ...args] : args);
   } catch (error) {
+    if (signal?.aborted) await stopMarked(mark);
     if (signal?.aborted) throw new AbortedError(`${what}: cancelled`, { plugin: PLUGIN_TYPE, cause: error });
     throw new PluginError(`${what} failed (git ${args.join(' ')})`, {
       plugin: PLUGIN_TYPE,
@@ -90,14 +150,16 @@ export async function run(
   options: { cwd?: string; signal?: AbortSignal } = {},
 ): Promise<void> {
   const { execa } = await loadExeca();
+  const mark = newMark();
   const result = await execa(command, args, {
     cwd: options.cwd,
-    env: gitEnvironment(),
+    env: { ...gitEnvironment(), [MARK_VARIABLE]: mark },
     extendEnv: false,
     stdin: 'ignore',
     reject: false,
     cancelSignal: options.signal,
   });
+  if (result.failed && options.signal?.aborted) await stopMarked(mark);
   if (result.failed) throw commandError(command, args, what, result, options.signal);
 }
 
