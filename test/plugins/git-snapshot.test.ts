@@ -116,6 +116,29 @@ describe('git-repository snapshot and restore', () => {
     expect(await readdir(setup.baseDir)).toContain(kept[0]);
   });
 
+  it('keeps the previous repository when any process still works in it after 10 s, naming the process, not "git processes" or a "(HEAD)" placeholder', async () => {
+    const setup = await gitSetup({ commits: 3 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    await pushRandom(setup, 'after-the-snapshot.bin');
+    // An admin's shell left in the repository: no git process, and no ref changes after the swap.
+    const shell = execa('sleep', ['25'], { cwd: setup.repo, reject: false });
+    try {
+      const result = await setup.run('restore');
+      expect(result.exitCode, result.stderr).toBe(0);
+      const kept = (await readdir(setup.baseDir)).filter((name) => name.startsWith('.project.dysnomia-kept-'));
+      expect(kept).toHaveLength(1);
+      expect(result.stderr).toContain(
+        `the previous repository of ${setup.repo} is kept at ${path.join(setup.baseDir, kept[0]!)}: processes were still working in it after 10 s (pid ${shell.pid} (sleep 25));`,
+      );
+      expect(result.stderr).not.toContain('git processes');
+      expect(result.stderr).not.toContain('(HEAD)');
+    } finally {
+      shell.kill();
+      await shell;
+    }
+  }, 60_000);
+
   it('keeps every branch, annotated and lightweight tag, other refs, and HEAD\'s branch', async () => {
     const setup = await gitSetup({ commits: 3, branches: ['dev', 'feature'], tags: ['light'] });
     await git(setup.work, 'branch', 'release/1.x', 'main~1');

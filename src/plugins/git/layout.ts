@@ -118,18 +118,21 @@ export async function exists(file: string): Promise<boolean> {
 }
 
 /**
- * How many processes have their working folder in `dir` (git's receive-pack and upload-pack work
- * in the repository they serve). Read from /proc, as no library offers it: elsewhere, and for
- * processes we may not look at, none are counted.
+ * The processes that have their working folder in `dir` (git's receive-pack and upload-pack work
+ * in the repository they serve, but so does an admin's shell), each as `<pid> (<command>)` for a
+ * message. Read from /proc, as no library offers it: elsewhere, and for processes we may not look
+ * at, none are found.
  */
-export async function processesIn(dir: string): Promise<number> {
-  let count = 0;
+export async function processesIn(dir: string): Promise<string[]> {
+  const found: string[] = [];
   for (const entry of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(entry)) continue;
     const cwd = await readlink(`/proc/${entry}/cwd`).catch(() => undefined);
-    if (cwd !== undefined && (cwd === dir || cwd.startsWith(`${dir}/`))) count += 1;
+    if (cwd === undefined || (cwd !== dir && !cwd.startsWith(`${dir}/`))) continue;
+    const command = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' ').trim();
+    found.push(command === '' ? entry : `${entry} (${command.length > 60 ? `${command.slice(0, 57)}...` : command})`);
   }
-  return count;
+  return found;
 }
 
 /**
@@ -157,7 +160,7 @@ async function untouchedSinceSwap(aside: string): Promise<boolean> {
   } catch {
     return false; // no record (killed before it was written, an older version) or unreadable refs
   }
-  return (await processesIn(await realpath(aside).catch(() => aside))) === 0;
+  return (await processesIn(await realpath(aside).catch(() => aside))).length === 0;
 }
 
 /**

@@ -170,16 +170,17 @@ async function swap(
   return undefined;
 }
 
-/** How long the swap waits for git processes still working in the previous repository. */
+/** How long the swap waits for processes still working in the previous repository. */
 const SETTLE_MS = 10_000;
 
 /**
  * A push that was running at the swap goes on in the previous repository (git serves it from its
  * working folder, which moved aside with it) and is acknowledged to its client; removing that
  * repository would lose the commits without a word. So the previous repository is kept when its
- * refs changed after the last look before the swap: waited for while git processes still work in
- * it, then moved to `.<name>.dysnomia-kept-<time>` (no repair touches that name) with a warning
- * naming the refs.
+ * refs changed after the last look before the swap, or when processes still work in it (a push
+ * not yet done, or any other process there: it is not ours to judge): waited for while they do,
+ * for up to SETTLE_MS, then moved to `.<name>.dysnomia-kept-<time>` (no repair touches that
+ * name) with a warning naming the refs that changed and the processes.
  */
 async function keptForPushes(
   ctx: PluginContext<GitRepositoryOptions>,
@@ -191,7 +192,7 @@ async function keptForPushes(
   const real = await realpath(aside).catch(() => aside);
   const until = Date.now() + SETTLE_MS;
   let busy = await processesIn(real);
-  while (busy > 0 && Date.now() < until) {
+  while (busy.length > 0 && Date.now() < until) {
     await new Promise((resolve) => setTimeout(resolve, 50));
     busy = await processesIn(real);
   }
@@ -203,28 +204,31 @@ async function keptForPushes(
     after = undefined; // unreadable now: keep it, to be safe
   }
   // With refs unreadable before the swap (a damaged repository, what a restore is for) there is
-  // nothing to compare: as before, only git still at work keeps it.
+  // nothing to compare: as before, only a process still at work keeps it.
   const untouched = atSwap === undefined || (after !== undefined && identityOf(after) === identityOf(atSwap));
-  if (busy === 0 && untouched) return undefined;
+  if (busy.length === 0 && untouched) return undefined;
   const kept = keptPath(repo, aside);
   await rename(aside, kept);
   await fsyncDir(path.dirname(repo));
   const pushed = after === undefined ? ['its refs cannot be read'] : atSwap === undefined ? [] : changedRefs(atSwap, after);
-  const why = busy > 0
-    ? `git processes were still working in it after ${SETTLE_MS / 1000} s${pushed.length > 0 ? ` (${pushed.join(', ')})` : ''}`
+  // Any process counts, not only git (an admin's shell that cd'ed there, say): name them, so
+  // the user can tell a push from a shell left open.
+  const shown = busy.length > 5 ? [...busy.slice(0, 5), `and ${busy.length - 5} more`] : busy;
+  const why = busy.length > 0
+    ? `processes were still working in it after ${SETTLE_MS / 1000} s (pid ${shown.join(', ')})${pushed.length > 0 ? `, and ${after === undefined ? pushed[0] : `its refs changed: ${pushed.join(', ')}`}` : ''}`
     : `pushes reached it during the swap (${pushed.join(', ')})`;
   ctx.log.warn(`the previous repository of ${repo} is kept at ${kept}: ${why}; fetch what you need from it, then remove it`);
   return kept;
 }
 
-/** Refs of `after` that are new or moved since `before`, and those gone. */
+/** Refs of `after` that are new or moved since `before`, those gone, and HEAD when it changed. */
 function changedRefs(before: RefState, after: RefState): string[] {
   const earlier = new Map(before.refs.map((ref) => [ref.name, ref.oid]));
   const changed = after.refs.filter((ref) => earlier.get(ref.name) !== ref.oid).map((ref) => ref.name);
   const names = new Set(after.refs.map((ref) => ref.name));
   const gone = before.refs.filter((ref) => !names.has(ref.name)).map((ref) => `${ref.name} (deleted)`);
-  const all = [...changed, ...gone];
-  return all.length === 0 ? ['HEAD'] : all;
+  const head = before.head === after.head ? [] : [`HEAD (now ${after.head.replace(/^ref: /, '')})`];
+  return [...changed, ...gone, ...head];
 }
 
 /**
