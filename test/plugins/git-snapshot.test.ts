@@ -495,6 +495,25 @@ describe('git-repository restore when the live repository is in trouble', () => 
     expect(await readlink(setup.repo)).toBe(real);
   });
 
+  it('says that a symbolic link whose target is missing is one, on activate, snapshot and restore (no raw ENOENT)', async () => {
+    const setup = await gitSetup({ commits: 2 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    // The repository was moved away (or its disk is not mounted), and the link to it stayed.
+    const gone = path.join(setup.dir, 'unmounted', 'project');
+    await rm(setup.repo, { recursive: true });
+    await symlink(gone, setup.repo);
+    for (const operation of ['activate', 'snapshot', 'restore']) {
+      const result = await setup.run(operation);
+      expect(result.exitCode, `${operation}: ${result.stderr}`).toBe(1);
+      expect(result.stderr, operation).toContain(`${setup.repo} is a symbolic link to ${gone}, which does not exist`);
+      expect(result.stderr, operation).not.toContain('ENOENT');
+    }
+    expect(await readlink(setup.repo)).toBe(gone);
+    expect(await readdir(setup.baseDir)).toEqual(['project']);
+    expect(await setup.generations()).toEqual(['1']);
+  });
+
   it('takes the snapshot again when its detached HEAD moved while git bundled, and gives up after three tries with no generation', async () => {
     const setup = await gitSetup({ commits: 3 });
     await setup.ok('activate');

@@ -8,7 +8,7 @@ import { ConfigError, DysnomiaError, OperationError } from '../../core/errors.js
 import type { PluginContext } from '../../core/plugin.js';
 import { git } from './git.js';
 import { type BundleHeader, type Ref, listRefs, objectFormat, readBundleHeader } from './identity.js';
-import { assertRepositoryAt, baseDirError, ensureBaseDir, exists, fsyncDir, fsyncTree, recover, repositoryPath, tempPath } from './layout.js';
+import { assertRepositoryAt, baseDirError, ensureBaseDir, exists, fsyncDir, fsyncTree, recover, refuseDanglingLink, repositoryPath, tempPath } from './layout.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
 import { shareWithGroup } from './permissions.js';
 
@@ -111,6 +111,7 @@ export async function activate(ctx: PluginContext<GitRepositoryOptions>): Promis
   await ensureBaseDir(ctx.options);
   await recover(repo, ctx.log);
   if (await exists(repo)) {
+    await refuseDanglingLink(repo);
     if (!(await stat(repo)).isDirectory()) {
       throw new OperationError(`${repo} exists but is not a folder; move it away, then activate again`, {
         plugin: PLUGIN_TYPE,

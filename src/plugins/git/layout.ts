@@ -107,6 +107,30 @@ export async function assertRepositoryAt(repo: string, doing: string): Promise<v
   );
 }
 
+/**
+ * Refuses a symbolic link whose target is missing (or that cannot be followed) where the
+ * repository should be: git and stat() would report it with a bare ENOENT that names the link, as
+ * if the link itself were missing. Nothing is created through it or in its place: the repository
+ * it pointed to may only be on a disk not mounted yet.
+ */
+export async function refuseDanglingLink(repo: string): Promise<void> {
+  const info = await lstat(repo).catch(() => undefined);
+  if (info === undefined || !info.isSymbolicLink()) return;
+  const problem = await stat(repo).then(
+    () => undefined,
+    (error: NodeJS.ErrnoException) => error.code,
+  );
+  if (problem === undefined) return;
+  const target = await readlink(repo);
+  const resolved = path.resolve(path.dirname(repo), target);
+  const shown = resolved === target ? target : `${target} (${resolved})`;
+  const why = problem === 'ELOOP' ? 'a loop of links, which cannot be followed' : problem === 'ENOENT' || problem === 'ENOTDIR' ? 'which does not exist' : `which cannot be reached (${problem})`;
+  throw new OperationError(
+    `${repo} is a symbolic link to ${shown}, ${why}: put the repository back there (or mount its disk), or remove the link`,
+    { plugin: PLUGIN_TYPE },
+  );
+}
+
 export async function exists(file: string): Promise<boolean> {
   try {
     await lstat(file);

@@ -12,7 +12,7 @@ import { AbortedError, IntegrityError, lastLine, messageOf, OperationError, Plug
 import type { PluginContext, PluginRestoreResult, SnapshotSource } from '../../core/plugin.js';
 import { git, run } from './git.js';
 import { type BundleHeader, BundleHeaderReader, identityOf, objectFormat, readRefState, type RefState } from './identity.js';
-import { assertRepositoryAt, AT_SWAP_FILE, ensureBaseDir, exists, fsyncDir, fsyncTree, keptPath, processesIn, recover, repositoryPath, tempPath } from './layout.js';
+import { assertRepositoryAt, AT_SWAP_FILE, ensureBaseDir, exists, fsyncDir, fsyncTree, keptPath, processesIn, recover, refuseDanglingLink, repositoryPath, tempPath } from './layout.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
 import { matchOwner, shareWithGroup } from './permissions.js';
 import { EXTRA_FILES, STREAM } from './streams.js';
@@ -302,6 +302,7 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
   }
   await recover(repo, ctx.log);
   const live = await exists(repo);
+  if (live) await refuseDanglingLink(repo);
   if (live) await assertRepositoryAt(repo, 'the restore');
   const before = live ? await liveState(ctx, repo) : undefined;
   if (before !== undefined && identityOf(before) === source.identity) {

@@ -11,7 +11,7 @@ import { ChangedMeanwhileError, OperationError } from '../../core/errors.js';
 import type { PluginContext, PluginSnapshotResult, SnapshotSink } from '../../core/plugin.js';
 import { TRUST, commandOutput } from './git.js';
 import { BundleHeaderReader, identityOf, listRefs, readHead, readRefState, type Ref } from './identity.js';
-import { exists, recover, repositoryPath } from './layout.js';
+import { exists, recover, refuseDanglingLink, repositoryPath } from './layout.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
 import { DERIVED_FILES, EXTRA_FILES, STREAM } from './streams.js';
 
@@ -22,6 +22,7 @@ export async function liveRepository(ctx: PluginContext<GitRepositoryOptions>): 
   if (!(await exists(repo))) {
     throw new OperationError(`there is no repository ${repo}; activate the component first`, { plugin: PLUGIN_TYPE });
   }
+  await refuseDanglingLink(repo);
   if (!(await stat(repo)).isDirectory()) {
     throw new OperationError(`${repo} is not a bare git repository (not a folder); gitBaseDir must hold bare repositories`, { plugin: PLUGIN_TYPE });
   }
