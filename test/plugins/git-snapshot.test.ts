@@ -139,6 +139,24 @@ describe('git-repository snapshot and restore', () => {
     }
   }, 60_000);
 
+  it('names a detached HEAD that the restore replaces, and keeps its commit (which no ref reaches) in the restored repository', async () => {
+    const setup = await gitSetup({ commits: 3 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    // Work committed on a detached HEAD: no ref reaches it, only HEAD.
+    const tree = await git(setup.repo, 'rev-parse', 'main^{tree}');
+    const detached = await git(setup.repo, 'commit-tree', tree, '-p', 'main', '-m', 'on a detached HEAD');
+    await writeFile(path.join(setup.repo, 'HEAD'), `${detached}\n`);
+    const result = await setup.ok('restore');
+    expect(result.stderr).toContain(`warning: the restore of ${setup.repo} replaces refs that differ from the snapshot: HEAD (detached at ${detached}; the snapshot has refs/heads/main)`);
+    expect(result.stderr).toContain(`the commit of the detached HEAD, ${detached}, stays in ${setup.repo} without a ref until git gc prunes it`);
+    expect((await readFile(path.join(setup.repo, 'HEAD'), 'utf8')).trim()).toBe('ref: refs/heads/main');
+    expect(await git(setup.repo, 'cat-file', '-t', detached)).toBe('commit');
+    await fsckClean(setup.repo);
+    // The snapshot's identity is untouched by the extra commit: the next restore has nothing to do.
+    expect((await setup.ok('restore')).stderr).toContain('nothing restored');
+  });
+
   it('keeps every branch, annotated and lightweight tag, other refs, and HEAD\'s branch', async () => {
     const setup = await gitSetup({ commits: 3, branches: ['dev', 'feature'], tags: ['light'] });
     await git(setup.work, 'branch', 'release/1.x', 'main~1');

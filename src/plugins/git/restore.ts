@@ -118,18 +118,56 @@ async function stage(
 
 /**
  * The live refs a restore replaces or drops (pushed since the snapshot, say), for a warning that
- * names them: after the swap their commits are gone with the previous repository.
+ * names them: after the swap their commits are gone with the previous repository. A detached HEAD
+ * that differs comes first, with its whole object id: it may be the only way to a commit (work
+ * committed on it), and it must not hide among the refs past the tenth.
  */
 function replacedRefs(live: RefState, restored: RefState): string[] {
   const short = (oid: string) => oid.slice(0, 12);
   const after = new Map(restored.refs.map((ref) => [ref.name, ref.oid]));
   const lost: string[] = [];
+  if (!live.head.startsWith('ref: ') && live.head !== restored.head) {
+    lost.push(`HEAD (detached at ${live.head}; the snapshot has ${restored.head.replace(/^ref: /, '')})`);
+  }
   for (const ref of live.refs) {
     const oid = after.get(ref.name);
     if (oid === undefined) lost.push(`${ref.name} (at ${short(ref.oid)}, not in the snapshot)`);
     else if (oid !== ref.oid) lost.push(`${ref.name} (at ${short(ref.oid)}; the snapshot has ${short(oid)})`);
   }
   return lost;
+}
+
+/**
+ * The commit a detached HEAD of the live repository names, when the restored repository lacks it:
+ * work committed on a detached HEAD is reached by no ref, so no warning about refs covered it, and
+ * it went with the previous repository. It is fetched into the restored repository without a ref
+ * (upload-pack serves a detached HEAD), where it stays until git gc prunes it (gc.pruneExpire,
+ * two weeks by default): time to give it a branch. Returns the commit when it was fetched. A
+ * commit that cannot be fetched (the live repository is damaged, which is what a restore is for)
+ * is a warning, not a reason to stop.
+ */
+async function keepDetachedHead(
+  ctx: PluginContext<GitRepositoryOptions>,
+  repo: string,
+  staged: string,
+  live: RefState,
+): Promise<string | undefined> {
+  const oid = live.head;
+  if (!/^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(oid)) return undefined;
+  try {
+    await git(staged, ['cat-file', '-e', `${oid}^{commit}`], `looking for ${oid} in ${staged}`, ctx.signal, true);
+    return undefined; // the snapshot has it
+  } catch (error) {
+    if (error instanceof AbortedError) throw error;
+  }
+  try {
+    await git(staged, ['fetch', '--quiet', '--no-write-fetch-head', repo, oid], `fetching the commit ${oid} of the detached HEAD of ${repo}`, ctx.signal);
+    return oid;
+  } catch (error) {
+    if (error instanceof AbortedError) throw error;
+    ctx.log.warn(`could not keep ${oid}, the commit of the detached HEAD of ${repo}, in the restored repository (${messageOf(error)}); it goes with the previous repository`);
+    return undefined;
+  }
 }
 
 /**
@@ -320,8 +358,10 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
     const staged = path.join(work, 'repository');
     let restored: RefState;
     let atSwap: RefState | undefined;
+    let keptHead: string | undefined;
     try {
       restored = await stage(ctx, source, work, staged);
+      keptHead = before === undefined ? undefined : await keepDetachedHead(ctx, repo, staged, before);
       // Group first: it rewrites the config, which must then get the owner too.
       if (ctx.options.group !== undefined) await shareWithGroup(staged, ctx.options.group, ctx.signal);
       if (live) await matchOwner(staged, repo, ctx.options.group !== undefined, ctx.signal);
@@ -336,7 +376,11 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
     const lost = atSwap === undefined ? [] : replacedRefs(atSwap, restored);
     if (lost.length > 0) {
       const shown = lost.length > 10 ? [...lost.slice(0, 10), `and ${lost.length - 10} more`] : lost;
-      ctx.log.warn(`the restore of ${repo} replaces refs that differ from the snapshot: ${shown.join(', ')}; commits only they reach go with the previous repository`);
+      const head = atSwap?.head;
+      const rescued = keptHead !== undefined && keptHead === head
+        ? `; the commit of the detached HEAD, ${head}, stays in ${repo} without a ref until git gc prunes it (git --git-dir=${repo} branch <name> ${head} keeps it)`
+        : '';
+      ctx.log.warn(`the restore of ${repo} replaces refs that differ from the snapshot: ${shown.join(', ')}; commits only they reach go with the previous repository${rescued}`);
     }
     keptAt = await swap(ctx, repo, staged, live, atSwap);
   } finally {
