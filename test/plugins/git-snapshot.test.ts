@@ -157,6 +157,61 @@ describe('git-repository snapshot and restore', () => {
     expect((await setup.ok('restore')).stderr).toContain('nothing restored');
   });
 
+  it('carries over what the live repository holds beside git\'s state (git-daemon-export-ok, cloneurl, lfs/, a symlink), as it is', async () => {
+    const setup = await gitSetup({ commits: 3 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    await pushRandom(setup, 'after-the-snapshot.bin');
+    await writeFile(path.join(setup.repo, 'git-daemon-export-ok'), '', { mode: 0o640 });
+    await writeFile(path.join(setup.repo, 'cloneurl'), 'https://git.example.org/project.git\n');
+    const lfsObject = path.join(setup.repo, 'lfs', 'objects', 'ab', 'cd', 'abcd1234');
+    await mkdir(path.dirname(lfsObject), { recursive: true });
+    await writeFile(lfsObject, 'large file content\n', { mode: 0o444 });
+    await chown(lfsObject, 65534, 65534);
+    await symlink('cloneurl', path.join(setup.repo, 'cloneurl-link'));
+    // Not carried over: git's own transient files and the reflogs, which a snapshot leaves out by design.
+    await writeFile(path.join(setup.repo, 'FETCH_HEAD'), 'stale\n');
+    await mkdir(path.join(setup.repo, 'logs'), { recursive: true });
+    await writeFile(path.join(setup.repo, 'logs', 'marker'), 'reflog\n');
+
+    const result = await setup.ok('restore');
+    expect(result.stderr).toContain(`carrying over from ${setup.repo} what a snapshot does not hold: cloneurl, cloneurl-link, git-daemon-export-ok, lfs`);
+    expect((await stat(path.join(setup.repo, 'git-daemon-export-ok'))).mode & 0o777).toBe(0o640);
+    expect(await readFile(path.join(setup.repo, 'cloneurl'), 'utf8')).toBe('https://git.example.org/project.git\n');
+    expect(await readFile(lfsObject, 'utf8')).toBe('large file content\n');
+    expect((await stat(lfsObject)).mode & 0o777).toBe(0o444);
+    expect((await stat(lfsObject)).uid).toBe(65534);
+    expect(await readlink(path.join(setup.repo, 'cloneurl-link'))).toBe('cloneurl');
+    expect(await readdir(setup.repo)).not.toContain('FETCH_HEAD');
+    expect(await readdir(path.join(setup.repo, 'logs')).catch(() => [])).not.toContain('marker');
+    await fsckClean(setup.repo);
+  });
+
+  it('fails a restore whose carrying over fails, before the swap, with the live repository and what it holds untouched', async () => {
+    const setup = await gitSetup({ commits: 3 });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    await pushRandom(setup, 'after-the-snapshot.bin');
+    // An lfs object past the file size limit of the run: its copy fails, the bundle's does not.
+    const lfsObject = path.join(setup.repo, 'lfs', 'objects', 'big');
+    await mkdir(path.dirname(lfsObject), { recursive: true });
+    const content = randomBytes(3 * 1024 * 1024);
+    await writeFile(lfsObject, content);
+    const live = await refState(setup.repo);
+    const inode = (await stat(setup.repo)).ino;
+    const result = await execa('bash', ['-c', 'ulimit -f 1024; exec "$NODE" "$CLI" -o restore -c "$COMPONENT" -C "$CONTAINER"'], {
+      env: { DYSNOMIA_STATEDIR: setup.stateDir, NODE: process.execPath, CLI: path.resolve('dist/cli/dysnomia.js'), COMPONENT: setup.component, CONTAINER: setup.containerFile },
+      reject: false,
+    });
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`carrying ${path.join(setup.repo, 'lfs')} over into the restored repository failed`);
+    expect(result.stderr).toContain(`restore stopped before the swap: ${setup.repo} is unchanged`);
+    expect((await stat(setup.repo)).ino).toBe(inode);
+    expect(await refState(setup.repo)).toBe(live);
+    expect((await readFile(lfsObject)).equals(content)).toBe(true);
+    expect(await readdir(setup.baseDir)).toEqual(['project']);
+  });
+
   it('keeps every branch, annotated and lightweight tag, other refs, and HEAD\'s branch', async () => {
     const setup = await gitSetup({ commits: 3, branches: ['dev', 'feature'], tags: ['light'] });
     await git(setup.work, 'branch', 'release/1.x', 'main~1');

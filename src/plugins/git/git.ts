@@ -167,13 +167,15 @@ function commandError(
   command: string,
   args: string[],
   what: string,
-  result: { stderr?: unknown; originalMessage?: string; isCanceled?: boolean },
+  result: { stderr?: unknown; originalMessage?: string; isCanceled?: boolean; signal?: string; signalDescription?: string },
   signal?: AbortSignal,
 ): Error {
   if (result.isCanceled || signal?.aborted) {
     return new AbortedError(`${what}: cancelled`, { plugin: PLUGIN_TYPE });
   }
-  const stderr = typeof result.stderr === 'string' && result.stderr !== '' ? result.stderr : result.originalMessage;
+  // A command killed by a signal says nothing (cp past the file size limit gets SIGXFSZ).
+  const killed = result.signal === undefined ? undefined : `killed by ${result.signal}${result.signalDescription ? ` (${result.signalDescription})` : ''}`;
+  const stderr = typeof result.stderr === 'string' && result.stderr !== '' ? result.stderr : (result.originalMessage ?? killed);
   return new PluginError(`${what} failed (${command} ${args.join(' ')})`, { plugin: PLUGIN_TYPE, stderr });
 }
 

@@ -171,6 +171,50 @@ async function keepDetachedHead(
 }
 
 /**
+ * Top-level entries of a bare repository that a restore does not carry over from the live one:
+ * what it rebuilds from the snapshot (objects, refs, packed-refs, HEAD, config, description, hooks,
+ * info), what a snapshot leaves out by design (logs: the reflogs; worktrees: warned about before;
+ * shallow: its list of cut-off commits would be wrong in a whole repository), and what git makes
+ * for itself and throws away (index, gc.pid, gc.log, COMMIT_EDITMSG; FETCH_HEAD, ORIG_HEAD and the
+ * other `*_HEAD`; `*.lock`), and the restore's own record of the refs at the swap. Everything else
+ * (git-daemon-export-ok, gitweb's cloneurl, git-lfs's lfs/, a file of the admin's) is no git
+ * state a snapshot could bring back, and must not go with the previous repository.
+ */
+const NOT_CARRIED = new Set([
+  'objects', 'refs', 'packed-refs', 'HEAD', 'config', 'description', 'hooks', 'info',
+  'logs', 'worktrees', 'shallow', 'index', 'gc.pid', 'gc.log', 'COMMIT_EDITMSG', AT_SWAP_FILE,
+]);
+
+function carried(name: string): boolean {
+  return !NOT_CARRIED.has(name) && !name.endsWith('_HEAD') && !name.endsWith('.lock');
+}
+
+/**
+ * Copies the live repository's entries that a snapshot does not hold (see NOT_CARRIED) into the
+ * restored one, as they are: `cp -a` keeps modes, owners (as root), times and symlinks. A copy
+ * that fails fails the restore before the swap, the live repository untouched.
+ */
+async function carryOver(ctx: PluginContext<GitRepositoryOptions>, repo: string, staged: string): Promise<void> {
+  const copied: string[] = [];
+  for (const name of (await readdir(repo)).filter(carried).sort()) {
+    const from = path.join(repo, name);
+    const to = path.join(staged, name);
+    if (await exists(to)) {
+      // Put there by git init's templates (branches/): the live one replaces it, unless it is as
+      // empty as git made it, which is not worth a line.
+      const info = await lstat(from);
+      if (info.isDirectory() && (await readdir(from)).length === 0) continue;
+      await rm(to, { recursive: true, force: true });
+    }
+    await run('cp', ['-a', '--', from, to], `carrying ${from} over into the restored repository`, { signal: ctx.signal });
+    copied.push(name);
+  }
+  if (copied.length > 0) {
+    ctx.log.info(`carrying over from ${repo} what a snapshot does not hold: ${copied.join(', ')}`);
+  }
+}
+
+/**
  * Replaces the live repository by the staged one: two renames, the old one removed after, unless
  * a push wrote into it after `atSwap` was read (see keptForPushes). Returns where the old one was
  * kept, if it was.
@@ -365,6 +409,8 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
       // Group first: it rewrites the config, which must then get the owner too.
       if (ctx.options.group !== undefined) await shareWithGroup(staged, ctx.options.group, ctx.signal);
       if (live) await matchOwner(staged, repo, ctx.options.group !== undefined, ctx.signal);
+      // After the owner and group: what is carried over keeps its own.
+      if (live) await carryOver(ctx, repo, staged);
       await fsyncTree(staged);
       throwIfAborted(ctx.signal, `restore of ${repo}`);
       // Looked at again just before the swap: pushes may have come in while the copy was built.
