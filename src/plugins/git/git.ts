@@ -60,13 +60,16 @@ const STOP_MS = 5_000;
 /**
  * Stops what is left of a cancelled command (git, and the helpers it started), and returns once
  * none is running: a cancelled operation may only report back when nothing it started goes on.
- * Read from /proc: elsewhere nothing is found, and the helpers end by themselves.
+ * Read from /proc: elsewhere nothing is found, and the helpers end by themselves. A process that
+ * even SIGKILL does not end (stuck in the kernel, on a hung NFS mount say) is given up on after
+ * twice STOP_MS, rather than holding the cancel for ever.
  */
 async function stopMarked(mark: string): Promise<void> {
-  const until = Date.now() + STOP_MS;
+  const started = Date.now();
   let signal: NodeJS.Signals = 'SIGTERM';
   for (let left = await markedProcesses(mark); left.length > 0; left = await markedProcesses(mark)) {
-    if (Date.now() > until) signal = 'SIGKILL';
+    if (Date.now() - started > 2 * STOP_MS) return;
+    if (Date.now() - started > STOP_MS) signal = 'SIGKILL';
     for (const pid of left) {
       try {
         process.kill(pid, signal);
