@@ -143,7 +143,7 @@ export async function exists(file: string): Promise<boolean> {
 
 /**
  * The processes that have their working folder in `dir` (git's receive-pack and upload-pack work
- * in the repository they serve, but so does an admin's shell), each as `<pid> (<command>)` for a
+ * in the repository they serve, but so does an admin's shell), each as `pid <pid> (<command>)` for a
  * message. Read from /proc, as no library offers it: elsewhere, and for processes we may not look
  * at, none are found.
  */
@@ -154,7 +154,7 @@ export async function processesIn(dir: string): Promise<string[]> {
     const cwd = await readlink(`/proc/${entry}/cwd`).catch(() => undefined);
     if (cwd === undefined || (cwd !== dir && !cwd.startsWith(`${dir}/`))) continue;
     const command = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' ').trim();
-    found.push(command === '' ? entry : `${entry} (${command.length > 60 ? `${command.slice(0, 57)}...` : command})`);
+    found.push(`pid ${entry}${command === '' ? '' : ` (${command.length > 60 ? `${command.slice(0, 57)}...` : command})`}`);
   }
   return found;
 }

@@ -297,7 +297,7 @@ async function keptForPushes(
   // the user can tell a push from a shell left open.
   const shown = busy.length > 5 ? [...busy.slice(0, 5), `and ${busy.length - 5} more`] : busy;
   const why = busy.length > 0
-    ? `processes were still working in it after ${SETTLE_MS / 1000} s (pid ${shown.join(', ')})${pushed.length > 0 ? `, and ${after === undefined ? pushed[0] : `its refs changed: ${pushed.join(', ')}`}` : ''}`
+    ? `processes were still working in it after ${SETTLE_MS / 1000} s (${shown.join(', ')})${pushed.length > 0 ? `, and ${after === undefined ? pushed[0] : `its refs changed: ${pushed.join(', ')}`}` : ''}`
     : `pushes reached it during the swap (${pushed.join(', ')})`;
   ctx.log.warn(`the previous repository of ${repo} is kept at ${kept}: ${why}; fetch what you need from it, then remove it`);
   return kept;
