@@ -24,7 +24,11 @@ import {
 export interface BatchOptions extends CommonOptions {
   /** Only the components of this container (by name), as `-C` does. */
   container?: string;
-  /** Called after each component, e.g. to print a line as the run goes. */
+  /**
+   * Called after each component, e.g. to print a line as the run goes. A callback that throws (or
+   * returns a promise that rejects) is reported once through `log.warn` and not called again; the
+   * run goes on.
+   */
   onOutcome?: (outcome: ComponentOutcome) => void;
 }
 
@@ -74,6 +78,7 @@ async function runJobs(jobs: Job[], options: BatchOptions): Promise<BatchResult>
   const log = options.log ?? silentLogger;
   const loadContainer = containerLoader(env);
   const outcomes: ComponentOutcome[] = [];
+  let outcomeFailed = false;
   for (const job of jobs) {
     const started = performance.now();
     const base = { ...job.key, operation: job.operation };
@@ -101,7 +106,22 @@ async function runJobs(jobs: Job[], options: BatchOptions): Promise<BatchResult>
       }
     }
     outcomes.push(outcome);
-    options.onOutcome?.(outcome);
+    if (options.onOutcome !== undefined && !outcomeFailed) {
+      // A bug in the caller's callback must not stop a nightly run after its first component:
+      // it is told once, as onProgress is, and the other components are still done.
+      const callbackFailed = (error: unknown) => {
+        if (outcomeFailed) return;
+        outcomeFailed = true;
+        log.warn(`the onOutcome callback threw (${messageOf(error)}); it is not called again for this run`);
+      };
+      try {
+        // An async callback's rejection would otherwise end the process as an unhandled one.
+        const returned: unknown = options.onOutcome(outcome);
+        if (returned instanceof Promise) returned.catch(callbackFailed);
+      } catch (error) {
+        callbackFailed(error);
+      }
+    }
   }
   return { outcomes, failures: outcomes.filter((o) => o.status === 'failed' || o.status === 'cancelled') };
 }

@@ -109,4 +109,59 @@ describe('library API: machine-wide actions', () => {
       expect((error as Error).message).toContain(`"${operation}" is not an operation runOnActivated can run`);
     }
   });
+  it('a throwing onOutcome is reported once and every batch function still does all its components', async () => {
+    const { machine, baseDir, options } = await gitMachine(['a', 'b', 'c']);
+    const throwing = () => {
+      throw new Error('callback bug');
+    };
+    const calls = () => {
+      const { logger, lines } = recordingLogger();
+      let count = 0;
+      const onOutcome = () => {
+        count += 1;
+        throwing();
+      };
+      return { log: logger, onOutcome, lines, count: () => count };
+    };
+    const warned = (lines: string[]) => lines.filter((l) => l.startsWith('warn ') && l.includes('onOutcome'));
+    const statuses = (result: dysnomia.BatchResult) => result.outcomes.map((o) => `${o.operation} ${o.component} ${o.status}`);
+
+    const deployCalls = calls();
+    const deployed = await dysnomia.deploy({ ...options, ...deployCalls });
+    expect(statuses(deployed)).toEqual(['activate a done', 'activate b done', 'activate c done']);
+    expect(warned(deployCalls.lines)).toEqual(['warn the onOutcome callback threw (callback bug); it is not called again for this run']);
+    expect(deployCalls.count()).toBe(1);
+    for (const name of ['a', 'b', 'c']) expect(existsSync(path.join(baseDir, name))).toBe(true);
+
+    const snapshotCalls = calls();
+    const snapshotted = await dysnomia.snapshotAll({ ...options, ...snapshotCalls });
+    expect(statuses(snapshotted)).toEqual(['snapshot a done', 'snapshot b done', 'snapshot c done']);
+    expect(warned(snapshotCalls.lines)).toHaveLength(1);
+    expect((await dysnomia.latestSnapshots(options)).map((s) => s.component)).toEqual(['a', 'b', 'c']);
+
+    const restoreCalls = calls();
+    // Restoring what is already live has nothing to do: skipped, but attempted for every component.
+    expect(statuses(await dysnomia.restoreAll({ ...options, ...restoreCalls }))).toEqual(['restore a skipped', 'restore b skipped', 'restore c skipped']);
+    expect(warned(restoreCalls.lines)).toHaveLength(1);
+
+    const lockCalls = calls();
+    expect(statuses(await dysnomia.runOnActivated('lock', { ...options, ...lockCalls }))).toEqual(['lock a done', 'lock b done', 'lock c done']);
+    expect(warned(lockCalls.lines)).toHaveLength(1);
+
+    await machine.removeComponent('git', 'b');
+    await machine.removeComponent('git', 'c');
+    await dysnomia.deploy(options);
+    const gcCalls = calls();
+    expect(statuses(await dysnomia.collectAllGarbage({ ...options, ...gcCalls }))).toEqual(['collect-garbage b done', 'collect-garbage c done']);
+    expect(warned(gcCalls.lines)).toHaveLength(1);
+    expect(existsSync(path.join(baseDir, 'b'))).toBe(false);
+    expect(existsSync(path.join(baseDir, 'c'))).toBe(false);
+
+    // An async callback that rejects is told the same way, not left as an unhandled rejection.
+    const asyncLog = recordingLogger();
+    const rejecting = await dysnomia.snapshotAll({ ...options, log: asyncLog.logger, onOutcome: async () => throwing() });
+    expect(statuses(rejecting)).toEqual(['snapshot a skipped']);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(warned(asyncLog.lines)).toEqual(['warn the onOutcome callback threw (callback bug); it is not called again for this run']);
+  });
 });
