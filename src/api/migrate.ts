@@ -458,7 +458,10 @@ async function localTarget(
 
 /** The shell commands of a {@link commandTransport}. Each runs with `sh -c`. */
 export interface TransportCommands {
-  /** Names the target in messages (default: the receive command). */
+  /**
+   * Names the target in messages, e.g. `db2 over ssh` (default: `the target of the receiving
+   * command \`...\``, which says that the words are a command, not the target's name).
+   */
   description?: string;
   /** Prints the target store's pack hashes, one a line (`dysnomia-snapshots --list-packs`); omit to send every pack. */
   listPacks?: string;
@@ -514,7 +517,8 @@ async function runCommand(
  */
 export function commandTransport(commands: TransportCommands): MigrationTransport {
   return {
-    description: commands.description ?? `\`${commands.receive}\``,
+    // Bare, the command read as if it were the target: "asking `cat >/dev/null` which packs it has".
+    description: commands.description ?? `the target of the receiving command \`${commands.receive}\``,
     async listPacks(signal) {
       if (commands.listPacks === undefined) return undefined;
       const output = await runCommand(commands.listPacks, 'listing the packs of the target', commands, signal);

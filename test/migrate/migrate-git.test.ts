@@ -230,6 +230,25 @@ describe('migrate (git-repository)', () => {
     expect(after.snapshot?.identity).toBeDefined();
   });
 
+  it('names a command transport without a description as the receiving command, not as if the command were the target', async () => {
+    const s = await twoSides();
+    const listing = dysnomia.commandTransport({
+      listPacks: 'echo the list is gone >&2; exit 3',
+      receive: 'cat >/dev/null',
+      restore: 'echo restore must not run >&2; exit 1',
+    });
+    const error = await dysnomia.migrate({ component: s.component, from: s.a, to: listing }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(dysnomia.MigrationError);
+    expect((error as dysnomia.MigrationError).step).toBe('list-packs');
+    expect((error as Error).message).toContain('asking the target of the receiving command `cat >/dev/null` which packs it has failed');
+    expect((error as Error).message).not.toContain('asking `cat >/dev/null`');
+
+    const refusing = dysnomia.commandTransport({ receive: 'cat >/dev/null; exit 1', restore: 'echo restore must not run >&2; exit 1' });
+    const refused = await dysnomia.migrate({ component: s.component, from: s.a, to: refusing }).catch((e: unknown) => e);
+    expect((refused as dysnomia.MigrationError).step).toBe('import');
+    expect((refused as Error).message).toContain('the import of git-a/project on the target of the receiving command `cat >/dev/null; exit 1` (the target refused it)');
+  });
+
   it('fails, instead of hanging, when the receiving command exits 0 without reading the whole snapshot', async () => {
     const s = await twoSides();
     // Large enough that the export cannot fit in the pipe's buffer.
