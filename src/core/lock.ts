@@ -51,6 +51,7 @@ export interface LockHolder {
 
 /** A lock being held; release it exactly once. */
 export interface HeldLock {
+  /** The lock's folder: the file given, or for a name too long to be a file name {@link lockFolder}'s. */
   readonly file: string;
   readonly mode: LockMode;
   release(): Promise<void>;
@@ -74,6 +75,35 @@ export async function withLock<T>(
   }
 }
 
+/** The longest file name (in bytes) Linux's file systems take: NAME_MAX. */
+const NAME_MAX = 255;
+/** How many bytes of an overlong lock name {@link lockFolder} keeps before the hash. */
+const LOCK_NAME_START = 120;
+
+/**
+ * The folder a lock is kept in: `file` itself, unless its name is longer than a file name may be.
+ * A component's lock is `component-<container>-<component>.lock`, and each of the two names may
+ * have 200 characters (more bytes once encoded), so valid names could not be locked (ENAMETOOLONG).
+ * Such a name keeps its start, for a reader of `locks/`, and ends in the SHA-256 of the whole
+ * name, so two long names never share a lock. Names that fit stay as they are: a lock held by a
+ * running process of an earlier version has the same folder.
+ */
+export function lockFolder(file: string): string {
+  const resolved = path.resolve(file);
+  const name = path.basename(resolved);
+  if (Buffer.byteLength(name) <= NAME_MAX) return resolved;
+  const extension = /\.[A-Za-z0-9]{1,8}$/.exec(name)?.[0] ?? '';
+  const hash = createHash('sha256').update(name).digest('hex');
+  // 120 bytes of the start, '-', 64 hex digits and an extension of at most 9 fit in NAME_MAX. Cut
+  // by characters, so that a name with multi-byte characters is not cut inside one.
+  let start = '';
+  for (const character of name.slice(0, name.length - extension.length)) {
+    if (Buffer.byteLength(start + character) > LOCK_NAME_START) break;
+    start += character;
+  }
+  return path.join(path.dirname(resolved), `${start}-${hash}${extension}`);
+}
+
 const HOST = os.hostname();
 /**
  * A short tag of the host name, for names of files that a process on this host owns (host names
@@ -94,7 +124,7 @@ export async function acquireLock(file: string, mode: LockMode, options: LockOpt
     // NaN would wait forever, a negative number give up at once: a caller's mistake either way.
     throw new UsageError(`lock timeout ${String(timeoutMs)}: expected a number of milliseconds >= 0 (or leave it out to wait as long as it takes)`);
   }
-  const dir = path.resolve(file);
+  const dir = lockFolder(file);
   await ensureLockDir(dir);
   installExitHook();
   const started = Date.now();
