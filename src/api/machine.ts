@@ -33,25 +33,57 @@ const PROPERTIES_TIMEOUT_SECONDS = 30;
 
 /**
  * Prints, for each name given, the variable the sourced file left: `s NAME VALUE` or
- * `a NAME COUNT VALUE...`, every field NUL-terminated. A syntax error stops it first (`bash -n`);
- * a command of the file that fails does not (its value is then empty, as in Dysnomia). What the
- * file prints goes to stderr. The script's own variables have names no property would use.
+ * `a NAME COUNT VALUE...`, every field NUL-terminated, then `end`. A syntax error stops it first
+ * (`bash -n`); a command of the file that fails does not (its value is then empty, as in Dysnomia).
+ * What the file prints goes to stderr. The script's own variables have names no property would use.
+ *
+ * Dysnomia evaluates each line of the file on its own, in a subshell, so an `exit` (or a `return`)
+ * there ends only its line. Sourced whole, it would end the evaluation, and every property after
+ * it, or all of them, would be lost: the DEBUG trap skips it (extdebug skips a command whose trap
+ * returns non-zero) and says so, naming the line. Anything else that ends the shell early (`exec
+ * CMD`) leaves no `end`, which is an error, not an empty set of properties.
  */
 const PRINT_PROPERTIES = `
 bash -n "$1" || exit 2
-source "$1" >&2
+__dysnomia_file=$1
 shift
+__dysnomia_guard() {
+  (( BASH_SUBSHELL == 0 )) && [[ \${BASH_SOURCE[1]-} == "$__dysnomia_file" ]] || return 0
+  # The file's set -e, off while a skipped command's status (the trap's) was checked, is back.
+  [[ -n \${__dysnomia_errexit-} ]] && { set -e; __dysnomia_errexit=; }
+  local prefix='^((builtin|command)[[:space:]]+)?'
+  if [[ $BASH_COMMAND =~ \${prefix}exit([[:space:]]|$) ]] ||
+    { [[ \${FUNCNAME[1]-} == source ]] && [[ $BASH_COMMAND =~ \${prefix}return([[:space:]]|$) ]]; }; then
+    printf 'line %s: "%s" skipped; the lines after it are read too, as Dysnomia evaluates each line on its own\\n' "\${BASH_LINENO[0]}" "$BASH_COMMAND" >&2
+    [[ $- == *e* ]] && { set +e; __dysnomia_errexit=1; }
+    return 1
+  fi
+  local command="\${prefix}exec[[:space:]]+(-[acl]+[[:space:]]+)*[^-<>&{[:space:][:digit:]]"
+  if [[ $BASH_COMMAND =~ $command ]]; then
+    printf 'line %s: "%s" replaces the shell, so the properties cannot be read\\n' "\${BASH_LINENO[0]}" "$BASH_COMMAND" >&2
+  fi
+  return 0
+}
+exec {__dysnomia_out}>&1
+set -T
+shopt -s extdebug
+trap __dysnomia_guard DEBUG
+source "$__dysnomia_file" >&2
+trap - DEBUG
+shopt -u extdebug
+set +T +e +u
 for __dysnomia_name in "$@"; do
   __dysnomia_declaration=$(declare -p "$__dysnomia_name" 2>/dev/null) || continue
   if [[ $__dysnomia_declaration == "declare -a"* ]]; then
     declare -n __dysnomia_values="$__dysnomia_name"
-    printf 'a\\0%s\\0%s\\0' "$__dysnomia_name" "\${#__dysnomia_values[@]}"
-    printf '%s\\0' "\${__dysnomia_values[@]}"
+    printf 'a\\0%s\\0%s\\0' "$__dysnomia_name" "\${#__dysnomia_values[@]}" >&"$__dysnomia_out"
+    printf '%s\\0' "\${__dysnomia_values[@]}" >&"$__dysnomia_out"
     unset -n __dysnomia_values
   else
-    printf 's\\0%s\\0%s\\0' "$__dysnomia_name" "\${!__dysnomia_name}"
+    printf 's\\0%s\\0%s\\0' "$__dysnomia_name" "\${!__dysnomia_name}" >&"$__dysnomia_out"
   fi
 done
+printf 'end\\0' >&"$__dysnomia_out"
 `;
 
 /** The names a properties file assigns, in order: `name=` or `export name=` at the start of a line. */
@@ -64,7 +96,7 @@ function assignedNames(text: string): string[] {
   return names;
 }
 
-function decodeProperties(output: Buffer, file: string): ContainerProperties {
+function decodeProperties(output: Buffer, file: string, stderr: string): ContainerProperties {
   const fields = output.toString('utf8').split('\0');
   const properties: ContainerProperties = {};
   let i = 0;
@@ -72,8 +104,16 @@ function decodeProperties(output: Buffer, file: string): ContainerProperties {
     if (i >= fields.length - 1) throw new ConfigError('bash printed the properties in a form that cannot be read', { file });
     return fields[i++]!;
   };
-  while (i < fields.length - 1) {
+  for (;;) {
+    if (i >= fields.length - 1) {
+      // No `end`: the shell ended inside the file (`exec CMD`, a kill) with nothing to say so.
+      throw new ConfigError(
+        `the evaluation of the machine properties file stopped before its end${stderr ? ` (${stderr})` : ''}; a properties file only assigns variables, nothing was printed`,
+        { file },
+      );
+    }
     const kind = next();
+    if (kind === 'end') break;
     const name = next();
     if (kind === 'a') {
       const count = Number(next());
@@ -126,9 +166,11 @@ export async function readMachineProperties(env: NodeJS.ProcessEnv = process.env
     const why = result.code === 'ENOENT' ? 'bash was not found' : `bash ${result.exitCode === undefined ? 'failed' : `exited with ${result.exitCode}`}${stderr ? `: ${stderr}` : ''}`;
     throw new ConfigError(`cannot evaluate the machine properties file (${why})`, { file });
   }
-  // A command of the file that complained (a missing tool in a `$(...)`) is worth seeing.
+  const properties = decodeProperties(Buffer.from(result.stdout), file, stderr);
+  // A command of the file that complained (a missing tool in a `$(...)`), or an exit that was
+  // skipped, is worth seeing.
   for (const line of stderr.split('\n')) if (line !== '') log?.warn(`${file}: ${line}`);
-  return decodeProperties(Buffer.from(result.stdout), file);
+  return properties;
 }
 
 /** Describes this machine: its properties and the properties of every container file. */

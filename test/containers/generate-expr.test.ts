@@ -112,6 +112,40 @@ describe('dysnomia-containers --generate-expr', () => {
     expect(result.stderr).toMatch(new RegExp(`${machine.env.DYSNOMIA_PROPERTIES}: .*no-such-tool-for-dysnomia: command not found`));
   });
 
+  it('reads every property of a file with exit or return in it, as Dysnomia does, and warns naming the line', async () => {
+    const machine = await useMachine();
+    // Sourced whole, `exit 0` ended the evaluation: `properties = { };`, even hostname lost.
+    await writeFile(machine.env.DYSNOMIA_PROPERTIES!, 'hostname=h1\nexit 0\nsystem=x86_64-linux\n');
+    const result = await runCli('dysnomia-containers', ['--generate-expr'], { env: machine.env });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(parseNix(result.stdout)).toEqual({ properties: { hostname: 'h1', system: 'x86_64-linux' }, containers: {}, system: 'x86_64-linux' });
+    expect(result.stderr).toContain(`${machine.env.DYSNOMIA_PROPERTIES}: line 2: "exit 0" skipped`);
+
+    // Under set -eu, in a condition, a top-level return: each ends only itself, as in Dysnomia,
+    // which evaluates each line on its own. An exit inside $(...) still ends only that.
+    await writeFile(
+      machine.env.DYSNOMIA_PROPERTIES!,
+      ['set -eu', 'hostname=h1', '[ -e /no/such/file ] || exit 1', 'mem="$(echo 512; exit 0; echo not skipped in a subshell)"', 'if true; then return; fi', 'system=x86_64-linux', 'exit 0', ''].join('\n'),
+    );
+    const more = await runCli('dysnomia-containers', ['--generate-expr', '--json'], { env: machine.env });
+    expect(more.exitCode, more.stderr).toBe(0);
+    expect(JSON.parse(more.stdout)).toEqual({ properties: { hostname: 'h1', mem: '512', system: 'x86_64-linux' }, containers: {}, system: 'x86_64-linux' });
+    for (const line of ['line 3: "exit 1" skipped', 'line 5: "return" skipped', 'line 7: "exit 0" skipped']) {
+      expect(more.stderr).toContain(`${machine.env.DYSNOMIA_PROPERTIES}: ${line}`);
+    }
+  });
+
+  it('names the file and line of an exec that ends the evaluation early, exit 2, nothing printed', async () => {
+    const machine = await useMachine();
+    await writeFile(machine.env.DYSNOMIA_PROPERTIES!, 'hostname=h1\nexec >/dev/null\nexec true\nsystem=x86_64-linux\n');
+    const result = await runCli('dysnomia-containers', ['--generate-expr'], { env: machine.env });
+    expect(result.exitCode).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain(
+      `${machine.env.DYSNOMIA_PROPERTIES}: the evaluation of the machine properties file stopped before its end (line 3: "exec true" replaces the shell`,
+    );
+  });
+
   it('names a properties file bash cannot read, exit 2, nothing printed', async () => {
     const machine = await useMachine();
     await writeFile(machine.env.DYSNOMIA_PROPERTIES!, 'hostname=db1\nmem="$(free -m\n');
