@@ -173,8 +173,11 @@ export async function readMachineProperties(env: NodeJS.ProcessEnv = process.env
   return properties;
 }
 
-/** Describes this machine: its properties and the properties of every container file. */
-export async function describeMachine(options: Omit<QueryOptions, 'container'> = {}): Promise<MachineDescription> {
+/**
+ * Describes this machine: its properties and the properties of every container file (only the
+ * one named `container`, when given, as `-C` does; the properties are the machine's either way).
+ */
+export async function describeMachine(options: QueryOptions = {}): Promise<MachineDescription> {
   const properties = await readMachineProperties(options.env, options.log);
   const containers: Record<string, ContainerProperties> = {};
   for (const entry of await listContainers(options)) {

@@ -18,7 +18,7 @@ import { describeMachine, toDotGraph, toNixExpression } from '../api/machine.js'
 import { listActivatedComponents, listAvailableComponents, listContainers, listGarbageComponents } from '../api/queries.js';
 import { formatFailures, formatOutcomeTable, outcomesToJson } from '../api/report.js';
 import { EXIT_FAILED, EXIT_OK, UsageError } from '../core/errors.js';
-import { debugFromEnv, type Logger, streamLogger } from '../core/log.js';
+import { debugFromEnv, type Logger, silentLogger, streamLogger } from '../core/log.js';
 import { isOperation, OPERATIONS } from '../core/plugin.js';
 import { defaultStateDir } from '../core/state-dir.js';
 import { cancelOnInterrupt, commonProgram, parseLockTimeout, refuseRepeatedValues } from './common.js';
@@ -135,34 +135,47 @@ async function main(argv: string[]): Promise<number> {
     write: (line) => progress.write(line),
   });
   const container = options.container;
+  // A typo in -C would otherwise list nothing, or a machine without containers, in silence.
+  // (After --query-containers and --generate-expr, which listed the container files and warned
+  // about their stray entries, the check does not warn about those again.)
+  const warnIfNoneFound = async (found: number, containersListed = false) => {
+    if (container !== undefined && found === 0) await warnUnknownContainer(container, log, containersListed);
+  };
   switch (action) {
     case 'queryContainers': {
       const containers = await listContainers({ container, log });
       if (options.json) printJson(containers);
       else for (const entry of containers) print(`${entry.name}\n`);
+      await warnIfNoneFound(containers.length, true);
       return EXIT_OK;
     }
     case 'queryAvailableComponents': {
       const components = await listAvailableComponents({ container, log });
       if (options.json) printJson(components);
       else for (const c of components) print(`${c.container}/${c.component}\n`);
+      await warnIfNoneFound(components.length);
       return EXIT_OK;
     }
     case 'queryActivatedComponents': {
       const components = await listActivatedComponents({ container });
       if (options.json) printJson(components);
       else for (const c of components) print(`${c.container}/${c.component}\n`);
+      await warnIfNoneFound(components.length);
       return EXIT_OK;
     }
     case 'generateExpr': {
-      const description = await describeMachine({ log });
+      const description = await describeMachine({ container, log });
       if (options.json) printJson(description);
       else print(toNixExpression(description));
+      await warnIfNoneFound(Object.keys(description.containers).length, true);
       return EXIT_OK;
     }
-    case 'generateDot':
-      print(toDotGraph(await listAvailableComponents({ container, log })));
+    case 'generateDot': {
+      const components = await listAvailableComponents({ container, log });
+      print(toDotGraph(components));
+      await warnIfNoneFound(components.length);
       return EXIT_OK;
+    }
     default:
       break;
   }
@@ -190,9 +203,7 @@ async function main(argv: string[]): Promise<number> {
     interruption.dispose();
   }
   // A typo in -C would otherwise back up nothing with "nothing to do" and exit 0.
-  if (container !== undefined && result.outcomes.length === 0 && !(await containerKnown(container, log))) {
-    log.warn(`-C ${container}: there is no container file of that name in DYSNOMIA_CONTAINERS_PATH, and no component of it is activated; check the name (--query-containers lists them)`);
-  }
+  if (container !== undefined && result.outcomes.length === 0) await warnUnknownContainer(container, log);
   return report(result, options, log, progress);
 }
 
@@ -216,6 +227,15 @@ function runAction(action: Action, operation: string | undefined, options: Batch
       return runOnActivated(op, options);
     }
   }
+}
+
+/**
+ * Warns when no container file has the name -C gives and the state dir marks no component of it:
+ * every action found nothing for it, and a typo should not look like an empty machine.
+ */
+async function warnUnknownContainer(container: string, log: Logger, containersListed = false): Promise<void> {
+  if (await containerKnown(container, containersListed ? silentLogger : log)) return;
+  log.warn(`-C ${container}: there is no container file of that name in DYSNOMIA_CONTAINERS_PATH, and no component of it is activated; check the name (--query-containers lists them)`);
 }
 
 /** Whether a container file of that name exists, or the state dir marks a component of it. */

@@ -54,6 +54,20 @@ describe('dysnomia-containers --generate-expr', () => {
     expect(JSON.parse(json.stdout)).toEqual(expected);
   });
 
+  it('-C restricts the containers to the one named; the properties stay the machine\'s', async () => {
+    const machine = await useMachine();
+    await writeFile(machine.env.DYSNOMIA_PROPERTIES!, containerText({ hostname: 'h1', system: 'x86_64-linux' }));
+    await machine.addContainer('gitc', { type: 'git-repository', gitBaseDir: '/srv/git' });
+    await machine.addContainer('echo', { type: 'echo', greeting: 'hello' });
+    const expected = { properties: { hostname: 'h1', system: 'x86_64-linux' }, containers: { gitc: { gitBaseDir: '/srv/git' } }, system: 'x86_64-linux' };
+    const text = await runCli('dysnomia-containers', ['--generate-expr', '-C', 'gitc'], { env: machine.env });
+    expect(text.exitCode, text.stderr).toBe(0);
+    expect(parseNix(text.stdout)).toEqual(expected);
+    const json = await runCli('dysnomia-containers', ['--generate-expr', '--json', '-C', 'gitc'], { env: machine.env });
+    expect(json.exitCode, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual(expected);
+  });
+
   it('gives empty properties when the properties file does not exist', async () => {
     const machine = await useMachine();
     await machine.addContainer('echo', { type: 'echo', greeting: 'hello' });

@@ -137,6 +137,29 @@ describe('dysnomia-containers queries', () => {
     expect(marked.stderr).not.toContain('-C mysql-database');
   });
 
+  it.each([
+    ['--query-containers'],
+    ['--query-available-components'],
+    ['--query-activated-components'],
+    ['--generate-expr'],
+    ['--generate-dot'],
+  ])('%s -C with a name nothing has warns as the component actions do; a known name does not', async (action) => {
+    const machine = await useMachine();
+    await machine.addContainer('echo', { type: 'echo' });
+    await machine.addComponent('echo', 'one');
+    expect((await runCli('dysnomia-containers', ['--deploy'], { env: machine.env })).exitCode).toBe(0);
+    const typo = await runCli('dysnomia-containers', [action, '-C', 'zzz'], { env: machine.env });
+    expect(typo.exitCode, typo.stderr).toBe(0);
+    expect(typo.stderr).toContain('warning: -C zzz: there is no container file of that name in DYSNOMIA_CONTAINERS_PATH, and no component of it is activated');
+    const known = await runCli('dysnomia-containers', [action, '-C', 'echo'], { env: machine.env });
+    expect(known.exitCode, known.stderr).toBe(0);
+    expect(known.stderr).not.toContain('-C echo');
+    // A stray entry among the container files is warned about once, not again by the check.
+    await mkdir(path.join(machine.containersDir, 'subfolder'));
+    const stray = await runCli('dysnomia-containers', [action, '-C', 'zzz'], { env: machine.env });
+    expect(stray.stderr.split('skipping').length - 1, stray.stderr).toBe(1);
+  });
+
   it('--restore asks first: no answer is a usage error, "n" restores nothing', async () => {
     const machine = await useMachine();
     await machine.addContainer('echo', { type: 'echo' });
