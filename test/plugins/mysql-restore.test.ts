@@ -177,6 +177,42 @@ describe('mysql-database snapshot and restore', () => {
     }
   });
 
+  it('restores a routine whose body creates a table: only top-level CREATE TABLEs count as tables the dump creates', async () => {
+    // mariadb-dump writes a routine's body as it was written, inside a DELIMITER block: a body line
+    // starting with CREATE TABLE `t_archive` is no table of the snapshot, and must not make the
+    // load check refuse every restore of it.
+    const setup = await mysqlSetup({
+      name: uniqueName('qq_my'),
+      scripts: {
+        '01.sql': [
+          'CREATE TABLE t (id INT PRIMARY KEY);',
+          'INSERT INTO t VALUES (1);',
+          'DELIMITER //',
+          'CREATE PROCEDURE archive()',
+          'BEGIN',
+          'CREATE TABLE `t_archive` (id INT);',
+          'END//',
+          "CREATE EVENT monthly ON SCHEDULE EVERY 1 MONTH STARTS '2031-01-01 00:00:00' DISABLE DO",
+          'BEGIN',
+          'CREATE TABLE `t_event` (id INT);',
+          'END//',
+          'DELIMITER ;',
+          '',
+        ].join('\n'),
+      },
+    });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    await setup.query('DELETE FROM t');
+    await setup.ok('restore');
+    expect(await setup.query('SELECT id FROM t')).toEqual([{ id: 1 }]);
+    expect(await setup.query('SHOW TABLES')).toHaveLength(1);
+    expect(await setup.query('SELECT ROUTINE_NAME AS name FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()')).toEqual([
+      { name: 'archive' },
+    ]);
+    expect(await setup.databases()).toEqual([setup.name]);
+  });
+
   it('survives SIGKILL at any moment of a restore: the data is fully old or fully new', { timeout: 300_000 }, async () => {
     const setup = await mysqlSetup({ scripts: { '01.sql': `${bigTable(16)}${RICH_SCHEMA}` } });
     await setup.ok('activate');

@@ -117,7 +117,7 @@ function createdName(line: Buffer, prefixLength: number): string | undefined {
 export class InsertMerger extends Transform {
   /** Bytes read. */
   bytes = 0;
-  /** Names of the tables and sequences the dump creates. */
+  /** Names of the tables and sequences the dump creates (at its top level, not in a DELIMITER block). */
   readonly tables = new Set<string>();
   /** The longest line read: a row's statement, as the dump has it. */
   readonly longest = new LongestLine();
@@ -177,6 +177,10 @@ export class InsertMerger extends Transform {
       this.insertPrefix = Buffer.concat([Buffer.from('INSERT INTO '), table, Buffer.from(' VALUES (')]);
     } else if (startsWith(line, UNLOCK)) {
       this.insertPrefix = undefined;
+    } else if (this.inDelimiterBlock) {
+      // A routine's, trigger's or event's body, written as its author wrote it: a line of it
+      // starting with CREATE TABLE is a statement the routine runs when called, not a table of
+      // the dump, and counting it would make the load check refuse every restore of the snapshot.
     } else if (startsWith(line, CREATE_TABLE)) {
       const name = createdName(line, CREATE_TABLE.length);
       if (name !== undefined) this.tables.add(name);
