@@ -347,3 +347,151 @@ describe('mysql-database swap, cut after every statement', () => {
     expect([...outcomes].sort()).toEqual(['new', 'old']);
   });
 });
+
+/** A connection of the test's own, as another client of the live database would hold. */
+async function otherSession(): Promise<mysql.Connection> {
+  const server = await findMysql();
+  const connection = await mysql.createConnection({
+    user: server.user,
+    password: server.password,
+    socketPath: server.socket,
+    host: server.host,
+    port: server.port,
+  });
+  onTestFinished(() => connection.end().catch(() => {}));
+  return connection;
+}
+
+/** A table whose every insert an AFTER INSERT trigger logs, and a table another session locks. */
+const LOGGED_SCHEMA = [
+  'CREATE TABLE aa (id INT PRIMARY KEY);',
+  'CREATE TABLE log (id INT AUTO_INCREMENT PRIMARY KEY, t_id INT NOT NULL);',
+  'CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT NOT NULL);',
+  'CREATE TRIGGER t_log AFTER INSERT ON t FOR EACH ROW INSERT INTO log (t_id) VALUES (NEW.id);',
+  'INSERT INTO t (v) VALUES (0);',
+  '',
+].join('\n');
+
+/** Rows of t without their log row (written while t had no trigger), and the live triggers. */
+async function unlogged(setup: SqlSetup): Promise<unknown> {
+  const [row] = await setup.query('SELECT COUNT(*) AS n FROM t WHERE id NOT IN (SELECT t_id FROM log)');
+  const triggers = await setup.query('SELECT TRIGGER_NAME AS name FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()');
+  return { unlogged: Number(row?.n), triggers };
+}
+
+describe('mysql-database swap beside sessions that hold locks on the live tables', () => {
+  it('waits for their locks with the live triggers in place, and gives up saying the live database is unchanged', { timeout: 60_000 }, async () => {
+    const setup = await mysqlSetup({ name: uniqueName('qq_my'), scripts: { '01.sql': LOGGED_SCHEMA }, properties: { timeout: '3' } });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    // Another session reads aa in a transaction it keeps open: the swap cannot move aa.
+    const holder = await otherSession();
+    await holder.query(`USE \`${setup.name}\``);
+    await holder.query('BEGIN');
+    await holder.query('SELECT * FROM aa');
+    // Meanwhile the application goes on inserting into t, which nobody else locks.
+    const writer = await otherSession();
+    let writing = true;
+    let written = 0;
+    const writes = (async () => {
+      while (writing) {
+        await writer.query(`INSERT INTO \`${setup.name}\`.t (v) VALUES (1)`);
+        written += 1;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    })();
+    let result;
+    try {
+      result = await setup.run('restore');
+    } finally {
+      writing = false;
+      await writes;
+      await holder.query('ROLLBACK');
+    }
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(written).toBeGreaterThan(20);
+    // Every row written while the restore waited went through its trigger: nothing was dropped.
+    expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [{ name: 't_log' }] });
+    expect(result.stderr).toContain(`other sessions hold locks on tables of ${setup.name}`);
+    expect(result.stderr).toContain(`The live database ${setup.name} is unchanged`);
+    expect(await setup.databases()).toEqual([setup.name]);
+  });
+
+  it('swaps once a lock held for a moment is released', { timeout: 60_000 }, async () => {
+    const setup = await mysqlSetup({ name: uniqueName('qq_my'), scripts: { '01.sql': LOGGED_SCHEMA }, properties: { timeout: '10' } });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    await setup.query('INSERT INTO t (v) VALUES (2)');
+    const holder = await otherSession();
+    await holder.query(`USE \`${setup.name}\``);
+    await holder.query('BEGIN');
+    await holder.query('SELECT * FROM aa');
+    const release = setTimeout(() => void holder.query('ROLLBACK'), 1500);
+    onTestFinished(() => clearTimeout(release));
+    await setup.ok('restore');
+    expect(await setup.query('SELECT v FROM t ORDER BY id')).toEqual([{ v: 0 }]);
+    expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [{ name: 't_log' }] });
+    expect(await setup.databases()).toEqual([setup.name]);
+  });
+
+  /**
+   * The swap on a connection that, the first time it lets go of its LOCK TABLES, sees another
+   * session take a lock on aa before its RENAME can: the race the swap's retry is for.
+   * `holdMs`: how long that session keeps its lock.
+   */
+  async function raceAfterUnlock(holdMs: number, lockWaitSeconds: number) {
+    const server = await findMysql();
+    const setup = await mysqlSetup({ name: uniqueName('qq_my'), scripts: { '01.sql': LOGGED_SCHEMA } });
+    const names = databaseNames(setup.name, 'mysql-database', 64);
+    await setup.ok('activate');
+    await server.query(`CREATE DATABASE \`${names.staging}\``);
+    await server.queryIn(names.staging, LOGGED_SCHEMA.replace('VALUES (0)', 'VALUES (7)'));
+    const holder = await otherSession();
+    const connection = await otherSession();
+    let raced = false;
+    const racing = new Proxy(connection, {
+      get(target, property, receiver) {
+        if (property !== 'query') return Reflect.get(target, property, receiver);
+        return async (...args: unknown[]) => {
+          const result = await (target.query as (...a: unknown[]) => Promise<unknown>)(...args);
+          if (args[0] === 'UNLOCK TABLES' && !raced) {
+            raced = true;
+            await holder.query(`USE \`${setup.name}\``);
+            await holder.query('BEGIN');
+            await holder.query('SELECT * FROM aa');
+            setTimeout(() => void holder.query('ROLLBACK').catch(() => {}), holdMs);
+          }
+          return result;
+        };
+      },
+    }) as MysqlConnection;
+    const messages: string[] = [];
+    const log = { ...silentLogger, debug: (m: string) => messages.push(m), warn: (m: string) => messages.push(m) };
+    const outcome = await swapIn(racing, names, lockWaitSeconds, log).then(
+      () => undefined,
+      (error: unknown) => error as Error,
+    );
+    return { setup, outcome, raced, messages };
+  }
+
+  it('puts the live triggers back when another session takes a lock before its RENAME, and tries again', { timeout: 60_000 }, async () => {
+    const { setup, outcome, raced, messages } = await raceAfterUnlock(2000, 10);
+    expect(raced).toBe(true);
+    expect(outcome).toBeUndefined();
+    expect(messages.join('\n')).toMatch(/trying again/);
+    expect(await setup.query('SELECT v FROM t ORDER BY id')).toEqual([{ v: 7 }]);
+    expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [{ name: 't_log' }] });
+    expect(await setup.databases()).toEqual([setup.name]);
+  });
+
+  it('says that the triggers were dropped and put back when it gives up after dropping them', { timeout: 60_000 }, async () => {
+    const { setup, outcome, raced } = await raceAfterUnlock(8000, 2);
+    expect(raced).toBe(true);
+    expect(outcome?.message).toContain(`The live database ${setup.name} has its old data: the swap did not happen`);
+    expect(outcome?.message).toMatch(/triggers were dropped for about 1 s .*, and are back/);
+    expect(outcome?.message).not.toMatch(/is unchanged/);
+    expect(await setup.query('SELECT v FROM t ORDER BY id')).toEqual([{ v: 0 }]);
+    expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [{ name: 't_log' }] });
+    expect(await setup.databases()).toEqual([setup.name]);
+  });
+});

@@ -15,8 +15,14 @@
  *   journal and the helpers dropped; a renamed journal means "committed": the object
  *   re-creation is finished, then the old tables are dropped.
  *
+ * - The wait for other sessions' locks is done with the live triggers in place: `LOCK TABLES`
+ *   on every live table waits (at most the timeout) until no other session holds one, the
+ *   triggers are dropped under that lock, and the RENAME right after it waits at most a second.
+ *   If another session took a lock in between, the triggers are put back and the swap tries
+ *   again (see {@link renameWithTriggersAside}).
+ *
  * The live tables (the data) are therefore always fully old or fully new. What is not atomic:
- * for the few milliseconds between dropping the triggers and re-creating them, other sessions
+ * between dropping the triggers and the RENAME (at most about a second each try), other sessions
  * see the tables without triggers (and after the commit, old views and routines over new tables).
  */
 import { OperationError, messageOf } from '../../core/errors.js';
@@ -431,7 +437,16 @@ export async function recoverSwap(
  * The swap stopped and could not be undone on its connection (usually: the connection is gone),
  * so whether its RENAME TABLE went through is not known here. See {@link settleSwap}.
  */
-export class SwapOutcomeUnknown extends OperationError {}
+export class SwapOutcomeUnknown extends OperationError {
+  constructor(
+    message: string,
+    options: ConstructorParameters<typeof OperationError>[1],
+    /** How often the swap had dropped the live triggers (a settled swap that did not happen says so). */
+    readonly aside: TriggersAside = { times: 0 },
+  ) {
+    super(message, options);
+  }
+}
 
 /**
  * Swaps, and when the outcome is unknown (see {@link SwapOutcomeUnknown}) settles it on a fresh
@@ -471,7 +486,7 @@ export async function swapOrSettle(
     }
     // Nothing left to settle: another run settled it first, and which way is not known here.
     if (outcome === undefined) throw error;
-    throw new OperationError(`cannot swap the new tables into ${names.live}: ${cause}\nThe live database ${names.live} is unchanged: the swap did not happen.`, {
+    throw new OperationError(`cannot swap the new tables into ${names.live}: ${cause}\n${notSwapped(names.live, error.aside)}`, {
       plugin: PLUGIN,
       cause: error.cause,
     });
@@ -515,6 +530,135 @@ export function crashSafeRename(version: string): boolean {
   return major >= 8;
 }
 
+/** ER_LOCK_WAIT_TIMEOUT: a lock was not granted within lock_wait_timeout. */
+function lockWaitTimedOut(error: unknown): boolean {
+  return (error as { errno?: number }).errno === 1205;
+}
+
+/**
+ * How long the RENAME may wait for other sessions' locks once the live triggers are dropped:
+ * lock_wait_timeout counts whole seconds, and 0 would fail on any statement still running.
+ */
+export const TRIGGERLESS_WAIT_SECONDS = 1;
+/** How many times the swap drops the live triggers and tries its RENAME before it gives up. */
+const RENAME_TRIES = 3;
+
+async function setLockWait(connection: MysqlConnection, seconds: number): Promise<void> {
+  await query(connection, 'SET SESSION lock_wait_timeout = ?', [Math.max(1, Math.ceil(seconds))]);
+}
+
+/** How often the swap dropped the live triggers and put them back, for its messages. */
+interface TriggersAside {
+  times: number;
+}
+
+/**
+ * What a swap that did not happen says about the live database: unchanged, or (when it dropped
+ * the live triggers for its RENAME and had to put them back) that its data is the old one and
+ * that writes in those moments ran without the triggers.
+ */
+function notSwapped(live: string, aside: TriggersAside): string {
+  if (aside.times === 0) return `The live database ${live} is unchanged: the swap did not happen.`;
+  const dropped =
+    aside.times === 1
+      ? `were dropped for about ${TRIGGERLESS_WAIT_SECONDS} s`
+      : `were dropped ${aside.times} times, for about ${TRIGGERLESS_WAIT_SECONDS} s each,`;
+  return (
+    `The live database ${live} has its old data: the swap did not happen. Its triggers ${dropped} while the swap waited for ` +
+    "other sessions' locks, and are back; rows written to its tables in those moments were written without them."
+  );
+}
+
+/**
+ * Puts back the live triggers that are missing, in their order (journal order), after a RENAME
+ * that did not go through. Each CREATE TRIGGER waits for the sessions that hold its table.
+ */
+async function putBackTriggers(connection: MysqlConnection, names: DatabaseNames, live: Definition[], lockWaitSeconds: number): Promise<void> {
+  await setLockWait(connection, lockWaitSeconds);
+  const present = new Set(
+    (await query(connection, 'SELECT TRIGGER_NAME AS name FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?', [names.live])).map((row) =>
+      text(row.name),
+    ),
+  );
+  await query(connection, `USE ${quoteName(names.live)}`);
+  for (const trigger of live) {
+    if (!present.has(trigger.name)) await create(connection, trigger);
+  }
+}
+
+/**
+ * Runs the commit's RENAME TABLE, which MariaDB refuses for tables with triggers, so the live
+ * triggers must be dropped for it. Waiting for other sessions' locks (a long transaction that read
+ * a table) must not happen while they are gone: tables the RENAME has not locked yet take writes
+ * meanwhile, without their triggers, and a RENAME that then times out would leave those rows
+ * without what the triggers write. So:
+ *
+ * 1. `LOCK TABLES ... WRITE` on every live table waits, with the triggers in place, until no
+ *    other session holds any of them (at most what is left of `lockWaitSeconds`);
+ * 2. the live triggers are dropped under that lock (no other session can write meanwhile);
+ * 3. UNLOCK TABLES (RENAME TABLE is refused under LOCK TABLES), and the RENAME at once, waiting
+ *    at most {@link TRIGGERLESS_WAIT_SECONDS}: the statements that queued behind the lock run
+ *    first, and they are short.
+ *
+ * If another session took a lock for longer in that moment, the RENAME times out: the triggers
+ * are put back and the swap tries again from 1, at most {@link RENAME_TRIES} times. `aside`
+ * counts the tries that dropped the triggers. With no live triggers the RENAME waits the whole
+ * `lockWaitSeconds` itself, as there is nothing to keep.
+ */
+async function renameWithTriggersAside(
+  connection: MysqlConnection,
+  names: DatabaseNames,
+  liveTables: string[],
+  liveTriggers: Definition[],
+  rename: string,
+  lockWaitSeconds: number,
+  aside: TriggersAside,
+  log: Logger,
+): Promise<void> {
+  if (liveTriggers.length === 0) {
+    await setLockWait(connection, lockWaitSeconds);
+    await query(connection, rename);
+    return;
+  }
+  const deadline = performance.now() + lockWaitSeconds * 1000;
+  const locks = liveTables.map((t) => `${quoteName(names.live)}.${quoteName(t)} WRITE`).join(', ');
+  for (let attempt = 1; ; attempt++) {
+    await setLockWait(connection, (deadline - performance.now()) / 1000);
+    try {
+      await query(connection, `LOCK TABLES ${locks}`);
+    } catch (error) {
+      if (!lockWaitTimedOut(error)) throw error;
+      throw new OperationError(
+        `other sessions hold locks on tables of ${names.live} (an open transaction that used them, or LOCK TABLES) and did not release them within ${lockWaitSeconds} s (the container's timeout): ${messageOf(error)}`,
+        { plugin: PLUGIN, cause: error },
+      );
+    }
+    try {
+      aside.times += 1;
+      await dropTriggers(connection, names.live);
+    } finally {
+      await query(connection, 'UNLOCK TABLES');
+    }
+    await setLockWait(connection, TRIGGERLESS_WAIT_SECONDS);
+    try {
+      await query(connection, rename);
+      return;
+    } catch (error) {
+      if (!lockWaitTimedOut(error)) throw error;
+      await putBackTriggers(connection, names, liveTriggers, lockWaitSeconds);
+      if (attempt >= RENAME_TRIES || performance.now() >= deadline) {
+        throw new OperationError(
+          `other sessions took locks on tables of ${names.live} each time the swap had dropped its triggers for the RENAME (${attempt} ${attempt === 1 ? 'try' : 'tries'}): ${messageOf(error)}`,
+          { plugin: PLUGIN, cause: error },
+        );
+      }
+      log.debug(
+        `another session took a lock on a table of ${names.live} before the swap's RENAME; its triggers are back, trying again (${attempt + 1} of ${RENAME_TRIES})`,
+      );
+    }
+  }
+}
+
 /**
  * Makes the loaded staging database the live one. The live database need not exist (activation).
  * On failure before the commit, the live database is left as it was; after it, the new data is
@@ -523,7 +667,7 @@ export function crashSafeRename(version: string): boolean {
 export async function swapIn(connection: MysqlConnection, names: DatabaseNames, lockWaitSeconds: number, log: Logger): Promise<void> {
   // Other sessions may hold locks on the live tables; do not queue behind them forever (and make
   // every new query on the live database queue behind us).
-  await query(connection, 'SET SESSION lock_wait_timeout = ?', [Math.max(1, Math.ceil(lockWaitSeconds))]);
+  await setLockWait(connection, lockWaitSeconds);
   const [server] = await query(connection, 'SELECT VERSION() AS version');
   const version = text(server?.version);
   if (!crashSafeRename(version)) {
@@ -540,11 +684,13 @@ export async function swapIn(connection: MysqlConnection, names: DatabaseNames, 
   }
   let committed = false;
   let failedGrants: string[] = [];
+  const aside: TriggersAside = { times: 0 };
   try {
     // Checked again here: a restore checks before it loads, but a key may have come since.
     if (liveExists) await refuseOutsideForeignKeys(connection, names);
     await query(connection, `CREATE DATABASE ${quoteName(names.old)}`);
-    const live = liveExists ? [...(await triggersOf(connection, names.live, 'live')), ...(await routineGrantsOf(connection, names.live, grantMode(version), log))] : [];
+    const liveTriggers = liveExists ? await triggersOf(connection, names.live, 'live') : [];
+    const live = liveExists ? [...liveTriggers, ...(await routineGrantsOf(connection, names.live, grantMode(version), log))] : [];
     const fresh = [...(await objectsOf(connection, names.staging)), ...(await triggersOf(connection, names.staging, 'new'))];
     await createJournal(connection, names, [...live, ...fresh], !liveExists);
     if (!liveExists) {
@@ -559,13 +705,12 @@ export async function swapIn(connection: MysqlConnection, names: DatabaseNames, 
       );
     }
     await dropTriggers(connection, names.staging);
-    if (liveExists) await dropTriggers(connection, names.live);
     const moves = [
       ...liveTables.map((t) => `${quoteName(names.live)}.${quoteName(t)} TO ${quoteName(names.old)}.${quoteName(t)}`),
       ...stagingTables.map((t) => `${quoteName(names.staging)}.${quoteName(t)} TO ${quoteName(names.live)}.${quoteName(t)}`),
       `${quoteName(names.old)}.${quoteName(JOURNAL)} TO ${quoteName(names.old)}.${quoteName(COMMITTED)}`,
     ];
-    await query(connection, `RENAME TABLE ${moves.join(', ')}`);
+    await renameWithTriggersAside(connection, names, liveTables, liveTriggers, `RENAME TABLE ${moves.join(', ')}`, lockWaitSeconds, aside, log);
     committed = true;
     log.debug(`swapped ${stagingTables.length} tables into ${names.live} (${liveTables.length} old tables moved to ${names.old})`);
     failedGrants = await rollForward(connection, names, log);
@@ -583,9 +728,10 @@ export async function swapIn(connection: MysqlConnection, names: DatabaseNames, 
         `the swap of ${names.live} was interrupted (${messageOf(error)}) and could not be undone (${messageOf(undoError)}): ` +
           `${names.live} holds either its old or the restored data, never a mix; the next activate or restore finishes or undoes the swap`,
         { plugin: PLUGIN, cause: error },
+        aside,
       );
     }
-    throw new OperationError(`cannot swap the new tables into ${names.live}: ${messageOf(error)}\nThe live database ${names.live} is unchanged: the swap did not happen.`, {
+    throw new OperationError(`cannot swap the new tables into ${names.live}: ${messageOf(error)}\n${notSwapped(names.live, aside)}`, {
       plugin: PLUGIN,
       cause: error,
     });
