@@ -213,6 +213,45 @@ describe('mysql-database snapshot and restore', () => {
     expect(await setup.databases()).toEqual([setup.name]);
   });
 
+  it('replaces a live view named like a table of the snapshot with that table', async () => {
+    const setup = await mysqlSetup({
+      name: uniqueName('qq_my'),
+      scripts: {
+        '01.sql': [
+          'CREATE TABLE x (id INT PRIMARY KEY);',
+          'INSERT INTO x VALUES (1);',
+          'CREATE TABLE y (id INT PRIMARY KEY);',
+          'INSERT INTO y VALUES (2);',
+          'CREATE TABLE z (id INT PRIMARY KEY);',
+          'INSERT INTO z VALUES (3);',
+          'CREATE TABLE log (id INT);',
+          'CREATE TRIGGER y_log AFTER INSERT ON y FOR EACH ROW INSERT INTO log VALUES (NEW.id);',
+          '',
+        ].join('\n'),
+      },
+    });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    // x becomes a view over y; z a view whose table is gone (invalid, and not lockable).
+    await setup.query('DROP TABLE x');
+    await setup.query('CREATE VIEW x AS SELECT id FROM y');
+    await setup.query('DROP TABLE z');
+    await setup.query('CREATE TABLE w (id INT)');
+    await setup.query('CREATE VIEW z AS SELECT id FROM w');
+    await setup.query('DROP TABLE w');
+
+    await setup.ok('restore');
+    expect(await setup.query('SELECT TABLE_NAME AS name, TABLE_TYPE AS type FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY 1')).toEqual([
+      { name: 'log', type: 'BASE TABLE' },
+      { name: 'x', type: 'BASE TABLE' },
+      { name: 'y', type: 'BASE TABLE' },
+      { name: 'z', type: 'BASE TABLE' },
+    ]);
+    expect(await setup.query('SELECT (SELECT id FROM x) AS x, (SELECT id FROM z) AS z')).toEqual([{ x: 1, z: 3 }]);
+    expect(await setup.query('SELECT TRIGGER_NAME AS name FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()')).toEqual([{ name: 'y_log' }]);
+    expect(await setup.databases()).toEqual([setup.name]);
+  });
+
   it('survives SIGKILL at any moment of a restore: the data is fully old or fully new', { timeout: 300_000 }, async () => {
     const setup = await mysqlSetup({ scripts: { '01.sql': `${bigTable(16)}${RICH_SCHEMA}` } });
     await setup.ok('activate');

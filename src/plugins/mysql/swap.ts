@@ -68,6 +68,36 @@ async function tablesOf(connection: MysqlConnection, schema: string): Promise<st
   return rows.map((row) => text(row.name));
 }
 
+async function viewsOf(connection: MysqlConnection, schema: string): Promise<string[]> {
+  const rows = await query(connection, 'SELECT TABLE_NAME AS name FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME', [schema]);
+  return rows.map((row) => text(row.name));
+}
+
+/** Prefix of the names that live views replaced by a table of the same name get for the commit. */
+const REPLACED_VIEW = '__dysnomia_view_';
+
+/**
+ * The live views named like a staging table, each with a free name in the live database to move
+ * it to. Tables and views share one namespace, so the commit's move of the staging table into the
+ * live database would fail (`Table 'x' already exists`); the same RENAME TABLE moves the view out
+ * of the way first (a view can be renamed within its database), and the finishing step drops
+ * every live view anyway before it creates the snapshot's. Being part of the commit's RENAME, this
+ * happens with it or not at all.
+ */
+function replacedViews(liveViews: string[], liveTables: string[], stagingTables: string[]): Array<[string, string]> {
+  const staged = new Set(stagingTables);
+  // Compared without case: on servers with lower_case_table_names the names are one either way.
+  const taken = new Set([...liveViews, ...liveTables, ...stagingTables].map((name) => name.toLowerCase()));
+  const moves: Array<[string, string]> = [];
+  let next = 1;
+  for (const view of liveViews.filter((name) => staged.has(name))) {
+    while (taken.has(`${REPLACED_VIEW}${next}`)) next += 1;
+    moves.push([view, `${REPLACED_VIEW}${next}`]);
+    next += 1;
+  }
+  return moves;
+}
+
 async function showCreate(
   connection: MysqlConnection,
   kind: ObjectKind,
@@ -535,6 +565,11 @@ function lockWaitTimedOut(error: unknown): boolean {
   return (error as { errno?: number }).errno === 1205;
 }
 
+/** ER_VIEW_INVALID: a view refers to a table or column that is gone, or its definer lacks rights. */
+function viewInvalid(error: unknown): boolean {
+  return (error as { errno?: number }).errno === 1356;
+}
+
 /**
  * How long the RENAME may wait for other sessions' locks once the live triggers are dropped:
  * lock_wait_timeout counts whole seconds, and 0 would fail on any statement still running.
@@ -593,8 +628,9 @@ async function putBackTriggers(connection: MysqlConnection, names: DatabaseNames
  * meanwhile, without their triggers, and a RENAME that then times out would leave those rows
  * without what the triggers write. So:
  *
- * 1. `LOCK TABLES ... WRITE` on every live table waits, with the triggers in place, until no
- *    other session holds any of them (at most what is left of `lockWaitSeconds`);
+ * 1. `LOCK TABLES ... WRITE` on every live table (and every view the RENAME moves aside) waits,
+ *    with the triggers in place, until no other session holds any of them (at most what is left
+ *    of `lockWaitSeconds`);
  * 2. the live triggers are dropped under that lock (no other session can write meanwhile);
  * 3. UNLOCK TABLES (RENAME TABLE is refused under LOCK TABLES), and the RENAME at once, waiting
  *    at most {@link TRIGGERLESS_WAIT_SECONDS}: the statements that queued behind the lock run
@@ -609,6 +645,7 @@ async function renameWithTriggersAside(
   connection: MysqlConnection,
   names: DatabaseNames,
   liveTables: string[],
+  renamedViews: string[],
   liveTriggers: Definition[],
   rename: string,
   lockWaitSeconds: number,
@@ -621,11 +658,22 @@ async function renameWithTriggersAside(
     return;
   }
   const deadline = performance.now() + lockWaitSeconds * 1000;
-  const locks = liveTables.map((t) => `${quoteName(names.live)}.${quoteName(t)} WRITE`).join(', ');
+  const lockList = (objects: string[]) => objects.map((t) => `${quoteName(names.live)}.${quoteName(t)} WRITE`).join(', ');
+  // The views the RENAME moves are locked too, so that a session that read one in an open
+  // transaction is waited for here, not by the RENAME. An invalid view cannot be locked; then
+  // only the tables are.
+  let locks = lockList([...liveTables, ...renamedViews]);
   for (let attempt = 1; ; attempt++) {
     await setLockWait(connection, (deadline - performance.now()) / 1000);
     try {
-      await query(connection, `LOCK TABLES ${locks}`);
+      try {
+        await query(connection, `LOCK TABLES ${locks}`);
+      } catch (error) {
+        if (!viewInvalid(error) || locks === lockList(liveTables)) throw error;
+        log.debug(`cannot lock the views of ${names.live} that the swap replaces (${messageOf(error)}); locking only its tables`);
+        locks = lockList(liveTables);
+        await query(connection, `LOCK TABLES ${locks}`);
+      }
     } catch (error) {
       if (!lockWaitTimedOut(error)) throw error;
       throw new OperationError(
@@ -678,6 +726,7 @@ export async function swapIn(connection: MysqlConnection, names: DatabaseNames, 
   const stagingTables = await tablesOf(connection, names.staging);
   const liveExists = await databaseExists(connection, names.live);
   const liveTables = liveExists ? await tablesOf(connection, names.live) : [];
+  const viewMoves = liveExists ? replacedViews(await viewsOf(connection, names.live), liveTables, stagingTables) : [];
   const reserved = [...stagingTables, ...liveTables].filter((table) => RESERVED.includes(table));
   if (reserved.length > 0) {
     throw new OperationError(`a table is named ${reserved[0]}, a name dysnomia reserves for its swap journal; rename it`, { plugin: PLUGIN });
@@ -707,10 +756,22 @@ export async function swapIn(connection: MysqlConnection, names: DatabaseNames, 
     await dropTriggers(connection, names.staging);
     const moves = [
       ...liveTables.map((t) => `${quoteName(names.live)}.${quoteName(t)} TO ${quoteName(names.old)}.${quoteName(t)}`),
+      // Before the staging tables that take their names.
+      ...viewMoves.map(([view, aside]) => `${quoteName(names.live)}.${quoteName(view)} TO ${quoteName(names.live)}.${quoteName(aside)}`),
       ...stagingTables.map((t) => `${quoteName(names.staging)}.${quoteName(t)} TO ${quoteName(names.live)}.${quoteName(t)}`),
       `${quoteName(names.old)}.${quoteName(JOURNAL)} TO ${quoteName(names.old)}.${quoteName(COMMITTED)}`,
     ];
-    await renameWithTriggersAside(connection, names, liveTables, liveTriggers, `RENAME TABLE ${moves.join(', ')}`, lockWaitSeconds, aside, log);
+    await renameWithTriggersAside(
+      connection,
+      names,
+      liveTables,
+      viewMoves.map(([view]) => view),
+      liveTriggers,
+      `RENAME TABLE ${moves.join(', ')}`,
+      lockWaitSeconds,
+      aside,
+      log,
+    );
     committed = true;
     log.debug(`swapped ${stagingTables.length} tables into ${names.live} (${liveTables.length} old tables moved to ${names.old})`);
     failedGrants = await rollForward(connection, names, log);
