@@ -596,11 +596,11 @@ function notSwapped(live: string, aside: TriggersAside): string {
   if (aside.times === 0) return `The live database ${live} is unchanged: the swap did not happen.`;
   const dropped =
     aside.times === 1
-      ? `were dropped for about ${TRIGGERLESS_WAIT_SECONDS} s`
-      : `were dropped ${aside.times} times, for about ${TRIGGERLESS_WAIT_SECONDS} s each,`;
+      ? `once, for at most about ${TRIGGERLESS_WAIT_SECONDS} s,`
+      : `${aside.times} times, for at most about ${TRIGGERLESS_WAIT_SECONDS} s each,`;
   return (
-    `The live database ${live} has its old data: the swap did not happen. Its triggers ${dropped} while the swap waited for ` +
-    "other sessions' locks, and are back; rows written to its tables in those moments were written without them."
+    `The live database ${live} has its old data: the swap did not happen. Its triggers were dropped for the swap's RENAME TABLE ${dropped} ` +
+    'and are back; rows written to its tables in those moments were written without them.'
   );
 }
 
