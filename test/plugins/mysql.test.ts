@@ -6,7 +6,10 @@
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
+import { HostLineRemover } from '../../src/plugins/mysql/dump.js';
 import { runCli } from '../support/cli.js';
 import { watchSecrets } from '../support/sql-secrets.js';
 import { lifecycleSuite } from '../support/lifecycle.js';
@@ -103,6 +106,59 @@ describe('mysql-database activate', () => {
     expect(await setup.query('SELECT EVENT_NAME AS e FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE()')).toEqual([
       { e: 'tidy' },
     ]);
+  });
+});
+
+/** A dump's header as mariadb-dump 10.11 writes it, and a routine body that looks like it. */
+const HEADER = [
+  '/*M!999999\\- enable the sandbox mode */ ',
+  '-- MariaDB dump 10.19  Distrib 10.11.6-MariaDB, for debian-linux-gnu (x86_64)',
+  '--',
+  '-- Host: localhost    Database: testdb',
+  '-- ------------------------------------------------------',
+  '-- Server version\t10.11.6-MariaDB-0+deb12u1',
+  '',
+  '/*!40101 SET NAMES utf8mb4 */;',
+  'DELIMITER ;;',
+  'CREATE PROCEDURE `p`()',
+  'BEGIN',
+  '-- Host: kept, a comment in a body',
+  'SELECT 1;',
+  'END ;;',
+  'DELIMITER ;',
+  '',
+].join('\n');
+
+describe('mysql-database snapshot identity', () => {
+  it('leaves the host line out of the dump header, and only there, however the stream is cut', async () => {
+    const filter = async (pieces: Buffer[]) => (await buffer(Readable.from(pieces).pipe(new HostLineRemover()))).toString('utf8');
+    const expected = HEADER.replace('-- Host: localhost    Database: testdb\n', '');
+    expect(await filter([Buffer.from(HEADER)])).toBe(expected);
+    expect(expected).toContain('-- Host: kept, a comment in a body');
+    const bytes = Buffer.from(HEADER);
+    for (let cut = 1; cut < bytes.length; cut += 3) {
+      expect(await filter([bytes.subarray(0, cut), bytes.subarray(cut)])).toBe(expected);
+    }
+    expect(await filter(Array.from(bytes).map((b) => Buffer.from([b])))).toBe(expected);
+    // A stream without a header, or shorter than one, passes unchanged.
+    expect(await filter([Buffer.from('SELECT 1;\n-- Host: x\n')])).toBe('SELECT 1;\n');
+    expect(await filter([Buffer.from('-- Host: x')])).toBe('-- Host: x');
+  });
+
+  it('gives an unchanged database the same snapshot whether the server is reached over the socket or over TCP', async () => {
+    const setup = await mysqlSetup({ name: uniqueName('qq_my'), scripts: { 'testdb.sql': DYSNOMIA_TESTDB } });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    // The same server the other way: TCP to 127.0.0.1 instead of the socket (or the reverse).
+    const { mysqlSocket, mysqlHost, ...rest } = setup.properties;
+    const otherWay =
+      mysqlSocket !== undefined || mysqlHost === 'localhost'
+        ? { ...rest, mysqlHost: '127.0.0.1', mysqlPort: rest.mysqlPort ?? '3306' }
+        : { ...rest, mysqlHost: 'localhost' };
+    await writeContainer(setup.containerFile, otherWay);
+    const result = await setup.ok('snapshot');
+    expect(result.stderr).toMatch(/unchanged: \S+ is already generation 1/);
+    expect(await setup.generations()).toEqual(['1']);
   });
 });
 

@@ -1,5 +1,6 @@
 /** Snapshots of a MariaDB/MySQL database: one consistent mysqldump, streamed into the store. */
 import path from 'node:path';
+import { Transform, type TransformCallback } from 'node:stream';
 import type { Logger } from '../../core/log.js';
 import type { SnapshotSink } from '../../core/plugin.js';
 import { dumpWith, type ToolOptions } from '../sql/tool.js';
@@ -52,10 +53,67 @@ export async function dumpDatabase(
       `dumping ${database}`,
       (output) => sink.addStream(DUMP_STREAM, output),
       tool,
-      [meter],
+      [new HostLineRemover(), meter],
     ),
   );
   return meter.longest;
+}
+
+/** The header ends at its first empty line, within this many bytes (it is about 300). */
+const HEADER_LIMIT = 4096;
+const HOST_LINE = Buffer.from('\n-- Host: ');
+const HEADER_END = Buffer.from('\n\n');
+
+/**
+ * Leaves out the line `-- Host: localhost    Database: testdb` of the dump's header. It names
+ * how the tool reached the server (`localhost` over the socket, `127.0.0.1` or a host name over
+ * TCP), not anything in the database, and the snapshot identity is the hash of the dump: with it,
+ * an unchanged database got a new generation when mysqlHost or mysqlSocket changed. mariadb-dump
+ * has no option for just this line (`--skip-comments` would drop every comment). Only the header
+ * is looked at, the comment lines before the first empty line: the same text further on (in a
+ * routine's body) is data.
+ */
+export class HostLineRemover extends Transform {
+  private head: Buffer[] = [];
+  private headLength = 0;
+  private done = false;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.done) {
+      callback(null, chunk);
+      return;
+    }
+    this.head.push(chunk);
+    this.headLength += chunk.length;
+    const head = Buffer.concat(this.head);
+    this.head = [head];
+    const end = head.indexOf(HEADER_END);
+    if (end < 0 && this.headLength < HEADER_LIMIT) {
+      callback();
+      return;
+    }
+    this.release(end < 0 ? Math.min(head.length, HEADER_LIMIT) : end + 1);
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (!this.done) this.release(this.headLength);
+    callback();
+  }
+
+  /** Pushes the buffered start of the stream, without its host line among the first `header` bytes. */
+  private release(header: number): void {
+    const head = Buffer.concat(this.head);
+    this.head = [];
+    this.done = true;
+    const at = head.subarray(0, header).indexOf(HOST_LINE);
+    if (at < 0) {
+      this.push(head);
+      return;
+    }
+    const lineEnd = head.indexOf(0x0a, at + 1);
+    this.push(Buffer.concat([head.subarray(0, at), lineEnd < 0 ? Buffer.alloc(0) : head.subarray(lineEnd)]));
+  }
 }
 
 /**
