@@ -476,9 +476,10 @@ describe('mysql-database swap beside sessions that hold locks on the live tables
   /**
    * The swap on a connection that, the first time it lets go of its LOCK TABLES, sees another
    * session take a lock on aa before its RENAME can: the race the swap's retry is for.
-   * `holdMs`: how long that session keeps its lock.
+   * `holdMs`: how long that session keeps its lock. `after` and `table`: another statement of the
+   * swap after which another table is locked.
    */
-  async function raceAfterUnlock(holdMs: number, lockWaitSeconds: number) {
+  async function raceAfterUnlock(holdMs: number, lockWaitSeconds: number, after = (sql: string): boolean => sql === 'UNLOCK TABLES', table = 'aa') {
     const server = await findMysql();
     const setup = await mysqlSetup({ name: uniqueName('qq_my'), scripts: { '01.sql': LOGGED_SCHEMA } });
     const names = databaseNames(setup.name, 'mysql-database', 64);
@@ -493,11 +494,11 @@ describe('mysql-database swap beside sessions that hold locks on the live tables
         if (property !== 'query') return Reflect.get(target, property, receiver);
         return async (...args: unknown[]) => {
           const result = await (target.query as (...a: unknown[]) => Promise<unknown>)(...args);
-          if (args[0] === 'UNLOCK TABLES' && !raced) {
+          if (typeof args[0] === 'string' && after(args[0]) && !raced) {
             raced = true;
             await holder.query(`USE \`${setup.name}\``);
             await holder.query('BEGIN');
-            await holder.query('SELECT * FROM aa');
+            await holder.query(`SELECT * FROM ${table}`);
             setTimeout(() => void holder.query('ROLLBACK').catch(() => {}), holdMs);
           }
           return result;
@@ -518,6 +519,17 @@ describe('mysql-database swap beside sessions that hold locks on the live tables
     expect(raced).toBe(true);
     expect(outcome).toBeUndefined();
     expect(messages.join('\n')).toMatch(/trying again/);
+    expect(await setup.query('SELECT v FROM t ORDER BY id')).toEqual([{ v: 7 }]);
+    expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [{ name: 't_log' }] });
+    expect(await setup.databases()).toEqual([setup.name]);
+  });
+
+  it('finishes the swap when a session locks a new table for longer than the RENAME may wait, within timeout', { timeout: 60_000 }, async () => {
+    // Right after the commit another session reads the new t in a transaction: creating t's
+    // trigger waits for it as long as the timeout allows, not the RENAME's one second.
+    const { setup, outcome, raced } = await raceAfterUnlock(2500, 10, (sql) => sql.startsWith('RENAME TABLE'), 't');
+    expect(raced).toBe(true);
+    expect(outcome).toBeUndefined();
     expect(await setup.query('SELECT v FROM t ORDER BY id')).toEqual([{ v: 7 }]);
     expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [{ name: 't_log' }] });
     expect(await setup.databases()).toEqual([setup.name]);

@@ -690,7 +690,6 @@ async function renameWithTriggersAside(
     await setLockWait(connection, TRIGGERLESS_WAIT_SECONDS);
     try {
       await query(connection, rename);
-      return;
     } catch (error) {
       if (!lockWaitTimedOut(error)) throw error;
       await putBackTriggers(connection, names, liveTriggers, lockWaitSeconds);
@@ -703,7 +702,10 @@ async function renameWithTriggersAside(
       log.debug(
         `another session took a lock on a table of ${names.live} before the swap's RENAME; its triggers are back, trying again (${attempt + 1} of ${RENAME_TRIES})`,
       );
+      continue;
     }
+    // Nothing may come between the RENAME and the caller's note that it committed.
+    return;
   }
 }
 
@@ -773,6 +775,9 @@ export async function swapIn(connection: MysqlConnection, names: DatabaseNames, 
       log,
     );
     committed = true;
+    // Finishing the swap (dropping the old views and routines, creating the new triggers) waits
+    // for other sessions as long as the rest of the swap does, not the RENAME's second.
+    await setLockWait(connection, lockWaitSeconds);
     log.debug(`swapped ${stagingTables.length} tables into ${names.live} (${liveTables.length} old tables moved to ${names.old})`);
     failedGrants = await rollForward(connection, names, log);
   } catch (error) {
