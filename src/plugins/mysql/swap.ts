@@ -574,7 +574,7 @@ function viewInvalid(error: unknown): boolean {
  * How long the RENAME may wait for other sessions' locks once the live triggers are dropped:
  * lock_wait_timeout counts whole seconds, and 0 would fail on any statement still running.
  */
-export const TRIGGERLESS_WAIT_SECONDS = 1;
+const TRIGGERLESS_WAIT_SECONDS = 1;
 /** How many times the swap drops the live triggers and tries its RENAME before it gives up. */
 const RENAME_TRIES = 3;
 
@@ -759,7 +759,7 @@ export async function swapIn(connection: MysqlConnection, names: DatabaseNames, 
     const moves = [
       ...liveTables.map((t) => `${quoteName(names.live)}.${quoteName(t)} TO ${quoteName(names.old)}.${quoteName(t)}`),
       // Before the staging tables that take their names.
-      ...viewMoves.map(([view, aside]) => `${quoteName(names.live)}.${quoteName(view)} TO ${quoteName(names.live)}.${quoteName(aside)}`),
+      ...viewMoves.map(([view, outOfTheWay]) => `${quoteName(names.live)}.${quoteName(view)} TO ${quoteName(names.live)}.${quoteName(outOfTheWay)}`),
       ...stagingTables.map((t) => `${quoteName(names.staging)}.${quoteName(t)} TO ${quoteName(names.live)}.${quoteName(t)}`),
       `${quoteName(names.old)}.${quoteName(JOURNAL)} TO ${quoteName(names.old)}.${quoteName(COMMITTED)}`,
     ];
