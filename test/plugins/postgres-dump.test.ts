@@ -1,14 +1,19 @@
 /**
  * dumpDatabase against the real PostgreSQL server, with a store that gives up: the user must read
- * the store's error (a full disk), not the echo it causes in the dump's pipes.
+ * the store's error (a full disk), not the echo it causes in the dump's pipes. And key-order
+ * snapshots (`postgresqlRowOrder=key`) beside what can end or block their sessions: the database's
+ * timeouts, an administrator, a concurrent ALTER TABLE. Locks held by the test set the timing.
  */
-import { describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
 import type { SnapshotSink } from '../../src/core/plugin.js';
 import { withSession } from '../../src/plugins/postgres/client.js';
 import { dumpDatabase } from '../../src/plugins/postgres/dump.js';
 import { parsePostgresOptions } from '../../src/plugins/postgres/options.js';
-import { postgresSetup } from '../support/sql-setup.js';
+import { findPostgres } from '../support/servers.js';
+import { postgresSetup, type SqlSetup } from '../support/sql-setup.js';
+import { uniqueName } from '../support/temp.js';
 
 /** A store whose disk is full: it refuses the stream at once, or after reading some of it. */
 function fullDisk(readFirst: number): SnapshotSink {
@@ -41,5 +46,114 @@ describe('postgresql-database dump into a store that fails', () => {
         await expect(dumped, `${order} order, store fails after ${readFirst} bytes`).rejects.toMatchObject({ code: 'ENOSPC' });
       }
     }
+  });
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A session of the test's own on the component's database, closed when the test ends. */
+async function testSession(setup: SqlSetup, application = 'qq-test'): Promise<pg.Client> {
+  const server = await findPostgres();
+  const client = new pg.Client({
+    host: server.socketDir ?? server.host,
+    port: server.port,
+    user: server.user,
+    password: server.password,
+    database: setup.name,
+    application_name: application,
+  });
+  client.on('error', () => {});
+  await client.connect();
+  onTestFinished(() => client.end().catch(() => {}));
+  return client;
+}
+
+/** Table locks of dysnomia's sessions (the exporting session and the tools) on the database. */
+async function dysnomiaLocks(setup: SqlSetup): Promise<Array<{ pid: number; table: string; granted: boolean }>> {
+  return (await setup.query(
+    `SELECT a.pid, l.relation::regclass::text AS table, l.granted FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+      WHERE a.datname = current_database() AND a.application_name = 'dysnomia' AND l.locktype = 'relation' AND l.relation >= 16384`,
+  )) as Array<{ pid: number; table: string; granted: boolean }>;
+}
+
+/** Waits until `ready` holds, for up to `ms`; returns whether it did. */
+async function waitFor(ready: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await ready()) return true;
+    await sleep(50);
+  }
+  return false;
+}
+
+const keyedScripts = (extra = '') => ({
+  '01.sql': `${extra}CREATE TABLE t (id int PRIMARY KEY, body text);\nINSERT INTO t SELECT i, repeat('x', 100) FROM generate_series(1, 20000) i;\n`,
+});
+
+describe('postgresql-database key-order snapshots beside timeouts and other sessions', () => {
+  it("a statement_timeout of the database does not cancel the snapshot's sessions while they wait (they set it to 0, as pg_dump does)", async () => {
+    const setup = await postgresSetup({ name: uniqueName('qq_pg'), scripts: keyedScripts(), properties: { postgresqlRowOrder: 'key' } });
+    await setup.ok('activate');
+    await setup.query(`ALTER DATABASE "${setup.name}" SET statement_timeout = '300ms'`);
+    // A session that holds the table for a second: the snapshot's lock waits longer than 300 ms.
+    const holder = await testSession(setup);
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE t IN ACCESS EXCLUSIVE MODE');
+    const snapshot = setup.run('snapshot');
+    expect(await waitFor(async () => (await dysnomiaLocks(setup)).some((l) => l.table === 't' && !l.granted))).toBe(true);
+    await sleep(800);
+    await holder.query('COMMIT');
+    const result = await snapshot;
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(await setup.generations()).toEqual(['1']);
+  });
+
+  it('an idle_in_transaction_session_timeout of the database does not end the session holding the snapshot', async () => {
+    const setup = await postgresSetup({
+      name: uniqueName('qq_pg'),
+      scripts: keyedScripts('CREATE TABLE nokey (v int);\nINSERT INTO nokey VALUES (1);\n'),
+      properties: { postgresqlRowOrder: 'key' },
+    });
+    await setup.ok('activate');
+    await setup.query(`ALTER DATABASE "${setup.name}" SET idle_in_transaction_session_timeout = '100ms'`);
+    // pg_dump waits for the table without a key; the exporting session sits idle meanwhile.
+    const holder = await testSession(setup);
+    await holder.query('SET idle_in_transaction_session_timeout = 0');
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE nokey IN ACCESS EXCLUSIVE MODE');
+    const snapshot = setup.run('snapshot');
+    expect(await waitFor(async () => (await dysnomiaLocks(setup)).some((l) => l.table === 'nokey' && !l.granted))).toBe(true);
+    await sleep(600);
+    await holder.query('COMMIT');
+    const result = await snapshot;
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(await setup.generations()).toEqual(['1']);
+  });
+
+  it('says so when the session holding the snapshot is ended anyway, and stores nothing', async () => {
+    const setup = await postgresSetup({
+      name: uniqueName('qq_pg'),
+      scripts: keyedScripts('CREATE TABLE nokey (v int);\nINSERT INTO nokey VALUES (1);\n'),
+      properties: { postgresqlRowOrder: 'key' },
+    });
+    await setup.ok('activate');
+    const holder = await testSession(setup);
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE nokey IN ACCESS EXCLUSIVE MODE');
+    const snapshot = setup.run('snapshot');
+    expect(await waitFor(async () => (await dysnomiaLocks(setup)).some((l) => l.table === 'nokey' && !l.granted))).toBe(true);
+    // The first of dysnomia's sessions on the database is the one that exported the snapshot.
+    const [ended] = await setup.query(
+      `SELECT pid, pg_terminate_backend(pid) AS done FROM (SELECT pid FROM pg_stat_activity
+        WHERE datname = current_database() AND application_name = 'dysnomia' ORDER BY backend_start LIMIT 1) s`,
+    );
+    expect(ended!.done).toBe(true);
+    await holder.query('COMMIT');
+    const result = await snapshot;
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain(
+      `the session holding the snapshot of ${setup.name} (server process ${ended!.pid}) ended before the dump was complete (terminating connection due to administrator command)`,
+    );
+    expect(await setup.generations()).toEqual([]);
   });
 });

@@ -38,6 +38,11 @@ export interface PgSession {
   serverVersion: number;
   /** The server process serving the session (pg_backend_pid). */
   pid: number;
+  /**
+   * Why the connection was lost, if it was and the server said why (such as `terminating
+   * connection due to idle-in-transaction timeout`). Known for direct sessions only.
+   */
+  lost?: () => string | undefined;
 }
 
 /** The first statement of every session: what PgSession records about it. */
@@ -90,7 +95,11 @@ function isPeerFailure(error: unknown): boolean {
 
 async function directSession(options: PostgresOptions, database: string, timeoutMs: number): Promise<PgSession> {
   const client = new pg.Client(clientConfig(options, database, timeoutMs));
-  client.on('error', () => {}); // a dropped connection fails the pending query instead
+  // A dropped connection fails the pending query instead; the server's last words are kept.
+  let lost: string | undefined;
+  client.on('error', (error) => {
+    lost ??= error.message;
+  });
   try {
     await client.connect();
   } catch (error) {
@@ -109,6 +118,7 @@ async function directSession(options: PostgresOptions, database: string, timeout
     end: () => client.end(),
     serverVersion: Number(facts?.version ?? 0),
     pid: Number(facts?.pid ?? 0),
+    lost: () => lost,
   };
 }
 

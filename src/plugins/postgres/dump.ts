@@ -19,7 +19,7 @@
  */
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { OperationError } from '../../core/errors.js';
+import { AbortedError, messageOf, OperationError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { SnapshotSink } from '../../core/plugin.js';
 import { dumpWith, type ToolOptions } from '../sql/tool.js';
@@ -66,9 +66,30 @@ async function keyedTables(session: PgSession): Promise<KeyedTable[]> {
 
 const q = (name: string) => `"${name}"`;
 
+/**
+ * What pg_dump sets in each of its sessions, so that a database or role setting cannot end ours:
+ * no statement timeout (a copy may take long, and a session waits on its output while the store
+ * is slow), no idle-in-transaction timeout (the exporting session sits idle in its transaction
+ * while the tools read its snapshot, and a session that ends takes its snapshot with it) and, on
+ * 17 and later, no transaction timeout. Lock waits are bounded by lockTimeout instead.
+ */
+function noTimeouts(serverVersion: number): string[] {
+  return [
+    'SET statement_timeout = 0',
+    'SET idle_in_transaction_session_timeout = 0',
+    ...(serverVersion >= 170000 ? ['SET transaction_timeout = 0'] : []),
+  ];
+}
+
+/** How long our sessions wait for a table lock, in milliseconds: the timeout, at least 1 s. */
+const lockTimeout = (options: PostgresOptions) => Math.max(1000, options.timeoutMs);
+
 /** The psql script writing the keyed tables' COPY blocks from the exported snapshot. */
-function copyScript(tables: KeyedTable[], snapshot: string, encoding: string): string {
+function copyScript(tables: KeyedTable[], snapshot: string, encoding: string, serverVersion: number, lockMs: number): string {
   const lines = [
+    // First, before a database or role setting can cancel anything.
+    ...noTimeouts(serverVersion).map((set) => `${set};`),
+    `SET lock_timeout = ${lockMs};`,
     '\\pset format unaligned',
     '\\pset tuples_only on',
     `SET client_encoding = '${encoding}';`,
@@ -205,6 +226,7 @@ async function keyOrderedDump(options: PostgresOptions, control: PgSession, data
   // The schema dumps run beside the rows; whatever happens they end before the snapshot does.
   const schemaDumps: Promise<Buffer>[] = [];
   try {
+    for (const set of noTimeouts(exporter.serverVersion)) await exporter.query(set);
     await exporter.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
     const [exported] = await exporter.query<{ id: string; encoding: string }>(
       'SELECT pg_export_snapshot() AS id, pg_encoding_to_char(encoding) AS encoding FROM pg_database WHERE datname = current_database()',
@@ -214,7 +236,7 @@ async function keyOrderedDump(options: PostgresOptions, control: PgSession, data
     // As pg_dump does: ACCESS SHARE locks until the end, so a TRUNCATE or a rewriting ALTER TABLE
     // cannot commit while the rows are copied (the exported snapshot would then see the table empty).
     if (tables.length > 0) {
-      await exporter.query(`SET LOCAL lock_timeout = ${Math.max(1000, options.timeoutMs)}`);
+      await exporter.query(`SET LOCAL lock_timeout = ${lockTimeout(options)}`);
       await exporter.query(`LOCK TABLE ${tables.map((t) => `${q(t.schema)}.${q(t.table)}`).join(', ')} IN ACCESS SHARE MODE`);
     }
     p.log.debug(`dumping ${tables.length} table(s) of ${database} in primary key order`);
@@ -233,14 +255,40 @@ async function keyOrderedDump(options: PostgresOptions, control: PgSession, data
     const excluded = tables.map((t) => `--exclude-table-data=${q(t.schema)}.${q(t.table)}`);
     await dumpWith(p.dump, [...inSnapshot, '--section=data', ...excluded], what, part(p.out, p.key), p.tool);
     if (tables.length > 0) {
-      const script = copyScript(tables, exported.id, exported.encoding);
+      const script = copyScript(tables, exported.id, exported.encoding, exporter.serverVersion, lockTimeout(options));
       const args = [...connectionArguments(options, database), '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--file=-'];
       await dumpWith(p.psql, args, `${what} (rows in primary key order)`, part(p.out, undefined), { ...p.tool, input: script });
     }
     p.out.write(await postData);
     await exporter.query('COMMIT');
+  } catch (error) {
+    throw await explained(error, exporter, database);
   } finally {
     await Promise.allSettled(schemaDumps);
     await exporter.end().catch(() => {});
   }
+}
+
+/**
+ * The error to report for a failed key-order dump. When the session holding the snapshot is gone
+ * (an administrator or a server-side timeout ended it), the tools' own errors (`invalid snapshot
+ * identifier`, a lost connection) hide why: say so. Errors from the store's side are left as
+ * they are (causeOf picks the store's own).
+ */
+async function explained(error: unknown, exporter: PgSession, database: string): Promise<unknown> {
+  if (isStreamEcho(error) || error instanceof AbortedError) return error;
+  const alive = await exporter.query('SELECT 1').then(
+    () => true,
+    () => false,
+  );
+  if (!alive) {
+    const why = exporter.lost?.();
+    return new OperationError(
+      `the session holding the snapshot of ${database} (server process ${exporter.pid}) ended before the dump was complete` +
+        `${why === undefined ? '' : ` (${why})`}, so its parts cannot be shown to read one snapshot; nothing was stored ` +
+        `(${messageOf(error)})`,
+      { plugin: PLUGIN, cause: error },
+    );
+  }
+  return error;
 }
