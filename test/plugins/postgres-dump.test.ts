@@ -4,6 +4,8 @@
  * snapshots (`postgresqlRowOrder=key`) beside what can end or block their sessions: the database's
  * timeouts, an administrator, a concurrent ALTER TABLE. Locks held by the test set the timing.
  */
+import path from 'node:path';
+import { text } from 'node:stream/consumers';
 import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
@@ -11,6 +13,7 @@ import type { SnapshotSink } from '../../src/core/plugin.js';
 import { withSession } from '../../src/plugins/postgres/client.js';
 import { dumpDatabase } from '../../src/plugins/postgres/dump.js';
 import { parsePostgresOptions } from '../../src/plugins/postgres/options.js';
+import { SnapshotStore } from '../../src/snapshot-store/index.js';
 import { findPostgres } from '../support/servers.js';
 import { postgresSetup, type SqlSetup } from '../support/sql-setup.js';
 import { uniqueName } from '../support/temp.js';
@@ -154,6 +157,88 @@ describe('postgresql-database key-order snapshots beside timeouts and other sess
     expect(result.stderr).toContain(
       `the session holding the snapshot of ${setup.name} (server process ${ended!.pid}) ended before the dump was complete (terminating connection due to administrator command)`,
     );
+    expect(await setup.generations()).toEqual([]);
+  });
+});
+
+/**
+ * Starts `ALTER TABLE zzz ADD COLUMN` in its own session and waits until it waits for its lock;
+ * `done` settles with 'done' or the ALTER's error once it has run.
+ */
+async function alterWaiting(setup: SqlSetup): Promise<{ done: Promise<string> }> {
+  const watcher = await testSession(setup, 'qq-watch');
+  const alter = await testSession(setup, 'qq-alter');
+  const done = alter.query("SET statement_timeout = '20s'; ALTER TABLE zzz ADD COLUMN c int").then(
+    () => 'done',
+    (error: Error) => error.message,
+  );
+  const waiting = async () =>
+    (await watcher.query(
+      `SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE a.application_name = 'qq-alter' AND l.relation::regclass::text = 'zzz' AND NOT l.granted`,
+    )).rows.length > 0;
+  expect(await waitFor(waiting)).toBe(true);
+  return { done };
+}
+
+describe('postgresql-database key-order snapshots beside an ALTER TABLE', () => {
+  const scripts = (nokeyFirst: boolean) => {
+    const nokey = 'CREATE TABLE nokey (v int);\nINSERT INTO nokey VALUES (1);\n';
+    const keyed = "CREATE TABLE aaa (id int PRIMARY KEY, v text);\nINSERT INTO aaa SELECT i, 'a' FROM generate_series(1, 1000) i;\nCREATE TABLE zzz (id int PRIMARY KEY, v text);\nINSERT INTO zzz VALUES (1, 'z');\n";
+    // pg_dump locks the tables in the order they were made (by oid).
+    return { '01.sql': nokeyFirst ? nokey + keyed : keyed + nokey };
+  };
+
+  it('an ALTER TABLE that comes once the snapshot has begun waits for it, as for pg_dump, instead of a lock cycle nobody sees', async () => {
+    const setup = await postgresSetup({ name: uniqueName('qq_pg'), scripts: scripts(false), properties: { postgresqlRowOrder: 'key' } });
+    await setup.ok('activate');
+    // The pg_dump runs lock aaa and zzz, then wait for nokey, held here.
+    const holder = await testSession(setup);
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE nokey IN ACCESS EXCLUSIVE MODE');
+    const started = Date.now();
+    const snapshot = setup.run('snapshot');
+    expect(await waitFor(async () => (await dysnomiaLocks(setup)).some((l) => l.table === 'nokey' && !l.granted))).toBe(true);
+    // Every session of the snapshot that copies zzz has locked it by now (psql may be done).
+    await waitFor(async () => new Set((await dysnomiaLocks(setup)).filter((l) => l.table === 'zzz' && l.granted).map((l) => l.pid)).size >= 4, 3000);
+    const { done: altered } = await alterWaiting(setup);
+    await holder.query('COMMIT');
+    const result = await snapshot;
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(await altered).toBe('done');
+    expect(Date.now() - started).toBeLessThan(15_000);
+    // The snapshot has zzz as it was before the ALTER.
+    const key = { container: path.basename(setup.containerFile), component: setup.name };
+    const dump = await text((await new SnapshotStore(setup.stateDir).latest(key))!.open('dump.pgsql'));
+    expect(dump).toContain('COPY "public"."zzz" ("id", "v") FROM stdin;\n1\tz\n\\.\n');
+  });
+
+  it('fails within the timeout, naming the ALTER TABLE and its table, when a tool must lock a table after an ALTER queued for it', async () => {
+    const setup = await postgresSetup({
+      name: uniqueName('qq_pg'),
+      scripts: scripts(true),
+      properties: { postgresqlRowOrder: 'key', timeout: '2' },
+    });
+    await setup.ok('activate');
+    // The pg_dump runs wait for nokey before they lock zzz; the ALTER queues for zzz meanwhile,
+    // behind the session holding the snapshot.
+    const holder = await testSession(setup);
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE nokey IN ACCESS EXCLUSIVE MODE');
+    const started = Date.now();
+    const snapshot = setup.run('snapshot');
+    expect(await waitFor(async () => (await dysnomiaLocks(setup)).some((l) => l.table === 'nokey' && !l.granted))).toBe(true);
+    const { done: altered } = await alterWaiting(setup);
+    await holder.query('COMMIT');
+    const result = await snapshot;
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(
+      /server process \d+ \(role \w+, application qq-alter\) waits to lock zzz for: SET statement_timeout = '20s'; ALTER TABLE zzz ADD COLUMN c int\. It waits for the session holding the snapshot of qq_pg_\w+ \(server process \d+\)/,
+    );
+    expect(result.stderr).toContain('Take the snapshot again once that statement is done.');
+    expect(Date.now() - started).toBeLessThan(10_000);
+    // The ALTER went on once the snapshot gave up.
+    expect(await altered).toBe('done');
     expect(await setup.generations()).toEqual([]);
   });
 });

@@ -10,9 +10,12 @@
  * 2. `pg_dump --snapshot --section=pre-data` writes the schema;
  * 3. `pg_dump --snapshot --section=data --exclude-table-data=<keyed tables>` writes everything
  *    else of the data section: tables without a key, sequence values, large objects;
- * 4. one psql, importing the same snapshot, writes `COPY ... FROM stdin` blocks for the keyed
- *    tables from `COPY (SELECT <columns pg_dump would copy> FROM ONLY t ORDER BY <key>)`;
+ * 4. one psql, importing the same snapshot, locks the keyed tables and writes `COPY ... FROM
+ *    stdin` blocks for them from `COPY (SELECT <columns pg_dump would copy> FROM ONLY t ORDER BY <key>)`;
  * 5. `pg_dump --snapshot --section=post-data` writes indexes, constraints and triggers.
+ *
+ * Steps 2 to 5 start together and take their locks at once (see keyOrderedDump for why); their
+ * output is written in order.
  *
  * The result is a plain dump that psql loads like any other. Tables whose names are not plain
  * identifiers keep pg_dump's own copy, as do servers older than 12 (the whole database then).
@@ -102,6 +105,10 @@ function copyScript(tables: KeyedTable[], snapshot: string, encoding: string, se
     `SET TRANSACTION SNAPSHOT '${snapshot}';`,
     'SET row_security = off;',
   ];
+  // Every table at once, before the first copy, as pg_dump does (see keyOrderedDump). A lock that
+  // is not granted within lock_timeout fails, and psql then shows the statement, naming the table.
+  lines.push('\\set ECHO errors');
+  for (const t of tables) lines.push(`LOCK TABLE ${q(t.schema)}.${q(t.table)} IN ACCESS SHARE MODE;`);
   for (const t of tables) {
     const name = `${q(t.schema)}.${q(t.table)}`;
     const columns = t.columns.map(q).join(', ');
@@ -121,6 +128,22 @@ function part(out: PassThrough, key: string | undefined) {
   return async (output: Readable) => {
     if (key === undefined) await pipeline(output, out, { end: false });
     else await pipeline(output, new RestrictRemover(key), out, { end: false });
+  };
+}
+
+/**
+ * Like part, once `before` (the part before this one) is written. If that failed, the tool's
+ * output is dropped, so the tool can be stopped (a pipe nobody reads would keep it waiting).
+ */
+function partAfter(before: Promise<unknown>, out: PassThrough, key: string | undefined) {
+  return async (output: Readable) => {
+    try {
+      await before;
+    } catch (error) {
+      output.destroy();
+      throw error;
+    }
+    await part(out, key)(output);
   };
 }
 
@@ -223,8 +246,13 @@ interface DumpParts {
 
 async function keyOrderedDump(options: PostgresOptions, control: PgSession, database: string, p: DumpParts): Promise<void> {
   const exporter = await sessionOn(control, options, database);
-  // The schema dumps run beside the rows; whatever happens they end before the snapshot does.
-  const schemaDumps: Promise<Buffer>[] = [];
+  // The tools run side by side; whatever happens they end before the snapshot does.
+  const running: Promise<unknown>[] = [];
+  const started = <T>(work: Promise<T>): Promise<T> => {
+    work.catch(() => {}); // awaited below, or settled in finally
+    running.push(work);
+    return work;
+  };
   try {
     for (const set of noTimeouts(exporter.serverVersion)) await exporter.query(set);
     await exporter.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
@@ -242,53 +270,110 @@ async function keyOrderedDump(options: PostgresOptions, control: PgSession, data
     p.log.debug(`dumping ${tables.length} table(s) of ${database} in primary key order`);
     const inSnapshot = [...p.common, `--snapshot=${exported.id}`];
     const what = `dumping ${database}`;
-    // The schema parts are small: dump them while the data streams, and keep them in memory.
-    const schema = (section: string) => {
-      const collected = collect(p.dump, [...inSnapshot, `--section=${section}`], what, p.key, p.tool);
-      collected.catch(() => {}); // awaited below, or settled in finally
-      schemaDumps.push(collected);
-      return collected;
-    };
-    const preData = schema('pre-data');
-    const postData = schema('post-data');
-    p.out.write(await preData);
+    // These locks do not cover the tools' sessions: an ALTER TABLE that waits for them is queued
+    // ahead of a tool's own lock on that table, and waits for our snapshot while the tool waits
+    // for it, which the server cannot see as a deadlock. So every tool starts now and takes its
+    // locks at once, as pg_dump takes them all at its start (an ALTER that comes later waits for
+    // the whole snapshot), and each waits at most the timeout for them (pg_dump's
+    // --lock-wait-timeout, psql's lock_timeout). Their output goes into the dump in order, each
+    // part waiting, with back-pressure on its tool, for the one before it.
+    // The schema parts are small: kept in memory.
+    const preData = started(collect(p.dump, [...inSnapshot, '--section=pre-data'], what, p.key, p.tool));
+    const postData = started(collect(p.dump, [...inSnapshot, '--section=post-data'], what, p.key, p.tool));
+    const preWritten = started(preData.then((dumped) => void p.out.write(dumped)));
     const excluded = tables.map((t) => `--exclude-table-data=${q(t.schema)}.${q(t.table)}`);
-    await dumpWith(p.dump, [...inSnapshot, '--section=data', ...excluded], what, part(p.out, p.key), p.tool);
+    const dataWritten = started(
+      dumpWith(p.dump, [...inSnapshot, '--section=data', ...excluded], what, partAfter(preWritten, p.out, p.key), p.tool),
+    );
+    let rowsWritten = dataWritten;
     if (tables.length > 0) {
       const script = copyScript(tables, exported.id, exported.encoding, exporter.serverVersion, lockTimeout(options));
       const args = [...connectionArguments(options, database), '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--file=-'];
-      await dumpWith(p.psql, args, `${what} (rows in primary key order)`, part(p.out, undefined), { ...p.tool, input: script });
+      rowsWritten = started(
+        dumpWith(p.psql, args, `${what} (rows in primary key order)`, partAfter(dataWritten, p.out, undefined), { ...p.tool, input: script }),
+      );
     }
+    await rowsWritten;
     p.out.write(await postData);
     await exporter.query('COMMIT');
   } catch (error) {
-    throw await explained(error, exporter, database);
+    throw await explained(error, exporter, database, options);
   } finally {
-    await Promise.allSettled(schemaDumps);
+    await Promise.allSettled(running);
     await exporter.end().catch(() => {});
   }
 }
 
+/** A session waiting for a lock that the session holding the snapshot has. */
+interface Waiter {
+  pid: number;
+  role: string | null;
+  application: string | null;
+  query: string | null;
+  tables: string | null;
+}
+
 /**
- * The error to report for a failed key-order dump. When the session holding the snapshot is gone
- * (an administrator or a server-side timeout ended it), the tools' own errors (`invalid snapshot
- * identifier`, a lost connection) hide why: say so. Errors from the store's side are left as
- * they are (causeOf picks the store's own).
+ * `query` on `session`, or undefined when it fails or gives no answer within `ms` (a server that
+ * is gone without closing the connection must not make a failed dump hang).
  */
-async function explained(error: unknown, exporter: PgSession, database: string): Promise<unknown> {
+async function answer<T>(session: PgSession, sql: string, ms: number): Promise<T[] | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)));
+  try {
+    return await Promise.race([session.query<T>(sql).catch(() => undefined), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The error to report for a failed key-order dump, with what the tools' own errors hide:
+ * - the session holding the snapshot is gone (an administrator or a server-side timeout ended
+ *   it): the tools then fail with `invalid snapshot identifier` or a lost connection;
+ * - another session waits for a lock this snapshot holds (an ALTER TABLE): a lock one of our
+ *   tools asked for after it queued behind it and timed out, a wait the server cannot see as a
+ *   deadlock. The message names that session, its statement and the table.
+ * Errors from the store's side are left as they are (causeOf picks the store's own).
+ */
+async function explained(error: unknown, exporter: PgSession, database: string, options: PostgresOptions): Promise<unknown> {
   if (isStreamEcho(error) || error instanceof AbortedError) return error;
-  const alive = await exporter.query('SELECT 1').then(
-    () => true,
-    () => false,
+  const holder = `the session holding the snapshot of ${database} (server process ${exporter.pid})`;
+  const ms = Math.max(1000, options.timeoutMs);
+  const waiters = await answer<Waiter>(
+    exporter,
+    `SELECT a.pid, a.usename AS role, a.application_name AS application, left(a.query, 300) AS query,
+            (SELECT string_agg(DISTINCT l.relation::regclass::text, ', ') FROM pg_locks l
+              WHERE l.pid = a.pid AND NOT l.granted AND l.locktype = 'relation'
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) AS tables
+       FROM pg_stat_activity a
+      WHERE a.pid <> pg_backend_pid() AND pg_backend_pid() = ANY (pg_blocking_pids(a.pid))
+      ORDER BY a.pid`,
+    ms,
   );
-  if (!alive) {
+  if (waiters === undefined) {
+    // A failed statement of its own (its lock wait timed out) leaves the session alive.
+    if ((await answer(exporter, 'ROLLBACK', ms)) !== undefined) return error;
     const why = exporter.lost?.();
     return new OperationError(
-      `the session holding the snapshot of ${database} (server process ${exporter.pid}) ended before the dump was complete` +
-        `${why === undefined ? '' : ` (${why})`}, so its parts cannot be shown to read one snapshot; nothing was stored ` +
-        `(${messageOf(error)})`,
+      `${holder} ended before the dump was complete${why === undefined ? '' : ` (${why})`}, so its parts cannot be shown to ` +
+        `read one snapshot; nothing was stored (${messageOf(error)})`,
       { plugin: PLUGIN, cause: error },
     );
   }
-  return error;
+  // Only a lock wait of ours that timed out (pg_dump's --lock-wait-timeout is a statement timeout).
+  if (waiters.length === 0 || !/canceling statement due to (lock|statement) timeout/.test(messageOf(error))) return error;
+  const who = waiters
+    .map(
+      (w) =>
+        `server process ${w.pid} (role ${w.role ?? '?'}, application ${w.application || '?'}) waits to lock ${w.tables ?? 'a table'} ` +
+        `for: ${(w.query ?? '').replace(/\s+/g, ' ').trim()}`,
+    )
+    .join('; ');
+  return new OperationError(
+    `${messageOf(error)}\n${who}. It waits for ${holder}, and a lock the dump asked for later on the same table queued behind ` +
+      `it: neither could go on, a wait the server does not see as a deadlock, so the dump gave up after timeout ` +
+      `(${ms / 1000} s) rather than hang. Take the snapshot again once that statement is done.`,
+    { plugin: PLUGIN, cause: error },
+  );
 }
