@@ -89,26 +89,41 @@ async function waitFor(ready: () => Promise<boolean>, ms = 10_000): Promise<bool
   return false;
 }
 
-const keyedScripts = (extra = '') => ({
-  '01.sql': `${extra}CREATE TABLE t (id int PRIMARY KEY, body text);\nINSERT INTO t SELECT i, repeat('x', 100) FROM generate_series(1, 20000) i;\n`,
+const keyedScripts = (extra = '', rows = 20_000) => ({
+  '01.sql': `${extra}CREATE TABLE t (id int PRIMARY KEY, body text);\nINSERT INTO t SELECT i, repeat('x', 100) FROM generate_series(1, ${rows}) i;\n`,
 });
 
 describe('postgresql-database key-order snapshots beside timeouts and other sessions', () => {
   it("a statement_timeout of the database does not cancel the snapshot's sessions while they wait (they set it to 0, as pg_dump does)", async () => {
-    const setup = await postgresSetup({ name: uniqueName('qq_pg'), scripts: keyedScripts(), properties: { postgresqlRowOrder: 'key' } });
+    const setup = await postgresSetup({
+      name: uniqueName('qq_pg'),
+      scripts: keyedScripts('CREATE TABLE nokey (v int);\nINSERT INTO nokey VALUES (1);\n', 50_000),
+      properties: { postgresqlRowOrder: 'key' },
+    });
     await setup.ok('activate');
     await setup.query(`ALTER DATABASE "${setup.name}" SET statement_timeout = '300ms'`);
-    // A session that holds the table for a second: the snapshot's lock waits longer than 300 ms.
+    // A session that holds the keyed table for a second: the exporting session's lock waits.
     const holder = await testSession(setup);
     await holder.query('BEGIN');
     await holder.query('LOCK TABLE t IN ACCESS EXCLUSIVE MODE');
-    const snapshot = setup.run('snapshot');
+    let snapshot = setup.run('snapshot');
     expect(await waitFor(async () => (await dysnomiaLocks(setup)).some((l) => l.table === 't' && !l.granted))).toBe(true);
     await sleep(800);
     await holder.query('COMMIT');
-    const result = await snapshot;
+    let result = await snapshot;
     expect(result.exitCode, result.stderr).toBe(0);
-    expect(await setup.generations()).toEqual(['1']);
+    // Now pg_dump waits for the table without a key, and psql's copy of t (5 MB), which is written
+    // after pg_dump's part, is held back by its full pipe for a second, in the middle of its COPY.
+    await setup.query('UPDATE t SET body = upper(body) WHERE id = 1');
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE nokey IN ACCESS EXCLUSIVE MODE');
+    snapshot = setup.run('snapshot');
+    expect(await waitFor(async () => (await dysnomiaLocks(setup)).some((l) => l.table === 'nokey' && !l.granted))).toBe(true);
+    await sleep(1000);
+    await holder.query('COMMIT');
+    result = await snapshot;
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(await setup.generations()).toEqual(['1', '2']);
   });
 
   it('an idle_in_transaction_session_timeout of the database does not end the session holding the snapshot', async () => {
