@@ -176,6 +176,35 @@ describe('postgresql-database key-order snapshots beside timeouts and other sess
   });
 });
 
+describe('postgresql-database key-order snapshots beside a session holding a table', () => {
+  it('names the table and the session holding it when a lock wait times out, whether ours or pg_dump\'s', async () => {
+    const setup = await postgresSetup({
+      name: uniqueName('qq_pg'),
+      scripts: keyedScripts('CREATE TABLE nokey (v int);\nINSERT INTO nokey VALUES (1);\n', 100),
+      properties: { postgresqlRowOrder: 'key', timeout: '1' },
+    });
+    await setup.ok('activate');
+    const holder = await testSession(setup);
+    const [{ pid }] = (await holder.query('SELECT pg_backend_pid() AS pid')).rows as Array<{ pid: number }>;
+    for (const table of ['t', 'nokey']) {
+      await holder.query('BEGIN');
+      await holder.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+      const result = await setup.run('snapshot');
+      await holder.query('COMMIT');
+      expect(result.exitCode, table).toBe(1);
+      expect(result.stderr, table).toContain(
+        `server process ${pid} (role ${setup.properties.postgresqlUsername}, application qq-test) holds table ${table} (ACCESS EXCLUSIVE) for: LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE. Take the snapshot again once that statement is done.`,
+      );
+      if (table === 't') {
+        expect(result.stderr).toContain(`cannot lock the 1 table(s) of ${setup.name} to copy in key order within 1 s: canceling statement due to lock timeout`);
+      } else {
+        expect(result.stderr).toContain('LOCK TABLE public.nokey IN ACCESS SHARE MODE');
+      }
+    }
+    expect(await setup.generations()).toEqual([]);
+  });
+});
+
 /**
  * Starts `ALTER TABLE zzz ADD COLUMN` in its own session and waits until it waits for its lock;
  * `done` settles with 'done' or the ALTER's error once it has run.

@@ -265,7 +265,14 @@ async function keyOrderedDump(options: PostgresOptions, control: PgSession, data
     // cannot commit while the rows are copied (the exported snapshot would then see the table empty).
     if (tables.length > 0) {
       await exporter.query(`SET LOCAL lock_timeout = ${lockTimeout(options)}`);
-      await exporter.query(`LOCK TABLE ${tables.map((t) => `${q(t.schema)}.${q(t.table)}`).join(', ')} IN ACCESS SHARE MODE`);
+      try {
+        await exporter.query(`LOCK TABLE ${tables.map((t) => `${q(t.schema)}.${q(t.table)}`).join(', ')} IN ACCESS SHARE MODE`);
+      } catch (error) {
+        throw new OperationError(`cannot lock the ${tables.length} table(s) of ${database} to copy in key order within ${lockTimeout(options) / 1000} s: ${messageOf(error)}`, {
+          plugin: PLUGIN,
+          cause: error,
+        });
+      }
     }
     p.log.debug(`dumping ${tables.length} table(s) of ${database} in primary key order`);
     const inSnapshot = [...p.common, `--snapshot=${exported.id}`];
@@ -304,14 +311,29 @@ async function keyOrderedDump(options: PostgresOptions, control: PgSession, data
   }
 }
 
-/** A session waiting for a lock that the session holding the snapshot has. */
-interface Waiter {
+/** A session holding or waiting for an ACCESS EXCLUSIVE lock on a table of the database. */
+interface Conflict {
   pid: number;
   role: string | null;
   application: string | null;
   query: string | null;
-  tables: string | null;
+  table: string;
+  granted: boolean;
+  /** It waits for a lock the session holding the snapshot has. */
+  waits_for_us: boolean;
 }
+
+/**
+ * The locks that keep ACCESS SHARE waiting: ACCESS EXCLUSIVE ones on tables (not their indexes)
+ * of this database, held or asked for by other sessions. Our own sessions ask for none.
+ */
+const CONFLICTS = `SELECT a.pid, a.usename AS role, a.application_name AS application, left(a.query, 300) AS query,
+       l.relation::regclass::text AS table, l.granted, pg_backend_pid() = ANY (pg_blocking_pids(a.pid)) AS waits_for_us
+  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock' AND a.pid <> pg_backend_pid()
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = l.relation AND c.relkind IN ('r', 'p', 'm'))
+ ORDER BY l.granted DESC, a.pid`;
 
 /**
  * `query` on `session`, or undefined when it fails or gives no answer within `ms` (a server that
@@ -331,49 +353,50 @@ async function answer<T>(session: PgSession, sql: string, ms: number): Promise<T
  * The error to report for a failed key-order dump, with what the tools' own errors hide:
  * - the session holding the snapshot is gone (an administrator or a server-side timeout ended
  *   it): the tools then fail with `invalid snapshot identifier` or a lost connection;
- * - another session waits for a lock this snapshot holds (an ALTER TABLE): a lock one of our
- *   tools asked for after it queued behind it and timed out, a wait the server cannot see as a
- *   deadlock. The message names that session, its statement and the table.
+ * - a lock wait of ours timed out: who holds the table, or waits for it ahead of us. One that
+ *   waits for a lock the snapshot holds (an ALTER TABLE) made a cycle the server cannot see as a
+ *   deadlock: our tool asked for the same table after it and queued behind it.
  * Errors from the store's side are left as they are (causeOf picks the store's own).
  */
 async function explained(error: unknown, exporter: PgSession, database: string, options: PostgresOptions): Promise<unknown> {
   if (isStreamEcho(error) || error instanceof AbortedError) return error;
   const holder = `the session holding the snapshot of ${database} (server process ${exporter.pid})`;
-  const ms = Math.max(1000, options.timeoutMs);
-  const waiters = await answer<Waiter>(
-    exporter,
-    `SELECT a.pid, a.usename AS role, a.application_name AS application, left(a.query, 300) AS query,
-            (SELECT string_agg(DISTINCT l.relation::regclass::text, ', ') FROM pg_locks l
-              WHERE l.pid = a.pid AND NOT l.granted AND l.locktype = 'relation'
-                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) AS tables
-       FROM pg_stat_activity a
-      WHERE a.pid <> pg_backend_pid() AND pg_backend_pid() = ANY (pg_blocking_pids(a.pid))
-      ORDER BY a.pid`,
-    ms,
-  );
-  if (waiters === undefined) {
-    // A failed statement of its own (its lock wait timed out) leaves the session alive.
-    if ((await answer(exporter, 'ROLLBACK', ms)) !== undefined) return error;
-    const why = exporter.lost?.();
-    return new OperationError(
-      `${holder} ended before the dump was complete${why === undefined ? '' : ` (${why})`}, so its parts cannot be shown to ` +
-        `read one snapshot; nothing was stored (${messageOf(error)})`,
-      { plugin: PLUGIN, cause: error },
-    );
+  const ms = lockTimeout(options);
+  let conflicts = await answer<Conflict>(exporter, CONFLICTS, ms);
+  if (conflicts === undefined) {
+    // A failed statement of its own (its lock wait timed out) leaves the session alive, outside
+    // its transaction once rolled back.
+    if ((await answer(exporter, 'ROLLBACK', ms)) === undefined) {
+      const why = exporter.lost?.();
+      return new OperationError(
+        `${holder} ended before the dump was complete${why === undefined ? '' : ` (${why})`}, so its parts cannot be shown to ` +
+          `read one snapshot; nothing was stored (${messageOf(error)})`,
+        { plugin: PLUGIN, cause: error },
+      );
+    }
+    conflicts = (await answer<Conflict>(exporter, CONFLICTS, ms)) ?? [];
   }
   // Only a lock wait of ours that timed out (pg_dump's --lock-wait-timeout is a statement timeout).
-  if (waiters.length === 0 || !/canceling statement due to (lock|statement) timeout/.test(messageOf(error))) return error;
-  const who = waiters
-    .map(
-      (w) =>
-        `server process ${w.pid} (role ${w.role ?? '?'}, application ${w.application || '?'}) waits to lock ${w.tables ?? 'a table'} ` +
-        `for: ${(w.query ?? '').replace(/\s+/g, ' ').trim()}`,
-    )
-    .join('; ');
+  if (conflicts.length === 0 || !/canceling statement due to (lock|statement) timeout/.test(messageOf(error))) return error;
+  const session = (c: Conflict) =>
+    `server process ${c.pid} (role ${c.role ?? '?'}, application ${c.application || '?'})`;
+  const statement = (c: Conflict) => (c.query ?? '').replace(/\s+/g, ' ').trim();
+  const cycle = conflicts.filter((c) => !c.granted && c.waits_for_us);
+  const others = conflicts.filter((c) => c.granted || !c.waits_for_us);
+  const parts = others.map((c) =>
+    c.granted
+      ? `${session(c)} holds table ${c.table} (ACCESS EXCLUSIVE) for: ${statement(c)}`
+      : `${session(c)} waits to lock ${c.table}, ahead of the dump, for: ${statement(c)}`,
+  );
+  if (cycle.length > 0) {
+    parts.push(
+      `${cycle.map((c) => `${session(c)} waits to lock ${c.table} for: ${statement(c)}`).join('; ')}. It waits for ${holder}, ` +
+        `and a lock the dump asked for later on the same table queued behind it: neither could go on, a wait the server ` +
+        `does not see as a deadlock, so the dump gave up after timeout (${ms / 1000} s) rather than hang`,
+    );
+  }
   return new OperationError(
-    `${messageOf(error)}\n${who}. It waits for ${holder}, and a lock the dump asked for later on the same table queued behind ` +
-      `it: neither could go on, a wait the server does not see as a deadlock, so the dump gave up after timeout ` +
-      `(${ms / 1000} s) rather than hang. Take the snapshot again once that statement is done.`,
+    `${messageOf(error)}\n${parts.join('; ')}. Take the snapshot again once ${conflicts.length === 1 ? 'that statement is' : 'those statements are'} done.`,
     { plugin: PLUGIN, cause: error },
   );
 }
