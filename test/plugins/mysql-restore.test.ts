@@ -456,6 +456,31 @@ describe('mysql-database swap beside sessions that hold locks on the live tables
     expect(await setup.databases()).toEqual([setup.name]);
   });
 
+  it('collect-garbage waits at most the timeout for a session holding a table, names it, and drops nothing', { timeout: 60_000 }, async () => {
+    const setup = await mysqlSetup({ name: uniqueName('qq_my'), scripts: { '01.sql': LOGGED_SCHEMA }, properties: { timeout: '2' } });
+    await setup.ok('activate');
+    await setup.ok('deactivate');
+    const holder = await otherSession();
+    await holder.query(`USE \`${setup.name}\``);
+    await holder.query('BEGIN');
+    // t is the last table in name order: a drop that took aa and log first would show it.
+    await holder.query('SELECT * FROM t');
+    const [[{ id }]] = (await holder.query('SELECT CONNECTION_ID() AS id')) as unknown as [[{ id: number }]];
+    const started = Date.now();
+    const held = await setup.run('collect-garbage');
+    expect(Date.now() - started).toBeLessThan(30_000);
+    await holder.query('ROLLBACK');
+    expect(held.exitCode, held.stderr).toBe(1);
+    expect(held.stderr).toContain(`cannot drop database ${setup.name}`);
+    expect(held.stderr).toContain('within 2 s (the container\'s timeout)');
+    expect(held.stderr).toContain(`sessions using it: ${id} (`);
+    expect(held.stderr).toContain('Nothing was dropped');
+    expect(await setup.databases()).toEqual([setup.name]);
+    expect(await setup.query('SELECT table_name AS name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1')).toHaveLength(3);
+    await setup.ok('collect-garbage');
+    expect(await setup.databases()).toEqual([]);
+  });
+
   it('swaps once a lock held for a moment is released', { timeout: 60_000 }, async () => {
     const setup = await mysqlSetup({ name: uniqueName('qq_my'), scripts: { '01.sql': LOGGED_SCHEMA }, properties: { timeout: '10' } });
     await setup.ok('activate');

@@ -147,6 +147,33 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
   });
 }
 
+/**
+ * DROP DATABASE, waiting at most the container's timeout for other sessions' locks on its tables.
+ * The server's own bound (lock_wait_timeout, a day by default) let a pooled connection with an
+ * open transaction hold collect-garbage without a word. MariaDB takes the locks on all the tables
+ * before it drops any, so a wait that times out has dropped nothing.
+ */
+async function dropHeldDatabase(connection: MysqlConnection, database: string, options: MysqlOptions): Promise<void> {
+  const seconds = Math.max(1, Math.ceil(options.timeoutMs / 1000));
+  await query(connection, 'SET SESSION lock_wait_timeout = ?', [seconds]);
+  try {
+    await query(connection, `DROP DATABASE ${quoteName(database)}`);
+  } catch (error) {
+    if ((error as { errno?: number }).errno !== 1205) throw error;
+    const sessions = await query(
+      connection,
+      'SELECT ID AS id, USER AS user, HOST AS host, COMMAND AS command, TIME AS time FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID() ORDER BY ID',
+      [database],
+    ).catch(() => []);
+    const named = sessions.map((row) => `${String(row.id)} (${String(row.user)}@${String(row.host)}, ${String(row.command)} for ${String(row.time)} s)`);
+    throw new OperationError(
+      `cannot drop database ${database} on ${describeServer(options)}: other sessions hold locks on its tables (an open transaction that used them, or LOCK TABLES) and did not release them within ${seconds} s (the container's timeout)` +
+        `${named.length > 0 ? `; sessions using it: ${named.join(', ')}` : ''}. Nothing was dropped: end those sessions (KILL <id>) or run collect-garbage again`,
+      { plugin: PLUGIN, cause: error },
+    );
+  }
+}
+
 async function collectGarbage(ctx: Context): Promise<void> {
   const names = namesOf(ctx);
   await withConnection(ctx.options, ctx.signal, async (connection) => {
@@ -156,7 +183,7 @@ async function collectGarbage(ctx: Context): Promise<void> {
       ctx.log.info(`database ${names.live} does not exist on ${describeServer(ctx.options)}; nothing to drop`);
       return;
     }
-    await query(connection, `DROP DATABASE ${quoteName(names.live)}`);
+    await dropHeldDatabase(connection, names.live, ctx.options);
     ctx.log.info(`dropped database ${names.live} on ${describeServer(ctx.options)}`);
   });
 }
