@@ -141,8 +141,17 @@ describe('mysql-database snapshot identity', () => {
     }
     expect(await filter(Array.from(bytes).map((b) => Buffer.from([b])))).toBe(expected);
     // A stream without a header, or shorter than one, passes unchanged.
-    expect(await filter([Buffer.from('SELECT 1;\n-- Host: x\n')])).toBe('SELECT 1;\n');
+    expect(await filter([Buffer.from('SELECT 1;\n-- Host: x\n')])).toBe('SELECT 1;\n-- Host: x\n');
     expect(await filter([Buffer.from('-- Host: x')])).toBe('-- Host: x');
+    // mysqldump's header (no sandbox line) loses its host line too.
+    expect(await filter([Buffer.from('-- MySQL dump 10.13\n--\n-- Host: 127.0.0.1    Database: d\n-- ---\nSELECT 1;\n')])).toBe(
+      '-- MySQL dump 10.13\n--\n-- ---\nSELECT 1;\n',
+    );
+    // A header longer than the filter looks at, cut in one-byte pieces: no line is cut in two or glued to another.
+    const long = `-- x\n-- ${'y'.repeat(4000)}\n-- Host: h    Database: d\n-- more\nrest\n`;
+    expect(await filter(Array.from(Buffer.from(long)).map((b) => Buffer.from([b])))).toBe(long.replace('-- Host: h    Database: d\n', ''));
+    const longer = `-- x\n-- ${'y'.repeat(4090)}\n-- Host: h    Database: d\nrest\n`;
+    expect(await filter(Array.from(Buffer.from(longer)).map((b) => Buffer.from([b])))).toBe(longer);
   });
 
   it('gives an unchanged database the same snapshot whether the server is reached over the socket or over TCP', async () => {

@@ -59,10 +59,11 @@ export async function dumpDatabase(
   return meter.longest;
 }
 
-/** The header ends at its first empty line, within this many bytes (it is about 300). */
+/** The host line is among the dump's first lines: the fourth of mariadb-dump's, the third of mysqldump's. */
+const HEADER_LINES = 6;
+/** Those lines are short; a stream that has not given them within this many bytes has no such header. */
 const HEADER_LIMIT = 4096;
-const HOST_LINE = Buffer.from('\n-- Host: ');
-const HEADER_END = Buffer.from('\n\n');
+const HOST_LINE = Buffer.from('-- Host: ');
 
 /**
  * Leaves out the line `-- Host: localhost    Database: testdb` of the dump's header. It names
@@ -70,8 +71,8 @@ const HEADER_END = Buffer.from('\n\n');
  * TCP), not anything in the database, and the snapshot identity is the hash of the dump: with it,
  * an unchanged database got a new generation when mysqlHost or mysqlSocket changed. mariadb-dump
  * has no option for just this line (`--skip-comments` would drop every comment). Only the header
- * is looked at, the comment lines before the first empty line: the same text further on (in a
- * routine's body) is data.
+ * is looked at: the first few lines, each a comment (`--`, or mariadb-dump's `/*M!` sandbox line),
+ * and only a whole line is left out; the same text anywhere else (in a routine's body) is data.
  */
 export class HostLineRemover extends Transform {
   private head: Buffer[] = [];
@@ -87,33 +88,41 @@ export class HostLineRemover extends Transform {
     this.headLength += chunk.length;
     const head = Buffer.concat(this.head);
     this.head = [head];
-    const end = head.indexOf(HEADER_END);
-    if (end < 0 && this.headLength < HEADER_LIMIT) {
-      callback();
-      return;
-    }
-    this.release(end < 0 ? Math.min(head.length, HEADER_LIMIT) : end + 1);
+    if (this.headLength >= HEADER_LIMIT || newlines(head, HEADER_LINES) >= HEADER_LINES) this.release();
     callback();
   }
 
   override _flush(callback: TransformCallback): void {
-    if (!this.done) this.release(this.headLength);
+    if (!this.done) this.release();
     callback();
   }
 
-  /** Pushes the buffered start of the stream, without its host line among the first `header` bytes. */
-  private release(header: number): void {
+  /** Pushes the buffered start of the stream, without its host line when its header has one. */
+  private release(): void {
     const head = Buffer.concat(this.head);
     this.head = [];
     this.done = true;
-    const at = head.subarray(0, header).indexOf(HOST_LINE);
-    if (at < 0) {
-      this.push(head);
-      return;
+    let start = 0;
+    for (let line = 0; line < HEADER_LINES && start < head.length; line++) {
+      const end = head.indexOf(0x0a, start);
+      if (end < 0) break; // a line not whole yet is left as it is
+      if (head.subarray(start, start + HOST_LINE.length).equals(HOST_LINE)) {
+        this.push(Buffer.concat([head.subarray(0, start), head.subarray(end + 1)]));
+        return;
+      }
+      const first = head.subarray(start, start + 2).toString('latin1');
+      if (first !== '--' && first !== '/*') break;
+      start = end + 1;
     }
-    const lineEnd = head.indexOf(0x0a, at + 1);
-    this.push(Buffer.concat([head.subarray(0, at), lineEnd < 0 ? Buffer.alloc(0) : head.subarray(lineEnd)]));
+    this.push(head);
   }
+}
+
+/** How many newlines `buffer` holds, counting no further than `limit`. */
+function newlines(buffer: Buffer, limit: number): number {
+  let count = 0;
+  for (let at = buffer.indexOf(0x0a); at >= 0 && count < limit; at = buffer.indexOf(0x0a, at + 1)) count++;
+  return count;
 }
 
 /**
