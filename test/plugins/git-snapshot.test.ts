@@ -147,7 +147,14 @@ describe('git-repository snapshot and restore', () => {
     const tree = await git(setup.repo, 'rev-parse', 'main^{tree}');
     const detached = await git(setup.repo, 'commit-tree', tree, '-p', 'main', '-m', 'on a detached HEAD');
     await writeFile(path.join(setup.repo, 'HEAD'), `${detached}\n`);
+    // Owned by another user, as a git user's repository restored by root is: git 2.39.4 and later
+    // refuse to fetch from it unless its upload-pack is told to trust it.
+    await execa('chown', ['-R', '65534:65534', setup.repo]);
     const result = await setup.ok('restore');
+    expect(result.stderr).not.toContain('could not keep');
+    expect((await stat(path.join(setup.repo, 'HEAD'))).uid).toBe(65534);
+    // Back to the test's own user, for its git commands.
+    await execa('chown', ['-R', '0:0', setup.repo]);
     expect(result.stderr).toContain(`warning: the restore of ${setup.repo} replaces refs that differ from the snapshot: HEAD (detached at ${detached}; the snapshot has refs/heads/main)`);
     expect(result.stderr).toContain(`the commit of the detached HEAD, ${detached}, stays in ${setup.repo} without a ref until git gc prunes it`);
     expect((await readFile(path.join(setup.repo, 'HEAD'), 'utf8')).trim()).toBe('ref: refs/heads/main');
@@ -171,6 +178,8 @@ describe('git-repository snapshot and restore', () => {
     await symlink('cloneurl', path.join(setup.repo, 'cloneurl-link'));
     // Not carried over: git's own transient files and the reflogs, which a snapshot leaves out by design.
     await writeFile(path.join(setup.repo, 'FETCH_HEAD'), 'stale\n');
+    // A packed-refs being rewritten (git creates it exclusively): carried, it broke every later ref deletion.
+    await writeFile(path.join(setup.repo, 'packed-refs.new'), '');
     await mkdir(path.join(setup.repo, 'logs'), { recursive: true });
     await writeFile(path.join(setup.repo, 'logs', 'marker'), 'reflog\n');
 
@@ -183,6 +192,9 @@ describe('git-repository snapshot and restore', () => {
     expect((await stat(lfsObject)).uid).toBe(65534);
     expect(await readlink(path.join(setup.repo, 'cloneurl-link'))).toBe('cloneurl');
     expect(await readdir(setup.repo)).not.toContain('FETCH_HEAD');
+    expect(await readdir(setup.repo)).not.toContain('packed-refs.new');
+    await git(setup.repo, 'branch', '-D', 'after-the-snapshot-branch').catch(() => undefined);
+    await git(setup.repo, 'pack-refs', '--all');
     expect(await readdir(path.join(setup.repo, 'logs')).catch(() => [])).not.toContain('marker');
     await fsckClean(setup.repo);
   });

@@ -10,7 +10,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AbortedError, IntegrityError, lastLine, messageOf, OperationError, PluginError, throwIfAborted } from '../../core/errors.js';
 import type { PluginContext, PluginRestoreResult, SnapshotSource } from '../../core/plugin.js';
-import { git, run } from './git.js';
+import { git, run, TRUST } from './git.js';
 import { type BundleHeader, BundleHeaderReader, identityOf, objectFormat, readRefState, type RefState } from './identity.js';
 import { assertRepositoryAt, AT_SWAP_FILE, ensureBaseDir, exists, fsyncDir, fsyncTree, keptPath, processesIn, recover, refuseDanglingLink, repositoryPath, tempPath } from './layout.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
@@ -161,7 +161,16 @@ async function keepDetachedHead(
     if (error instanceof AbortedError) throw error;
   }
   try {
-    await git(staged, ['fetch', '--quiet', '--no-write-fetch-head', repo, oid], `fetching the commit ${oid} of the detached HEAD of ${repo}`, ctx.signal);
+    // git's local transport clears the -c settings for upload-pack, and git 2.39.4 and later
+    // refuse to serve a repository another user owns (the usual case: root restores the git
+    // user's repository): upload-pack is told to trust it itself.
+    // (simple-git refuses --upload-pack, hence git itself.)
+    await run(
+      'git',
+      ['-C', staged, '-c', TRUST, 'fetch', '--quiet', '--no-write-fetch-head', `--upload-pack=git -c '${TRUST}' upload-pack`, repo, oid],
+      `fetching the commit ${oid} of the detached HEAD of ${repo}`,
+      { signal: ctx.signal },
+    );
     return oid;
   } catch (error) {
     if (error instanceof AbortedError) throw error;
@@ -186,7 +195,9 @@ const NOT_CARRIED = new Set([
 ]);
 
 function carried(name: string): boolean {
-  return !NOT_CARRIED.has(name) && !name.endsWith('_HEAD') && !name.endsWith('.lock');
+  // packed-refs.new: git's packed-refs being rewritten, created exclusively; carried, every later
+  // ref deletion and pack-refs in the restored repository failed on it.
+  return !NOT_CARRIED.has(name) && !name.endsWith('_HEAD') && !name.endsWith('.lock') && name !== 'packed-refs.new' && !name.startsWith('tmp_');
 }
 
 /**
@@ -202,11 +213,20 @@ async function carryOver(ctx: PluginContext<GitRepositoryOptions>, repo: string,
     if (await exists(to)) {
       // Put there by git init's templates (branches/): the live one replaces it, unless it is as
       // empty as git made it, which is not worth a line.
-      const info = await lstat(from);
-      if (info.isDirectory() && (await readdir(from)).length === 0) continue;
+      const info = await lstat(from).catch(() => undefined);
+      if (info === undefined || (info.isDirectory() && (await readdir(from)).length === 0)) continue;
       await rm(to, { recursive: true, force: true });
     }
-    await run('cp', ['-a', '--', from, to], `carrying ${from} over into the restored repository`, { signal: ctx.signal });
+    try {
+      await run('cp', ['-a', '--', from, to], `carrying ${from} over into the restored repository`, { signal: ctx.signal });
+    } catch (error) {
+      // Gone meanwhile (a temporary file of git's or of a tool): nothing to carry.
+      if (!(await exists(from)) && !(error instanceof AbortedError)) {
+        await rm(to, { recursive: true, force: true });
+        continue;
+      }
+      throw error;
+    }
     copied.push(name);
   }
   if (copied.length > 0) {
