@@ -756,10 +756,16 @@ async function receiveKnownPack(staging: Staging, data: AsyncIterable<Uint8Array
   if (actual !== pack) {
     throw new IntegrityError(`${where}: the stream's copy of pack ${pack} is damaged (its content hashes to ${actual}): it was damaged on its way; nothing was imported`);
   }
-  await link(file, path.join(staging.folder, packFileName(pack))).catch((error: unknown) => {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    throw new IntegrityError(`the snapshot brings its file ${packFileName(pack)} twice; nothing was imported`, { cause: error });
-  });
+  try {
+    await link(file, path.join(staging.folder, packFileName(pack)));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new IntegrityError(`the snapshot brings its file ${packFileName(pack)} twice; nothing was imported`, { cause: error });
+    // fs.protected_hardlinks lets only a file's owner (or a user who may write it) link it: a
+    // member of the store's group copies the pack, which it may read, instead.
+    if (code !== 'EPERM' && code !== 'EACCES') throw error;
+    await staging.addFile(packFileName(pack), createReadStream(file), pack);
+  }
 }
 
 /**

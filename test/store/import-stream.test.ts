@@ -181,6 +181,22 @@ describe('--import - of a stream cut short or damaged on its way', () => {
     expect(check.exitCode, check.stderr).toBe(0);
   });
 
+  it('by a member of the store\'s group, who may read its packs but not link them (fs.protected_hardlinks): the store has it already', async () => {
+    const { stateDir, stream, rel } = await exported(fakeDump(300_000, 9));
+    // The group recipe of docs/snapshot-store.md, with root's group: folders and metadata the
+    // group may write; the snapshot data stays 0440, owned by root.
+    await execa('chmod', ['755', stateDir]);
+    await execa('find', [stateDir, '-type', 'd', '-exec', 'chmod', 'g+rwxs', '{}', '+']);
+    await execa('find', [stateDir, '-type', 'f', '!', '-name', '*.pack', '!', '-name', '*.chunks', '-exec', 'chmod', 'g+rw', '{}', '+']);
+    const result = await execa(
+      'setpriv',
+      ['--reuid=nobody', '--regid=nogroup', '--groups=0', process.execPath, programPath('dysnomia-snapshots'), '--import', '-'],
+      { env: { DYSNOMIA_STATEDIR: stateDir }, input: stream, reject: false },
+    );
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).toContain(`${rel}: the store has it already`);
+  });
+
   it('cut exactly after a file, into an empty store: says the stream seems cut short, not only that a pack is missing', async () => {
     const { stream, rel } = await exported(fakeDump(300_000, 8));
     const ends = entryEnds(stream);
