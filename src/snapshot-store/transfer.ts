@@ -114,6 +114,18 @@ interface ExportHeader {
   identity: string;
   /** Packs the manifest lists that the stream does not carry. */
   omittedPacks: string[];
+  /**
+   * The SHA-256 of the fields above that name things ({@link headerSha256}); streams of versions
+   * before it have none. The names are the sender's, which are not always its manifest's (a
+   * snapshot imported with -C/-c keeps the names it was taken under in its manifest), so only
+   * this tells a header damaged on its way from one that names the snapshot as its sender files it.
+   */
+  sha256?: string;
+}
+
+function headerSha256(header: Pick<ExportHeader, 'container' | 'component' | 'identity' | 'omittedPacks'>): string {
+  const fields = [header.container, header.component, header.identity, header.omittedPacks];
+  return createHash('sha256').update(JSON.stringify(fields)).digest('hex');
 }
 
 /** The hashes of every pack in a store's pool (what a receiver tells a sender it has). */
@@ -532,6 +544,7 @@ export async function exportSnapshot(stateDir: string, rel: string, out: Writabl
       identity,
       omittedPacks: omitted,
     };
+    header.sha256 = headerSha256(header);
     const pack = tar.pack();
     // The reader can go away at any time (`--export | ssh host ...` with ssh dying): its error
     // must end the export with a message, not wait unheard while an entry waits for room.
@@ -852,23 +865,35 @@ function parseHeader(text: string): ExportHeader {
   if (!Array.isArray(header.omittedPacks) || !header.omittedPacks.every((p) => typeof p === 'string' && /^[0-9a-f]{64}$/.test(p))) {
     throw new IntegrityError(`the stream's ${EXPORT_HEADER} has a bad list of omitted packs`);
   }
+  if (header.sha256 !== undefined && header.sha256 !== headerSha256(header)) {
+    throw damaged('its fields do not match its own checksum (sha256)');
+  }
   return header;
 }
 
 /**
- * Refuses a stream whose header names the snapshot otherwise than the manifest it carries. The
- * header is not covered by any checksum; the manifest is (its own `manifestSha256`). Trusted over
- * the manifest, a byte flipped in the header filed the snapshot under another component, and
- * `--check` called it intact. A name given with -C/-c is the user's choice, and not compared.
+ * Refuses a stream whose header names another snapshot than the manifest it carries (the
+ * manifest is covered by its own `manifestSha256`). The container and component are the sender's
+ * filing names, which differ from the manifest's when the sender imported the snapshot under
+ * other names (-C/-c, a migration): a header with its checksum vouches for them. A header of an
+ * older sender has none; its names are taken when they differ, with a warning naming both, since
+ * a byte flipped in them would file the snapshot under another component. A name given with
+ * -C/-c is the user's choice, and not compared.
  */
 function refuseHeaderMismatch(header: ExportHeader, manifest: Manifest, options: ImportOptions, where: string): void {
-  const disagree = (field: 'container' | 'component' | 'identity') =>
-    new IntegrityError(
-      `${where}: its ${EXPORT_HEADER} names the ${field} ${JSON.stringify(header[field])}, but the snapshot's manifest names ${JSON.stringify(manifest[field])}: the stream was damaged on its way; nothing was imported (to file a snapshot under other names on purpose, give -C and -c)`,
+  if (manifest.identity !== header.identity) {
+    throw new IntegrityError(
+      `${where}: its ${EXPORT_HEADER} names the identity ${JSON.stringify(header.identity)}, but the snapshot's manifest names ${JSON.stringify(manifest.identity)}: the stream was damaged on its way; nothing was imported`,
     );
-  if (manifest.identity !== header.identity) throw disagree('identity');
-  if (options.container === undefined && manifest.container !== header.container) throw disagree('container');
-  if (options.component === undefined && manifest.component !== header.component) throw disagree('component');
+  }
+  if (header.sha256 !== undefined) return;
+  for (const field of ['container', 'component'] as const) {
+    if (options[field] === undefined && manifest[field] !== header[field]) {
+      options.log?.warn(
+        `${where}: its ${EXPORT_HEADER} (from an older version, without a checksum) names the ${field} ${JSON.stringify(header[field])}, and the snapshot was taken as ${field} ${JSON.stringify(manifest[field])}; filed under the header's names, as the sender filed it. If that name looks damaged, import again with -C and -c`,
+      );
+    }
+  }
 }
 
 /**

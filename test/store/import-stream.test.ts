@@ -4,6 +4,7 @@
  * way into a store that has the snapshot already. Each is refused (exit 1) and the store stays as
  * it was.
  */
+import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -53,6 +54,18 @@ async function withHeader(stream: Buffer, edit: (header: Record<string, unknown>
   return done;
 }
 
+/** A header edited as a sender would write it: with the checksum of its new fields. */
+function resigned(header: Record<string, unknown>): Record<string, unknown> {
+  const fields = [header.container, header.component, header.identity, header.omittedPacks];
+  return { ...header, sha256: createHash('sha256').update(JSON.stringify(fields)).digest('hex') };
+}
+
+/** A header as versions before its checksum wrote it. */
+function unsigned(header: Record<string, unknown>): Record<string, unknown> {
+  const { sha256: _sha256, ...rest } = header;
+  return rest;
+}
+
 /** The byte offset of `text` in the stream's header entry (the first 1024 bytes). */
 function headerOffset(stream: Buffer, text: string): number {
   const at = stream.subarray(0, 1024).indexOf(text);
@@ -61,40 +74,54 @@ function headerOffset(stream: Buffer, text: string): number {
 }
 
 describe('--import - of a stream whose header disagrees with its manifest', () => {
-  it('refuses a flipped byte in the component the header names (exit 1, naming both), and imports nothing', async () => {
-    const { stream, identity } = await exported(fakeDump(300_000, 1));
+  it('refuses a flipped byte in the component the header names (exit 1: its checksum fails), and imports nothing', async () => {
+    const { stream } = await exported(fakeDump(300_000, 1));
     const damaged = Buffer.from(stream);
     damaged[headerOffset(stream, '"repo1"') + 1]! ^= 1; // repo1 -> sepo1
     const target = await useTempDir();
     const result = await snapshots(target, ['--import', '-'], damaged);
     expect(result.exitCode, result.stderr).toBe(1);
-    expect(result.stderr).toContain(`cannot import the stream of gitc/sepo1/${identity}: its dysnomia-export.json names the component "sepo1", but the snapshot's manifest names "repo1"`);
+    expect(result.stderr).toContain("the stream's dysnomia-export.json is damaged: its fields do not match its own checksum (sha256)");
     expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
     expect(await readdir(path.join(target, 'snapshots')).catch(() => [])).toEqual([]);
   });
 
-  it('refuses a container the manifest does not name, but files it under -C/-c when they are given', async () => {
+  it('files a snapshot under the names its sender files it under, which its manifest need not have (imported there with -C/-c)', async () => {
     const { stream, identity } = await exported(fakeDump(300_000, 2));
-    const renamed = await withHeader(stream, (header) => ({ ...header, container: 'other' }));
+    const middle = await useTempDir();
+    const moved = await snapshots(middle, ['--import', '-', '-C', 'moved', '-c', 'repo2'], stream);
+    expect(moved.exitCode, moved.stderr).toBe(0);
+    const again = await execa(process.execPath, [programPath('dysnomia-snapshots'), '--export', `moved/repo2/${identity}`], {
+      env: { DYSNOMIA_STATEDIR: middle },
+      encoding: 'buffer',
+      reject: false,
+    });
+    expect(again.exitCode).toBe(0);
     const target = await useTempDir();
-    const refused = await snapshots(target, ['--import', '-'], renamed);
-    expect(refused.exitCode, refused.stderr).toBe(1);
-    expect(refused.stderr).toContain('its dysnomia-export.json names the container "other", but the snapshot\'s manifest names "gitc"');
-    // Renaming on purpose is what -C and -c are for.
-    const named = await snapshots(target, ['--import', '-', '-C', 'moved', '-c', 'repo2'], stream);
-    expect(named.exitCode, named.stderr).toBe(0);
+    const result = await snapshots(target, ['--import', '-'], Buffer.from(again.stdout));
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).not.toContain('warning');
     expect((await snapshots(target, ['--query-all'])).stdout).toBe(`moved/repo2/${identity}\n`);
-    // -C alone: the component still comes from the header, which must then agree.
-    const half = await snapshots(target, ['--import', '-', '-C', 'moved2'], await withHeader(stream, (header) => ({ ...header, component: 'nope' })));
-    expect(half.exitCode, half.stderr).toBe(1);
-    expect(half.stderr).toContain('names the component "nope", but the snapshot\'s manifest names "repo1"');
+    // A header edited without its checksum is damaged.
+    const stale = await snapshots(await useTempDir(), ['--import', '-'], await withHeader(stream, (header) => ({ ...header, container: 'other' })));
+    expect(stale.exitCode).toBe(1);
+    expect(stale.stderr).toContain('do not match its own checksum');
+  });
+
+  it('takes an older sender\'s header (no checksum) whose names differ from the manifest, with a warning naming both', async () => {
+    const { stream, identity } = await exported(fakeDump(300_000, 6));
+    const target = await useTempDir();
+    const result = await snapshots(target, ['--import', '-'], await withHeader(stream, (header) => unsigned({ ...header, component: 'sepo1' })));
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).toContain('names the component "sepo1", and the snapshot was taken as component "repo1"');
+    expect((await snapshots(target, ['--query-all'])).stdout).toBe(`gitc/sepo1/${identity}\n`);
   });
 
   it('refuses a header naming another identity than the files it carries', async () => {
     const { stream, identity } = await exported(fakeDump(300_000, 3));
     const other = `${identity.slice(0, -1)}${identity.endsWith('0') ? '1' : '0'}`;
     const target = await useTempDir();
-    const result = await snapshots(target, ['--import', '-'], await withHeader(stream, (header) => ({ ...header, identity: other })));
+    const result = await snapshots(target, ['--import', '-'], await withHeader(stream, (header) => resigned({ ...header, identity: other })));
     expect(result.exitCode, result.stderr).toBe(1);
     expect(result.stderr).toContain(`its dysnomia-export.json names the identity ${other}, but its files are under ${identity}/`);
     expect(await readdir(path.join(target, 'generations')).catch(() => [])).toEqual([]);
@@ -128,7 +155,7 @@ describe('--import - of a stream whose header disagrees with its manifest', () =
     const packs = (await readdir(unrelated!.path)).filter((name) => name.endsWith('.pack')).map((name) => name.replace(/\.pack$/, ''));
     expect(packs).toHaveLength(1);
     const tree = await treeOf(target);
-    const result = await snapshots(target, ['--import', '-'], await withHeader(stream, (header) => ({ ...header, omittedPacks: packs })));
+    const result = await snapshots(target, ['--import', '-'], await withHeader(stream, (header) => resigned({ ...header, omittedPacks: packs })));
     expect(result.exitCode, result.stderr).toBe(1);
     expect(result.stderr).toContain(`cannot import the stream of ${key.container}/${key.component}/${identity}: its dysnomia-export.json says it leaves out pack ${packs[0]}, which the snapshot's manifest does not name`);
     expect(await treeOf(target)).toEqual(tree);
