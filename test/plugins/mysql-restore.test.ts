@@ -11,7 +11,7 @@ import mysql from 'mysql2/promise';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
 import type { MysqlConnection } from '../../src/plugins/mysql/client.js';
-import { recoverSwap, swapIn } from '../../src/plugins/mysql/swap.js';
+import { recoverSwap, swapIn, SwapOutcomeUnknown } from '../../src/plugins/mysql/swap.js';
 import { databaseNames } from '../../src/plugins/sql/names.js';
 import { findMysql } from '../support/servers.js';
 import { mysqlSetup, type SqlSetup } from '../support/sql-setup.js';
@@ -371,7 +371,7 @@ describe('mysql-database swap, cut after every statement', () => {
       await connection.end();
       const recovery = await connect();
       try {
-        await recoverSwap(recovery, names, silentLogger);
+        await recoverSwap(recovery, names, silentLogger, 10);
       } finally {
         await recovery.end();
       }
@@ -536,7 +536,7 @@ describe('mysql-database swap beside sessions that hold locks on the live tables
       () => undefined,
       (error: unknown) => error as Error,
     );
-    return { setup, outcome, raced, messages };
+    return { setup, outcome, raced, messages, holder, names };
   }
 
   it('puts the live triggers back when another session takes a lock before its RENAME, and tries again', { timeout: 60_000 }, async () => {
@@ -567,6 +567,89 @@ describe('mysql-database swap beside sessions that hold locks on the live tables
     expect(outcome?.message).toMatch(/triggers were dropped for the swap's RENAME TABLE once, .* and are back/);
     expect(outcome?.message).not.toMatch(/is unchanged/);
     expect(await setup.query('SELECT v FROM t ORDER BY id')).toEqual([{ v: 0 }]);
+    expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [{ name: 't_log' }] });
+    expect(await setup.databases()).toEqual([setup.name]);
+  });
+
+  it('waits on for the sessions holding a table to put its triggers back, and says how long they were gone', { timeout: 60_000 }, async () => {
+    // After UNLOCK TABLES another session takes t (which has the trigger) for longer than the
+    // timeout: the RENAME times out, and CREATE TRIGGER must wait for that session too.
+    const { setup, outcome, raced, messages } = await raceAfterUnlock(6000, 2, (sql) => sql === 'UNLOCK TABLES', 't');
+    expect(raced).toBe(true);
+    // Known not to have happened on a live connection: no "outcome unknown".
+    expect(outcome).toBeDefined();
+    expect(outcome).not.toBeInstanceOf(SwapOutcomeUnknown);
+    expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [{ name: 't_log' }] });
+    expect(messages.join('\n')).toMatch(/putting back the trigger t_log of .* waits for other sessions/);
+    expect(outcome!.message).toContain(`The live database ${setup.name} has its old data: the swap did not happen`);
+    // The triggers were gone until the holder let go (6 s), and the message says so.
+    const absent = /RENAME TABLE once, for (\d+\.\d) s, and are back/.exec(outcome!.message);
+    expect(absent, outcome!.message).not.toBeNull();
+    expect(Number(absent![1])).toBeGreaterThanOrEqual(4);
+    expect(await setup.query('SELECT v FROM t ORDER BY id')).toEqual([{ v: 0 }]);
+    expect(await setup.databases()).toEqual([setup.name]);
+  });
+
+  it('names the triggers it could not put back, and the next run puts them back saying they were missing', { timeout: 60_000 }, async () => {
+    const { setup, outcome, raced, holder, names } = await raceAfterUnlock(30_000, 1, (sql) => sql === 'UNLOCK TABLES', 't');
+    expect(raced).toBe(true);
+    expect(outcome).not.toBeInstanceOf(SwapOutcomeUnknown);
+    expect(outcome?.message).toContain(`the trigger t_log of ${setup.name} is missing`);
+    expect(outcome?.message).toContain('writes to its tables bypass that trigger now');
+    expect(outcome?.message).toContain(`The next restore, activate or snapshot of ${setup.name} puts it back`);
+    expect(outcome?.message).not.toMatch(/could not be undone|holds either its old or the restored data/);
+    expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [] });
+    expect(await setup.databases()).toContain(names.old);
+    await holder.query('ROLLBACK');
+    const next = await setup.run('snapshot');
+    expect(next.exitCode, next.stderr).toBe(0);
+    expect(next.stderr).toContain(`after it had dropped the trigger t_log of ${setup.name} for its RENAME TABLE`);
+    expect(next.stderr).toContain('that trigger was missing');
+    expect(next.stderr).not.toContain(`${setup.name} is as it was`);
+    expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [{ name: 't_log' }] });
+    expect(await setup.databases()).toEqual([setup.name]);
+  });
+
+  it('recovering a left-behind swap waits at most the timeout for a session holding a table, and says for what', { timeout: 90_000 }, async () => {
+    const server = await findMysql();
+    const setup = await mysqlSetup({ name: uniqueName('qq_my'), scripts: { '01.sql': LOGGED_SCHEMA }, properties: { timeout: '2' } });
+    const names = databaseNames(setup.name, 'mysql-database', 64);
+    await setup.ok('activate');
+    await server.query(`CREATE DATABASE \`${names.staging}\``);
+    await server.queryIn(names.staging, LOGGED_SCHEMA);
+    // A swap whose connection dies right after it dropped the live trigger.
+    const connection = await otherSession();
+    let cut = false;
+    const dying = new Proxy(connection, {
+      get(target, property, receiver) {
+        if (property !== 'query') return Reflect.get(target, property, receiver);
+        return async (...args: unknown[]) => {
+          if (cut) throw new Error('connection cut');
+          const result = await (target.query as (...a: unknown[]) => Promise<unknown>)(...args);
+          if (typeof args[0] === 'string' && args[0].startsWith(`DROP TRIGGER IF EXISTS \`${setup.name}\`.`)) cut = true;
+          return result;
+        };
+      },
+    }) as MysqlConnection;
+    await expect(swapIn(dying, names, 2, silentLogger)).rejects.toBeInstanceOf(SwapOutcomeUnknown);
+    connection.destroy();
+    expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [] });
+    const holder = await otherSession();
+    await holder.query(`USE \`${setup.name}\``);
+    await holder.query('BEGIN');
+    await holder.query('SELECT * FROM t');
+    const started = Date.now();
+    const held = setup.run('snapshot');
+    const first = await Promise.race([held, new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 20_000))]);
+    await holder.query('ROLLBACK');
+    expect(first, 'still waiting after 20 s').not.toBe('waiting');
+    const result = await held;
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain('that trigger was missing');
+    expect(result.stderr).toContain(`the trigger t_log of ${setup.name} is missing`);
+    expect(result.stderr).toContain('waited 2 s for other sessions that hold locks');
+    await setup.ok('snapshot');
     expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [{ name: 't_log' }] });
     expect(await setup.databases()).toEqual([setup.name]);
   });

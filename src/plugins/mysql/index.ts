@@ -66,7 +66,7 @@ async function activate(ctx: Context): Promise<void> {
   const options = ctx.options;
   await withConnection(options, ctx.signal, async (connection) => {
     await lockDatabase(connection, options, names.live, ctx.log, ctx.signal, ctx.lockTimeoutMs);
-    await recoverSwap(connection, names, ctx.log);
+    await recoverSwap(connection, names, ctx.log, ctx.options.timeoutMs / 1000);
     if (await databaseExists(connection, names.live)) {
       ctx.log.debug(`database ${names.live} exists; nothing to create`);
       return;
@@ -101,7 +101,7 @@ async function snapshot(ctx: Context, sink: SnapshotSink): Promise<void> {
     // holds the store's shared lock already; that is safe because no run waits for a store lock
     // while it holds this one (a restore takes the store lock first, see store.ts withLatest).
     await lockDatabase(connection, ctx.options, names.live, ctx.log, ctx.signal, ctx.lockTimeoutMs);
-    await recoverSwap(connection, names, ctx.log);
+    await recoverSwap(connection, names, ctx.log, ctx.options.timeoutMs / 1000);
     if (!(await databaseExists(connection, names.live))) {
       throw new OperationError(`database ${names.live} does not exist on ${describeServer(ctx.options)}; activate the component first`, {
         plugin: PLUGIN,
@@ -127,7 +127,7 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
   const options = ctx.options;
   await withConnection(options, ctx.signal, async (connection) => {
     await lockDatabase(connection, options, names.live, ctx.log, ctx.signal, ctx.lockTimeoutMs);
-    await recoverSwap(connection, names, ctx.log);
+    await recoverSwap(connection, names, ctx.log, ctx.options.timeoutMs / 1000);
     const what = `loading snapshot ${source.identity} into ${names.staging}`;
     try {
       await refuseOutsideForeignKeys(connection, names);
@@ -178,7 +178,7 @@ async function collectGarbage(ctx: Context): Promise<void> {
   const names = namesOf(ctx);
   await withConnection(ctx.options, ctx.signal, async (connection) => {
     await lockDatabase(connection, ctx.options, names.live, ctx.log, ctx.signal, ctx.lockTimeoutMs);
-    await recoverSwap(connection, names, ctx.log);
+    await recoverSwap(connection, names, ctx.log, ctx.options.timeoutMs / 1000);
     if (!(await databaseExists(connection, names.live))) {
       ctx.log.info(`database ${names.live} does not exist on ${describeServer(ctx.options)}; nothing to drop`);
       return;

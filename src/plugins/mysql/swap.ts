@@ -18,12 +18,15 @@
  * - The wait for other sessions' locks is done with the live triggers in place: `LOCK TABLES`
  *   on every live table waits (at most the timeout) until no other session holds one, the
  *   triggers are dropped under that lock, and the RENAME right after it waits at most a second.
- *   If another session took a lock in between, the triggers are put back and the swap tries
- *   again (see {@link renameWithTriggersAside}).
+ *   If another session took a lock in between, the triggers are put back (waiting for that
+ *   session, up to {@link PUT_BACK_PATIENCE} times the timeout) and the swap tries again (see
+ *   {@link renameWithTriggersAside}). Triggers that cannot be put back are named in the error
+ *   ({@link TriggersMissing}); the journal stays, and the next run puts them back.
  *
  * The live tables (the data) are therefore always fully old or fully new. What is not atomic:
- * between dropping the triggers and the RENAME (at most about a second each try), other sessions
- * see the tables without triggers (and after the commit, old views and routines over new tables).
+ * between dropping the triggers and the RENAME (at most about a second each try), or until they
+ * are put back when it did not go through, other sessions see the tables without triggers (and
+ * after the commit, old views and routines over new tables).
  */
 import { OperationError, messageOf } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
@@ -289,9 +292,15 @@ async function readJournal(connection: MysqlConnection, names: DatabaseNames, ta
   };
 }
 
-async function dropTriggers(connection: MysqlConnection, schema: string): Promise<void> {
+/** The names of the triggers a schema has now. */
+async function triggerNames(connection: MysqlConnection, schema: string): Promise<Set<string>> {
   const rows = await query(connection, 'SELECT TRIGGER_NAME AS name FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?', [schema]);
-  for (const row of rows) await query(connection, `DROP TRIGGER IF EXISTS ${quoteName(schema)}.${quoteName(text(row.name))}`);
+  return new Set(rows.map((row) => text(row.name)));
+}
+
+async function dropTriggers(connection: MysqlConnection, schema: string): Promise<void> {
+  const names = await triggerNames(connection, schema);
+  for (const name of names) await query(connection, `DROP TRIGGER IF EXISTS ${quoteName(schema)}.${quoteName(name)}`);
 }
 
 /** Drops every view, routine, event and trigger of the live database. */
@@ -373,8 +382,13 @@ function grantsNotRestored(live: string, failed: string[]): string {
   );
 }
 
-/** Before the commit: puts the live triggers back and drops the helpers. */
-async function rollBack(connection: MysqlConnection, names: DatabaseNames): Promise<void> {
+/**
+ * Before the commit: puts the live triggers back and drops the helpers. Putting a trigger back
+ * waits for the sessions that hold its table: first `lockWaitSeconds`, then (saying so) up to
+ * `patienceSeconds` in all; if they still hold it, {@link TriggersMissing} is thrown and the
+ * journal stays for the next run.
+ */
+async function rollBack(connection: MysqlConnection, names: DatabaseNames, lockWaitSeconds: number, patienceSeconds: number, log: Logger): Promise<void> {
   if (await databaseExists(connection, names.old)) {
     const tables = await tablesOf(connection, names.old);
     const strangers = tables.filter((table) => table !== JOURNAL);
@@ -391,15 +405,8 @@ async function rollBack(connection: MysqlConnection, names: DatabaseNames): Prom
         if (journal.liveCreated && live.length === 0) {
           await query(connection, `DROP DATABASE ${quoteName(names.live)}`);
         } else {
-          const present = new Set(
-            (await query(connection, 'SELECT TRIGGER_NAME AS name FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?', [names.live])).map((row) =>
-              text(row.name),
-            ),
-          );
-          await query(connection, `USE ${quoteName(names.live)}`);
-          for (const d of journal.definitions) {
-            if (d.role === 'live' && !present.has(d.name)) await create(connection, d);
-          }
+          const liveTriggers = journal.definitions.filter((d) => d.role === 'live');
+          await putBackTriggers(connection, names, liveTriggers, lockWaitSeconds, patienceSeconds, log);
         }
       }
     }
@@ -446,21 +453,53 @@ export async function recoverSwap(
   connection: MysqlConnection,
   names: DatabaseNames,
   log: Logger,
+  lockWaitSeconds: number,
 ): Promise<'finished' | 'undone' | undefined> {
   const oldExists = await databaseExists(connection, names.old);
   const stagingExists = await databaseExists(connection, names.staging);
   if (!oldExists && !stagingExists) return undefined;
-  if (oldExists && (await tablesOf(connection, names.old)).includes(COMMITTED)) {
+  // Finishing or undoing waits for other sessions' locks on the live tables: at most the
+  // container's timeout, not the server's lock_wait_timeout (a day by default), in silence.
+  await setLockWait(connection, lockWaitSeconds);
+  const oldTables = oldExists ? await tablesOf(connection, names.old) : [];
+  if (oldTables.includes(COMMITTED)) {
     log.warn(`an earlier restore of ${names.live} was interrupted after its swap; finishing it (recreating views, routines, triggers and events, dropping ${names.old})`);
-    const failed = await rollForward(connection, names, log);
+    let failed: string[];
+    try {
+      failed = await rollForward(connection, names, log);
+    } catch (error) {
+      if (!lockWaitTimedOut(error)) throw error;
+      throw new OperationError(
+        `an earlier restore of ${names.live} was interrupted after its swap, and finishing it (replacing the views, routines, triggers and events of ${names.live}) waited for other sessions that hold locks on its tables (an open transaction that used them, or LOCK TABLES), which did not release them within ${lockWaitSeconds} s (the container's timeout): ${messageOf(error)}. ` +
+          `The restored data of ${names.live} is in place; the definitions wait in ${names.old}.${COMMITTED}: end those sessions (KILL <id>) and run activate, restore or snapshot again to finish`,
+        { plugin: PLUGIN, cause: error },
+      );
+    }
     if (failed.length > 0) log.warn(grantsNotRestored(names.live, failed));
     return 'finished';
   }
-  log.warn(
-    `an earlier restore or activation of ${names.live} was interrupted before its swap; ${names.live} is as it was, dropping the leftover ${[stagingExists ? names.staging : '', oldExists ? names.old : ''].filter(Boolean).join(' and ')}`,
-  );
-  await rollBack(connection, names);
+  const leftovers = [stagingExists ? names.staging : '', oldExists ? names.old : ''].filter(Boolean).join(' and ');
+  const missing = oldTables.includes(JOURNAL) ? await missingLiveTriggers(connection, names) : [];
+  if (missing.length > 0) {
+    log.warn(
+      `an earlier restore or activation of ${names.live} was interrupted before its swap, after it had dropped the ${missing.length === 1 ? 'trigger' : 'triggers'} ${missing.join(', ')} of ${names.live} for its RENAME TABLE: ` +
+        `${names.live} has its old data, but ${missing.length === 1 ? 'that trigger was' : 'those triggers were'} missing (writes to its tables since then bypassed ${missing.length === 1 ? 'it' : 'them'}); ` +
+        `putting ${missing.length === 1 ? 'it' : 'them'} back and dropping the leftover ${leftovers}`,
+    );
+  } else {
+    log.warn(`an earlier restore or activation of ${names.live} was interrupted before its swap; ${names.live} is as it was, dropping the leftover ${leftovers}`);
+  }
+  await rollBack(connection, names, lockWaitSeconds, lockWaitSeconds, log);
   return 'undone';
+}
+
+/** The live triggers of a left-behind journal (not committed) that the live database lacks. */
+async function missingLiveTriggers(connection: MysqlConnection, names: DatabaseNames): Promise<string[]> {
+  if (!(await databaseExists(connection, names.live))) return [];
+  const journal = await readJournal(connection, names, JOURNAL);
+  if (journal.liveCreated && (await tablesOf(connection, names.live)).length === 0) return [];
+  const present = await triggerNames(connection, names.live);
+  return journal.definitions.filter((d) => d.role === 'live' && d.kind === 'trigger' && !present.has(d.name)).map((d) => d.name);
 }
 
 /**
@@ -472,7 +511,7 @@ export class SwapOutcomeUnknown extends OperationError {
     message: string,
     options: ConstructorParameters<typeof OperationError>[1],
     /** How often the swap had dropped the live triggers (a settled swap that did not happen says so). */
-    readonly aside: TriggersAside = { times: 0 },
+    readonly aside: TriggersAside = { times: 0, absentMs: [] },
   ) {
     super(message, options);
   }
@@ -502,7 +541,7 @@ export async function swapOrSettle(
         // The server lock went with the old session. If another run has taken it since, that run
         // settles the swap, and what happened is not ours to say.
         if (!(await tryLockDatabase(fresh, names.live))) throw error;
-        return recoverSwap(fresh, names, log);
+        return recoverSwap(fresh, names, log, lockWaitSeconds);
       });
     } catch {
       throw error;
@@ -516,6 +555,8 @@ export async function swapOrSettle(
     }
     // Nothing left to settle: another run settled it first, and which way is not known here.
     if (outcome === undefined) throw error;
+    // The recovery put the live triggers back (if the swap had dropped them) just now.
+    triggersBack(error.aside);
     throw new OperationError(`cannot swap the new tables into ${names.live}: ${cause}\n${notSwapped(names.live, error.aside)}`, {
       plugin: PLUGIN,
       cause: error.cause,
@@ -582,10 +623,27 @@ async function setLockWait(connection: MysqlConnection, seconds: number): Promis
   await query(connection, 'SET SESSION lock_wait_timeout = ?', [Math.max(1, Math.ceil(seconds))]);
 }
 
-/** How often the swap dropped the live triggers and put them back, for its messages. */
+/** How often, and for how long, the swap dropped the live triggers, for its messages. */
 interface TriggersAside {
   times: number;
+  /** How long the triggers were absent each time they were put back, in ms. */
+  absentMs: number[];
+  /** When they were last dropped, while they are not back yet. */
+  droppedAt?: number;
 }
+
+function triggersDropped(aside: TriggersAside): void {
+  aside.times += 1;
+  aside.droppedAt = performance.now();
+}
+
+function triggersBack(aside: TriggersAside): void {
+  if (aside.droppedAt === undefined) return;
+  aside.absentMs.push(performance.now() - aside.droppedAt);
+  aside.droppedAt = undefined;
+}
+
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
 /**
  * What a swap that did not happen says about the live database: unchanged, or (when it dropped
@@ -594,10 +652,13 @@ interface TriggersAside {
  */
 function notSwapped(live: string, aside: TriggersAside): string {
   if (aside.times === 0) return `The live database ${live} is unchanged: the swap did not happen.`;
+  // Measured: putting the triggers back waits for the sessions that hold their tables.
+  const absent = aside.absentMs;
+  const total = absent.reduce((sum, ms) => sum + ms, 0);
   const dropped =
     aside.times === 1
-      ? `once, for at most about ${TRIGGERLESS_WAIT_SECONDS} s,`
-      : `${aside.times} times, for at most about ${TRIGGERLESS_WAIT_SECONDS} s each,`;
+      ? `once, for ${seconds(total)},`
+      : `${aside.times} times, for ${seconds(total)} in all (at most ${seconds(Math.max(0, ...absent))} at a time),`;
   return (
     `The live database ${live} has its old data: the swap did not happen. Its triggers were dropped for the swap's RENAME TABLE ${dropped} ` +
     'and are back; rows written to its tables in those moments were written without them.'
@@ -605,19 +666,83 @@ function notSwapped(live: string, aside: TriggersAside): string {
 }
 
 /**
- * Puts back the live triggers that are missing, in their order (journal order), after a RENAME
- * that did not go through. Each CREATE TRIGGER waits for the sessions that hold its table.
+ * The live triggers were dropped for the swap's RENAME, the swap did not happen, and they could not
+ * be put back because other sessions held their tables for longer than the swap waited. The
+ * connection is alive and the outcome is known: the journal in the old database stays, and the
+ * next run puts the triggers back from it.
  */
-async function putBackTriggers(connection: MysqlConnection, names: DatabaseNames, live: Definition[], lockWaitSeconds: number): Promise<void> {
-  await setLockWait(connection, lockWaitSeconds);
-  const present = new Set(
-    (await query(connection, 'SELECT TRIGGER_NAME AS name FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?', [names.live])).map((row) =>
-      text(row.name),
-    ),
-  );
+export class TriggersMissing extends OperationError {
+  constructor(
+    names: DatabaseNames,
+    readonly missing: string[],
+    waitedSeconds: number,
+    cause: unknown,
+  ) {
+    super(
+      `the ${missing.length === 1 ? 'trigger' : 'triggers'} ${missing.join(', ')} of ${names.live} ${missing.length === 1 ? 'is' : 'are'} missing: ` +
+        `${missing.length === 1 ? 'it was' : 'they were'} dropped for the swap's RENAME TABLE, and putting ${missing.length === 1 ? 'it' : 'them'} back waited ${waitedSeconds} s ` +
+        `for other sessions that hold locks on ${names.live}'s tables (an open transaction that used them, or LOCK TABLES) without getting them (${messageOf(cause)}). ` +
+        `The swap did not happen: ${names.live} has its old data, but writes to its tables bypass ${missing.length === 1 ? 'that trigger' : 'those triggers'} now. ` +
+        `The next restore, activate or snapshot of ${names.live} puts ${missing.length === 1 ? 'it' : 'them'} back (from ${names.old}.${JOURNAL}): end those sessions (KILL <id>) and run one`,
+      { plugin: PLUGIN, cause },
+    );
+  }
+}
+
+/**
+ * How many times the container's timeout the swap waits to put back live triggers it dropped,
+ * once the first timeout has run out: the triggers are gone meanwhile, so giving up soon is worse
+ * than waiting (the pending CREATE TRIGGER also makes new writes to its table queue behind it).
+ */
+const PUT_BACK_PATIENCE = 5;
+
+/**
+ * Puts back the live triggers that are missing, in their order (journal order), after a RENAME
+ * that did not go through. Each CREATE TRIGGER waits for the sessions that hold its table: first
+ * at most `lockWaitSeconds`; when that runs out, it says so and waits on, up to `patienceSeconds`
+ * in all. Throws {@link TriggersMissing}, naming those still missing, if that runs out too.
+ */
+async function putBackTriggers(
+  connection: MysqlConnection,
+  names: DatabaseNames,
+  live: Definition[],
+  lockWaitSeconds: number,
+  patienceSeconds: number,
+  log: Logger,
+): Promise<void> {
+  const present = await triggerNames(connection, names.live);
+  const missing = live.filter((trigger) => !present.has(trigger.name));
+  if (missing.length === 0) return;
   await query(connection, `USE ${quoteName(names.live)}`);
-  for (const trigger of live) {
-    if (!present.has(trigger.name)) await create(connection, trigger);
+  const started = performance.now();
+  const limit = Math.max(lockWaitSeconds, patienceSeconds);
+  let patient = false;
+  for (const [index, trigger] of missing.entries()) {
+    for (;;) {
+      const left = limit - (performance.now() - started) / 1000;
+      await setLockWait(connection, patient ? left : Math.min(lockWaitSeconds, left));
+      try {
+        await create(connection, trigger);
+        break;
+      } catch (error) {
+        if (!lockWaitTimedOut(error)) throw error;
+        const waited = Math.round((performance.now() - started) / 1000);
+        if (patient || limit - (performance.now() - started) / 1000 < 1) {
+          throw new TriggersMissing(
+            names,
+            missing.slice(index).map((t) => t.name),
+            waited,
+            error,
+          );
+        }
+        patient = true;
+        log.warn(
+          `putting back the ${missing.length === 1 ? 'trigger' : 'triggers'} ${missing.map((t) => t.name).join(', ')} of ${names.live}, dropped for the swap's RENAME TABLE, ` +
+            `waits for other sessions that hold locks on its tables (an open transaction that used them, or LOCK TABLES), for ${waited} s now; ` +
+            `writes to those tables bypass the missing triggers, so it waits on, up to ${Math.ceil(limit)} s in all (new writes to ${trigger.name}'s table queue behind it)`,
+        );
+      }
+    }
   }
 }
 
@@ -637,8 +762,9 @@ async function putBackTriggers(connection: MysqlConnection, names: DatabaseNames
  *    first, and they are short.
  *
  * If another session took a lock for longer in that moment, the RENAME times out: the triggers
- * are put back and the swap tries again from 1, at most {@link RENAME_TRIES} times. `aside`
- * counts the tries that dropped the triggers. With no live triggers the RENAME waits the whole
+ * are put back ({@link putBackTriggers}, which waits for that session) and the swap tries again
+ * from 1, at most {@link RENAME_TRIES} times. `aside` counts the tries that dropped the
+ * triggers and measures how long they were gone. With no live triggers the RENAME waits the whole
  * `lockWaitSeconds` itself, as there is nothing to keep.
  */
 async function renameWithTriggersAside(
@@ -682,7 +808,7 @@ async function renameWithTriggersAside(
       );
     }
     try {
-      aside.times += 1;
+      triggersDropped(aside);
       await dropTriggers(connection, names.live);
     } finally {
       await query(connection, 'UNLOCK TABLES');
@@ -692,7 +818,8 @@ async function renameWithTriggersAside(
       await query(connection, rename);
     } catch (error) {
       if (!lockWaitTimedOut(error)) throw error;
-      await putBackTriggers(connection, names, liveTriggers, lockWaitSeconds);
+      await putBackTriggers(connection, names, liveTriggers, lockWaitSeconds, PUT_BACK_PATIENCE * lockWaitSeconds, log);
+      triggersBack(aside);
       if (attempt >= RENAME_TRIES || performance.now() >= deadline) {
         throw new OperationError(
           `other sessions took locks on tables of ${names.live} each time the swap had dropped its triggers for the RENAME (${attempt} ${attempt === 1 ? 'try' : 'tries'}): ${messageOf(error)}`,
@@ -735,7 +862,7 @@ export async function swapIn(connection: MysqlConnection, names: DatabaseNames, 
   }
   let committed = false;
   let failedGrants: string[] = [];
-  const aside: TriggersAside = { times: 0 };
+  const aside: TriggersAside = { times: 0, absentMs: [] };
   try {
     // Checked again here: a restore checks before it loads, but a key may have come since.
     if (liveExists) await refuseOutsideForeignKeys(connection, names);
@@ -787,9 +914,16 @@ export async function swapIn(connection: MysqlConnection, names: DatabaseNames, 
         { plugin: PLUGIN, cause: error },
       );
     }
+    // The RENAME's connection is alive, the journal not renamed: the swap did not happen. What
+    // is missing are the live triggers, which the next run puts back from the journal.
+    if (error instanceof TriggersMissing) throw error;
     try {
-      await rollBack(connection, names);
+      await rollBack(connection, names, lockWaitSeconds, PUT_BACK_PATIENCE * lockWaitSeconds, log);
+      triggersBack(aside);
     } catch (undoError) {
+      if (undoError instanceof TriggersMissing) {
+        throw new OperationError(`cannot swap the new tables into ${names.live}: ${messageOf(error)}\n${undoError.message}`, { plugin: PLUGIN, cause: error });
+      }
       throw new SwapOutcomeUnknown(
         `the swap of ${names.live} was interrupted (${messageOf(error)}) and could not be undone (${messageOf(undoError)}): ` +
           `${names.live} holds either its old or the restored data, never a mix; the next activate or restore finishes or undoes the swap`,
