@@ -653,4 +653,39 @@ describe('mysql-database swap beside sessions that hold locks on the live tables
     expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [{ name: 't_log' }] });
     expect(await setup.databases()).toEqual([setup.name]);
   });
+
+  it('stops without dropping anything when another session creates a trigger while the swap waits for its lock', { timeout: 60_000 }, async () => {
+    const setup = await mysqlSetup({ name: uniqueName('qq_my'), scripts: { '01.sql': LOGGED_SCHEMA }, properties: { timeout: '3' } });
+    await setup.ok('activate');
+    await setup.ok('snapshot');
+    const holder = await otherSession();
+    await holder.query(`USE \`${setup.name}\``);
+    await holder.query('BEGIN');
+    await holder.query('SELECT * FROM aa');
+    const restoring = setup.run('restore');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const admin = await otherSession();
+    await admin.query(`USE \`${setup.name}\``);
+    await admin.query('CREATE TRIGGER t_new BEFORE INSERT ON t FOR EACH ROW SET NEW.v = NEW.v');
+    // A writer queued behind the swap's lock keeps its transaction open: were the triggers
+    // dropped, the RENAME would time out and only the journal's would be put back.
+    const writer = await otherSession();
+    await writer.query(`USE \`${setup.name}\``);
+    await writer.query('BEGIN');
+    const inserting = writer.query('INSERT INTO aa VALUES (42)');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await holder.query('ROLLBACK');
+    await inserting;
+    const result = await restoring;
+    await writer.query('ROLLBACK');
+    // The trigger made while the swap waited is still there.
+    expect(await setup.query('SELECT TRIGGER_NAME AS name FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() ORDER BY 1')).toEqual([
+      { name: 't_log' },
+      { name: 't_new' },
+    ]);
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`another session changed the triggers of ${setup.name} while the swap waited for its lock (created: t_new)`);
+    expect(result.stderr).toContain(`The live database ${setup.name} is unchanged`);
+    expect(await setup.databases()).toEqual([setup.name]);
+  });
 });

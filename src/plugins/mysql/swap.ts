@@ -298,8 +298,9 @@ async function triggerNames(connection: MysqlConnection, schema: string): Promis
   return new Set(rows.map((row) => text(row.name)));
 }
 
-async function dropTriggers(connection: MysqlConnection, schema: string): Promise<void> {
-  const names = await triggerNames(connection, schema);
+/** Drops the triggers of a schema: `only` those named, or all it has. */
+async function dropTriggers(connection: MysqlConnection, schema: string, only?: string[]): Promise<void> {
+  const names = only ?? [...(await triggerNames(connection, schema))];
   for (const name of names) await query(connection, `DROP TRIGGER IF EXISTS ${quoteName(schema)}.${quoteName(name)}`);
 }
 
@@ -756,7 +757,10 @@ async function putBackTriggers(
  * 1. `LOCK TABLES ... WRITE` on every live table (and every view the RENAME moves aside) waits,
  *    with the triggers in place, until no other session holds any of them (at most what is left
  *    of `lockWaitSeconds`);
- * 2. the live triggers are dropped under that lock (no other session can write meanwhile);
+ * 2. the live triggers are dropped under that lock (no other session can write meanwhile): the
+ *    journal's, by name, after checking that no other session created or dropped one while the
+ *    lock was waited for (then nothing is dropped and the swap stops; the rollback would not
+ *    know to keep the change);
  * 3. UNLOCK TABLES (RENAME TABLE is refused under LOCK TABLES), and the RENAME at once, waiting
  *    at most {@link TRIGGERLESS_WAIT_SECONDS}: the statements that queued behind the lock run
  *    first, and they are short.
@@ -807,11 +811,36 @@ async function renameWithTriggersAside(
         { plugin: PLUGIN, cause: error },
       );
     }
+    let changed: string | undefined;
+    let gone: string[] = [];
     try {
-      triggersDropped(aside);
-      await dropTriggers(connection, names.live);
+      // The live triggers were read into the journal before this lock was granted; another
+      // session may have created or dropped one while it waited. Dropping a trigger the journal
+      // does not have would lose it (a rollback puts back only the journal's).
+      const current = await triggerNames(connection, names.live);
+      const expected = new Set(liveTriggers.map((t) => t.name));
+      const created = [...current].filter((name) => !expected.has(name));
+      gone = [...expected].filter((name) => !current.has(name));
+      if (created.length > 0 || gone.length > 0) {
+        changed = [created.length > 0 ? `created: ${created.join(', ')}` : '', gone.length > 0 ? `dropped: ${gone.join(', ')}` : '']
+          .filter(Boolean)
+          .join('; ');
+      } else {
+        triggersDropped(aside);
+        await dropTriggers(connection, names.live, liveTriggers.map((t) => t.name));
+      }
     } finally {
       await query(connection, 'UNLOCK TABLES');
+    }
+    if (changed !== undefined) {
+      // Not to be put back by the rollback: another session dropped them.
+      if (gone.length > 0) {
+        await query(connection, `DELETE FROM ${quoteName(names.old)}.${quoteName(JOURNAL)} WHERE role = 'live' AND kind = 'trigger' AND name IN (?)`, [gone]);
+      }
+      throw new OperationError(
+        `another session changed the triggers of ${names.live} while the swap waited for its lock (${changed}); the swap would have dropped them without keeping the change, so it stopped before dropping any: run it again`,
+        { plugin: PLUGIN },
+      );
     }
     await setLockWait(connection, TRIGGERLESS_WAIT_SECONDS);
     try {
