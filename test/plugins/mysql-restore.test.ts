@@ -11,7 +11,7 @@ import mysql from 'mysql2/promise';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
 import type { MysqlConnection } from '../../src/plugins/mysql/client.js';
-import { recoverSwap, swapIn, SwapOutcomeUnknown } from '../../src/plugins/mysql/swap.js';
+import { recoverSwap, swapIn, swapOrSettle, SwapOutcomeUnknown } from '../../src/plugins/mysql/swap.js';
 import { databaseNames } from '../../src/plugins/sql/names.js';
 import { findMysql } from '../support/servers.js';
 import { mysqlSetup, type SqlSetup } from '../support/sql-setup.js';
@@ -686,6 +686,61 @@ describe('mysql-database swap beside sessions that hold locks on the live tables
     expect(result.exitCode, result.stderr).toBe(1);
     expect(result.stderr).toContain(`another session changed the triggers of ${setup.name} while the swap waited for its lock (created: t_new)`);
     expect(result.stderr).toContain(`The live database ${setup.name} is unchanged`);
+    expect(await setup.databases()).toEqual([setup.name]);
+  });
+
+  it('settling a swap whose connection died names the live triggers it cannot put back, not "old or restored data"', { timeout: 60_000 }, async () => {
+    const server = await findMysql();
+    const setup = await mysqlSetup({ name: uniqueName('qq_my'), scripts: { '01.sql': LOGGED_SCHEMA } });
+    const names = databaseNames(setup.name, 'mysql-database', 64);
+    await setup.ok('activate');
+    await server.query(`CREATE DATABASE \`${names.staging}\``);
+    await server.queryIn(names.staging, LOGGED_SCHEMA);
+    const holder = await otherSession();
+    await holder.query(`USE \`${setup.name}\``);
+    const connect = () =>
+      mysql.createConnection({ user: server.user, password: server.password, socketPath: server.socket, host: server.host, port: server.port });
+    // The swap's connection dies right after it dropped the live trigger; another session then
+    // reads t in a transaction it keeps open.
+    const connection = await connect();
+    let cut = false;
+    const dying = new Proxy(connection, {
+      get(target, property, receiver) {
+        if (property !== 'query') return Reflect.get(target, property, receiver);
+        return async (...args: unknown[]) => {
+          if (cut) throw new Error('connection cut');
+          const result = await (target.query as (...a: unknown[]) => Promise<unknown>)(...args);
+          if (typeof args[0] === 'string' && args[0].startsWith(`DROP TRIGGER IF EXISTS \`${setup.name}\`.`)) {
+            cut = true;
+            target.destroy();
+            await holder.query('BEGIN');
+            await holder.query('SELECT * FROM t');
+          }
+          return result;
+        };
+      },
+    }) as MysqlConnection;
+    const reconnect = async <T>(work: (c: MysqlConnection) => Promise<T>): Promise<T> => {
+      const fresh = await connect();
+      try {
+        return await work(fresh);
+      } finally {
+        await fresh.end();
+      }
+    };
+    const outcome = await swapOrSettle(dying, reconnect, names, 2, silentLogger).then(
+      () => undefined,
+      (error: unknown) => error as Error,
+    );
+    await holder.query('ROLLBACK');
+    expect(outcome).toBeDefined();
+    expect(outcome).not.toBeInstanceOf(SwapOutcomeUnknown);
+    expect(outcome!.message).toContain(`cannot swap the new tables into ${setup.name}`);
+    expect(outcome!.message).toContain(`the trigger t_log of ${setup.name} is missing`);
+    expect(outcome!.message).not.toMatch(/holds either its old or the restored data/);
+    expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [] });
+    await setup.ok('snapshot');
+    expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [{ name: 't_log' }] });
     expect(await setup.databases()).toEqual([setup.name]);
   });
 });

@@ -544,7 +544,15 @@ export async function swapOrSettle(
         if (!(await tryLockDatabase(fresh, names.live))) throw error;
         return recoverSwap(fresh, names, log, lockWaitSeconds);
       });
-    } catch {
+    } catch (settleError) {
+      // Settled as not having happened, with the live triggers still missing: say that, not
+      // "old or restored data".
+      if (settleError instanceof TriggersMissing) {
+        throw new OperationError(`cannot swap the new tables into ${names.live}: ${messageOf(error.cause)}\n${settleError.message}`, {
+          plugin: PLUGIN,
+          cause: error.cause,
+        });
+      }
       throw error;
     }
     const cause = messageOf(error.cause);
