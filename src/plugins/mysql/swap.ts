@@ -748,7 +748,7 @@ async function putBackTriggers(
         log.warn(
           `putting back the ${missing.length === 1 ? 'trigger' : 'triggers'} ${missing.map((t) => t.name).join(', ')} of ${names.live}, dropped for the swap's RENAME TABLE, ` +
             `waits for other sessions that hold locks on its tables (an open transaction that used them, or LOCK TABLES), for ${waited} s now; ` +
-            `writes to those tables bypass the missing triggers, so it waits on, up to ${Math.ceil(limit)} s in all (new writes to ${trigger.name}'s table queue behind it)`,
+            `writes to those tables bypass the missing triggers, so it waits on, up to ${Math.ceil(limit)} s in all (new writes to the table of ${trigger.name} queue behind its pending CREATE TRIGGER)`,
         );
       }
     }
