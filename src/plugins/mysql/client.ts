@@ -95,6 +95,19 @@ export async function query<T = Record<string, unknown>>(
 }
 
 /** True when the database exists. */
+/**
+ * Bounds how long the session's statements wait for other sessions' locks (lock_wait_timeout,
+ * whole seconds, at least 1): the server's own bound is a day by default, waited in silence.
+ */
+export async function setLockWait(connection: MysqlConnection, seconds: number): Promise<void> {
+  await query(connection, 'SET SESSION lock_wait_timeout = ?', [Math.max(1, Math.ceil(seconds))]);
+}
+
+/** ER_LOCK_WAIT_TIMEOUT: a lock was not granted within lock_wait_timeout. */
+export function lockWaitTimedOut(error: unknown): boolean {
+  return (error as { errno?: number }).errno === 1205;
+}
+
 export async function databaseExists(connection: MysqlConnection, name: string): Promise<boolean> {
   const rows = await query(connection, 'SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [name]);
   return rows.length > 0;

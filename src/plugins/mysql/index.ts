@@ -11,7 +11,7 @@ import { SHARED_PROPERTIES } from '../sql/properties.js';
 import { dropStagingAfterFailure, notCreated, unchanged } from '../sql/staging.js';
 import { initialScripts } from '../sql/scripts.js';
 import type { ToolOptions } from '../sql/tool.js';
-import { databaseExists, query, quoteName, withConnection, type MysqlConnection } from './client.js';
+import { databaseExists, lockWaitTimedOut, query, quoteName, setLockWait, withConnection, type MysqlConnection } from './client.js';
 import { DUMP_STREAM, dumpDatabase, historyArguments, warnInconsistentTables, warnSequenceDefaults } from './dump.js';
 import { checkLoaded, loadDump, loadFile } from './load.js';
 import { lockDatabase } from './lock.js';
@@ -155,11 +155,11 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
  */
 async function dropHeldDatabase(connection: MysqlConnection, database: string, options: MysqlOptions): Promise<void> {
   const seconds = Math.max(1, Math.ceil(options.timeoutMs / 1000));
-  await query(connection, 'SET SESSION lock_wait_timeout = ?', [seconds]);
+  await setLockWait(connection, seconds);
   try {
     await query(connection, `DROP DATABASE ${quoteName(database)}`);
   } catch (error) {
-    if ((error as { errno?: number }).errno !== 1205) throw error;
+    if (!lockWaitTimedOut(error)) throw error;
     const sessions = await query(
       connection,
       'SELECT ID AS id, USER AS user, HOST AS host, COMMAND AS command, TIME AS time FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID() ORDER BY ID',

@@ -31,7 +31,7 @@
 import { OperationError, messageOf } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { DatabaseNames } from '../sql/names.js';
-import { databaseExists, type MysqlConnection, query, quoteName } from './client.js';
+import { databaseExists, lockWaitTimedOut, type MysqlConnection, query, quoteName, setLockWait } from './client.js';
 import { tryLockDatabase } from './lock.js';
 import { PLUGIN } from './options.js';
 
@@ -610,11 +610,6 @@ export function crashSafeRename(version: string): boolean {
   return major >= 8;
 }
 
-/** ER_LOCK_WAIT_TIMEOUT: a lock was not granted within lock_wait_timeout. */
-function lockWaitTimedOut(error: unknown): boolean {
-  return (error as { errno?: number }).errno === 1205;
-}
-
 /** ER_VIEW_INVALID: a view refers to a table or column that is gone, or its definer lacks rights. */
 function viewInvalid(error: unknown): boolean {
   return (error as { errno?: number }).errno === 1356;
@@ -627,10 +622,6 @@ function viewInvalid(error: unknown): boolean {
 const TRIGGERLESS_WAIT_SECONDS = 1;
 /** How many times the swap drops the live triggers and tries its RENAME before it gives up. */
 const RENAME_TRIES = 3;
-
-async function setLockWait(connection: MysqlConnection, seconds: number): Promise<void> {
-  await query(connection, 'SET SESSION lock_wait_timeout = ?', [Math.max(1, Math.ceil(seconds))]);
-}
 
 /** How often, and for how long, the swap dropped the live triggers, for its messages. */
 interface TriggersAside {
