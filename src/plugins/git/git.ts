@@ -39,11 +39,15 @@ function newMark(): string {
   return `dysnomia-${process.pid}-${randomBytes(8).toString('hex')}`;
 }
 
+/** The ids of the running processes, as /proc lists them (none where there is no /proc). */
+export async function processIds(): Promise<string[]> {
+  return (await readdir('/proc').catch(() => [] as string[])).filter((entry) => /^\d+$/.test(entry));
+}
+
 /** The processes that carry `mark`, zombies left out (they are gone, only not yet reaped). */
 async function markedProcesses(mark: string): Promise<number[]> {
   const found: number[] = [];
-  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(entry)) continue;
+  for (const entry of await processIds()) {
     const environ = await readFile(`/proc/${entry}/environ`, 'latin1').catch(() => '');
     if (!environ.includes(mark)) continue;
     const stat = await readFile(`/proc/${entry}/stat`, 'latin1').catch(() => '');

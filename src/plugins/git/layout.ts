@@ -22,6 +22,7 @@ import type { ComponentSpec } from '../../core/resolve.js';
 import type { Logger } from '../../core/log.js';
 import { ConfigError, OperationError } from '../../core/errors.js';
 import { leftByGoneProcess, ownedName } from '../../core/lock.js';
+import { processIds } from './git.js';
 import { identityOf, readRefState } from './identity.js';
 import { type GitRepositoryOptions, PLUGIN_TYPE } from './options.js';
 
@@ -149,8 +150,7 @@ export async function exists(file: string): Promise<boolean> {
  */
 export async function processesIn(dir: string): Promise<string[]> {
   const found: string[] = [];
-  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(entry)) continue;
+  for (const entry of await processIds()) {
     const cwd = await readlink(`/proc/${entry}/cwd`).catch(() => undefined);
     if (cwd === undefined || (cwd !== dir && !cwd.startsWith(`${dir}/`))) continue;
     const command = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' ').trim();
