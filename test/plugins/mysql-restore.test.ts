@@ -402,6 +402,18 @@ async function otherSession(): Promise<mysql.Connection> {
 }
 
 /** A table whose every insert an AFTER INSERT trigger logs, and a table another session locks. */
+/**
+ * Another session that has read `table` of `database` in a transaction it keeps open: it holds a
+ * lock on the table until it rolls back (or the test ends).
+ */
+async function holding(database: string, table: string): Promise<mysql.Connection> {
+  const holder = await otherSession();
+  await holder.query(`USE \`${database}\``);
+  await holder.query('BEGIN');
+  await holder.query(`SELECT * FROM ${table}`);
+  return holder;
+}
+
 const LOGGED_SCHEMA = [
   'CREATE TABLE aa (id INT PRIMARY KEY);',
   'CREATE TABLE log (id INT AUTO_INCREMENT PRIMARY KEY, t_id INT NOT NULL);',
@@ -424,10 +436,7 @@ describe('mysql-database swap beside sessions that hold locks on the live tables
     await setup.ok('activate');
     await setup.ok('snapshot');
     // Another session reads aa in a transaction it keeps open: the swap cannot move aa.
-    const holder = await otherSession();
-    await holder.query(`USE \`${setup.name}\``);
-    await holder.query('BEGIN');
-    await holder.query('SELECT * FROM aa');
+    const holder = await holding(setup.name, 'aa');
     // Meanwhile the application goes on inserting into t, which nobody else locks.
     const writer = await otherSession();
     let writing = true;
@@ -460,11 +469,8 @@ describe('mysql-database swap beside sessions that hold locks on the live tables
     const setup = await mysqlSetup({ name: uniqueName('qq_my'), scripts: { '01.sql': LOGGED_SCHEMA }, properties: { timeout: '2' } });
     await setup.ok('activate');
     await setup.ok('deactivate');
-    const holder = await otherSession();
-    await holder.query(`USE \`${setup.name}\``);
-    await holder.query('BEGIN');
     // t is the last table in name order: a drop that took aa and log first would show it.
-    await holder.query('SELECT * FROM t');
+    const holder = await holding(setup.name, 't');
     const [[{ id }]] = (await holder.query('SELECT CONNECTION_ID() AS id')) as unknown as [[{ id: number }]];
     const started = Date.now();
     const held = await setup.run('collect-garbage');
@@ -486,10 +492,7 @@ describe('mysql-database swap beside sessions that hold locks on the live tables
     await setup.ok('activate');
     await setup.ok('snapshot');
     await setup.query('INSERT INTO t (v) VALUES (2)');
-    const holder = await otherSession();
-    await holder.query(`USE \`${setup.name}\``);
-    await holder.query('BEGIN');
-    await holder.query('SELECT * FROM aa');
+    const holder = await holding(setup.name, 'aa');
     const release = setTimeout(() => void holder.query('ROLLBACK'), 1500);
     onTestFinished(() => clearTimeout(release));
     await setup.ok('restore');
@@ -634,10 +637,7 @@ describe('mysql-database swap beside sessions that hold locks on the live tables
     await expect(swapIn(dying, names, 2, silentLogger)).rejects.toBeInstanceOf(SwapOutcomeUnknown);
     connection.destroy();
     expect(await unlogged(setup)).toEqual({ unlogged: 0, triggers: [] });
-    const holder = await otherSession();
-    await holder.query(`USE \`${setup.name}\``);
-    await holder.query('BEGIN');
-    await holder.query('SELECT * FROM t');
+    const holder = await holding(setup.name, 't');
     const started = Date.now();
     const held = setup.run('snapshot');
     const first = await Promise.race([held, new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 20_000))]);
@@ -658,10 +658,7 @@ describe('mysql-database swap beside sessions that hold locks on the live tables
     const setup = await mysqlSetup({ name: uniqueName('qq_my'), scripts: { '01.sql': LOGGED_SCHEMA }, properties: { timeout: '3' } });
     await setup.ok('activate');
     await setup.ok('snapshot');
-    const holder = await otherSession();
-    await holder.query(`USE \`${setup.name}\``);
-    await holder.query('BEGIN');
-    await holder.query('SELECT * FROM aa');
+    const holder = await holding(setup.name, 'aa');
     const restoring = setup.run('restore');
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const admin = await otherSession();

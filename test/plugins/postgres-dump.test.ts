@@ -89,6 +89,20 @@ async function waitFor(ready: () => Promise<boolean>, ms = 10_000): Promise<bool
   return false;
 }
 
+/**
+ * A snapshot taken while `holder` locks `table` exclusively: once dysnomia's session waits for the
+ * table, the lock is held `holdMs` longer, then released. The snapshot's result.
+ */
+async function snapshotBehindLock(setup: SqlSetup, holder: pg.Client, table: string, holdMs: number) {
+  await holder.query('BEGIN');
+  await holder.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+  const snapshot = setup.run('snapshot');
+  expect(await waitFor(async () => (await dysnomiaLocks(setup)).some((l) => l.table === table && !l.granted))).toBe(true);
+  await sleep(holdMs);
+  await holder.query('COMMIT');
+  return snapshot;
+}
+
 const keyedScripts = (extra = '', rows = 20_000) => ({
   '01.sql': `${extra}CREATE TABLE t (id int PRIMARY KEY, body text);\nINSERT INTO t SELECT i, repeat('x', 100) FROM generate_series(1, ${rows}) i;\n`,
 });
@@ -104,24 +118,12 @@ describe('postgresql-database key-order snapshots beside timeouts and other sess
     await setup.query(`ALTER DATABASE "${setup.name}" SET statement_timeout = '300ms'`);
     // A session that holds the keyed table for a second: the exporting session's lock waits.
     const holder = await testSession(setup);
-    await holder.query('BEGIN');
-    await holder.query('LOCK TABLE t IN ACCESS EXCLUSIVE MODE');
-    let snapshot = setup.run('snapshot');
-    expect(await waitFor(async () => (await dysnomiaLocks(setup)).some((l) => l.table === 't' && !l.granted))).toBe(true);
-    await sleep(800);
-    await holder.query('COMMIT');
-    let result = await snapshot;
+    let result = await snapshotBehindLock(setup, holder, 't', 800);
     expect(result.exitCode, result.stderr).toBe(0);
     // Now pg_dump waits for the table without a key, and psql's copy of t (5 MB), which is written
     // after pg_dump's part, is held back by its full pipe for a second, in the middle of its COPY.
     await setup.query('UPDATE t SET body = upper(body) WHERE id = 1');
-    await holder.query('BEGIN');
-    await holder.query('LOCK TABLE nokey IN ACCESS EXCLUSIVE MODE');
-    snapshot = setup.run('snapshot');
-    expect(await waitFor(async () => (await dysnomiaLocks(setup)).some((l) => l.table === 'nokey' && !l.granted))).toBe(true);
-    await sleep(1000);
-    await holder.query('COMMIT');
-    result = await snapshot;
+    result = await snapshotBehindLock(setup, holder, 'nokey', 1000);
     expect(result.exitCode, result.stderr).toBe(0);
     expect(await setup.generations()).toEqual(['1', '2']);
   });
@@ -137,13 +139,7 @@ describe('postgresql-database key-order snapshots beside timeouts and other sess
     // pg_dump waits for the table without a key; the exporting session sits idle meanwhile.
     const holder = await testSession(setup);
     await holder.query('SET idle_in_transaction_session_timeout = 0');
-    await holder.query('BEGIN');
-    await holder.query('LOCK TABLE nokey IN ACCESS EXCLUSIVE MODE');
-    const snapshot = setup.run('snapshot');
-    expect(await waitFor(async () => (await dysnomiaLocks(setup)).some((l) => l.table === 'nokey' && !l.granted))).toBe(true);
-    await sleep(600);
-    await holder.query('COMMIT');
-    const result = await snapshot;
+    const result = await snapshotBehindLock(setup, holder, 'nokey', 600);
     expect(result.exitCode, result.stderr).toBe(0);
     expect(await setup.generations()).toEqual(['1']);
   });

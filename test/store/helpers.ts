@@ -1,11 +1,17 @@
 /** Helpers for the store tests: deterministic pseudo-random dumps and a store in a temp dir. */
 import { createHash } from 'node:crypto';
-import { chmod, open } from 'node:fs/promises';
+import { chmod, open, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { execa } from 'execa';
 import { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import { expect } from 'vitest';
 import type { Logger } from '../../src/core/log.js';
 import type { SnapshotSource } from '../../src/core/plugin.js';
-import { runCli } from '../support/cli.js';
+import type { ComponentKey } from '../../src/core/state-dir.js';
+import { SnapshotStore } from '../../src/snapshot-store/store.js';
+import { programPath, runCli } from '../support/cli.js';
+import { useTempDir } from '../support/temp.js';
 
 /** Text that looks like a SQL dump (compressible, varied), deterministic for a seed. */
 export function fakeDump(size: number, seed = 1): Buffer {
@@ -89,6 +95,47 @@ export async function treeOf(dir: string): Promise<string[]> {
 /** Runs `dysnomia-snapshots ...args` on a state dir. */
 export function snapshots(stateDir: string, args: string[], input?: string | Buffer) {
   return runCli('dysnomia-snapshots', args, { env: { DYSNOMIA_STATEDIR: stateDir }, input });
+}
+
+/**
+ * A store holding one snapshot of `key` (one stream, `stream`, of `data`), and the stream
+ * `--export` makes of it (with `extra` arguments).
+ */
+export async function exported(
+  key: ComponentKey,
+  data: Buffer,
+  options: { type: string; stream: string; extra?: string[] },
+): Promise<{ stateDir: string; stream: Buffer; rel: string; identity: string }> {
+  const stateDir = await useTempDir();
+  const outcome = await new SnapshotStore(stateDir).write(key, { type: options.type }, (sink) => sink.addStream(options.stream, streamOf(data)));
+  const rel = `${key.container}/${key.component}/${outcome!.identity}`;
+  const file = path.join(await useTempDir(), 'export.tar');
+  const result = await execa(process.execPath, [programPath('dysnomia-snapshots'), '--export', rel, ...(options.extra ?? [])], {
+    env: { DYSNOMIA_STATEDIR: stateDir },
+    stdout: { file },
+    reject: false,
+  });
+  expect(result.exitCode, result.stderr).toBe(0);
+  return { stateDir, stream: await readFile(file), rel, identity: outcome!.identity };
+}
+
+/** A tar stream written again with each entry's data replaced by what `edit` gives for it (none, one or more entries). */
+export async function rewriteTar(stream: Buffer, edit: (name: string, data: Buffer) => Buffer[]): Promise<Buffer> {
+  const extract = tar.extract();
+  const pack = tar.pack();
+  const done = (async () => {
+    const parts: Buffer[] = [];
+    for await (const part of pack) parts.push(part as Buffer);
+    return Buffer.concat(parts);
+  })();
+  Readable.from([stream]).pipe(extract);
+  for await (const entry of extract) {
+    const parts: Buffer[] = [];
+    for await (const part of entry) parts.push(part as Buffer);
+    for (const data of edit(entry.header.name, Buffer.concat(parts))) pack.entry({ ...entry.header, size: data.length }, data);
+  }
+  pack.finalize();
+  return done;
 }
 
 /** Flips the lowest bit of the byte at `offset` (making the file writable first). */

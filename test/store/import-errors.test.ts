@@ -4,51 +4,23 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { execa } from 'execa';
-import tar from 'tar-stream';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { SnapshotStore } from '../../src/snapshot-store/store.js';
 import { programPath } from '../support/cli.js';
 import { useTempDir } from '../support/temp.js';
-import { fakeDump, snapshots, streamOf } from './helpers.js';
+import { exported as exportedOf, fakeDump, rewriteTar, snapshots } from './helpers.js';
 
 const key = { container: 'mysql', component: 'shop' };
 
-async function exported(data: Buffer): Promise<{ stream: Buffer; rel: string }> {
-  const stateDir = await useTempDir();
-  const outcome = await new SnapshotStore(stateDir).write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(data)));
-  const rel = `${key.container}/${key.component}/${outcome!.identity}`;
-  const file = path.join(stateDir, 'export.tar');
-  const result = await execa(process.execPath, [programPath('dysnomia-snapshots'), '--export', rel], {
-    env: { DYSNOMIA_STATEDIR: stateDir },
-    stdout: { file },
-    reject: false,
-  });
-  expect(result.exitCode, result.stderr).toBe(0);
-  return { stream: await readFile(file), rel };
+function exported(data: Buffer) {
+  return exportedOf(key, data, { type: 'mysql-database', stream: 'dump.sql' });
 }
 
 /** The tar entries of an export, with `name` given twice. */
-async function withDuplicate(stream: Buffer, name: string): Promise<Buffer> {
-  const extract = tar.extract();
-  const pack = tar.pack();
-  const done = (async () => {
-    const parts: Buffer[] = [];
-    for await (const part of pack) parts.push(part as Buffer);
-    return Buffer.concat(parts);
-  })();
-  Readable.from([stream]).pipe(extract);
-  for await (const entry of extract) {
-    const parts: Buffer[] = [];
-    for await (const part of entry) parts.push(part as Buffer);
-    const times = entry.header.name === name ? 2 : 1;
-    for (let i = 0; i < times; i += 1) pack.entry({ ...entry.header }, Buffer.concat(parts));
-  }
-  pack.finalize();
-  return done;
+function withDuplicate(stream: Buffer, name: string): Promise<Buffer> {
+  return rewriteTar(stream, (entry, data) => (entry === name ? [data, data] : [data]));
 }
 
 /** A tmpfs of `mib` MiB at `dir`, unmounted when the test finishes (the tests run as root, as CI does). */

@@ -5,53 +5,27 @@
  * it was.
  */
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { execa } from 'execa';
-import tar from 'tar-stream';
 import { describe, expect, it } from 'vitest';
 import { SnapshotStore } from '../../src/snapshot-store/store.js';
 import { programPath } from '../support/cli.js';
 import { useTempDir } from '../support/temp.js';
-import { fakeDump, snapshots, streamOf, treeOf } from './helpers.js';
+import { exported as exportedOf, fakeDump, rewriteTar, snapshots, streamOf, treeOf } from './helpers.js';
 
 const key = { container: 'gitc', component: 'repo1' };
 
 /** A store holding one snapshot of `key`, and the stream `--export` makes of it. */
-async function exported(data: Buffer, extra: string[] = []): Promise<{ stateDir: string; stream: Buffer; rel: string; identity: string }> {
-  const stateDir = await useTempDir();
-  const outcome = await new SnapshotStore(stateDir).write(key, { type: 'git-repository' }, (sink) => sink.addStream('dump', streamOf(data)));
-  const rel = `${key.container}/${key.component}/${outcome!.identity}`;
-  const file = path.join(await useTempDir(), 'export.tar');
-  const result = await execa(process.execPath, [programPath('dysnomia-snapshots'), '--export', rel, ...extra], {
-    env: { DYSNOMIA_STATEDIR: stateDir },
-    stdout: { file },
-    reject: false,
-  });
-  expect(result.exitCode, result.stderr).toBe(0);
-  return { stateDir, stream: await readFile(file), rel, identity: outcome!.identity };
+function exported(data: Buffer, extra: string[] = []) {
+  return exportedOf(key, data, { type: 'git-repository', stream: 'dump', extra });
 }
 
 /** The stream with its dysnomia-export.json replaced by `edit` of it (every other entry as it was). */
-async function withHeader(stream: Buffer, edit: (header: Record<string, unknown>) => Record<string, unknown>): Promise<Buffer> {
-  const extract = tar.extract();
-  const pack = tar.pack();
-  const done = (async () => {
-    const parts: Buffer[] = [];
-    for await (const part of pack) parts.push(part as Buffer);
-    return Buffer.concat(parts);
-  })();
-  Readable.from([stream]).pipe(extract);
-  for await (const entry of extract) {
-    const parts: Buffer[] = [];
-    for await (const part of entry) parts.push(part as Buffer);
-    let data = Buffer.concat(parts);
-    if (entry.header.name === 'dysnomia-export.json') data = Buffer.from(JSON.stringify(edit(JSON.parse(data.toString('utf8')) as Record<string, unknown>)));
-    pack.entry({ ...entry.header, size: data.length }, data);
-  }
-  pack.finalize();
-  return done;
+function withHeader(stream: Buffer, edit: (header: Record<string, unknown>) => Record<string, unknown>): Promise<Buffer> {
+  return rewriteTar(stream, (name, data) =>
+    name === 'dysnomia-export.json' ? [Buffer.from(JSON.stringify(edit(JSON.parse(data.toString('utf8')) as Record<string, unknown>)))] : [data],
+  );
 }
 
 /** A header edited as a sender would write it: with the checksum of its new fields. */
