@@ -6,6 +6,7 @@ import path from 'node:path';
 import { PassThrough, pipeline, Readable, Transform } from 'node:stream';
 import { distance } from 'fastest-levenshtein';
 import { exists } from '../snapshot-store/fs-util.js';
+import { componentLockFile } from '../snapshot-store/layout.js';
 import { SnapshotStore } from '../snapshot-store/index.js';
 import { AbortedError, ChangedMeanwhileError, DysnomiaError, messageOf, OperationError, PluginError, UsageError } from './errors.js';
 import { withLock } from './lock.js';
@@ -210,10 +211,7 @@ export async function runOperation(request: OperationRequest): Promise<Operation
   const { plugin, ctx } = await prepare(request);
   if (!isPassThrough(plugin) && ctx.options !== undefined) await plugin.checkComponent?.(ctx);
   const key = keyOf(request);
-  const lockFile = path.join(
-    stateLayout.locks(request.stateDir),
-    `component-${encodeURIComponent(key.container)}-${encodeURIComponent(key.component)}.lock`,
-  );
+  const lockFile = componentLockFile(request.stateDir, key);
   if (request.signal?.aborted) {
     throw new AbortedError(`${request.operation} of ${key.container}/${key.component} cancelled before it started; nothing was changed`, {
       cause: request.signal.reason,

@@ -12,7 +12,12 @@ export function storeLockFile(stateDir: string): string {
   return path.join(stateLayout.locks(stateDir), 'store.lock');
 }
 
-/** The component lock, the same file the dispatcher takes around every operation. */
+/**
+ * The component lock, the same file the dispatcher takes around every operation. `-` joins the two
+ * names and is not encoded, so `a-b`/`c` and `a`/`b-c` share one lock: they only wait for each
+ * other. The name is kept as it is because a process of an earlier version, still running during
+ * an upgrade, takes this file; a new name would let the two work on one component at once.
+ */
 export function componentLockFile(stateDir: string, key: ComponentKey): string {
   return path.join(
     stateLayout.locks(stateDir),
