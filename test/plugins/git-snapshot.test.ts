@@ -3,7 +3,10 @@
  * comes back, what is skipped, and what is refused.
  */
 import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { chmod, chown, mkdir, open, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -43,6 +46,29 @@ async function latestSnapshot(setup: GitSetup): Promise<string> {
   return path.resolve(path.dirname(link), await readlink(link));
 }
 
+/**
+ * What `git update-server-info` writes into info/refs for the refs `repo` has now: each ref, and
+ * after an annotated tag the object it peels to.
+ */
+async function serverInfoRefs(repo: string): Promise<string[]> {
+  const format = '%(objectname)%09%(refname)%(if)%(*objectname)%(then)%0a%(*objectname)%09%(refname)^{}%(end)';
+  const { stdout } = await execa('git', ['-c', 'safe.directory=*', 'for-each-ref', `--format=${format}`], { cwd: repo });
+  return stdout.split('\n').filter((line) => line !== '').sort();
+}
+
+/** Serves the files below `dir` over plain HTTP (what a dumb-HTTP git client reads); call close() after. */
+async function serveFiles(dir: string): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = createServer((request, response) => {
+    const file = path.join(dir, decodeURIComponent(new URL(request.url ?? '/', 'http://x').pathname));
+    createReadStream(file)
+      .on('error', () => response.writeHead(404).end())
+      .pipe(response);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
 describe('git-repository snapshot and restore', () => {
   it('brings back the snapshot\'s refs after a force-push to an older state', async () => {
     const setup = await gitSetup({ commits: 5 });
@@ -58,6 +84,8 @@ describe('git-repository snapshot and restore', () => {
     expect(await refState(setup.repo)).toBe(snapshotted);
     await fsckClean(setup.repo);
     expect(await readdir(setup.baseDir)).toEqual(['project']);
+    // The live repository had no info/refs (dumb HTTP), so the restored one gets none either.
+    expect(await readdir(path.join(setup.repo, 'info'))).not.toContain('refs');
   });
 
   it('names the refs a restore replaces or drops (pushed since the snapshot)', async () => {
@@ -197,6 +225,49 @@ describe('git-repository snapshot and restore', () => {
     await git(setup.repo, 'pack-refs', '--all');
     expect(await readdir(path.join(setup.repo, 'logs')).catch(() => [])).not.toContain('marker');
     await fsckClean(setup.repo);
+  });
+
+  it('writes info/refs and objects/info/packs (dumb HTTP) for the restored refs and packs when the live repository had them', async () => {
+    const setup = await gitSetup({ commits: 3, branches: ['dev'], properties: { gitGroup: 'daemon' } });
+    await setup.ok('activate');
+    await git(setup.work, 'tag', '-a', 'v1.0', '-m', 'release 1.0', 'main');
+    await git(setup.work, 'push', '-q', setup.repo, 'refs/tags/v1.0');
+    await git(setup.repo, 'update-server-info');
+    const snapshotted = await serverInfoRefs(setup.repo);
+    await setup.ok('snapshot');
+    // Pushed since the snapshot, and served: info/refs names the live refs, which the restore drops.
+    await pushRandom(setup, 'after-the-snapshot.bin');
+    await git(setup.work, 'push', '-q', setup.repo, 'main:refs/heads/pushed-later');
+    await git(setup.repo, 'repack', '-a', '-d', '-q'); // runs update-server-info, as git gc does
+    const infoRefs = path.join(setup.repo, 'info', 'refs');
+    const infoPacks = path.join(setup.repo, 'objects', 'info', 'packs');
+    expect((await readFile(infoRefs, 'utf8')).split('\n').filter((line) => line !== '').sort()).not.toEqual(snapshotted);
+    await execa('chown', ['-R', 'nobody', setup.repo]);
+
+    await setup.ok('restore');
+    expect(await serverInfoRefs(setup.repo)).toEqual(snapshotted);
+    expect((await readFile(infoRefs, 'utf8')).split('\n').filter((line) => line !== '').sort()).toEqual(snapshotted);
+    const listed = (await readFile(infoPacks, 'utf8')).split('\n').filter((line) => line.startsWith('P ')).map((line) => line.slice(2)).sort();
+    const packs = (await readdir(path.join(setup.repo, 'objects', 'pack'))).filter((name) => name.endsWith('.pack')).sort();
+    expect(listed.length).toBeGreaterThan(0);
+    expect(listed).toEqual(packs);
+    // Written before the owner and the gitGroup were given, so they have them too.
+    const gid = await gidOf('daemon');
+    for (const file of [infoRefs, infoPacks]) {
+      const info = await stat(file);
+      expect(info.uid, file).toBe(65534);
+      expect(info.gid, file).toBe(gid);
+      expect(info.mode & 0o020, `${file} is group-writable`).toBe(0o020);
+    }
+    // A dumb-HTTP client sees the restored refs.
+    const server = await serveFiles(setup.baseDir);
+    try {
+      const clone = path.join(setup.dir, 'dumb-clone');
+      await git(setup.dir, 'clone', '-q', '--mirror', `${server.url}/project`, clone);
+      expect(await serverInfoRefs(clone)).toEqual(snapshotted);
+    } finally {
+      await server.close();
+    }
   });
 
   it('fails a restore whose carrying over fails, before the swap, with the live repository and what it holds untouched', async () => {

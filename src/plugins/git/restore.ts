@@ -180,6 +180,19 @@ async function keepDetachedHead(
 }
 
 /**
+ * What dumb-HTTP clients read, `git update-server-info`'s info/refs and objects/info/packs, made
+ * for the restored repository when the live one had either: a snapshot leaves them out (git
+ * derives them), and the live ones name the live refs and packs. A repository that never had
+ * them is not served over dumb HTTP and gets none. (git repack and git gc write them too.) An
+ * unreadable live one (a damaged repository, what a restore is for) counts as without them.
+ */
+async function updateServerInfo(ctx: PluginContext<GitRepositoryOptions>, repo: string, staged: string): Promise<void> {
+  const has = (file: string) => lstat(path.join(repo, file)).then(() => true, () => false);
+  if (!(await has('info/refs')) && !(await has('objects/info/packs'))) return;
+  await git(staged, ['update-server-info'], `writing info/refs and objects/info/packs (for dumb HTTP) of ${staged}`, ctx.signal, true);
+}
+
+/**
  * Top-level entries of a bare repository that a restore does not carry over from the live one:
  * what it rebuilds from the snapshot (objects, refs, packed-refs, HEAD, config, description, hooks,
  * info), what a snapshot leaves out by design (logs: the reflogs; worktrees: warned about before;
@@ -426,6 +439,9 @@ export async function restore(ctx: PluginContext<GitRepositoryOptions>, source: 
     try {
       restored = await stage(ctx, source, work, staged);
       keptHead = before === undefined ? undefined : await keepDetachedHead(ctx, repo, staged, before);
+      // After the last objects came in (keepDetachedHead's fetch), before the owner and group are
+      // set, so the files get them too; carryOver copies neither info/ nor objects/ over them.
+      if (live) await updateServerInfo(ctx, repo, staged);
       // Group first: it rewrites the config, which must then get the owner too.
       if (ctx.options.group !== undefined) await shareWithGroup(staged, ctx.options.group, ctx.signal);
       if (live) await matchOwner(staged, repo, ctx.options.group !== undefined, ctx.signal);
