@@ -5,6 +5,7 @@
  * - snapshot into an empty store vs the bare dump tool to /dev/null (A B A B);
  * - Dysnomia's pipeline `dump | xz` then `sha256sum`, timed once (it is slow);
  * - snapshot of an unchanged database vs the bare dump tool, and the bytes it newly stored;
+ * - the floor: the dump tool piped into sha256sum vs the bare dump tool (no target; see below);
  * - restore vs the bare load tool reading a plain dump file into an empty database;
  * - store size over N nights of the shared churn vs a full copy per night (Dysnomia's xz copy and
  *   a plain dump), and each night's snapshot time vs that night's bare dump;
@@ -90,6 +91,19 @@ export async function databaseFigures(engine, options) {
     out.unchanged.newBytesStored = Math.max(...unchanged.map((run) => run.bytesStored));
     out.unchanged.newGenerations = unchanged.filter((run) => run.newGeneration !== false).length;
     await rm(snapshotState, { recursive: true, force: true });
+
+    // --- the floor: what reading and hashing the dump once costs, in native code ----------------
+    // Not a target: the least any snapshot does is read every byte of the dump and hash it (ours
+    // also chunks it and hashes each chunk). On a machine whose cores the dump tool and the server
+    // already keep busy, this ratio says how much of ours is the machine's, not our code's.
+    say('floor: the dump piped into sha256sum vs bare dump');
+    out.floor = await alternate({
+      pairs,
+      log: say,
+      reference: bareDump,
+      ours: () => bash('"$@" | sha256sum > /dev/null', [dumpTool, ...dumpArgs], { env: engine.env }),
+    });
+    out.floor.command = `${engine.dumpLabel} | sha256sum > /dev/null`;
 
     // --- restore --------------------------------------------------------------------------------
     const plainDump = path.join(workDir, 'plain-dump.sql');
