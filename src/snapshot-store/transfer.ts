@@ -363,6 +363,14 @@ async function commitImport(
  * linked, not copied. A copy the store has already is kept when it verifies, else replaced (see
  * {@link checkStoredCopy}); a different snapshot of the same name is refused
  * ({@link refuseOtherSnapshot}). The source folder is left as it was.
+ *
+ * A store that has the snapshot intact still verifies the source folder as an import of it would,
+ * as `--import -` verifies its stream: taken for "the store has it already" unread, a damaged copy
+ * (a pack truncated or with a flipped byte, a chunk index missing or not the manifest's) passed with
+ * exit 0, and whoever copied it never learnt that it is bad. The folder's packs are hashed, not
+ * written again (the store's copies, the same when the hashes agree, stand in for them); a Dysnomia
+ * dump is verified where it is. A module folder was read in full already, and compared with the
+ * store's copy, by {@link refuseOtherSnapshot}.
  */
 export async function importSnapshotFolder(stateDir: string, folder: string, options: ImportOptions = {}): Promise<ImportOutcome> {
   const source = path.resolve(folder);
@@ -396,25 +404,46 @@ export async function importSnapshotFolder(stateDir: string, folder: string, opt
     const counts = { packsReceived: 0, bytesReceived: 0, packsLinked: 0 };
     const stored = await checkStoredCopy(stateDir, key, identity, options.log ?? silentLogger);
     const rel = relativePath(key, identity);
-    await refuseOtherSnapshot(stored, snapshotDir(stateDir, key, identity), listing && source, where, rel);
-    if (stored.state === 'intact') return finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
+    const target = snapshotDir(stateDir, key, identity);
+    await refuseOtherSnapshot(stored, target, listing && source, where, rel);
+    const known = stored.state === 'intact' ? target : undefined;
+    const hasIt = () => finishImport(stateDir, key, identity, options, { newSnapshot: false, ...counts });
+    if (known !== undefined && manifest === undefined) {
+      if (listing === undefined) await verifySnapshotFolder(source, where, identity).catch((error: unknown) => keptIntact(error, known));
+      return hasIt();
+    }
     const staging = await Staging.create(stateDir, key);
     try {
       if (manifest !== undefined) {
-        await stageFiles(staging, source, manifest);
+        await stageFiles(staging, source, manifest, where, known);
       } else if (listing !== undefined) {
         await stageModuleFolder(staging, source, listing);
       } else {
         await staging.addFile(legacyDump!, createReadStream(path.join(source, legacyDump!)));
       }
       await staging.verify(where, identity);
+      if (known !== undefined) {
+        await staging.discard();
+        return await hasIt();
+      }
       await refuseOtherDamagedModule(stored, staging.folder, checksumFile(stateDir, key, identity), where, rel);
       return await commitStaged(stateDir, staging, key, identity, stored, options);
     } catch (error) {
       await staging.discard();
-      throw explainImportError(error, stateDir);
+      return keptIntact(explainImportError(error, stateDir), known);
     }
   });
+}
+
+/**
+ * Rethrows a failed import of a snapshot the store has intact (`known`: its folder), saying that
+ * the store's copy stays as it was: the failure is the source's, not the store's.
+ */
+function keptIntact(error: unknown, known: string | undefined): never {
+  if (known !== undefined && error instanceof IntegrityError && !messageOf(error).includes("the store's copy")) {
+    throw new IntegrityError(`${messageOf(error)}; the store's copy of the snapshot is intact and stays as it was`, { cause: error });
+  }
+  throw error;
 }
 
 /** Puts a verified import in place and files its generation, counting what it brought. */
@@ -435,7 +464,12 @@ async function commitStaged(
   });
 }
 
-async function stageFiles(staging: Staging, source: string, manifest: Manifest): Promise<void> {
+/**
+ * Stages the files of our snapshot folder `source`. With `known` (the store's intact folder of the
+ * same snapshot), a pack the folder carries is hashed and the store's copy linked in its place
+ * ({@link receiveKnownPack}), as `--import -` does with the packs of its stream.
+ */
+async function stageFiles(staging: Staging, source: string, manifest: Manifest, where: string, known?: string): Promise<void> {
   const required = [MANIFEST_FILE, ...manifest.streams.map((_, position) => indexFileName(position))];
   // Checked first, so that a folder missing one says so instead of failing on a raw ENOENT.
   for (const name of required) {
@@ -448,6 +482,12 @@ async function stageFiles(staging: Staging, source: string, manifest: Manifest):
   for (const pack of new Set(manifest.packs)) {
     const file = path.join(source, packFileName(pack));
     const carried = (await stat(file).catch(() => undefined)) !== undefined;
+    if (carried && known !== undefined && (await exists(path.join(known, packFileName(pack))))) {
+      await receiveKnownPack(staging, createReadStream(file), pack, path.join(known, packFileName(pack)), (actual) =>
+        `${where}: its file ${packFileName(pack)} is damaged (its content hashes to ${actual}, not to its name); nothing was imported`,
+      );
+      continue;
+    }
     // A pack the folder carries is linked from the pool only when the pool's copy is intact;
     // otherwise the folder's copy is taken and replaces the pool's on commit, as `--import -` does.
     if (carried ? await staging.hasIntactInPool(pack) : await staging.hasInPool(pack)) {
@@ -712,7 +752,9 @@ async function importStream(
       const name = entryName(entry.header, identity, where);
       const pack = packOfFileName(name);
       if (pack !== undefined && known !== undefined && (await exists(path.join(known, name)))) {
-        await receiveKnownPack(staging, entry as AsyncIterable<Uint8Array>, pack, path.join(known, name), where);
+        await receiveKnownPack(staging, entry as AsyncIterable<Uint8Array>, pack, path.join(known, name), (actual) =>
+          `${where}: the stream's copy of pack ${pack} is damaged (its content hashes to ${actual}): it was damaged on its way; nothing was imported`,
+        );
       } else {
         await staging.addFile(name, entry as AsyncIterable<Uint8Array>, pack);
       }
@@ -750,25 +792,26 @@ async function importStream(
     return await commitStaged(stateDir, staging, key, identity, stored, options);
   } catch (error) {
     await staging.discard();
-    if (known !== undefined && error instanceof IntegrityError && !messageOf(error).includes("the store's copy")) {
-      throw new IntegrityError(`${messageOf(error)}; the store's copy of the snapshot is intact and stays as it was`, { cause: error });
-    }
-    throw error;
+    return keptIntact(error, known);
   }
 }
 
 /**
- * A pack of a stream whose snapshot the store has intact: its bytes are hashed as they arrive,
- * not written, and the store's copy (`file`, which is the same when the hashes agree) is linked
- * into the staged folder for verification.
+ * A pack of a stream or folder whose snapshot the store has intact: its bytes are hashed as they
+ * arrive, not written, and the store's copy (`file`, which is the same when the hashes agree) is
+ * linked into the staged folder for verification. `damaged` says a copy that hashes to `actual`.
  */
-async function receiveKnownPack(staging: Staging, data: AsyncIterable<Uint8Array>, pack: string, file: string, where: string): Promise<void> {
+async function receiveKnownPack(
+  staging: Staging,
+  data: AsyncIterable<Uint8Array>,
+  pack: string,
+  file: string,
+  damaged: (actual: string) => string,
+): Promise<void> {
   const hash = createHash('sha256');
   for await (const piece of data) hash.update(piece);
   const actual = hash.digest('hex');
-  if (actual !== pack) {
-    throw new IntegrityError(`${where}: the stream's copy of pack ${pack} is damaged (its content hashes to ${actual}): it was damaged on its way; nothing was imported`);
-  }
+  if (actual !== pack) throw new IntegrityError(damaged(actual));
   try {
     await link(file, path.join(staging.folder, packFileName(pack)));
   } catch (error) {

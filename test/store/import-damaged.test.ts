@@ -298,3 +298,100 @@ describe('an error reading the store\'s copy is not damage', () => {
     expect(await treeOf(receiver)).toEqual(tree);
   });
 });
+
+/** {@link treeOf} of a state dir with the SHA-256 of each file's content: what a "nothing changed" check compares. */
+async function stateOf(stateDir: string): Promise<string[]> {
+  const tree = await treeOf(stateDir);
+  const out: string[] = [];
+  for (const line of tree) {
+    const rel = line.split(' ')[0]!;
+    out.push(line.endsWith('/') || line.includes(' -> ') ? line : `${line} ${sha256(await readFile(path.join(stateDir, rel)))}`);
+  }
+  return out;
+}
+
+/** A copy of a snapshot folder (under its own name) somewhere else, writable, as cp -a or scp -r makes one. */
+async function copyOf(folder: string): Promise<string> {
+  const copy = path.join(await useTempDir(), path.basename(folder));
+  await cp(folder, copy, { recursive: true });
+  for (const name of await readdir(copy)) await chmod(path.join(copy, name), 0o644);
+  return copy;
+}
+
+describe('--import PATH of a damaged folder whose snapshot the store has intact', () => {
+  /** Damage done to the copied folder, and what the message must say of it. */
+  const sourceDamages: [string, (copy: string) => Promise<void>, RegExp][] = [
+    ['a flipped byte in a pack', async (copy) => flipByte(await firstPack(copy), 100), /its file [0-9a-f]{64}\.pack is damaged \(its content hashes to [0-9a-f]{64}, not to its name\)/],
+    [
+      'a truncated pack',
+      async (copy) => {
+        const pack = await firstPack(copy);
+        await truncate(pack, Math.floor((await readFile(pack)).length / 2));
+      },
+      /its file [0-9a-f]{64}\.pack is damaged \(its content hashes to [0-9a-f]{64}, not to its name\)/,
+    ],
+    ['a missing chunk index', (copy) => rm(path.join(copy, 'stream-0.chunks')), /its file stream-0\.chunks is missing, so it is not a complete snapshot folder/],
+    ['a flipped byte in the chunk index', (copy) => flipByte(path.join(copy, 'stream-0.chunks'), 10), /stream dump\.sql: chunk 0 .* does not match its checksum/],
+  ];
+
+  it('fails naming the folder and the damage, adds no generation, and leaves the store as it was', async () => {
+    const from = await sender(fakeDump(1_000_000, 20));
+    const receiver = await useTempDir();
+    expect((await importInto(receiver, 'folder', from)).exitCode).toBe(0);
+    // A second snapshot makes the first an older generation, which an import would add again.
+    await new SnapshotStore(receiver).write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(fakeDump(200_000, 21))));
+    const before = await stateOf(receiver);
+    for (const [damage, inflict, said] of sourceDamages) {
+      const copy = await copyOf(from.folder);
+      await inflict(copy);
+      const result = await snapshots(receiver, ['--import', copy]);
+      expect(result.exitCode, `${damage}: ${result.stderr}`).toBe(1);
+      expect(result.stderr, damage).toContain(`cannot import ${copy}: `);
+      expect(result.stderr, damage).toMatch(said);
+      expect(result.stderr, damage).toContain("the store's copy of the snapshot is intact and stays as it was");
+      expect(result.stderr, damage).not.toContain('the store has it already');
+      expect(await stateOf(receiver), damage).toEqual(before);
+    }
+    // An intact copy is still "the store has it already", and adds the generation.
+    const intact = await snapshots(receiver, ['--import', await copyOf(from.folder), '--json']);
+    expect(intact.exitCode, intact.stderr).toBe(0);
+    expect(intact.stderr).toContain(`${from.rel}: the store has it already; generation 3`);
+    expect(JSON.parse(intact.stdout)[0]).toMatchObject({ newSnapshot: false, newGeneration: true, packsReceived: 0 });
+    expect((await snapshots(receiver, ['--query-all', '--check'])).exitCode).toBe(0);
+  });
+
+  it("the same for a Dysnomia folder (dump.sql.xz): a damaged dump fails, an intact one is 'the store has it already'", async () => {
+    const xz = Buffer.from((await execa('xz', ['-c'], { input: fakeDump(300_000, 22), encoding: 'buffer' })).stdout);
+    const id = sha256(xz);
+    const folder = path.join(await useTempDir(), id);
+    await mkdir(folder);
+    await writeFile(path.join(folder, 'dump.sql.xz'), xz);
+    const receiver = await useTempDir();
+    const named = ['-C', key.container, '-c', key.component];
+    expect((await snapshots(receiver, ['--import', ...named, folder])).exitCode).toBe(0);
+    const before = await stateOf(receiver);
+    const copy = await copyOf(folder);
+    await flipByte(path.join(copy, 'dump.sql.xz'), 200);
+    const result = await snapshots(receiver, ['--import', ...named, copy]);
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`cannot import ${copy}: dump.sql.xz is damaged`);
+    expect(result.stderr).toContain("the store's copy of the snapshot is intact and stays as it was");
+    expect(await stateOf(receiver)).toEqual(before);
+    const intact = await snapshots(receiver, ['--import', ...named, folder]);
+    expect(intact.exitCode, intact.stderr).toBe(0);
+    expect(intact.stderr).toContain(`${key.container}/${key.component}/${id}: the store has it already`);
+  });
+
+  it('takes a folder without a pack the pool has, as an import into a store without the snapshot would', async () => {
+    const from = await sender(fakeDump(1_000_000, 23));
+    const receiver = await useTempDir();
+    expect((await importInto(receiver, 'folder', from)).exitCode).toBe(0);
+    const before = await stateOf(receiver);
+    const copy = await copyOf(from.folder);
+    await rm(await firstPack(copy));
+    const result = await snapshots(receiver, ['--import', copy]);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).toContain(`${from.rel}: the store has it already`);
+    expect(await stateOf(receiver)).toEqual(before);
+  });
+});
