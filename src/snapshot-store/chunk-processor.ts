@@ -24,6 +24,10 @@ export interface KnownSnapshot {
   packs: string[];
   /** Paths of its chunk index files. */
   indexFiles: string[];
+  /** The names of its streams, in the order of `indexFiles`. */
+  streamNames: string[];
+  /** The chunking it was cut with (its cuts are replayed only with the same, see replay.ts). */
+  chunking: { min: number; avg: number; max: number; algorithm: string };
 }
 
 /**
@@ -133,9 +137,10 @@ export class ChunkProcessor {
    * Hashes every chunk, and compresses those not seen before: into `output` when it is given and
    * large enough (the result's `compressed` is then a view on it), else into a fresh copy. Also
    * adds the batch to the SHA-256 of its whole stream (`stream`: the stream's position; batches
-   * of one stream come in order).
+   * of one stream come in order). `given`: the chunks' SHA-256s when the batcher computed them
+   * (it does when it replays a previous snapshot's cuts), 32 bytes each.
    */
-  process(data: Uint8Array, cuts: Uint32Array, stream: number, output?: Uint8Array): BatchResult {
+  process(data: Uint8Array, cuts: Uint32Array, stream: number, output?: Uint8Array, given?: Uint8Array): BatchResult {
     if (stream !== this.stream) {
       this.stream = stream;
       this.streamHash = this.deps.createHash('sha256');
@@ -159,7 +164,10 @@ export class ChunkProcessor {
     for (let i = 0; i < count; i += 1) {
       const end = cuts[i]!;
       const chunk = data.subarray(start, end);
-      const digest = this.deps.createHash('sha256').update(chunk).digest();
+      const digest =
+        given === undefined
+          ? this.deps.createHash('sha256').update(chunk).digest()
+          : Buffer.from(given.buffer, given.byteOffset + i * 32, 32);
       hashes.set(digest, i * 32);
       const key = digest.toString('hex');
       const seen = this.seen.get(key);

@@ -7,6 +7,7 @@
  * Written here: no widely used, maintained FastCDC package exists on npm, and the core is one
  * small loop (about 2 GB/s in V8 with a 32-bit gear hash, unrolled; see Chunker.cut).
  */
+import { type ChunkReplay, chunkHash } from './replay.js';
 
 /** Chunk size parameters, in bytes. */
 export interface ChunkingOptions {
@@ -106,6 +107,8 @@ export interface Batch {
   data: Uint8Array;
   /** End offsets of the chunks in `data`, ascending; the last equals data.length. */
   cuts: Uint32Array;
+  /** The SHA-256 of each chunk (32 bytes each), when the batcher hashed them (it replays cuts). */
+  hashes?: Uint8Array;
 }
 
 /** Lends full-size batch buffers (the chunk worker's shared slots); see processor-handle.ts. */
@@ -124,14 +127,18 @@ export class Batcher {
   /** Buffers of processed batches, reused instead of allocating (see {@link recycle}). */
   private readonly spare: ArrayBuffer[] = [];
 
+  /** The hashes of the chunks cut since the last batch, when replaying (see {@link cutAt}). */
+  private digests: Buffer[] = [];
+
   /**
    * `batchSize` is the writer's (DEFAULT_BATCH_SIZE in writer.ts); `lender()` says where full-size
-   * buffers come from first, when anywhere.
+   * buffers come from first, when anywhere; `replay`, the previous snapshot's cuts (replay.ts).
    */
   constructor(
     private readonly chunker: Chunker,
     private readonly batchSize: number,
     private readonly lender: () => BatchBuffers | undefined = () => undefined,
+    private readonly replay?: ChunkReplay,
   ) {
     // Small at first: most streams of small components never fill a batch.
     this.buffer = new Uint8Array(Math.min(64 * 1024, this.capacity()));
@@ -186,10 +193,10 @@ export class Batcher {
     const cuts: number[] = [];
     let position = 0;
     while (position < this.length) {
-      position = this.chunker.cut(this.buffer, position, this.length);
+      position = this.cutAt(position);
       cuts.push(position);
     }
-    const batch = { data: this.buffer.subarray(0, this.length), cuts: Uint32Array.from(cuts) };
+    const batch = { data: this.buffer.subarray(0, this.length), cuts: Uint32Array.from(cuts), hashes: this.takeHashes() };
     this.buffer = new Uint8Array(0);
     this.length = 0;
     return batch;
@@ -200,13 +207,41 @@ export class Batcher {
     const cuts: number[] = [];
     let position = 0;
     while (this.length - position >= this.chunker.max) {
-      position = this.chunker.cut(this.buffer, position, this.length);
+      position = this.cutAt(position);
       cuts.push(position);
     }
     const full = this.buffer;
     this.buffer = this.freshBuffer();
     this.buffer.set(full.subarray(position, this.length));
     this.length -= position;
-    return { data: full.subarray(0, position), cuts: Uint32Array.from(cuts) };
+    return { data: full.subarray(0, position), cuts: Uint32Array.from(cuts), hashes: this.takeHashes() };
+  }
+
+  /**
+   * The end of the chunk starting at `position` of the buffer. With a replay, the previous
+   * snapshot's cut when the chunk repeats it, else the gear's, and the chunk's SHA-256 is kept
+   * for the batch either way (the replay needs it, so the worker need not compute it again).
+   * Callers leave at least `max` bytes after `position`, or the stream has ended.
+   */
+  private cutAt(position: number): number {
+    const replay = this.replay;
+    if (replay === undefined) return this.chunker.cut(this.buffer, position, this.length);
+    const repeated = replay.repeat(this.buffer, position, this.length);
+    if (repeated !== undefined) {
+      this.digests.push(repeated.hash);
+      return repeated.end;
+    }
+    const end = this.chunker.cut(this.buffer, position, this.length);
+    const hash = chunkHash(this.buffer.subarray(position, end));
+    this.digests.push(hash);
+    replay.follow(hash);
+    return end;
+  }
+
+  private takeHashes(): Uint8Array | undefined {
+    if (this.replay === undefined) return undefined;
+    const hashes = new Uint8Array(Buffer.concat(this.digests));
+    this.digests = [];
+    return hashes;
   }
 }

@@ -51,6 +51,9 @@ export interface Manifest {
   streams: StreamEntry[];
 }
 
+/** The name the manifest gives chunker.ts's cuts (a different gear or loop must change it). */
+export const CHUNKING_ALGORITHM = 'fastcdc-gear32';
+
 /** Size of one chunk record in a chunk index file. */
 export const CHUNK_RECORD_SIZE = 48;
 

@@ -83,7 +83,7 @@ function startInline(options: ProcessorOptions): ProcessorHandle {
     knownPacks: processor.knownPacks,
     buffers: undefined,
     process: async (batch, stream) => {
-      const result = processor.process(batch.data, batch.cuts, stream);
+      const result = processor.process(batch.data, batch.cuts, stream, undefined, batch.hashes);
       options.recycle?.(batch.data.buffer as ArrayBuffer);
       return { ...result, release: () => {} };
     },
@@ -122,7 +122,7 @@ parentPort.on('message', (message) => {
     ? new Uint8Array(input, message.slot * capacity, message.length)
     : new Uint8Array(message.buffer, message.offset, message.length);
   const target = shared ? new Uint8Array(output, message.slot * outputCapacity, outputCapacity) : undefined;
-  const result = processor.process(data, message.cuts, message.stream, target);
+  const result = processor.process(data, message.cuts, message.stream, target, message.hashes);
   const direct = result.compressed.buffer === output;
   const reply = { type: 'result', id: message.id, hashes: result.hashes, kinds: result.kinds, refs: result.refs,
     compressedLength: result.compressed.length, compressed: direct ? undefined : result.compressed,
@@ -279,14 +279,14 @@ async function startWorker(options: ProcessorOptions): Promise<ProcessorHandle> 
             options.recycle?.(buffer as ArrayBuffer);
           }
         }
+        const { cuts, hashes } = batch;
+        const moved = [cuts.buffer as ArrayBuffer];
+        if (hashes !== undefined) moved.push(hashes.buffer as ArrayBuffer);
         if (slot !== undefined) {
           state[slot] = BUSY;
-          worker.postMessage({ id, stream, slot, length: byteLength, cuts: batch.cuts }, [batch.cuts.buffer as ArrayBuffer]);
+          worker.postMessage({ id, stream, slot, length: byteLength, cuts, hashes }, moved);
         } else {
-          worker.postMessage(
-            { id, stream, buffer, offset: byteOffset, length: byteLength, cuts: batch.cuts },
-            [buffer as ArrayBuffer, batch.cuts.buffer as ArrayBuffer],
-          );
+          worker.postMessage({ id, stream, buffer, offset: byteOffset, length: byteLength, cuts, hashes }, [buffer as ArrayBuffer, ...moved]);
         }
         return slot;
       }),

@@ -298,6 +298,8 @@ export class SnapshotStore {
           folder,
           packs: snapshot.manifest.packs,
           indexFiles: snapshot.manifest.streams.map((stream) => path.join(folder, stream.index)),
+          streamNames: snapshot.manifest.streams.map((stream) => stream.name),
+          chunking: snapshot.manifest.chunking,
         });
       } catch (error) {
         // The reader's messages start with the snapshot's path already.

@@ -20,6 +20,7 @@ import { DATA_FILE_MODE, fsyncPath, tempName, writeFileAtomic } from './fs-util.
 import { packFileName, poolPackPath, relativePath, snapshotDir } from './layout.js';
 import {
   CHUNK_RECORD_SIZE,
+  CHUNKING_ALGORITHM,
   contentHash,
   encodeChunkRecord,
   indexFileName,
@@ -32,6 +33,7 @@ import {
   type StreamEntry,
 } from './manifest.js';
 import { type ProcessedBatch, type ProcessorHandle, startProcessor } from './processor-handle.js';
+import { ChunkReplay } from './replay.js';
 
 /** Tuning of the write path; the defaults are what the benchmarks chose. */
 export interface WriteTuning {
@@ -167,7 +169,7 @@ export class SnapshotWriter {
     const index = new IndexWriter(path.join(this.folder, indexFileName(position)));
     await index.open();
     try {
-      const batcher = new Batcher(new Chunker(this.chunking), this.batchSize, () => this.processor?.buffers);
+      const batcher = new Batcher(new Chunker(this.chunking), this.batchSize, () => this.processor?.buffers, await this.replayOf(name));
       this.batcher = batcher;
       const inFlight: Promise<ProcessedBatch>[] = [];
       let size = 0;
@@ -222,6 +224,19 @@ export class SnapshotWriter {
       await index.abandon();
       throw error;
     }
+  }
+
+  /**
+   * The cuts of the latest known snapshot's stream of this name, to replay where the new stream
+   * repeats it (replay.ts), if that snapshot was cut with this write's chunking.
+   */
+  private async replayOf(name: string): Promise<ChunkReplay | undefined> {
+    for (const known of this.options.known) {
+      const position = known.streamNames.indexOf(name);
+      if (position < 0) continue;
+      return ChunkReplay.load({ indexFile: known.indexFiles[position]!, chunking: known.chunking }, this.chunking);
+    }
+    return undefined;
   }
 
   /**
@@ -408,7 +423,7 @@ export class SnapshotWriter {
       identityKind: params.identityKind,
       created: params.created.toISOString(),
       contentSha256: contentHash(this.streams),
-      chunking: { algorithm: 'fastcdc-gear32', ...this.chunking },
+      chunking: { algorithm: CHUNKING_ALGORITHM, ...this.chunking },
       compression: 'zstd',
       packs: this.slots.map((slot) => slot!),
       streams: this.streams,
