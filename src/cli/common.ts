@@ -1,16 +1,24 @@
 /** What the three programs share: commander set-up and option parsing helpers. */
 import os from 'node:os';
-import { Command } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { UsageError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { parseDecimal } from '../core/numbers.js';
 import { packageVersion } from './run.js';
 
-/** A commander program with Dysnomia's -h/-v, usage errors turned into exit 2. */
+/**
+ * A commander program with Dysnomia's -h/-v, usage errors turned into exit 2. Parse it with
+ * {@link parseCommandLine}, which answers -h and -v.
+ */
 export function commonProgram(name: string): Command {
+  // -h and -v are ordinary options, not commander's built-in help and version: commander leaves
+  // its help option out when it splits a group of short flags, so `-hv`, `-hE` and `-ht x` were
+  // unknown options while `-Eh` worked, and its version option quits the moment it is seen, so
+  // `-h -v` printed the version where Dysnomia's getopt loop shows the usage.
   return new Command(name)
-    .version(`${name} (dysnomia ${packageVersion()})`, '-v, --version', 'show the version')
-    .helpOption('-h, --help', 'show this help')
+    .helpOption(false)
+    .addOption(new Option('-v, --version', 'show the version'))
+    .addOption(new Option('-h, --help', 'show this help'))
     .exitOverride()
     .configureOutput({
       writeErr: (text) => process.stderr.write(text.startsWith('error:') ? `${name}: ${text}` : text),
@@ -22,20 +30,36 @@ export function commonProgram(name: string): Command {
 }
 
 /**
- * Makes an option that takes a value a usage error when it is given twice. commander, like
- * Dysnomia's getopt loop, lets the last one win: `--keep 1 --keep 0` would remove every
- * generation, and `-C mysql -C pg` would activate a MySQL component in PostgreSQL.
+ * Parses the command line of a program made by {@link commonProgram} as Dysnomia's getopt loop
+ * does: an unknown option or a missing value is an error whatever else is given (getopt checks
+ * the whole line first); then the first of -h and -v, in any group of short flags (`-hv`, `-qh`,
+ * `-ht x`), prints the usage or the version and ends the run with exit 0, before any other check
+ * (a CommanderError with exit code 0, which the top-level catch turns into exit 0).
+ *
+ * An option with a value given twice is then a usage error. commander, like Dysnomia's getopt
+ * loop, lets the last one win: `--keep 1 --keep 0` would remove every generation, and
+ * `-C mysql -C pg` would activate a MySQL component in PostgreSQL.
  */
-export function refuseRepeatedValues(command: Command): Command {
+export function parseCommandLine(command: Command, argv: string[]): void {
+  let asked: 'help' | 'version' | undefined;
+  command.on('option:help', () => (asked ??= 'help'));
+  command.on('option:version', () => (asked ??= 'version'));
+  let repeated: string | undefined;
   for (const option of command.options) {
     if ((!option.required && !option.optional) || option.variadic) continue;
     let given = false;
     command.on(`option:${option.name()}`, () => {
-      if (given) throw new UsageError(`${option.flags.split(/[ ,]+/).filter((f) => f.startsWith('-')).join('/')} is given twice; give it once`);
+      if (given) repeated ??= option.flags.split(/[ ,]+/).filter((f) => f.startsWith('-')).join('/');
       given = true;
     });
   }
-  return command;
+  command.parse(argv, { from: 'user' });
+  if (asked === 'help') command.help();
+  if (asked === 'version') {
+    process.stdout.write(`${command.name()} (dysnomia ${packageVersion()})\n`);
+    throw new CommanderError(0, 'commander.version', packageVersion());
+  }
+  if (repeated !== undefined) throw new UsageError(`${repeated} is given twice; give it once`);
 }
 
 /** `--lock-timeout SECONDS` in milliseconds; a bad value is a usage error naming it. */

@@ -21,7 +21,7 @@ import { EXIT_FAILED, EXIT_OK, UsageError } from '../core/errors.js';
 import { debugFromEnv, type Logger, silentLogger, streamLogger } from '../core/log.js';
 import { isOperation, OPERATIONS } from '../core/plugin.js';
 import { defaultStateDir } from '../core/state-dir.js';
-import { cancelOnInterrupt, commonProgram, parseLockTimeout, refuseRepeatedValues } from './common.js';
+import { cancelOnInterrupt, commonProgram, parseLockTimeout, parseCommandLine } from './common.js';
 import { type ProgressLine, progressLine } from './progress.js';
 import { runProgram } from './run.js';
 
@@ -119,8 +119,8 @@ function printJson(value: unknown): void {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const command = refuseRepeatedValues(program());
-  command.parse(argv, { from: 'user' });
+  const command = program();
+  parseCommandLine(command, argv);
   const options = command.opts<ContainersOptions>();
   if (command.args.length > 0) {
     throw new UsageError(`unexpected argument ${JSON.stringify(command.args[0])}; see --help`);

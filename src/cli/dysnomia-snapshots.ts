@@ -28,7 +28,7 @@ import {
 } from '../snapshot-store/index.js';
 import { parseWhole } from '../core/numbers.js';
 import { exists } from '../snapshot-store/fs-util.js';
-import { commonProgram, parseLockTimeout, quitOnInterrupt, refuseRepeatedValues } from './common.js';
+import { commonProgram, parseLockTimeout, quitOnInterrupt, parseCommandLine } from './common.js';
 import { formatError, runProgram } from './run.js';
 
 const PROGRAM = 'dysnomia-snapshots';
@@ -126,8 +126,8 @@ function count(option: string, value: string | undefined): number | undefined {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const command = refuseRepeatedValues(program());
-  command.parse(argv, { from: 'user' });
+  const command = program();
+  parseCommandLine(command, argv);
   const options = command.opts<SnapshotsOptions>();
   const args = command.args;
   const chosen = OPERATIONS.filter((operation) => options[operation] !== undefined && options[operation] !== false);

@@ -14,7 +14,7 @@ import { debugFromEnv, streamLogger } from '../core/log.js';
 import { isOperation, OPERATIONS } from '../core/plugin.js';
 import { defaultStateDir } from '../core/state-dir.js';
 import { resolveTarget } from '../core/target.js';
-import { cancelOnInterrupt, commonProgram, parseLockTimeout, refuseRepeatedValues, statusOf } from './common.js';
+import { cancelOnInterrupt, commonProgram, parseLockTimeout, parseCommandLine, statusOf } from './common.js';
 import { progressLine } from './progress.js';
 import { runProgram } from './run.js';
 
@@ -76,8 +76,8 @@ Exit status: 0 done, 1 the operation failed, 2 a usage or configuration error.`,
 }
 
 async function main(argv: string[]): Promise<number> {
-  const command = refuseRepeatedValues(program());
-  command.parse(argv, { from: 'user' });
+  const command = program();
+  parseCommandLine(command, argv);
   const options = command.opts<DysnomiaOptions>();
   if (command.args.length > 0) {
     throw new UsageError(`unexpected argument ${JSON.stringify(command.args[0])}; see --help`);
