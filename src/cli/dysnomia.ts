@@ -92,9 +92,6 @@ async function main(argv: string[]): Promise<number> {
       `unknown operation ${JSON.stringify(operation)}; expected one of ${OPERATIONS.join(', ')}`,
     );
   }
-  if (options.command !== undefined && operation !== 'shell') {
-    throw new UsageError('--command only makes sense with --shell');
-  }
   const lockTimeoutMs = parseLockTimeout(options.lockTimeout);
   const progress = progressLine({ program: PROGRAM });
   const log = streamLogger({
@@ -103,6 +100,11 @@ async function main(argv: string[]): Promise<number> {
     quiet: options.quiet,
     write: (line) => progress.write(line),
   });
+  if (options.command !== undefined && operation !== 'shell') {
+    // Dysnomia keeps --command for a --shell session and ignores it otherwise; a script that
+    // passes it along with every operation must keep working, but not without a word.
+    log.warn(`--command is ignored: it runs only in a --shell session, and this is --operation ${operation}; the commands are not run`);
+  }
   const target = await resolveTarget({
     container: options.container,
     component: options.component,

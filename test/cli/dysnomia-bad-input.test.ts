@@ -182,9 +182,4 @@ describe('bad input: exit 2, a clear message, nothing changed', () => {
     const bad = await prepare();
     await expectRejected(bad, ['-o', 'activate', '-c', bad.stage.component, '-C', bad.container, '--lock-timeout', '-1'], '--lock-timeout "-1": expected a number of seconds >= 0');
   });
-
-  it('--command without --shell', async () => {
-    const bad = await prepare();
-    await expectRejected(bad, ['-o', 'activate', '-c', bad.stage.component, '-C', bad.container, '--command', 'true'], '--command only makes sense with --shell');
-  });
 });

@@ -3,13 +3,13 @@
  * this_* variables set, the module's own `shell` part sourced, and with --command the commands
  * run and their status returned. The interactive session runs under `script`, a real terminal.
  */
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { programPath } from '../support/cli.js';
-import { recordedCalls, useStage } from '../support/core.js';
+import { markers, recordedCalls, recordedOperations, useStage } from '../support/core.js';
 
 /** Prints NAME=value lines for the variables a test wants to see. */
 const show = (...names: string[]) => names.map((name) => `printf '%s=%s\\n' ${name} "\${${name}-<unset>}"`).join('; ');
@@ -92,6 +92,23 @@ describe('dysnomia --shell --command', () => {
     const file = await stage.container('prod', 'type=echo\nname=db\n');
     const op = await stage.dysnomia(['-o', 'shell', '-c', stage.component, '-C', file, '-q', '--command', show('name')]);
     expect(op.stdout).toBe('name=db\n');
+  });
+
+  it('without --shell, --command is ignored with a warning, as Dysnomia ignores it: the operation runs, the commands do not', async () => {
+    const stage = await useStage();
+    await stage.module('recorder');
+    const file = await stage.container('prod', `type=recorder\nrecordTo=${stage.log}\n`);
+    const marker = path.join(stage.root, 'ran');
+    for (const quiet of [[], ['-q']]) {
+      const result = await stage.dysnomia(['-o', 'activate', '-c', stage.component, '-C', file, '--command', `touch ${marker}`, ...quiet]);
+      expect(result.exitCode, result.stderr).toBe(0);
+      expect(result.stderr).toContain(
+        'dysnomia: warning: --command is ignored: it runs only in a --shell session, and this is --operation activate; the commands are not run\n',
+      );
+    }
+    expect(await recordedOperations(stage.log)).toEqual(['activate', 'activate']);
+    expect(await markers(stage.stateDir)).toEqual(['activated/prod/testcomp']);
+    await expect(access(marker)).rejects.toThrow();
   });
 
   it('leaves no temporary files behind', async () => {
