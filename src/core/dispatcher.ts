@@ -296,6 +296,11 @@ async function dispatch(
     }
     case 'lock':
     case 'unlock': {
+      // Disnix runs lock and unlock on every component, so a plugin without them succeeds; the
+      // message says that nothing was held, rather than claim a lock.
+      if (!isPassThrough(plugin) && isDefaultNoOp(plugin, request.operation)) {
+        return done(`nothing to ${request.operation} for ${name} (the ${plugin.type} plugin has no ${request.operation} step)`);
+      }
       await call(plugin, ctx, request.operation);
       return done(`${request.operation === 'lock' ? 'locked' : 'unlocked'} ${name}`);
     }

@@ -87,6 +87,22 @@ describe('markers', () => {
     expect(await recordedOperations(stage.log)).toEqual(['activate', 'lock', 'unlock']);
   });
 
+  it('lock and unlock of a built-in plugin without them say that nothing was locked, and exit 0', async () => {
+    const { stage, run } = await setup();
+    const module = await run('lock');
+    expect(module.stderr).toContain('dysnomia: [recorder] locked prod/testcomp\n');
+    // As Disnix runs them: --environment, the type, and none of the plugin's properties.
+    for (const type of ['git-repository', 'mysql-database', 'postgresql-database']) {
+      for (const operation of ['lock', 'unlock']) {
+        const result = await stage.dysnomia(['-o', operation, '-c', stage.component, '-E', '-t', type, '--json']);
+        expect(result.exitCode, result.stderr).toBe(0);
+        const message = `nothing to ${operation} for ${type}/testcomp (the ${type} plugin has no ${operation} step)`;
+        expect(result.stderr).toBe(`dysnomia: [${type}] ${message}\n`);
+        expect(JSON.parse(result.stdout)).toMatchObject({ operation, status: 'done', message });
+      }
+    }
+  });
+
   it('a failing module leaves the markers unchanged', async () => {
     const { stage, run, retype } = await setup();
     await retype('failing');
