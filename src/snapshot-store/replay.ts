@@ -42,8 +42,14 @@ export class ChunkReplay {
   replayed = 0;
   cut = 0;
 
-  /** `index`: the previous stream's chunk index records (CHUNK_RECORD_SIZE bytes each). */
-  constructor(private readonly index: Uint8Array) {
+  /**
+   * `index`: the previous stream's chunk index records (CHUNK_RECORD_SIZE bytes each);
+   * `chunking`: the chunker's sizes, which every chunk the gear cuts before a stream's end keeps.
+   */
+  constructor(
+    private readonly index: Uint8Array,
+    private readonly chunking: Pick<ChunkingOptions, 'min' | 'max'>,
+  ) {
     this.view = new DataView(index.buffer, index.byteOffset, index.byteLength);
     const count = this.count();
     for (let i = count - 1; i >= 0; i -= 1) this.firstAt.set(this.view.getUint32(i * CHUNK_RECORD_SIZE, true), i);
@@ -59,7 +65,7 @@ export class ChunkReplay {
     if (algorithm !== CHUNKING_ALGORITHM || min !== chunking.min || avg !== chunking.avg || max !== chunking.max) return undefined;
     try {
       const index = await readFile(source.indexFile);
-      return index.length % CHUNK_RECORD_SIZE === 0 ? new ChunkReplay(index) : undefined;
+      return index.length % CHUNK_RECORD_SIZE === 0 ? new ChunkReplay(index, chunking) : undefined;
     } catch {
       return undefined;
     }
@@ -72,14 +78,16 @@ export class ChunkReplay {
   /**
    * The end of the chunk starting at `start` (a cut) when it repeats the predicted previous
    * chunk, with its hash; undefined when it does not, or nothing is predicted. Never the previous
-   * stream's last chunk: the end of that stream cut it, not its content.
+   * stream's last chunk: the end of that stream cut it, not its content. Nor a chunk of a length
+   * the gear never cuts (at most `min` bytes, or more than `max`): a damaged or foreign index
+   * must not make a cut the gear would not make.
    */
   repeat(data: Uint8Array, start: number, end: number): { end: number; hash: Buffer } | undefined {
     const at = this.next;
     if (at < 0 || at >= this.count() - 1) return undefined;
     const record = at * CHUNK_RECORD_SIZE;
     const length = this.view.getUint32(record + 44, true);
-    if (length === 0 || start + length > end) return undefined;
+    if (length <= this.chunking.min || length > this.chunking.max || start + length > end) return undefined;
     const hash = chunkHash(data.subarray(start, start + length));
     if (!hash.equals(this.index.subarray(record, record + 32))) {
       this.next = -1;

@@ -84,7 +84,7 @@ describe('ChunkReplay', () => {
   const plain = cut(before);
 
   it('replays every chunk but the last of unchanged data, with the gear cuts and hashes', () => {
-    const replay = new ChunkReplay(indexOf(before, plain.cuts));
+    const replay = new ChunkReplay(indexOf(before, plain.cuts), DEFAULT_CHUNKING);
     const replayed = cut(before, replay);
     expect(replayed).toEqual(plain);
     expect(replay.replayed).toBe(plain.cuts.length - 1);
@@ -101,7 +101,7 @@ describe('ChunkReplay', () => {
       { at: 5_000_000, remove: 0, insert: before.subarray(100_000, 400_000) },
       { at: before.length, remove: 0, insert: noise.subarray(200_000) },
     ]);
-    const replay = new ChunkReplay(indexOf(before, plain.cuts));
+    const replay = new ChunkReplay(indexOf(before, plain.cuts), DEFAULT_CHUNKING);
     const replayed = cut(after, replay, 100_003);
     expect(replayed).toEqual(cut(after));
     // Most chunks lie away from the five edits.
@@ -111,11 +111,21 @@ describe('ChunkReplay', () => {
 
   it('gives the gear cuts for entirely different data, and for data that is a prefix of the previous', () => {
     const other = sample(3 * 1024 * 1024, 99);
-    expect(cut(other, new ChunkReplay(indexOf(before, plain.cuts)))).toEqual(cut(other));
+    expect(cut(other, new ChunkReplay(indexOf(before, plain.cuts), DEFAULT_CHUNKING))).toEqual(cut(other));
     const prefix = before.slice(0, 2 * 1024 * 1024 + 12_345);
-    expect(cut(prefix, new ChunkReplay(indexOf(before, plain.cuts)))).toEqual(cut(prefix));
+    expect(cut(prefix, new ChunkReplay(indexOf(before, plain.cuts), DEFAULT_CHUNKING))).toEqual(cut(prefix));
     const empty = new Uint8Array(0);
-    expect(cut(empty, new ChunkReplay(indexOf(before, plain.cuts)))).toEqual(cut(empty));
+    expect(cut(empty, new ChunkReplay(indexOf(before, plain.cuts), DEFAULT_CHUNKING))).toEqual(cut(empty));
+  });
+
+  it('never replays a chunk of a length the gear does not cut (more than max, at most min), whatever the index says', () => {
+    // A damaged or foreign index whose first chunk the data repeats byte for byte.
+    for (const length of [DEFAULT_CHUNKING.max + 1000, DEFAULT_CHUNKING.min, 1]) {
+      const cuts = [length, ...plain.cuts.filter((end) => end > length)];
+      const replay = new ChunkReplay(indexOf(before, cuts), DEFAULT_CHUNKING);
+      expect(cut(before, replay), `a first chunk of ${length} bytes`).toEqual(plain);
+      expect(replay.cut).toBeGreaterThan(0);
+    }
   });
 
   it('is not used with an index cut with other chunking, or one that is not whole records', async () => {
