@@ -124,6 +124,7 @@ export async function prepare(request: OperationRequest): Promise<PreparedOperat
       }
     },
     print: request.print ?? ((text) => process.stdout.write(text)),
+    printFd: request.print === undefined ? 1 : undefined,
   };
   return { plugin, ctx };
 }

@@ -61,6 +61,11 @@ export interface PluginContext<O = unknown> {
   progress(stage: string, bytes: number, totalBytes?: number): void;
   /** Human output (stdout for the CLI); used by echo and by external modules' output. */
   print(text: string): void;
+  /**
+   * 1 when `print` writes straight to this process's stdout (the CLI without --json), so a child
+   * may inherit that file descriptor instead of being piped; undefined for a caller's `print`.
+   */
+  printFd?: 1;
 }
 
 /** Where a plugin writes a snapshot: one or more named byte streams. */

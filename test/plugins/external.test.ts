@@ -4,8 +4,10 @@
  */
 import { chmod, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli.js';
+import { execa } from 'execa';
+import { afterEach, describe, expect, it } from 'vitest';
+import * as dysnomia from '../../src/index.js';
+import { programPath, runCli } from '../support/cli.js';
 import { MODULES_DIR, markers, recordedCalls, tree, useStage } from '../support/core.js';
 
 /** Variables a POSIX shell sets by itself, whatever environment it was given. */
@@ -128,6 +130,23 @@ describe('external modules: output and exit status', () => {
     expect(result.stdout).toBe(`x${'é'.repeat(100_000)}\n`);
   });
 
+  it('passes bytes that are not UTF-8 through unchanged, through a pipe too', async () => {
+    const stage = await useStage();
+    const module = path.join(stage.modulesDir, 'latin1');
+    await writeFile(module, "#!/bin/sh\nprintf 'caf\\351 \\377\\n'\nprintf 'na\\357ve\\n' >&2\n");
+    await chmod(module, 0o755);
+    const file = await stage.container('prod', 'type=latin1\n');
+    const run = await execa(process.execPath, [programPath('dysnomia'), '-o', 'activate', '-c', stage.component, '-C', file], {
+      env: stage.env,
+      encoding: 'buffer',
+      stripFinalNewline: false,
+      reject: false,
+    });
+    expect(run.exitCode, Buffer.from(run.stderr).toString()).toBe(0);
+    expect(Buffer.from(run.stdout)).toEqual(Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0xff, 0x0a]));
+    expect(Buffer.from(run.stderr).includes(Buffer.from([0x6e, 0x61, 0xef, 0x76, 0x65, 0x0a]))).toBe(true);
+  });
+
   it('a module exiting non-zero: exit 1, naming the module and operation, its stderr shown, markers unchanged', async () => {
     const stage = await useStage();
     const module = await stage.module('failing');
@@ -177,6 +196,84 @@ describe('external modules: output and exit status', () => {
     // A fixture silently changed to succeed would make the failure tests above meaningless.
     expect(await readFile(path.join(MODULES_DIR, 'failing'), 'utf8')).toContain('exit 3');
     expect(await readFile(path.join(MODULES_DIR, 'bad-interpreter'), 'utf8')).toMatch(/^#!\/nonexistent\//);
+  });
+});
+
+describe('external modules: a module that leaves a daemon running', () => {
+  const daemons: number[] = [];
+  afterEach(() => {
+    for (const pid of daemons.splice(0)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
+
+  /** The daemon's process id, which the module wrote; it must still be running. */
+  async function runningDaemon(pidFile: string): Promise<number> {
+    const pid = Number((await readFile(pidFile, 'utf8')).trim());
+    expect(pid).toBeGreaterThan(1);
+    daemons.push(pid);
+    expect(() => process.kill(pid, 0)).not.toThrow();
+    return pid;
+  }
+
+  it('output captured through a pipe: the run ends when the module exits, not when the daemon does', async () => {
+    // A daemon holding the pipe kept dysnomia (and whoever read its output) waiting 5 minutes.
+    const stage = await useStage();
+    await stage.module('daemon');
+    const pidFile = path.join(stage.root, 'daemon.pid');
+    const file = await stage.container('prod', `type=daemon\ndaemonPidFile=${pidFile}\n`);
+    const result = await stage.dysnomia(['-o', 'activate', '-c', stage.component, '-C', file], { timeoutMs: 30_000 });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stdout).toBe('daemon: module started it\n');
+    expect(result.stderr).toContain('daemon: module on stderr\n');
+    expect(result.stderr).toContain('activated prod/testcomp');
+    await runningDaemon(pidFile);
+  });
+
+  it('output going to a file: the module and its daemon write there, as under Dysnomia', async () => {
+    const stage = await useStage();
+    await stage.module('daemon');
+    const pidFile = path.join(stage.root, 'daemon.pid');
+    const output = path.join(stage.root, 'cron.log');
+    const file = await stage.container('prod', `type=daemon\ndaemonPidFile=${pidFile}\n`);
+    // bash waits for dysnomia only; its output goes to the file, as a cron job's `>> log` does.
+    const run = await execa('bash', ['-c', 'node "$0" -o activate -c "$1" -C "$2" >>"$3" 2>&1', programPath('dysnomia'), stage.component, file, output], {
+      env: stage.env,
+      reject: false,
+      timeout: 30_000,
+    });
+    expect(run.exitCode, run.stderr).toBe(0);
+    await runningDaemon(pidFile);
+    // The daemon writes half a second after it starts.
+    let text = '';
+    for (let i = 0; i < 100 && !text.includes('daemon: on stderr'); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      text = await readFile(output, 'utf8');
+    }
+    expect(text).toContain('daemon: module started it\n');
+    expect(text).toContain('daemon: module on stderr\n');
+    expect(text).toContain('daemon: still running\n');
+    expect(text).toContain('daemon: on stderr\n');
+  });
+
+  it("the library API with the caller's print: resolves when the module exits, its output printed", async () => {
+    const stage = await useStage();
+    const module = await stage.module('daemon');
+    const pidFile = path.join(stage.root, 'daemon.pid');
+    const printed: string[] = [];
+    const result = await dysnomia.activate({
+      container: { type: module, daemonPidFile: pidFile },
+      component: stage.component,
+      stateDir: stage.stateDir,
+      print: (text) => printed.push(text),
+    });
+    expect(result.operation).toBe('activate');
+    expect(printed.join('')).toBe('daemon: module started it\n');
+    await runningDaemon(pidFile);
   });
 });
 
