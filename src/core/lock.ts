@@ -13,11 +13,19 @@
  * exclusive taker that waits leaves a `wait` file, which makes new shared takers queue behind it,
  * so a stream of overlapping snapshots cannot starve gc.
  *
+ * A process this process starts while it holds a lock (a dump tool, an external module) holds the
+ * lock too, once this process is gone: killed with SIGKILL, dysnomia leaves a module running that
+ * may still be changing the component, and the next run must not take the lock from under it.
+ * Each child gets a holder file of its own (`child-...`, see {@link recordChild}), which counts
+ * only while the child runs and the process that started it does not.
+ *
  * A full disk must not lock anyone out (gc is what frees space, --check is what an operator runs
  * then): the name of a holder file carries what staleness needs (mode, pid, process start, a tag
  * of the host), so when there is no block left for its JSON the holder file is published empty.
  */
+import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { readFileSync, rmSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -47,6 +55,8 @@ export interface LockHolder {
   what: string;
   /** The holder process's start time in clock ticks since boot (Linux), to detect pid reuse. */
   processStart?: number;
+  /** For a child of a holder ({@link recordChild}): the program it runs. */
+  command?: string;
 }
 
 /** A lock being held; release it exactly once. */
@@ -113,6 +123,8 @@ export const HOST_TAG = hostTag(HOST);
 const TEMP_PREFIX = '.tmp-';
 /** Holder files this process has published and not yet removed, for cleanup on exit. */
 const published = new Set<string>();
+/** The locks this process holds, by holder file, with the child holder files published for them. */
+const held = new Map<string, { dir: string; mode: LockMode; what: string; children: Set<string> }>();
 /** Shared locks this process holds, by lock file, so a nested shared take never queues. */
 const sharedHeld = new Map<string, number>();
 let exitHookInstalled = false;
@@ -145,6 +157,7 @@ export async function acquireLock(file: string, mode: LockMode, options: LockOpt
       const conflict = others.find((other) => conflicts(mode, other, sharedHeld.has(dir)));
       if (conflict === undefined) {
         if (mode === 'shared') sharedHeld.set(dir, (sharedHeld.get(dir) ?? 0) + 1);
+        held.set(mine, { dir, mode, what: options.what, children: new Set() });
         return handle(dir, mine, mode);
       }
       await unpublish(mine);
@@ -213,6 +226,9 @@ function handle(dir: string, mine: string, mode: LockMode): HeldLock {
     release: async () => {
       if (released) return;
       released = true;
+      const children = held.get(mine)?.children ?? new Set<string>();
+      held.delete(mine);
+      for (const child of children) await unpublish(child);
       if (mode === 'shared') {
         const count = (sharedHeld.get(dir) ?? 1) - 1;
         if (count <= 0) sharedHeld.delete(dir);
@@ -305,11 +321,24 @@ async function liveHolders(
       // The holder file being published, under its own name after the prefix. One published on
       // another host is not ours to judge by its pid; on this host its writer is gone when the
       // pid is free or now belongs to a process started later.
-      const writer = HOLDER_NAME.exec(name.slice(TEMP_PREFIX.length));
+      const temp = name.slice(TEMP_PREFIX.length);
+      const childWriter = CHILD_NAME.exec(temp);
+      if (childWriter !== null && childWriter[6] === HOST_TAG) {
+        const [, , , , parent, parentStart] = childWriter;
+        if (processEnded(Number(parent), parentStart === '0' ? undefined : Number(parentStart))) await rm(file, { force: true });
+        continue;
+      }
+      const writer = HOLDER_NAME.exec(temp);
       if (writer !== null && writer[4] === HOST_TAG) {
         const [, , pid, start] = writer;
         if (processEnded(Number(pid), start === '0' ? undefined : Number(start))) await rm(file, { force: true });
       }
+      continue;
+    }
+    const child = CHILD_NAME.exec(name);
+    if (child !== null) {
+      const info = await liveChildHolder(file, child);
+      if (info !== undefined) result.push({ file, holder: info });
       continue;
     }
     if (!name.endsWith('.json')) continue;
@@ -327,6 +356,76 @@ async function liveHolders(
     result.push({ file, holder: info });
   }
   return result;
+}
+
+/**
+ * `child-<mode>-<pid>-<process start>-<parent pid>-<parent start>-<host tag>-<random>.json`: the
+ * holder file of a process that a lock's holder started ({@link recordChild}). Its name says all
+ * that staleness needs, as a holder file's does.
+ */
+const CHILD_NAME = /^child-(shared|exclusive)-(\d+)-(\d+)-(\d+)-(\d+)-([0-9a-f]{8})-[0-9a-f]+\.json$/;
+
+/**
+ * The holder a child holder file stands for, or undefined when it does not count now: while the
+ * process that started the child runs, that process's own holder file says whether the lock is
+ * held (and its child never blocks it); on another host neither pid can be judged, and that
+ * host's holder stays anyway. A file whose child has ended is removed.
+ */
+async function liveChildHolder(file: string, match: RegExpExecArray): Promise<LockHolder | undefined> {
+  const [, mode, pid, start, parent, parentStart, tag] = match;
+  if (tag !== HOST_TAG) return undefined;
+  if (processEnded(Number(pid), start === '0' ? undefined : Number(start))) {
+    await rm(file, { force: true });
+    return undefined;
+  }
+  if (!processEnded(Number(parent), parentStart === '0' ? undefined : Number(parentStart))) return undefined;
+  const recorded = await readHolder(file);
+  const command = recorded?.command === undefined ? '' : `${recorded.command}, `;
+  return {
+    mode: mode as LockMode,
+    pid: Number(pid),
+    host: HOST,
+    since: recorded?.since ?? '(not recorded: the disk was full)',
+    what: `${recorded?.what ?? 'details not recorded: the disk was full'}: ${command}started by pid ${parent}, which has ended but left it running`,
+    ...(start === '0' ? {} : { processStart: Number(start) }),
+  };
+}
+
+/**
+ * Gives a process this process starts while it holds locks a holder file in each of them (see
+ * the top of this file), removed when the child exits or the lock is released. Every child of
+ * the process counts, not only those started for one lock: a library caller running two
+ * operations at once may then wait for a child of the other one, but never misses one that
+ * still changes what a lock protects.
+ */
+async function recordChild(child: ChildProcess): Promise<void> {
+  const pid = child.pid;
+  if (pid === undefined || held.size === 0) return;
+  const start = processStartTime(pid) ?? 0;
+  const ended = () => child.exitCode !== null || child.signalCode !== null;
+  const files: string[] = [];
+  child.once('exit', () => {
+    for (const file of files) unpublish(file).catch(() => undefined);
+  });
+  for (const [mine, lock] of [...held]) {
+    if (ended()) break;
+    const file = path.join(
+      lock.dir,
+      `child-${lock.mode}-${pid}-${start}-${process.pid}-${OWN_START ?? 0}-${HOST_TAG}-${randomBytes(6).toString('hex')}.json`,
+    );
+    try {
+      await publish(lock.dir, file, { ...holder(lock.mode, lock.what), pid, command: child.spawnfile, ...(start === 0 ? {} : { processStart: start }) });
+    } catch {
+      // Best effort: the lock itself is held by this process's own holder file either way.
+      continue;
+    }
+    const still = held.get(mine);
+    if (still === undefined || ended()) await unpublish(file);
+    else {
+      still.children.add(file);
+      files.push(file);
+    }
+  }
 }
 
 async function readHolder(file: string): Promise<LockHolder | undefined> {
@@ -384,9 +483,12 @@ export function leftByGoneProcess(name: string, prefix: string): boolean {
  */
 function processEnded(pid: number, start: number | undefined): boolean {
   if (processIsGone(pid)) return true;
+  const now = processStat(pid);
+  // A zombie has ended; it keeps its pid only until its parent (or init) reaps it, and where the
+  // killed holder's orphans are never reaped (a container without an init), that is for ever.
+  if (now?.state === 'Z' || now?.state === 'X') return true;
   if (start === undefined) return false;
-  const now = processStartTime(pid);
-  return now !== undefined && now !== start;
+  return now !== undefined && now.start !== start;
 }
 
 /** True when the process is known to be gone on this host (ESRCH); false when alive or unknown. */
@@ -406,11 +508,16 @@ export function isStale(info: LockHolder): boolean {
 
 /** A process's start time in clock ticks since boot (Linux `/proc/PID/stat` field 22). */
 export function processStartTime(pid: number): number | undefined {
+  return processStat(pid)?.start;
+}
+
+/** A process's state letter and start time, from `/proc/PID/stat` (fields 3 and 22). */
+function processStat(pid: number): { state: string; start: number | undefined } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const value = Number(fields[19]);
-    return Number.isFinite(value) ? value : undefined;
+    return { state: fields[0] ?? '', start: Number.isFinite(value) ? value : undefined };
   } catch {
     return undefined;
   }
@@ -436,6 +543,12 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
+  // Published as a child is created, before it has a pid; 'spawn' follows once it has one.
+  diagnosticsChannel.subscribe('child_process', (message) => {
+    const child = (message as { process?: ChildProcess }).process;
+    // Best effort: the lock itself is held by this process's own holder file either way.
+    if (held.size > 0) child?.once('spawn', () => void recordChild(child).catch(() => undefined));
+  });
   process.on('exit', () => {
     for (const file of published) rmSync(file, { force: true });
   });

@@ -7,11 +7,30 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { AbortedError, LockTimeoutError } from '../../src/core/errors.js';
-import { acquireLock, processStartTime, withLock } from '../../src/core/lock.js';
+import { acquireLock, processIsGone, processStartTime, withLock } from '../../src/core/lock.js';
 import { useTempDir } from '../support/temp.js';
 import { deadPid, recordingLogger } from './helpers.js';
 
 const holderScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'lock-holder.mjs');
+const childScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'lock-child.mjs');
+
+/** True once the process has ended (a zombie counts: nothing may reap an orphan here). */
+function ended(pid: number): boolean {
+  if (processIsGone(pid)) return true;
+  try {
+    const stat = execFileSync('cat', [`/proc/${pid}/stat`], { encoding: 'utf8' });
+    return /^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!);
+  } catch {
+    return true;
+  }
+}
+
+async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
+  for (const started = Date.now(); !check(); ) {
+    if (Date.now() - started > ms) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 /** Starts a process that holds the lock for `holdMs`; resolves once it holds it. */
 async function holdInChild(file: string, mode: 'shared' | 'exclusive', holdMs: number) {
@@ -221,5 +240,76 @@ describe('withLock', () => {
       (e: unknown) => e,
     );
     expect((error as Error).message).toMatch(/cannot create the lock .*file\/locks\/x\.lock.*writable/);
+  });
+});
+
+describe('a process a holder started', () => {
+  it('keeps the lock once the holder is killed, for as long as it runs, then the lock is taken over', async () => {
+    const dir = await useTempDir();
+    const lock = path.join(dir, 'component.lock');
+    const holder = spawn(process.execPath, [childScript, lock, 'exclusive'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const childPid = await new Promise<number>((resolve, reject) => {
+      holder.stdout.on('data', (data: Buffer) => {
+        const match = /locked (\d+)/.exec(data.toString());
+        if (match !== null) resolve(Number(match[1]));
+      });
+      holder.on('exit', (code) => reject(new Error(`lock holder exited early with ${code}`)));
+    });
+    onTestFinished(() => {
+      if (!ended(childPid)) process.kill(childPid, 'SIGKILL');
+    });
+    holder.kill('SIGKILL');
+    await until('the holder has ended', () => ended(holder.pid!));
+
+    const log = recordingLogger();
+    const error = await withLock(lock, 'shared', { what: 'component c/db', timeoutMs: 300, log }, async () => 'got it').catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(LockTimeoutError);
+    expect((error as Error).message).toContain(`pid ${childPid}`);
+    expect((error as Error).message).toContain(`sleep, started by pid ${holder.pid}, which has ended but left it running`);
+    expect(log.lines.join('\n')).toContain(`took over the stale lock ${lock}: its exclusive holder, pid ${holder.pid}`);
+
+    process.kill(childPid, 'SIGKILL');
+    await until('the child has ended', () => ended(childPid));
+    expect(await withLock(lock, 'exclusive', { what: 'component c/db', timeoutMs: 2000 }, async () => 'got it')).toBe('got it');
+    expect(await readdir(lock)).toEqual([]);
+  });
+
+  it('does not count while its holder runs, and its holder file goes when the lock is released', async () => {
+    const dir = await useTempDir();
+    const lock = path.join(dir, 'store.lock');
+    const held = await acquireLock(lock, 'exclusive', { what: 'the store for gc' });
+    const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+    onTestFinished(() => {
+      child.kill('SIGKILL');
+    });
+    const childFiles = async () => (await readdir(lock)).filter((name) => name.startsWith(`child-exclusive-${child.pid}-`));
+    for (let i = 0; i < 250 && (await childFiles()).length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await childFiles()).toHaveLength(1);
+    const [file] = await childFiles();
+    expect(JSON.parse(await readFile(path.join(lock, file!), 'utf8'))).toMatchObject({ pid: child.pid, command: 'sleep', what: 'the store for gc' });
+    await held.release();
+    expect(await readdir(lock)).toEqual([]);
+    // Released: the child, still running, holds nothing.
+    expect(ended(child.pid!)).toBe(false);
+    expect(await withLock(lock, 'exclusive', { what: 'again', timeoutMs: 300 }, async () => 'got it')).toBe('got it');
+  });
+
+  it('of a holder that runs does not block anyone, not even that holder', async () => {
+    const dir = await useTempDir();
+    const lock = path.join(dir, 'live-parent.lock');
+    await mkdir(lock);
+    const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+    onTestFinished(() => {
+      child.kill('SIGKILL');
+    });
+    await until('the child has started', () => processStartTime(child.pid!) !== undefined);
+    const tag = createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8);
+    const name = `child-exclusive-${child.pid}-${processStartTime(child.pid!)}-${process.pid}-${processStartTime(process.pid)}-${tag}-0a0b0c.json`;
+    await writeFile(path.join(lock, name), '');
+    expect(await withLock(lock, 'exclusive', { what: 'x', timeoutMs: 300 }, async () => 'got it')).toBe('got it');
+    // Still the child's: it runs.
+    expect(await readdir(lock)).toEqual([name]);
   });
 });
