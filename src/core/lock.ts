@@ -26,7 +26,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -396,36 +396,49 @@ async function liveChildHolder(file: string, match: RegExpExecArray): Promise<Lo
  * the top of this file), removed when the child exits or the lock is released. Every child of
  * the process counts, not only those started for one lock: a library caller running two
  * operations at once may then wait for a child of the other one, but never misses one that
- * still changes what a lock protects.
+ * still changes what a lock protects. Runs right after the fork, before anything else of this
+ * process, and writes synchronously, so that the child has its file within moments of its start.
  */
-async function recordChild(child: ChildProcess): Promise<void> {
+function recordChild(child: ChildProcess): void {
   const pid = child.pid;
   if (pid === undefined || held.size === 0) return;
   const start = processStartTime(pid) ?? 0;
-  const ended = () => child.exitCode !== null || child.signalCode !== null;
   const files: string[] = [];
-  child.once('exit', () => {
-    for (const file of files) unpublish(file).catch(() => undefined);
-  });
-  for (const [mine, lock] of [...held]) {
-    if (ended()) break;
+  for (const lock of held.values()) {
     const file = path.join(
       lock.dir,
       `child-${lock.mode}-${pid}-${start}-${process.pid}-${OWN_START ?? 0}-${HOST_TAG}-${randomBytes(6).toString('hex')}.json`,
     );
-    try {
-      await publish(lock.dir, file, { ...holder(lock.mode, lock.what), pid, command: child.spawnfile, ...(start === 0 ? {} : { processStart: start }) });
-    } catch {
-      // Best effort: the lock itself is held by this process's own holder file either way.
-      continue;
-    }
-    const still = held.get(mine);
-    if (still === undefined || ended()) await unpublish(file);
-    else {
-      still.children.add(file);
-      files.push(file);
-    }
+    const content = { ...holder(lock.mode, lock.what), pid, command: child.spawnfile, ...(start === 0 ? {} : { processStart: start }) };
+    if (!publishSync(file, content)) continue;
+    lock.children.add(file);
+    files.push(file);
   }
+  child.once('exit', () => {
+    for (const file of files) unpublish(file).catch(() => undefined);
+  });
+}
+
+/**
+ * {@link publish}, synchronously, for {@link recordChild}. False when it failed: a child's file
+ * is best effort, as the lock itself is held by this process's own holder file either way.
+ */
+function publishSync(file: string, content: LockHolder): boolean {
+  const temp = path.join(path.dirname(file), `${TEMP_PREFIX}${path.basename(file)}`);
+  try {
+    try {
+      writeFileSync(temp, `${JSON.stringify(content)}\n`);
+    } catch (error) {
+      if (!isDiskFull(error)) throw error;
+      writeFileSync(temp, '');
+    }
+    renameSync(temp, file);
+  } catch {
+    rmSync(temp, { force: true });
+    return false;
+  }
+  published.add(file);
+  return true;
 }
 
 async function readHolder(file: string): Promise<LockHolder | undefined> {
@@ -543,11 +556,11 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  // Published as a child is created, before it has a pid; 'spawn' follows once it has one.
   diagnosticsChannel.subscribe('child_process', (message) => {
     const child = (message as { process?: ChildProcess }).process;
-    // Best effort: the lock itself is held by this process's own holder file either way.
-    if (held.size > 0) child?.once('spawn', () => void recordChild(child).catch(() => undefined));
+    // Published in the child's constructor, before the fork: the pid is there once the code
+    // that spawned it has run, before any other event.
+    if (held.size > 0 && child !== undefined) queueMicrotask(() => recordChild(child));
   });
   process.on('exit', () => {
     for (const file of published) rmSync(file, { force: true });

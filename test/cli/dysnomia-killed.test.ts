@@ -3,7 +3,7 @@
  * external module runs: the module goes on running, and may still be changing the component.
  * The next run must wait for it instead of taking the lock the killed run left.
  */
-import { access, writeFile } from 'node:fs/promises';
+import { access, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -38,10 +38,18 @@ describe('dysnomia killed while a module runs', () => {
     const args = ['-o', 'activate', '-c', stage.component, '-C', file];
     const first = execa(process.execPath, [programPath('dysnomia'), ...args], { env: stage.env, reject: false });
     await until('the module has started', () => access(started).then(() => true, () => false));
+    // Its holder file is written right after the fork; the module may well be quicker.
+    const locks = path.join(stage.stateDir, 'locks');
+    const childFiles = async () => {
+      const names = await readdir(locks).catch(() => []);
+      const inside = await Promise.all(names.map((name) => readdir(path.join(locks, name)).catch(() => [])));
+      return inside.flat().filter((name) => name.startsWith('child-exclusive-'));
+    };
+    await until('the module is recorded in the lock', async () => (await childFiles()).length === 1);
     first.kill('SIGKILL');
     expect((await first).signal).toBe('SIGKILL');
 
-    const second = await stage.dysnomia([...args, '--lock-timeout', '0.5']);
+    const second = await stage.dysnomia([...args, '--lock-timeout', '0.5'], { timeoutMs: 20_000 });
     expect(second.exitCode).toBe(1);
     expect(second.stderr).toContain(`took over the stale lock`);
     expect(second.stderr).toMatch(/gave up after 0\.5 s waiting for component prod\/testcomp \(activate\)/);
