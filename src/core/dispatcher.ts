@@ -8,7 +8,7 @@ import { distance } from 'fastest-levenshtein';
 import { exists } from '../snapshot-store/fs-util.js';
 import { componentLockFile } from '../snapshot-store/layout.js';
 import { SnapshotStore } from '../snapshot-store/index.js';
-import { AbortedError, ChangedMeanwhileError, DysnomiaError, messageOf, OperationError, PluginError, UsageError } from './errors.js';
+import { AbortedError, ChangedMeanwhileError, ConfigError, DysnomiaError, messageOf, OperationError, PluginError, UsageError } from './errors.js';
 import { withLock } from './lock.js';
 import { type Logger, silentLogger } from './log.js';
 import {
@@ -97,6 +97,7 @@ export async function prepare(request: OperationRequest): Promise<PreparedOperat
       `the module ${plugin.modulePath} (found in DYSNOMIA_MODULES_PATH) handles ${request.container.type} instead of the built-in plugin, whose restore keeps the live data until the new copy is verified, and whose snapshots are deduplicated; to use the built-in one, take ${path.dirname(plugin.modulePath)} out of DYSNOMIA_MODULES_PATH, or give the modules you need a folder of their own (links to them)`,
     );
   }
+  refuseUndecodable(plugin, request.container);
   const options = isPassThrough(plugin) || isDefaultNoOp(plugin, request.operation)
     ? undefined
     : plugin.parseOptions(request.container.properties, request.container.file);
@@ -127,6 +128,24 @@ export async function prepare(request: OperationRequest): Promise<PreparedOperat
     printFd: request.print === undefined ? 1 : undefined,
   };
   return { plugin, ctx };
+}
+
+/**
+ * Refuses to run when a variable the plugin would get from the environment (`--environment`) is
+ * not UTF-8: Node has replaced its bytes, so the plugin would get another value than the one set
+ * (a password that then fails, a path that is not there), without a word. An external module gets
+ * the whole environment; a built-in plugin only the properties it reads.
+ */
+function refuseUndecodable(plugin: AnyPlugin, container: ContainerSpec): void {
+  const undecodable = container.undecodable ?? [];
+  const affected = isPassThrough(plugin)
+    ? undecodable
+    : undecodable.filter((name) => [...(plugin.properties ?? []), ...(plugin.unprefixedProperties ?? [])].includes(name));
+  if (affected.length === 0) return;
+  const which = affected.length === 1 ? `variable ${affected[0]} is` : `variables ${affected.join(', ')} are`;
+  throw new ConfigError(
+    `the environment ${which} not UTF-8 text, and ${plugin.type} would get another value than the one set (Node reads the environment as UTF-8); set it in UTF-8, or unset it. Nothing was done`,
+  );
 }
 
 /**

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type ContainerProperties, propertyString, readContainerFile } from './container-file.js';
@@ -15,6 +16,11 @@ export interface ContainerSpec {
   file?: string;
   /** True when the properties came from the process environment (`--environment`). */
   fromEnvironment: boolean;
+  /**
+   * With `--environment`: the variables whose bytes are not UTF-8. Node has read them with U+FFFD
+   * in place of those bytes, so their values here are not the ones that were set.
+   */
+  undecodable?: string[];
 }
 
 /** A component: a directory holding the initial logical state of a mutable component. */
@@ -158,7 +164,42 @@ export function containerFromEnvironment(
     containerArgument === undefined || containerArgument === ''
       ? typeName(type)
       : nameFromPath(containerArgument, env);
-  return { name: assertSafeName(name, 'container'), type, properties, fromEnvironment: true };
+  const undecodable = env === process.env ? undecodableEnvironment() : [];
+  return {
+    name: assertSafeName(name, 'container'),
+    type,
+    properties,
+    fromEnvironment: true,
+    ...(undecodable.length > 0 ? { undecodable } : {}),
+  };
+}
+
+/**
+ * The names of this process's environment variables whose bytes are not UTF-8, read from
+ * `/proc/self/environ` (the environment as the process was started with it): `process.env` has
+ * already decoded them loosely, so only the raw bytes tell. None where /proc cannot be read.
+ */
+function undecodableEnvironment(): string[] {
+  let raw: Buffer;
+  try {
+    raw = readFileSync('/proc/self/environ');
+  } catch {
+    return [];
+  }
+  const strict = new TextDecoder('utf-8', { fatal: true });
+  const names: string[] = [];
+  for (let start = 0; start < raw.length; ) {
+    const end = raw.indexOf(0, start) === -1 ? raw.length : raw.indexOf(0, start);
+    const entry = raw.subarray(start, end);
+    try {
+      strict.decode(entry);
+    } catch {
+      const equals = entry.indexOf(0x3d);
+      names.push(entry.subarray(0, equals === -1 ? entry.length : equals).toString('utf8'));
+    }
+    start = end + 1;
+  }
+  return names;
 }
 
 /**

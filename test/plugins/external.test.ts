@@ -101,6 +101,34 @@ describe('external modules: what they get', () => {
     expect(call!.env.type).toBeUndefined();
   });
 
+  it('with --environment, a variable that is not UTF-8 is refused (exit 2) naming it, and the module is not run; a built-in plugin minds only its own', async () => {
+    const stage = await useStage();
+    await stage.module('recorder');
+    // Only a shell can set raw bytes: Node encodes every variable it passes as UTF-8.
+    const run = (type: string, assignments: string) =>
+      execa('bash', ['-c', `${assignments} exec "$0" "$1" -o activate -c "$2" -E -t "$3"`, process.execPath, programPath('dysnomia'), stage.component, type], {
+        env: { ...stage.env, recordTo: stage.log, gitBaseDir: path.join(stage.root, 'repos') },
+        reject: false,
+      });
+    const refused = await run('recorder', "export LEGACY_NAME=$'caf\\xe9';");
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr).toContain('the environment variable LEGACY_NAME is not UTF-8 text, and recorder would get another value than the one set');
+    expect(refused.stderr).toContain('Nothing was done');
+    expect(await recordedCalls(stage.log)).toEqual([]);
+    expect(await tree(stage.stateDir)).toEqual({});
+
+    const gitOwn = await run('git-repository', "export gitBaseDir=$'/tmp/caf\\xe9';");
+    expect(gitOwn.exitCode).toBe(2);
+    expect(gitOwn.stderr).toContain('the environment variable gitBaseDir is not UTF-8 text');
+    const gitOther = await run('git-repository', "export LEGACY_NAME=$'caf\\xe9';");
+    expect(gitOther.exitCode, gitOther.stderr).toBe(0);
+    expect(gitOther.stderr).toContain('activated git-repository/testcomp');
+
+    const plain = await run('recorder', "export LEGACY_NAME='café';");
+    expect(plain.exitCode, plain.stderr).toBe(0);
+    expect((await recordedCalls(stage.log))[0]!.env.LEGACY_NAME).toBe('café');
+  });
+
   it("stdin is empty, not the caller's, so a module cannot hang waiting for input", async () => {
     const stage = await useStage();
     await stage.module('reads-stdin');
