@@ -134,12 +134,14 @@ export async function prepare(request: OperationRequest): Promise<PreparedOperat
  * Refuses to run when a variable the plugin would get from the environment (`--environment`) is
  * not UTF-8: Node has replaced its bytes, so the plugin would get another value than the one set
  * (a password that then fails, a path that is not there), without a word. An external module gets
- * the whole environment; a built-in plugin only the properties it reads.
+ * the whole environment; a built-in plugin only the properties it reads; echo none.
  */
 function refuseUndecodable(plugin: AnyPlugin, container: ContainerSpec): void {
   const undecodable = container.undecodable ?? [];
+  if (undecodable.length === 0) return;
+  // echo shows only the type of an environment container.
   const affected = isPassThrough(plugin)
-    ? undecodable
+    ? plugin.modulePath === undefined ? [] : undecodable
     : undecodable.filter((name) => [...(plugin.properties ?? []), ...(plugin.unprefixedProperties ?? [])].includes(name));
   if (affected.length === 0) return;
   const which = affected.length === 1 ? `variable ${affected[0]} is` : `variables ${affected.join(', ')} are`;

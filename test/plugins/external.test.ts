@@ -101,7 +101,7 @@ describe('external modules: what they get', () => {
     expect(call!.env.type).toBeUndefined();
   });
 
-  it('with --environment, a variable that is not UTF-8 is refused (exit 2) naming it, and the module is not run; a built-in plugin minds only its own', async () => {
+  it('with --environment, a variable that is not UTF-8 is refused (exit 2) naming it, and the module is not run; a built-in plugin minds only its own, echo none', async () => {
     const stage = await useStage();
     await stage.module('recorder');
     // Only a shell can set raw bytes: Node encodes every variable it passes as UTF-8.
@@ -123,6 +123,10 @@ describe('external modules: what they get', () => {
     const gitOther = await run('git-repository', "export LEGACY_NAME=$'caf\\xe9';");
     expect(gitOther.exitCode, gitOther.stderr).toBe(0);
     expect(gitOther.stderr).toContain('activated git-repository/testcomp');
+
+    const echo = await run('echo', "export LEGACY_NAME=$'caf\\xe9';");
+    expect(echo.exitCode, echo.stderr).toBe(0);
+    expect(echo.stdout).toContain('echo: activate');
 
     const plain = await run('recorder', "export LEGACY_NAME='café';");
     expect(plain.exitCode, plain.stderr).toBe(0);
