@@ -27,7 +27,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { AbortedError, LockTimeoutError, OperationError, UsageError, messageOf } from './errors.js';
@@ -123,10 +123,11 @@ export const HOST_TAG = hostTag(HOST);
 const TEMP_PREFIX = '.tmp-';
 /** Holder files this process has published and not yet removed, for cleanup on exit. */
 const published = new Set<string>();
-/** The locks this process holds, by holder file, with the child holder files published for them. */
+/**
+ * The locks this process holds, by holder file, with the child holder files published for them
+ * ({@link recordChild}).
+ */
 const held = new Map<string, { dir: string; mode: LockMode; what: string; children: Set<string> }>();
-/** Shared locks this process holds, by lock file, so a nested shared take never queues. */
-const sharedHeld = new Map<string, number>();
 let exitHookInstalled = false;
 
 /** Takes the lock and returns a handle; see {@link withLock}. */
@@ -154,9 +155,8 @@ export async function acquireLock(file: string, mode: LockMode, options: LockOpt
       }
       await publish(dir, mine, holder(mode, options.what));
       const others = await liveHolders(dir, [mine, waitFile], options.log);
-      const conflict = others.find((other) => conflicts(mode, other, sharedHeld.has(dir)));
+      const conflict = others.find((other) => conflicts(mode, other, holdsShared(dir)));
       if (conflict === undefined) {
-        if (mode === 'shared') sharedHeld.set(dir, (sharedHeld.get(dir) ?? 0) + 1);
         held.set(mine, { dir, mode, what: options.what, children: new Set() });
         return handle(dir, mine, mode);
       }
@@ -200,6 +200,12 @@ function formatSeconds(ms: number): string {
   return `${Number((ms / 1000).toFixed(3))} s`;
 }
 
+/** Whether this process holds the lock in `dir` shared: a nested shared take then never queues. */
+function holdsShared(dir: string): boolean {
+  for (const lock of held.values()) if (lock.dir === dir && lock.mode === 'shared') return true;
+  return false;
+}
+
 function conflicts(mode: LockMode, other: { holder: LockHolder }, alreadyShared: boolean): boolean {
   if (mode === 'exclusive') return other.holder.mode !== 'wait';
   if (other.holder.mode === 'exclusive') return true;
@@ -229,11 +235,6 @@ function handle(dir: string, mine: string, mode: LockMode): HeldLock {
       const children = held.get(mine)?.children ?? new Set<string>();
       held.delete(mine);
       for (const child of children) await unpublish(child);
-      if (mode === 'shared') {
-        const count = (sharedHeld.get(dir) ?? 1) - 1;
-        if (count <= 0) sharedHeld.delete(dir);
-        else sharedHeld.set(dir, count);
-      }
       await unpublish(mine);
     },
   };
@@ -251,24 +252,38 @@ async function ensureLockDir(dir: string): Promise<void> {
 }
 
 async function publish(dir: string, file: string, content: LockHolder): Promise<void> {
-  const temp = path.join(dir, `${TEMP_PREFIX}${path.basename(file)}`);
   try {
-    try {
-      await writeFile(temp, `${JSON.stringify(content)}\n`);
-    } catch (error) {
-      if (!isDiskFull(error)) throw error;
-      // No block for the details; an empty file needs none, and its name says enough.
-      await writeFile(temp, '');
-    }
-    await rename(temp, file);
+    writeHolderFile(file, content);
   } catch (error) {
-    await rm(temp, { force: true });
     // Even an empty file failed: the file system has no inode left, which "writable" does not
     // explain, and which no gc of the store can mend, since it needs a lock file too.
     const hint = isDiskFull(error)
       ? `its file system has no room even for an empty file (no free inodes? see df -i ${dir}); free some there, outside the store: dysnomia-snapshots --gc needs a lock file too`
       : 'check that the state dir exists and is writable';
     throw new OperationError(`cannot write the lock file ${file}: ${messageOf(error)}; ${hint}`, { cause: error });
+  }
+}
+
+/**
+ * Writes a holder file under a temporary name and renames it into place, so that readers never
+ * see half of it; throws what the file system said, with the temporary file removed.
+ * Synchronous, so that {@link recordChild} can write a child's file right after the fork; the
+ * files are small.
+ */
+function writeHolderFile(file: string, content: LockHolder): void {
+  const temp = path.join(path.dirname(file), `${TEMP_PREFIX}${path.basename(file)}`);
+  try {
+    try {
+      writeFileSync(temp, `${JSON.stringify(content)}\n`);
+    } catch (error) {
+      if (!isDiskFull(error)) throw error;
+      // No block for the details; an empty file needs none, and its name says enough.
+      writeFileSync(temp, '');
+    }
+    renameSync(temp, file);
+  } catch (error) {
+    rmSync(temp, { force: true });
+    throw error;
   }
   published.add(file);
 }
@@ -325,13 +340,13 @@ async function liveHolders(
       const childWriter = CHILD_NAME.exec(temp);
       if (childWriter !== null && childWriter[6] === HOST_TAG) {
         const [, , , , parent, parentStart] = childWriter;
-        if (processEnded(Number(parent), parentStart === '0' ? undefined : Number(parentStart))) await rm(file, { force: true });
+        if (endedByName(parent!, parentStart!)) await rm(file, { force: true });
         continue;
       }
       const writer = HOLDER_NAME.exec(temp);
       if (writer !== null && writer[4] === HOST_TAG) {
         const [, , pid, start] = writer;
-        if (processEnded(Number(pid), start === '0' ? undefined : Number(start))) await rm(file, { force: true });
+        if (endedByName(pid!, start!)) await rm(file, { force: true });
       }
       continue;
     }
@@ -374,11 +389,11 @@ const CHILD_NAME = /^child-(shared|exclusive)-(\d+)-(\d+)-(\d+)-(\d+)-([0-9a-f]{
 async function liveChildHolder(file: string, match: RegExpExecArray): Promise<LockHolder | undefined> {
   const [, mode, pid, start, parent, parentStart, tag] = match;
   if (tag !== HOST_TAG) return undefined;
-  if (processEnded(Number(pid), start === '0' ? undefined : Number(start))) {
+  if (endedByName(pid!, start!)) {
     await rm(file, { force: true });
     return undefined;
   }
-  if (!processEnded(Number(parent), parentStart === '0' ? undefined : Number(parentStart))) return undefined;
+  if (!endedByName(parent!, parentStart!)) return undefined;
   const recorded = await readHolder(file);
   const command = recorded?.command === undefined ? '' : `${recorded.command}, `;
   return {
@@ -410,35 +425,18 @@ function recordChild(child: ChildProcess): void {
       `child-${lock.mode}-${pid}-${start}-${process.pid}-${OWN_START ?? 0}-${HOST_TAG}-${randomBytes(6).toString('hex')}.json`,
     );
     const content = { ...holder(lock.mode, lock.what), pid, command: child.spawnfile, ...(start === 0 ? {} : { processStart: start }) };
-    if (!publishSync(file, content)) continue;
+    try {
+      writeHolderFile(file, content);
+    } catch {
+      // Best effort: the lock itself is held by this process's own holder file either way.
+      continue;
+    }
     lock.children.add(file);
     files.push(file);
   }
   child.once('exit', () => {
     for (const file of files) unpublish(file).catch(() => undefined);
   });
-}
-
-/**
- * {@link publish}, synchronously, for {@link recordChild}. False when it failed: a child's file
- * is best effort, as the lock itself is held by this process's own holder file either way.
- */
-function publishSync(file: string, content: LockHolder): boolean {
-  const temp = path.join(path.dirname(file), `${TEMP_PREFIX}${path.basename(file)}`);
-  try {
-    try {
-      writeFileSync(temp, `${JSON.stringify(content)}\n`);
-    } catch (error) {
-      if (!isDiskFull(error)) throw error;
-      writeFileSync(temp, '');
-    }
-    renameSync(temp, file);
-  } catch {
-    rmSync(temp, { force: true });
-    return false;
-  }
-  published.add(file);
-  return true;
 }
 
 async function readHolder(file: string): Promise<LockHolder | undefined> {
@@ -502,6 +500,11 @@ function processEnded(pid: number, start: number | undefined): boolean {
   if (now?.state === 'Z' || now?.state === 'X') return true;
   if (start === undefined) return false;
   return now !== undefined && now.start !== start;
+}
+
+/** {@link processEnded} for a pid and a start time as a file name gives them (`0`: not known). */
+function endedByName(pid: string, start: string): boolean {
+  return processEnded(Number(pid), start === '0' ? undefined : Number(start));
 }
 
 /** True when the process is known to be gone on this host (ESRCH); false when alive or unknown. */
