@@ -142,12 +142,17 @@ function refuseUndecodable(plugin: AnyPlugin, container: ContainerSpec): void {
   // echo shows only the type of an environment container.
   const affected = isPassThrough(plugin)
     ? plugin.modulePath === undefined ? [] : undecodable
-    : undecodable.filter((name) => [...(plugin.properties ?? []), ...(plugin.unprefixedProperties ?? [])].includes(name));
+    : undecodable.filter((name) => propertiesRead(plugin).includes(name));
   if (affected.length === 0) return;
   const which = affected.length === 1 ? `variable ${affected[0]} is` : `variables ${affected.join(', ')} are`;
   throw new ConfigError(
     `the environment ${which} not UTF-8 text, and ${plugin.type} would get another value than the one set (Node reads the environment as UTF-8); set it in UTF-8, or unset it. Nothing was done`,
   );
+}
+
+/** The container properties a built-in plugin reads: its own prefixed ones and the shared ones. */
+function propertiesRead(plugin: Plugin<unknown>): readonly string[] {
+  return [...(plugin.properties ?? []), ...(plugin.unprefixedProperties ?? [])];
 }
 
 /**
@@ -157,7 +162,7 @@ function refuseUndecodable(plugin: AnyPlugin, container: ContainerSpec): void {
 function warnUnknownProperties(plugin: Plugin<unknown>, container: ContainerSpec, log: Logger): void {
   const prefixed = plugin.properties ?? [];
   const unprefixed = plugin.unprefixedProperties ?? [];
-  const known = [...prefixed, ...unprefixed];
+  const known = propertiesRead(plugin);
   const prefix = /^[a-z]+/.exec(prefixed[0] ?? '')?.[0];
   // A library caller's object of properties has neither a file nor the environment behind it.
   const where = container.file ?? (container.fromEnvironment ? 'the environment' : `the properties of container ${container.name}`);

@@ -189,7 +189,8 @@ function undecodableEnvironment(): string[] {
   const strict = new TextDecoder('utf-8', { fatal: true });
   const names: string[] = [];
   for (let start = 0; start < raw.length; ) {
-    const end = raw.indexOf(0, start) === -1 ? raw.length : raw.indexOf(0, start);
+    const nul = raw.indexOf(0, start);
+    const end = nul === -1 ? raw.length : nul;
     const entry = raw.subarray(start, end);
     try {
       strict.decode(entry);
