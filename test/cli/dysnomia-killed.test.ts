@@ -7,25 +7,9 @@ import { access, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { processIsGone } from '../../src/core/lock.js';
 import { programPath } from '../support/cli.js';
 import { useStage } from '../support/core.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(what: string, check: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
-  for (const started = Date.now(); !(await check()); ) {
-    if (Date.now() - started > ms) throw new Error(`timed out waiting until ${what}`);
-    await sleep(25);
-  }
-}
-
-/** Gone or a zombie (an orphan may never be reaped where there is no init). */
-async function ended(pid: number): Promise<boolean> {
-  if (processIsGone(pid)) return true;
-  const stat = await execa('cat', [`/proc/${pid}/stat`], { reject: false });
-  return stat.exitCode !== 0 || /^[ZX]$/.test(stat.stdout.slice(stat.stdout.lastIndexOf(')') + 2).split(' ')[0]!);
-}
+import { hasEnded, until } from '../support/processes.js';
 
 describe('dysnomia killed while a module runs', () => {
   it('the next run waits for the module the killed run left running, naming it, and goes on once it has ended', async () => {
@@ -56,10 +40,10 @@ describe('dysnomia killed while a module runs', () => {
     const match = new RegExp(`pid (\\d+) since [^;]*; lock`).exec(second.stderr.slice(second.stderr.indexOf('gave up')));
     expect(second.stderr).toContain(`${module}, started by pid ${first.pid}, which has ended but left it running`);
     const modulePid = Number(match?.[1]);
-    expect(await ended(modulePid)).toBe(false);
+    expect(hasEnded(modulePid)).toBe(false);
 
     await writeFile(release, '');
-    await until('the module has ended', () => ended(modulePid));
+    await until('the module has ended', () => hasEnded(modulePid));
     const third = await stage.dysnomia([...args, '--lock-timeout', '5']);
     expect(third.exitCode, third.stderr).toBe(0);
     expect(third.stderr).toContain('activated prod/testcomp');

@@ -7,30 +7,13 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { AbortedError, LockTimeoutError } from '../../src/core/errors.js';
-import { acquireLock, processIsGone, processStartTime, withLock } from '../../src/core/lock.js';
+import { acquireLock, processStartTime, withLock } from '../../src/core/lock.js';
+import { hasEnded, until } from '../support/processes.js';
 import { useTempDir } from '../support/temp.js';
 import { deadPid, recordingLogger } from './helpers.js';
 
 const holderScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'lock-holder.mjs');
 const childScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'lock-child.mjs');
-
-/** True once the process has ended (a zombie counts: nothing may reap an orphan here). */
-function ended(pid: number): boolean {
-  if (processIsGone(pid)) return true;
-  try {
-    const stat = execFileSync('cat', [`/proc/${pid}/stat`], { encoding: 'utf8' });
-    return /^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!);
-  } catch {
-    return true;
-  }
-}
-
-async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
-  for (const started = Date.now(); !check(); ) {
-    if (Date.now() - started > ms) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** Starts a process that holds the lock for `holdMs`; resolves once it holds it. */
 async function holdInChild(file: string, mode: 'shared' | 'exclusive', holdMs: number) {
@@ -256,10 +239,10 @@ describe('a process a holder started', () => {
       holder.on('exit', (code) => reject(new Error(`lock holder exited early with ${code}`)));
     });
     onTestFinished(() => {
-      if (!ended(childPid)) process.kill(childPid, 'SIGKILL');
+      if (!hasEnded(childPid)) process.kill(childPid, 'SIGKILL');
     });
     holder.kill('SIGKILL');
-    await until('the holder has ended', () => ended(holder.pid!));
+    await until('the holder has ended', () => hasEnded(holder.pid!));
 
     const log = recordingLogger();
     const error = await withLock(lock, 'shared', { what: 'component c/db', timeoutMs: 300, log }, async () => 'got it').catch(
@@ -271,7 +254,7 @@ describe('a process a holder started', () => {
     expect(log.lines.join('\n')).toContain(`took over the stale lock ${lock}: its exclusive holder, pid ${holder.pid}`);
 
     process.kill(childPid, 'SIGKILL');
-    await until('the child has ended', () => ended(childPid));
+    await until('the child has ended', () => hasEnded(childPid));
     expect(await withLock(lock, 'exclusive', { what: 'component c/db', timeoutMs: 2000 }, async () => 'got it')).toBe('got it');
     expect(await readdir(lock)).toEqual([]);
   });
@@ -292,7 +275,7 @@ describe('a process a holder started', () => {
     await held.release();
     expect(await readdir(lock)).toEqual([]);
     // Released: the child, still running, holds nothing.
-    expect(ended(child.pid!)).toBe(false);
+    expect(hasEnded(child.pid!)).toBe(false);
     expect(await withLock(lock, 'exclusive', { what: 'again', timeoutMs: 300 }, async () => 'got it')).toBe('got it');
   });
 
