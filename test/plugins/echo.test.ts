@@ -30,16 +30,17 @@ describe('echo', () => {
 
   it('hides every password-like value', async () => {
     const stage = await useStage();
+    // Values that cannot occur by chance in the output's random temporary paths (which once held "v6").
     const secrets = {
-      mysqlPassword: 'v1',
-      postgresqlPassword: 'v2',
-      PGPASSWORD: 'v3',
-      MYSQL_PWD: 'v4',
-      apiToken: 'v5',
-      clientSecret: 'v6',
-      sshKey: 'v7',
-      awsCredentials: 'v8',
-      passphrase: 'v9',
+      mysqlPassword: 'SECRET-value-1',
+      postgresqlPassword: 'SECRET-value-2',
+      PGPASSWORD: 'SECRET-value-3',
+      MYSQL_PWD: 'SECRET-value-4',
+      apiToken: 'SECRET-value-5',
+      clientSecret: 'SECRET-value-6',
+      sshKey: 'SECRET-value-7',
+      awsCredentials: 'SECRET-value-8',
+      passphrase: 'SECRET-value-9',
     };
     const body = Object.entries(secrets)
       .map(([key, value]) => `${key}=${value}`)
