@@ -24,7 +24,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const cli = path.join(root, 'dist', 'cli', 'dysnomia.js');
+const cli = path.join(root, 'dist', 'bin', 'dysnomia.js');
 
 function option(name, fallback) {
   const index = process.argv.indexOf(name);

@@ -26,7 +26,7 @@ import { execa } from 'execa';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const STORE = pathToFileURL(path.join(ROOT, 'dist', 'snapshot-store', 'index.js')).href;
-const CLI = path.join(ROOT, 'dist', 'cli', 'dysnomia-snapshots.js');
+const CLI = path.join(ROOT, 'dist', 'bin', 'dysnomia-snapshots.js');
 const DATA = process.env.DYSNOMIA_BENCH_DATA ?? path.resolve(ROOT, '..', 'shared', 'bench');
 const MB = 1e6;
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cli');
+const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'bin');
 
 /** Our own git commands (making commits) must not depend on the user's git configuration. */
 const GIT_ENV = {

@@ -1,4 +1,4 @@
-/** Our programs as a user runs them: `node dist/cli/<program>.js ...` with a state dir of our own. */
+/** Our programs as a user runs them: `node dist/bin/<program>.js ...` with a state dir of our own. */
 import { lstat, mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,7 +8,7 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 
 /** Absolute path of a built program. */
 export function programPath(program) {
-  return path.join(ROOT, 'dist', 'cli', `${program}.js`);
+  return path.join(ROOT, 'dist', 'bin', `${program}.js`);
 }
 
 /** A component folder named `name` and a container file for `properties`, under `dir`. */

@@ -64,7 +64,8 @@ describe('the top-level catch for unexpected errors', () => {
   /** Runs a program whose main throws a TypeError, through the built runProgram. */
   async function crash(args: string[], env: Record<string, string> = {}) {
     const dir = await useTempDir();
-    const runJs = path.join(path.dirname(programPath('dysnomia')), 'run.js');
+    // The module as tsc built it (dist/cli), beside the bundled programs (dist/bin).
+    const runJs = path.resolve(path.dirname(programPath('dysnomia')), '../cli/run.js');
     const script = path.join(dir, 'crasher.mjs');
     await writeFile(
       script,

@@ -283,7 +283,7 @@ describe('git-repository snapshot and restore', () => {
     const live = await refState(setup.repo);
     const inode = (await stat(setup.repo)).ino;
     const result = await execa('bash', ['-c', 'ulimit -f 1024; exec "$NODE" "$CLI" -o restore -c "$COMPONENT" -C "$CONTAINER"'], {
-      env: { DYSNOMIA_STATEDIR: setup.stateDir, NODE: process.execPath, CLI: path.resolve('dist/cli/dysnomia.js'), COMPONENT: setup.component, CONTAINER: setup.containerFile },
+      env: { DYSNOMIA_STATEDIR: setup.stateDir, NODE: process.execPath, CLI: path.resolve('dist/bin/dysnomia.js'), COMPONENT: setup.component, CONTAINER: setup.containerFile },
       reject: false,
     });
     expect(result.exitCode, result.stderr).toBe(1);
@@ -535,7 +535,7 @@ describe('git-repository restore refuses bad snapshots', () => {
     await chown(setup.component, 65534, 65534);
     const result = await execa(
       'setpriv',
-      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia.js'),
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/bin/dysnomia.js'),
         '--operation', 'restore', '--component', setup.component, '--container', setup.containerFile],
       { env: { DYSNOMIA_STATEDIR: setup.stateDir, HOME: setup.stateDir }, reject: false },
     );

@@ -176,7 +176,7 @@ describe('dysnomia-snapshots --check beside --gc', () => {
     const stateDir = await useTempDir();
     await storeWith(stateDir, fakeDump(200_000, 1), fakeDump(200_000, 2), fakeDump(200_000, 3));
     const start = (args: string[]) => {
-      const child = execa(process.execPath, [path.resolve('dist/cli/dysnomia-snapshots.js'), ...args], { env: { DYSNOMIA_STATEDIR: stateDir }, reject: false });
+      const child = execa(process.execPath, [path.resolve('dist/bin/dysnomia-snapshots.js'), ...args], { env: { DYSNOMIA_STATEDIR: stateDir }, reject: false });
       return { child, waiting: stderrSays(child, 'waiting for the snapshot store') };
     };
     // Someone reads the store; a gc queues behind it, then a check starts.
@@ -207,7 +207,7 @@ describe('dysnomia-snapshots --gc when the store cannot be read or holds strays'
     // As root every folder is readable: an unprivileged user meets the permission error.
     const gc = await execa(
       'setpriv',
-      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), '--gc', '--keep', '2'],
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/bin/dysnomia-snapshots.js'), '--gc', '--keep', '2'],
       { env: { DYSNOMIA_STATEDIR: stateDir }, reject: false },
     );
     expect(gc.exitCode, gc.stderr).toBe(1);
@@ -245,7 +245,7 @@ describe('dysnomia-snapshots --import', () => {
       clock = day;
       await store.write(key, { type: 't' }, (sink) => sink.addStream('dump.sql', streamOf(Buffer.from(`night ${i}\n`))));
     }
-    const cli = path.resolve('dist/cli/dysnomia-snapshots.js');
+    const cli = path.resolve('dist/bin/dysnomia-snapshots.js');
     const ids = (await snapshots(source, ['--query-all'])).stdout.trim().split('\n');
     expect(ids).toHaveLength(4);
     for (const id of ids) {
@@ -356,7 +356,7 @@ describe('dysnomia-snapshots --export and --import -', () => {
     const { outcomes } = await storeWith(stateDir, fakeDump(8_000_000, 3));
     const rel = `${key.container}/${key.component}/${outcomes[0]!.identity}`;
     const sh = (command: string) =>
-      execa('bash', ['-c', command], { env: { DYSNOMIA_STATEDIR: stateDir, CLI: path.resolve('dist/cli/dysnomia-snapshots.js'), NODE: process.execPath }, reject: false });
+      execa('bash', ['-c', command], { env: { DYSNOMIA_STATEDIR: stateDir, CLI: path.resolve('dist/bin/dysnomia-snapshots.js'), NODE: process.execPath }, reject: false });
     const cases: [string, string][] = [
       // ssh dying in `--export | ssh host dysnomia-snapshots --import -` looks like this.
       [`"$NODE" "$CLI" --export ${rel} | head -c 1000 > /dev/null; exit \${PIPESTATUS[0]}`, 'its output cannot be written (write EPIPE)'],
@@ -382,7 +382,7 @@ describe('dysnomia-snapshots --export and --import -', () => {
       const rel = `${key.container}/${key.component}/${outcomes[0]!.identity}`;
       // stdout is a pipe nobody reads (node's own spawn: execa would drain it): the export fills
       // it and waits, holding the store lock.
-      const child = spawn(process.execPath, [path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', rel], {
+      const child = spawn(process.execPath, [path.resolve('dist/bin/dysnomia-snapshots.js'), '--export', rel], {
         env: { ...process.env, DYSNOMIA_STATEDIR: stateDir },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
@@ -408,7 +408,7 @@ describe('dysnomia-snapshots --export and --import -', () => {
     const result = await execa(
       'bash',
       ['-c', `DYSNOMIA_STATEDIR="$A" "$NODE" "$CLI" --export ${rel} | head -c 1024 | DYSNOMIA_STATEDIR="$B" "$NODE" "$CLI" --import -; exit \${PIPESTATUS[2]}`],
-      { env: { A: stateDir, B: target, CLI: path.resolve('dist/cli/dysnomia-snapshots.js'), NODE: process.execPath }, reject: false },
+      { env: { A: stateDir, B: target, CLI: path.resolve('dist/bin/dysnomia-snapshots.js'), NODE: process.execPath }, reject: false },
     );
     expect(result.exitCode, result.stderr).toBe(1);
     expect(result.stderr).toContain(`cannot import the stream of ${rel}: the stream ended before the first of the snapshot's files; was the export cut short`);
@@ -421,7 +421,7 @@ describe('dysnomia-snapshots --export and --import -', () => {
     const result = await execa(
       'script',
       ['-qec', `DYSNOMIA_STATEDIR="$A" timeout 10 "$NODE" "$CLI" --import -; echo "exit=$?"`, '/dev/null'],
-      { env: { A: stateDir, CLI: path.resolve('dist/cli/dysnomia-snapshots.js'), NODE: process.execPath }, reject: false },
+      { env: { A: stateDir, CLI: path.resolve('dist/bin/dysnomia-snapshots.js'), NODE: process.execPath }, reject: false },
     );
     expect(result.stdout).toContain('--import - reads a tar stream from stdin, which is a terminal');
     expect(result.stdout).toContain('exit=2');
@@ -438,7 +438,7 @@ describe('dysnomia-snapshots --export and --import -', () => {
     await execa('chgrp', ['-R', 'nogroup', stateDir]);
     const exported = await execa(
       'setpriv',
-      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', rel],
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/bin/dysnomia-snapshots.js'), '--export', rel],
       { env: { DYSNOMIA_STATEDIR: stateDir }, encoding: 'buffer', reject: false },
     );
     expect(exported.exitCode, Buffer.from(exported.stderr).toString()).toBe(0);
@@ -455,7 +455,7 @@ describe('dysnomia-snapshots --export and --import -', () => {
     await execa('chgrp', ['-R', 'nogroup', stateDir]);
     // The group member cannot write the store's lock, so its export holds nothing off: stalled on a
     // pipe nobody reads yet, it is overtaken by the owner's gc, which removes the first generation.
-    const child = spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', rel], {
+    const child = spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/bin/dysnomia-snapshots.js'), '--export', rel], {
       env: { DYSNOMIA_STATEDIR: stateDir },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -480,7 +480,7 @@ describe('dysnomia-snapshots --export and --import -', () => {
     // Not in the store's group: the manifest (0644) is readable, the chunk index (0440) is not.
     const exported = await execa(
       'setpriv',
-      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', rel],
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/bin/dysnomia-snapshots.js'), '--export', rel],
       { env: { DYSNOMIA_STATEDIR: stateDir }, encoding: 'buffer', reject: false },
     );
     const stderr = Buffer.from(exported.stderr).toString();
@@ -515,7 +515,7 @@ describe('dysnomia-snapshots --export and --import -', () => {
     const files = await useTempDir();
     const sh = (command: string) =>
       execa('sh', ['-c', command], {
-        env: { SRC: source, DST: target, FILES: files, CLI: path.resolve('dist/cli/dysnomia-snapshots.js'), NODE: process.execPath },
+        env: { SRC: source, DST: target, FILES: files, CLI: path.resolve('dist/bin/dysnomia-snapshots.js'), NODE: process.execPath },
         reject: false,
       });
     const first = await sh(`DYSNOMIA_STATEDIR="$SRC" "$NODE" "$CLI" --export ${rel(outcomes[0]!.identity)} | DYSNOMIA_STATEDIR="$DST" "$NODE" "$CLI" --import - --json`);
@@ -547,7 +547,7 @@ describe('dysnomia-snapshots --export and --import -', () => {
     const target = await useTempDir();
     const dump = fakeDump(2_000_000, 4);
     const { outcomes } = await storeWith(source, dump);
-    const stream = await execa(process.execPath, [path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', `${key.container}/${key.component}/${outcomes[0]!.identity}`], {
+    const stream = await execa(process.execPath, [path.resolve('dist/bin/dysnomia-snapshots.js'), '--export', `${key.container}/${key.component}/${outcomes[0]!.identity}`], {
       env: { DYSNOMIA_STATEDIR: source },
       encoding: 'buffer',
     });
@@ -578,7 +578,7 @@ describe('dysnomia-snapshots --export and --import -', () => {
     const a = fakeDump(2_000_000, 1);
     const b = Buffer.concat([a, Buffer.from('more\n')]);
     await storeWith(source, a, b);
-    const stream = await execa(process.execPath, [path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', `${key.container}/${key.component}/${sha256(b)}`, '--base', `${key.container}/${key.component}/${sha256(a)}`], {
+    const stream = await execa(process.execPath, [path.resolve('dist/bin/dysnomia-snapshots.js'), '--export', `${key.container}/${key.component}/${sha256(b)}`, '--base', `${key.container}/${key.component}/${sha256(a)}`], {
       env: { DYSNOMIA_STATEDIR: source },
       encoding: 'buffer',
     });
@@ -678,7 +678,7 @@ describe('dysnomia-snapshots bad input', () => {
     await chmod(stateDir, 0o755);
     const tree = await treeOf(stateDir);
     const asNobody = (args: string[]) =>
-      execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), ...args], {
+      execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/bin/dysnomia-snapshots.js'), ...args], {
         env: { DYSNOMIA_STATEDIR: stateDir },
         reject: false,
       });
@@ -703,7 +703,7 @@ describe('dysnomia-snapshots bad input', () => {
     await storeWith(stateDir, fakeDump(50_000, 1));
     await chmod(stateDir, 0o700);
     const asNobody = (args: string[]) =>
-      execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), ...args], {
+      execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/bin/dysnomia-snapshots.js'), ...args], {
         env: { DYSNOMIA_STATEDIR: stateDir },
         reject: false,
       });

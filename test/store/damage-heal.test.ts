@@ -32,7 +32,7 @@ async function recorded(stateDir: string): Promise<string[]> {
 
 /** dysnomia-snapshots run as the user nobody on `stateDir`. */
 function checkAsNobody(stateDir: string, args: string[]) {
-  return execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), ...args], {
+  return execa('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/bin/dysnomia-snapshots.js'), ...args], {
     env: { DYSNOMIA_STATEDIR: stateDir },
     reject: false,
   });

@@ -51,7 +51,7 @@ async function sender(dump: Buffer) {
   const stateDir = await useTempDir();
   const outcome = (await new SnapshotStore(stateDir).write(key, { type: 'mysql-database' }, (sink) => sink.addStream('dump.sql', streamOf(dump))))!;
   const rel = `${key.container}/${key.component}/${outcome.identity}`;
-  const exported = await execa(process.execPath, [path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', rel], {
+  const exported = await execa(process.execPath, [path.resolve('dist/bin/dysnomia-snapshots.js'), '--export', rel], {
     env: { DYSNOMIA_STATEDIR: stateDir },
     encoding: 'buffer',
   });
@@ -153,7 +153,7 @@ for (const how of ['folder', 'stream'] as const) {
       await mkdir(folder, { recursive: true });
       await writeFile(path.join(folder, 'dump.sql.xz'), xz);
       const rel = `${key.container}/${key.component}/${id}`;
-      const exported = await execa(process.execPath, [path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', rel], {
+      const exported = await execa(process.execPath, [path.resolve('dist/bin/dysnomia-snapshots.js'), '--export', rel], {
         env: { DYSNOMIA_STATEDIR: source },
         encoding: 'buffer',
       });
@@ -195,7 +195,7 @@ describe('--import - of a stream that leaves out a pack the store has damaged', 
     const have = path.join(await useTempDir(), 'have');
     await writeFile(have, (await snapshots(receiver, ['--list-packs'])).stdout);
     const senderStateDir = path.resolve(from.folder, '../../../..');
-    const delta = await execa(process.execPath, [path.resolve('dist/cli/dysnomia-snapshots.js'), '--export', from.rel, '--have', have], {
+    const delta = await execa(process.execPath, [path.resolve('dist/bin/dysnomia-snapshots.js'), '--export', from.rel, '--have', have], {
       env: { DYSNOMIA_STATEDIR: senderStateDir },
       encoding: 'buffer',
     });
@@ -288,7 +288,7 @@ describe('an error reading the store\'s copy is not damage', () => {
     // As root every file is readable: an unprivileged user meets the permission error.
     const result = await execa(
       'setpriv',
-      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), '--import', '-'],
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/bin/dysnomia-snapshots.js'), '--import', '-'],
       { env: { DYSNOMIA_STATEDIR: receiver }, input: from.stream, reject: false },
     );
     expect(result.exitCode, result.stderr).toBe(1);

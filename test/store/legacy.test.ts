@@ -73,7 +73,7 @@ describe("Dysnomia's own snapshot folders", () => {
     await chmod(stateDir, 0o755);
     const check = await execa(
       'setpriv',
-      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/cli/dysnomia-snapshots.js'), '--query-all', '--check'],
+      ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.resolve('dist/bin/dysnomia-snapshots.js'), '--query-all', '--check'],
       { env: { DYSNOMIA_STATEDIR: stateDir }, reject: false },
     );
     expect(check.exitCode).toBe(1);

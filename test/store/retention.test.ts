@@ -50,7 +50,7 @@ describe('dysnomia-snapshots --gc --keep-daily', () => {
     }
     const ids = (await snapshots(source, ['--query-all'])).stdout.trim().split('\n');
     // The history moved newest first, as `--query-all | tac` gives it.
-    const cli = path.resolve('dist/cli/dysnomia-snapshots.js');
+    const cli = path.resolve('dist/bin/dysnomia-snapshots.js');
     for (const id of [...ids].reverse()) {
       const moved = await execa('bash', ['-o', 'pipefail', '-c', `node ${cli} --export ${id} | DYSNOMIA_STATEDIR=${target} node ${cli} --import -`], {
         env: { DYSNOMIA_STATEDIR: source },

@@ -1,4 +1,4 @@
-/** Runs the built programs (dist/cli) as a user would, capturing output and exit code. */
+/** Runs the built programs (dist/bin) as a user would, capturing output and exit code. */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -9,7 +9,7 @@ export type Program = 'dysnomia' | 'dysnomia-snapshots' | 'dysnomia-containers';
 
 /** Absolute path of a built program. `npm test` builds dist before running vitest. */
 export function programPath(program: Program): string {
-  return path.join(root, 'dist', 'cli', `${program}.js`);
+  return path.join(root, 'dist', 'bin', `${program}.js`);
 }
 
 export interface CliResult {
@@ -37,7 +37,7 @@ export const NO_STATE_DIR = '/dev/null/test-gave-no-DYSNOMIA_STATEDIR';
 /** Variables of the developer's shell that would change what the programs do. */
 const INHERITED = /^(DYSNOMIA_|NIX_STORE_DIR$|DEBUG$)/;
 
-/** Runs `node dist/cli/<program>.js ...args`. Never throws on a non-zero exit. */
+/** Runs `node dist/bin/<program>.js ...args`. Never throws on a non-zero exit. */
 export async function runCli(program: Program, args: string[], options: CliOptions = {}): Promise<CliResult> {
   const guarded: Record<string, string | undefined> = { DYSNOMIA_STATEDIR: NO_STATE_DIR };
   if (!options.cleanEnv) {

@@ -11,7 +11,7 @@ import mysql from 'mysql2/promise';
 import { programPath, type Program } from './cli.js';
 import { makeTempDir } from './temp.js';
 
-/** `node dist/cli/<program>.js` as a command line prefix (words). */
+/** `node dist/bin/<program>.js` as a command line prefix (words). */
 export function programWords(program: Program): string[] {
   return [process.execPath, programPath(program)];
 }
