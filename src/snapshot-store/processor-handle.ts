@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { OperationError } from '../core/errors.js';
-import type { Batch } from './chunker.js';
+import { type Batch, copyInto } from './chunker.js';
 import {
   type BatchResult,
   ChunkProcessor,
@@ -275,7 +275,7 @@ async function startWorker(options: ProcessorOptions): Promise<ProcessorHandle> 
         if (slot === undefined && byteLength <= capacity) {
           slot = freeSlot();
           if (slot !== undefined) {
-            new Uint8Array(input, slot * capacity, byteLength).set(batch.data);
+            copyInto(new Uint8Array(input, slot * capacity, byteLength), batch.data);
             options.recycle?.(buffer as ArrayBuffer);
           }
         }

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { Batcher, Chunker, chunkingFor, DEFAULT_CHUNKING } from '../../src/snapshot-store/chunker.js';
+import { Batcher, Chunker, chunkingFor, copyInto, DEFAULT_CHUNKING } from '../../src/snapshot-store/chunker.js';
 
 /** Deterministic test data: xorshift noise with stretches of repeated SQL-like text. */
 function sample(size: number): Uint8Array {
@@ -82,8 +82,10 @@ describe('Chunker', () => {
 
 describe('Batcher with lent buffers', () => {
   /** A lender of buffers (the chunk worker's shared slots), recording what comes back. */
-  function lender(count: number, capacity: number) {
-    const free: Uint8Array[] = Array.from({ length: count }, () => new Uint8Array(capacity));
+  function lender(count: number, capacity: number, shared = false) {
+    const free: Uint8Array[] = Array.from({ length: count }, () =>
+      shared ? new Uint8Array(new SharedArrayBuffer(capacity)) : new Uint8Array(capacity),
+    );
     const given: Uint8Array[] = [];
     return {
       given,
@@ -111,6 +113,28 @@ describe('Batcher with lent buffers', () => {
     expect(buffers.free).toHaveLength(2);
   });
 
+  it('fills shared buffers, as the worker lends them, with the same bytes and cuts as its own', () => {
+    const chunker = new Chunker(DEFAULT_CHUNKING);
+    const batchSize = 2 * chunker.max;
+    const data = sample(5 * (batchSize + chunker.max) + 12345);
+    const run = (buffers: ReturnType<typeof lender>) => {
+      const batcher = new Batcher(chunker, batchSize, () => buffers);
+      const batches = [];
+      // Pieces of odd sizes, so that copies start and end anywhere in a buffer.
+      for (let at = 0, size = 1; at < data.length; at += size, size = (size * 7 + 13) % 90_001) {
+        batches.push(...batcher.push(data.subarray(at, at + size)));
+      }
+      const last = batcher.end();
+      if (last !== undefined) batches.push(last);
+      return batches;
+    };
+    const shared = run(lender(8, batchSize + chunker.max, true));
+    const own = run(lender(0, batchSize + chunker.max));
+    expect(shared.some((batch) => batch.data.buffer instanceof SharedArrayBuffer)).toBe(true);
+    expect(Buffer.concat(shared.map((batch) => batch.data)).equals(data)).toBe(true);
+    expect(shared.map((batch) => [...batch.cuts])).toEqual(own.map((batch) => [...batch.cuts]));
+  });
+
   it('falls back to its own buffers when the lender has none free', () => {
     const chunker = new Chunker(DEFAULT_CHUNKING);
     const batchSize = 2 * chunker.max;
@@ -121,6 +145,20 @@ describe('Batcher with lent buffers', () => {
     const last = batcher.end();
     if (last !== undefined) batches.push(last);
     expect(Buffer.concat(batches.map((batch) => batch.data)).equals(data)).toBe(true);
+  });
+});
+
+describe('copyInto', () => {
+  it('copies exactly the source to the offset, into shared and plain memory alike', () => {
+    for (const memory of [new SharedArrayBuffer(64), new ArrayBuffer(64)]) {
+      const target = new Uint8Array(memory, 8, 48).fill(0xee);
+      copyInto(target, Uint8Array.from([1, 2, 3, 4, 5]), 10);
+      copyInto(target, new Uint8Array(0), 47);
+      const expected = new Uint8Array(48).fill(0xee);
+      expected.set([1, 2, 3, 4, 5], 10);
+      expect([...target]).toEqual([...expected]);
+      expect(new Uint8Array(memory, 0, 8).every((byte) => byte === 0)).toBe(true);
+    }
   });
 });
 
