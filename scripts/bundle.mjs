@@ -32,5 +32,7 @@ await build({
   // CommonJS dependencies (pg, mysql2) call require() for Node's own modules; an ES module has no
   // require of its own, so each output file gets one.
   banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
+  // Maps back to src/*.ts through tsc's maps, for `node --enable-source-maps` (read only then).
+  sourcemap: true,
   logLevel: 'warning',
 });
