@@ -10,7 +10,11 @@
  *
  * The library (dist/index.js) is not bundled: a deployer's own bundler or Node loads it once.
  */
+import { rmSync } from 'node:fs';
 import { build } from 'esbuild';
+
+// Chunk names change with their content: start empty, or old chunks pile up.
+rmSync('dist/bin', { recursive: true, force: true });
 
 await build({
   entryPoints: {
