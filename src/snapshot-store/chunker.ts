@@ -106,12 +106,19 @@ export class Chunker {
  * Copies `source` into `target` at `offset`. The worker's batch slots are shared memory, and V8
  * copies into a SharedArrayBuffer element by element: `TypedArray#set` moved 289 MB into one in
  * 86 ms, into plain memory in 6 ms. `Buffer#fill` with the source as its pattern is a plain memory
- * copy into either (7 ms), and exact when the range is as long as the pattern.
+ * copy into either (7 ms), and exact when the range is as long as the pattern. It is bounded by
+ * the whole buffer, not by `target`, and a memory copy of overlapping ranges is undefined: so the
+ * range is checked here as `set` would check it, and overlapping ranges are left to `set`.
  */
 export function copyInto(target: Uint8Array, source: Uint8Array, offset = 0): void {
+  if (!Number.isInteger(offset) || offset < 0 || offset + source.length > target.length) {
+    throw new RangeError(`cannot copy ${source.length} bytes to offset ${offset} of ${target.length}`);
+  }
   if (source.length === 0) return;
-  if (target.buffer instanceof SharedArrayBuffer) {
-    Buffer.from(target.buffer, target.byteOffset + offset, source.length).fill(source);
+  const at = target.byteOffset + offset;
+  const overlaps = source.buffer === target.buffer && source.byteOffset < at + source.length && at < source.byteOffset + source.length;
+  if (target.buffer instanceof SharedArrayBuffer && !overlaps) {
+    Buffer.from(target.buffer, at, source.length).fill(source);
   } else {
     target.set(source, offset);
   }

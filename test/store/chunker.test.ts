@@ -158,7 +158,27 @@ describe('copyInto', () => {
       expected.set([1, 2, 3, 4, 5], 10);
       expect([...target]).toEqual([...expected]);
       expect(new Uint8Array(memory, 0, 8).every((byte) => byte === 0)).toBe(true);
+      expect(new Uint8Array(memory, 56, 8).every((byte) => byte === 0)).toBe(true);
     }
+  });
+
+  it('refuses a range beyond the target, and leaves the memory after it alone', () => {
+    for (const memory of [new SharedArrayBuffer(64), new ArrayBuffer(64)]) {
+      const target = new Uint8Array(memory, 8, 48);
+      expect(() => copyInto(target, new Uint8Array(10).fill(7), 40)).toThrow(RangeError);
+      expect(() => copyInto(target, new Uint8Array(1), -1)).toThrow(RangeError);
+      expect(new Uint8Array(memory).every((byte) => byte === 0)).toBe(true);
+    }
+  });
+
+  it('copies within one shared buffer, overlapping ranges included', () => {
+    const memory = new SharedArrayBuffer(16);
+    const all = new Uint8Array(memory);
+    all.set([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    copyInto(all, all.subarray(0, 8), 4);
+    expect([...all]).toEqual([0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 12, 13, 14, 15]);
+    copyInto(all.subarray(8), all.subarray(0, 4), 4);
+    expect([...all]).toEqual([0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3]);
   });
 });
 
