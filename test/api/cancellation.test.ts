@@ -19,11 +19,12 @@ async function entries(dir: string): Promise<string[]> {
   return readdir(dir).catch(() => []);
 }
 
-async function bigGitComponent() {
+/** A repository of `blobs` incompressible 3 MiB files (as base64: about 3 MB each in a bundle). */
+async function bigGitComponent(blobs = 4) {
   const dir = await useTempDir('dysnomia-cancel-');
   // Incompressible content, so the snapshot streams for a while and reports progress more than once.
   const files: Record<string, string> = {};
-  for (let i = 0; i < 4; i++) files[`blob-${i}.bin`] = randomBytes(3 * 1024 * 1024).toString('base64');
+  for (let i = 0; i < blobs; i++) files[`blob-${i}.bin`] = randomBytes(3 * 1024 * 1024).toString('base64');
   const work = await makeWorkRepo(path.join(dir, 'work'), { files, commits: 50 });
   const component = path.join(dir, 'components', 'big');
   await makeBundle(work, path.join(component, 'git-repositories', 'initial.bundle'));
@@ -84,9 +85,10 @@ describe('cancellation', () => {
   });
 
   it('a snapshot aborted while the bundle streams rejects, and leaves no temporary folder and no lock', async () => {
-    const c = await bigGitComponent();
     // HEAD, config and the hooks' tar come first and are a few kilobytes; the bundle is about
-    // 12 MB. Past 2 MiB the store is reading the bundle, with most of it still to come.
+    // 36 MB. Past 2 MiB the store is reading the bundle, with most of it still to come: more than
+    // the 16 MiB we read ahead of the store (git.ts), so git is still writing when it is stopped.
+    const c = await bigGitComponent(12);
     const controller = new AbortController();
     let abortedAt: number | undefined;
     const onProgress = (event: dysnomia.ProgressEvent) => {

@@ -228,10 +228,12 @@ export async function commandOutput(
   });
   // Without this a failure seen only through the stream would also be an unhandled rejection.
   exited.catch(() => {});
-  // Up to 8 MiB read ahead: git writes its pack 8 KiB at a time and blocks whenever our pipe is
-  // full, and the store stops reading while it waits for its worker or the disk. With Node's
-  // default 16 KiB, git stood still each time: a snapshot of the 110 MiB benchmark repository
-  // took 1.58-1.70 s, with 8 MiB 1.53-1.61 s (6 alternating pairs, docs/benchmarks.md).
+  // Up to 16 MiB read ahead (8 MiB on each side of this stage): git writes its pack 8 KiB at a
+  // time and blocks whenever our pipe is full, and the store stops reading while it waits for its
+  // worker or the disk. With Node's defaults (16 KiB a side), git stood still each time: a
+  // snapshot of the 110 MiB benchmark repository took 1.58-1.70 s, now 1.53-1.61 s (6
+  // alternating pairs, docs/benchmarks.md). A failure of git still reaches the reader (flush),
+  // once it has read what came before.
   const output = new Transform({
     readableHighWaterMark: 8 * 1024 * 1024,
     writableHighWaterMark: 8 * 1024 * 1024,

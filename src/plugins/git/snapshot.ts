@@ -58,7 +58,8 @@ async function presentFiles(repo: string): Promise<string[]> {
 /**
  * snapshot: HEAD, config, the extra files and the bundle, into the sink. git starts bundling
  * first: it spends its first tenths of a second counting objects, which then overlaps with
- * storing the small streams; its output waits in the pipe until the bundle's turn.
+ * storing the small streams; its output waits (up to 16 MiB of it in our memory, the rest in
+ * git) until the bundle's turn.
  */
 export async function snapshot(
   ctx: PluginContext<GitRepositoryOptions>,
