@@ -11,6 +11,7 @@ import { debugFromEnv } from '../core/log.js';
 /** The package version, for --version. */
 export function packageVersion(): string {
   const require = createRequire(import.meta.url);
+  // Two folders up from dist/cli (tsc) and from dist/bin (the bundled programs) alike.
   return (require('../../package.json') as { version: string }).version;
 }
 
