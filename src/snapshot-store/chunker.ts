@@ -201,7 +201,7 @@ export class Batcher {
   private grow(wanted: number): void {
     const size = Math.min(this.capacity(), Math.max(this.buffer.length * 2, this.length + wanted));
     const grown = new Uint8Array(size);
-    copyInto(grown, this.buffer.subarray(0, this.length));
+    grown.set(this.buffer.subarray(0, this.length));
     this.buffer = grown;
   }
 
