@@ -82,6 +82,34 @@ describe('loadWith', () => {
   it('a complete load succeeds', async () => {
     await expect(loadWith('sh', ['-c', 'test "$(wc -c)" -eq 20480'], WHAT, slowInput(), OPTIONS)).resolves.toBeUndefined();
   });
+
+  describe('with bufferedInput (psql)', () => {
+    const BUFFERED = { ...OPTIONS, bufferedInput: true };
+
+    it('runs the tool under stdbuf with a 1 MiB input buffer, and hands it every byte', async () => {
+      // stdbuf tells its preloaded library the sizes through the environment.
+      const script = 'test "$_STDBUF_I" = 1048576 || { echo "no input buffer: [$_STDBUF_I]" >&2; exit 9; }; test "$(wc -c)" -eq 20480';
+      await expect(loadWith('sh', ['-c', script], WHAT, slowInput(), BUFFERED)).resolves.toBeUndefined();
+    });
+
+    it('a tool that reads through C stdio gets every line, in order', async () => {
+      const lines = Array.from({ length: 200_000 }, (_, i) => `row ${i}\n`).join('');
+      const script = 'awk \'{ n++; if ($2 != n - 1) { print "line " n ": " $0 > "/dev/stderr"; exit 5 } } END { if (n != 200000) exit 6 }\'';
+      await expect(loadWith('sh', ['-c', script], WHAT, Readable.from([Buffer.from(lines)]), BUFFERED)).resolves.toBeUndefined();
+    });
+
+    it('a tool that fails: its own exit status and message, not stdbuf\'s', async () => {
+      const error = await failure(loadWith('sh', ['-c', 'cat >/dev/null; echo "ERROR: syntax error" >&2; exit 3'], WHAT, slowInput(), BUFFERED));
+      expect(error).toBeInstanceOf(PluginError);
+      expect(error.message).toBe(`${WHAT}: sh failed (exit status 3): ERROR: syntax error`);
+    });
+
+    it('a tool that cannot be started: says which', async () => {
+      const error = await failure(loadWith('/nonexistent/psql', [], WHAT, slowInput(), BUFFERED));
+      expect(error).toBeInstanceOf(PluginError);
+      expect(error.message).toMatch(new RegExp(`^${WHAT}: cannot run psql`));
+    });
+  });
 });
 
 /** Everything a dump tool wrote, as the store would read it. */

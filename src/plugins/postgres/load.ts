@@ -1,6 +1,7 @@
 /**
  * Loading SQL into a (staging) database with psql: a component's initial scripts on activation,
  * and a snapshot's dump on restore. ON_ERROR_STOP makes psql stop, and fail, at the first error.
+ * psql reads its input through C stdio, so it gets a 1 MiB input buffer (loadWith's bufferedInput).
  */
 import { createReadStream } from 'node:fs';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
@@ -17,7 +18,7 @@ function psqlArguments(options: PostgresOptions, database: string): string[] {
 /** Runs one SQL file into `database`; the file is read by us, so the server's user need not. */
 export async function loadFile(options: PostgresOptions, database: string, file: string, tool: ToolOptions): Promise<void> {
   const { psql } = await findPgTools();
-  await loadWith(psql, psqlArguments(options, database), `loading ${file}`, createReadStream(file), tool);
+  await loadWith(psql, psqlArguments(options, database), `loading ${file}`, createReadStream(file), { ...tool, bufferedInput: true });
 }
 
 /** The last line pg_dump writes; a dump without it was cut short. */
@@ -54,7 +55,7 @@ export async function loadDump(
   const { psql } = await findPgTools();
   const keeper = new TailKeeper();
   const guard = (await knowsRestrict(psql, tool)) ? [new RestrictGuard()] : [];
-  await loadWith(psql, psqlArguments(options, database), what, input, tool, [keeper, ...guard]);
+  await loadWith(psql, psqlArguments(options, database), what, input, { ...tool, bufferedInput: true }, [keeper, ...guard]);
   if (expectedBytes !== undefined && keeper.bytes !== expectedBytes) {
     throw new OperationError(`${what}: read ${keeper.bytes} bytes of ${expectedBytes}; the snapshot stream ended early`, {
       plugin: PLUGIN,

@@ -111,16 +111,28 @@ export function toolOutput(tool: string, args: string[], what: string, options: 
 let stdbuf: Promise<string | undefined> | undefined;
 
 /**
+ * The command line that runs `command` under coreutils' stdbuf with a 1 MiB buffer on standard
+ * output (`-o1M`) or input (`-i1M`), or the command itself where stdbuf is not installed. C stdio
+ * uses 4 KiB buffers on a pipe: a tool writing its output through it makes a system call, and
+ * wakes its reader, every 4 KiB, and one reading its input through it makes a read (and waits for
+ * its writer) every 4 KiB. stdbuf execs the tool, so its exit status and signals are the tool's
+ * own, except that it exits 126 or 127 when it cannot start the tool (check() says so).
+ */
+async function withStdbuf(stream: '-o1M' | '-i1M', command: string, args: string[]): Promise<{ file: string; args: string[]; viaStdbuf: boolean }> {
+  stdbuf ??= findTool(['stdbuf']);
+  const wrapper = await stdbuf;
+  return wrapper === undefined ? { file: command, args, viaStdbuf: false } : { file: wrapper, args: [stream, command, ...args], viaStdbuf: true };
+}
+
+/**
  * Runs a dump tool (with `input` on its standard input, if given) and hands its standard output
  * to `consume` (the store), which reads it with back-pressure. Throws when the tool failed, even
  * though `consume` already took the (truncated) stream: the caller's snapshot must then be
  * discarded.
  *
- * mysqldump and pg_dump write through C stdio, which flushes every 4 KiB into a pipe; each flush
- * is a system call for the tool and a wake-up for us. Run under coreutils' stdbuf (where it is
- * installed) they write 1 MiB at a time, which saves about half a CPU-second per 300 MB of dump
- * on the benchmark (docs/benchmarks.md). stdbuf execs the tool, so its exit status and signals
- * are the tool's own. `transforms` see the output before `consume` does.
+ * mysqldump and pg_dump write through C stdio; under stdbuf -o1M (withStdbuf) they write 1 MiB at
+ * a time, which saves about half a CPU-second per 300 MB of dump on the benchmark
+ * (docs/benchmarks.md). `transforms` see the output before `consume` does.
  */
 export async function dumpWith(
   command: string,
@@ -130,10 +142,8 @@ export async function dumpWith(
   options: ToolOptions & { input?: string },
   transforms: Transform[] = [],
 ): Promise<void> {
-  stdbuf ??= findTool(['stdbuf']);
-  const wrapper = await stdbuf;
-  const [file, fileArgs] = wrapper === undefined ? [command, args] : [wrapper, ['-o1M', command, ...args]];
-  const subprocess = execa(file, fileArgs, {
+  const run = await withStdbuf('-o1M', command, args);
+  const subprocess = execa(run.file, run.args, {
     ...spawnOptions(options),
     ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
     buffer: { stdout: false, stderr: true },
@@ -152,7 +162,7 @@ export async function dumpWith(
     throw error;
   }
   const [result, pipeError] = await Promise.all([subprocess, piping]);
-  check(result, command, what, options, wrapper !== undefined);
+  check(result, command, what, options, run.viaStdbuf);
   if (pipeError !== undefined) {
     throw new PluginError(`${what}: reading the output of ${path.basename(command)} failed: ${String(pipeError)}`, {
       plugin: options.plugin,
@@ -165,16 +175,23 @@ export async function dumpWith(
  * Pipes `input`, through `transforms`, into a load tool. If the input fails (a corrupted chunk
  * raises an IntegrityError) the tool is killed and the input's error is thrown, so a partial load
  * never looks complete.
+ *
+ * `bufferedInput`: the tool reads its input through C stdio (psql does; mysql reads 64 KiB at a
+ * time itself), so it runs under stdbuf -i1M (withStdbuf). Otherwise psql reads our pipe 4 KiB at
+ * a time and waits for us between reads: on the benchmark dump, psql's load from a pipe took 0.9-1.0
+ * CPU-seconds and 86,000 context switches in the reading and the writing process, and 0.4-0.5
+ * and 10,000 under stdbuf (docs/benchmarks.md).
  */
 export async function loadWith(
   command: string,
   args: string[],
   what: string,
   input: Readable,
-  options: ToolOptions,
+  options: ToolOptions & { bufferedInput?: boolean },
   transforms: Transform[] = [],
 ): Promise<void> {
-  const subprocess = execa(command, args, {
+  const run = options.bufferedInput === true ? await withStdbuf('-i1M', command, args) : { file: command, args, viaStdbuf: false };
+  const subprocess = execa(run.file, run.args, {
     ...spawnOptions(options),
     stdin: 'pipe',
     stdout: 'ignore',
@@ -199,7 +216,7 @@ export async function loadWith(
     throw new PluginError(`${what}: ${messageOf(inputError)}`, { plugin: options.plugin, cause: inputError });
   }
   const result = await subprocess;
-  check(result, command, what, options);
+  check(result, command, what, options, run.viaStdbuf);
   if (brokenPipe) {
     throw new PluginError(`${what}: the tool stopped reading its input before the end`, {
       plugin: options.plugin,
