@@ -14,7 +14,7 @@ import { initialScripts } from '../sql/scripts.js';
 import { databaseExists, quoteName, withSession, withToolAccess } from './client.js';
 import { carryOverDatabaseState } from './database-state.js';
 import { DUMP_STREAM, dumpDatabase, primeDumpTool } from './dump.js';
-import { loadDump, loadFile } from './load.js';
+import { loadDump, loadFile, primeLoadTool } from './load.js';
 import { lockDatabase } from './lock.js';
 import { describeServer, parsePostgresOptions, PLUGIN, type PostgresOptions, PROPERTIES } from './options.js';
 import { createStaging, dropCopy, dropDatabase, recoverSwap, swapIn } from './swap.js';
@@ -94,6 +94,8 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
     );
   }
   const options = ctx.options;
+  // psql's version (is the \restrict guard needed?) while the session connects (see primeDumpTool).
+  primeLoadTool();
   await withSession(options, ctx.log, ctx.signal, async (session) => {
     await lockDatabase(session, options, names.live, ctx.log, ctx.signal, ctx.lockTimeoutMs);
     await recoverSwap(session, names, options.timeoutMs, ctx.log);
