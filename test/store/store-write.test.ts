@@ -210,6 +210,28 @@ describe('SnapshotStore.write and latest', () => {
     expect(outcome!.bytesStored).toBeLessThan(first.length);
   });
 
+  it('reads streams of many packs back exactly, two at once, though each reader reuses one buffer for its pack reads', async () => {
+    const stateDir = await useTempDir();
+    // 3 MB packs: runs of up to 4 MiB end at pack boundaries too, so reads come in several sizes.
+    const store = new SnapshotStore(stateDir, { tuning: { packSize: 3_000_000 } });
+    // Incompressible, so that the packs hold about as much as the streams: 11 and 8 pack reads.
+    const one = randomBytes(20_000_000);
+    const two = randomBytes(12_000_000);
+    await store.write(key, { type: 'test' }, async (sink) => {
+      await sink.addStream('one', streamOf(one));
+      await sink.addStream('two', streamOf(two));
+    });
+    const source = await store.latest(key);
+    const [readOne, readTwo] = await Promise.all([readAll(source!, 'one'), readAll(source!, 'two')]);
+    expect(readOne.equals(one)).toBe(true);
+    expect(readTwo.equals(two)).toBe(true);
+    // What a reader handed on is its own: later reads do not change it.
+    const pieces: Buffer[] = [];
+    for await (const piece of source!.open('one')) pieces.push(piece as Buffer);
+    expect(pieces.length).toBeGreaterThan(1);
+    expect(Buffer.concat(pieces).equals(one)).toBe(true);
+  });
+
   it('rejects a stream name that is not a plain file name and keeps nothing', async () => {
     const stateDir = await useTempDir();
     const store = new SnapshotStore(stateDir);
