@@ -119,11 +119,13 @@ export async function databaseFigures(engine, options) {
     out.restore = await alternate({
       pairs,
       log: say,
+      // Each timed run starts with nothing of the run before it left to write out (settle).
       before: async (side) => {
         if (side === 'reference') {
           await engine.drop(names.load);
           await engine.create(names.load);
         }
+        await engine.settle();
       },
       reference: () => engine.load(names.load, plainDump, { rss: true }),
       ours: () => dysnomia('restore', restoreTarget, { stateDir: restoreState, rss: true }),
