@@ -119,7 +119,7 @@ export async function databaseFigures(engine, options) {
     out.restore = await alternate({
       pairs,
       log: say,
-      // Each timed run starts with nothing of the run before it left to write out (settle).
+      // On PostgreSQL each timed run starts with nothing of the run before it left to write out (settle).
       before: async (side) => {
         if (side === 'reference') {
           await engine.drop(names.load);

@@ -246,9 +246,10 @@ function runLength(run: ChunkRef[]): number {
 }
 
 /**
- * The pack files of one folder, opened on first use. What read() returns lies in one buffer that
- * every read reuses, so it is only good until the next read: the reader decompresses each run out
- * of it before it reads the next. A fresh buffer per read would be memory touched for the first
+ * The pack files of one folder, opened on first use, for one reader that reads in sequence (each
+ * stream's generator makes its own). What read() returns lies in one buffer that every read
+ * reuses, so it is only good until the next read: the reader decompresses each run out of it
+ * before it reads the next. A fresh buffer per read would be memory touched for the first
  * time on every read, which is dear on a VM (about 3 ms per MB here, 0.1 CPU-seconds per restore
  * of the benchmark database).
  */

@@ -4,8 +4,9 @@
  * what was being done and carries the tool's own words, never a bare stream error. Real
  * processes (sh) stand in for the client tools; what matters here is how they end.
  */
+import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { IntegrityError, PluginError } from '../../src/core/errors.js';
 import { dumpWith, loadWith } from '../../src/plugins/sql/tool.js';
 
@@ -83,6 +84,11 @@ describe('loadWith', () => {
     await expect(loadWith('sh', ['-c', 'test "$(wc -c)" -eq 20480'], WHAT, slowInput(), OPTIONS)).resolves.toBeUndefined();
   });
 
+  it('without bufferedInput the tool reads its input as it would (no stdbuf)', async () => {
+    const script = 'test -z "$_STDBUF_I" || { echo "input buffer set: $_STDBUF_I" >&2; exit 9; }; cat >/dev/null';
+    await expect(loadWith('sh', ['-c', script], WHAT, slowInput(), OPTIONS)).resolves.toBeUndefined();
+  });
+
   describe('with bufferedInput (psql)', () => {
     const BUFFERED = { ...OPTIONS, bufferedInput: true };
 
@@ -92,9 +98,9 @@ describe('loadWith', () => {
       await expect(loadWith('sh', ['-c', script], WHAT, slowInput(), BUFFERED)).resolves.toBeUndefined();
     });
 
-    it('a tool that reads through C stdio gets every line, in order', async () => {
+    it('a tool that reads through C stdio (sed) gets every line, in order', async () => {
       const lines = Array.from({ length: 200_000 }, (_, i) => `row ${i}\n`).join('');
-      const script = 'awk \'{ n++; if ($2 != n - 1) { print "line " n ": " $0 > "/dev/stderr"; exit 5 } } END { if (n != 200000) exit 6 }\'';
+      const script = 'sed "s/^row //" | awk \'{ if ($1 != NR - 1) { print "line " NR ": " $0 > "/dev/stderr"; exit 5 } } END { if (NR != 200000) exit 6 }\'';
       await expect(loadWith('sh', ['-c', script], WHAT, Readable.from([Buffer.from(lines)]), BUFFERED)).resolves.toBeUndefined();
     });
 
@@ -104,10 +110,35 @@ describe('loadWith', () => {
       expect(error.message).toBe(`${WHAT}: sh failed (exit status 3): ERROR: syntax error`);
     });
 
+    it('a damaged snapshot: its own error, and the tool is stopped', async () => {
+      const input = Readable.from(
+        (async function* () {
+          yield Buffer.from('SELECT 1;\n');
+          throw new IntegrityError('chunk 3 of snapshot abc does not match its hash');
+        })(),
+      );
+      const started = Date.now();
+      // The tool would wait a minute after its input ends; it is killed instead.
+      const error = await failure(loadWith('sh', ['-c', 'cat >/dev/null; sleep 60'], WHAT, input, BUFFERED));
+      expect(error).toBeInstanceOf(IntegrityError);
+      expect(error.message).toBe('chunk 3 of snapshot abc does not match its hash');
+      expect(Date.now() - started).toBeLessThan(30_000);
+    });
+
     it('a tool that cannot be started: says which', async () => {
       const error = await failure(loadWith('/nonexistent/psql', [], WHAT, slowInput(), BUFFERED));
       expect(error).toBeInstanceOf(PluginError);
       expect(error.message).toMatch(new RegExp(`^${WHAT}: cannot run psql`));
+    });
+
+    it('an input file that cannot be opened fails the load, in a process that has not looked for stdbuf yet', async () => {
+      // A fresh copy of the module: its first load is the one that looks stdbuf up. An input that
+      // errs while that happens must still reach the load, not crash the process.
+      vi.resetModules();
+      const fresh = await import('../../src/plugins/sql/tool.js');
+      const error = await failure(fresh.loadWith('sh', ['-c', 'cat >/dev/null'], WHAT, createReadStream('/nonexistent/01-schema.sql'), BUFFERED));
+      expect(error.message).toContain(WHAT);
+      expect(error.message).toContain('ENOENT');
     });
   });
 });

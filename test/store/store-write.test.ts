@@ -214,7 +214,7 @@ describe('SnapshotStore.write and latest', () => {
     const stateDir = await useTempDir();
     // 3 MB packs: runs of up to 4 MiB end at pack boundaries too, so reads come in several sizes.
     const store = new SnapshotStore(stateDir, { tuning: { packSize: 3_000_000 } });
-    // Incompressible, so that the packs hold about as much as the streams: 11 and 8 pack reads.
+    // Incompressible, so that the packs hold about as much as the streams: several pack reads each.
     const one = randomBytes(20_000_000);
     const two = randomBytes(12_000_000);
     await store.write(key, { type: 'test' }, async (sink) => {

@@ -5,6 +5,7 @@
  * the arguments; callers pass them in the environment or in a private option file.
  */
 import { constants } from 'node:fs';
+import { accessSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, type Readable, type Transform } from 'node:stream';
@@ -23,18 +24,23 @@ export interface ToolOptions {
   signal?: AbortSignal;
 }
 
-/** The first of `names` found on PATH, or undefined. */
-export async function findTool(names: readonly string[]): Promise<string | undefined> {
+/** Where `names` would be on PATH, in the order they are searched. */
+function* onPath(names: readonly string[]): Generator<string> {
   for (const name of names) {
     for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
-      if (dir === '') continue;
-      const candidate = path.join(dir, name);
-      try {
-        await access(candidate, constants.X_OK);
-        return candidate;
-      } catch {
-        // not here
-      }
+      if (dir !== '') yield path.join(dir, name);
+    }
+  }
+}
+
+/** The first of `names` found on PATH, or undefined. */
+export async function findTool(names: readonly string[]): Promise<string | undefined> {
+  for (const candidate of onPath(names)) {
+    try {
+      await access(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
     }
   }
   return undefined;
@@ -56,13 +62,14 @@ function spawnOptions(options: ToolOptions) {
 
 /**
  * Throws the right error for a finished tool run, or returns when it succeeded. `viaStdbuf`: the
- * tool ran under stdbuf, which exits 126 or 127 when it cannot start the tool.
+ * tool ran under stdbuf, which exits 125 when it fails itself and 126 or 127 when it cannot start
+ * the tool (the tools we run never exit with those).
  */
 function check(result: Result, command: string, what: string, options: ToolOptions, viaStdbuf = false): void {
   if (result.isCanceled) throw new AbortedError(`${what} cancelled`, { plugin: options.plugin });
   if (result.exitCode === 0) return;
   const tool = path.basename(command);
-  if (viaStdbuf && (result.exitCode === 126 || result.exitCode === 127)) {
+  if (viaStdbuf && (result.exitCode === 125 || result.exitCode === 126 || result.exitCode === 127)) {
     throw new PluginError(`${what}: cannot run ${tool}`, { plugin: options.plugin, stderr: String(result.stderr ?? '') });
   }
   if (result.code === 'ENOENT' || (result.exitCode === undefined && result.signal === undefined)) {
@@ -108,7 +115,8 @@ export function toolOutput(tool: string, args: string[], what: string, options: 
   return output;
 }
 
-let stdbuf: Promise<string | undefined> | undefined;
+/** coreutils' stdbuf, looked up once: undefined before, null where it is not installed. */
+let stdbuf: string | null | undefined;
 
 /**
  * The command line that runs `command` under coreutils' stdbuf with a 1 MiB buffer on standard
@@ -116,12 +124,25 @@ let stdbuf: Promise<string | undefined> | undefined;
  * uses 4 KiB buffers on a pipe: a tool writing its output through it makes a system call, and
  * wakes its reader, every 4 KiB, and one reading its input through it makes a read (and waits for
  * its writer) every 4 KiB. stdbuf execs the tool, so its exit status and signals are the tool's
- * own, except that it exits 126 or 127 when it cannot start the tool (check() says so).
+ * own (check() tells stdbuf's own failures apart).
+ *
+ * Synchronous (a few access() calls, once per process): loadWith must pipe its input before it
+ * waits for anything, or a file stream that fails to open would emit its error to nobody.
  */
-async function withStdbuf(stream: '-o1M' | '-i1M', command: string, args: string[]): Promise<{ file: string; args: string[]; viaStdbuf: boolean }> {
-  stdbuf ??= findTool(['stdbuf']);
-  const wrapper = await stdbuf;
-  return wrapper === undefined ? { file: command, args, viaStdbuf: false } : { file: wrapper, args: [stream, command, ...args], viaStdbuf: true };
+function withStdbuf(stream: '-o1M' | '-i1M', command: string, args: string[]): { file: string; args: string[]; viaStdbuf: boolean } {
+  if (stdbuf === undefined) {
+    stdbuf = null;
+    for (const candidate of onPath(['stdbuf'])) {
+      try {
+        accessSync(candidate, constants.X_OK);
+        stdbuf = candidate;
+        break;
+      } catch {
+        // not here
+      }
+    }
+  }
+  return stdbuf === null ? { file: command, args, viaStdbuf: false } : { file: stdbuf, args: [stream, command, ...args], viaStdbuf: true };
 }
 
 /**
@@ -142,7 +163,7 @@ export async function dumpWith(
   options: ToolOptions & { input?: string },
   transforms: Transform[] = [],
 ): Promise<void> {
-  const run = await withStdbuf('-o1M', command, args);
+  const run = withStdbuf('-o1M', command, args);
   const subprocess = execa(run.file, run.args, {
     ...spawnOptions(options),
     ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
@@ -176,11 +197,14 @@ export async function dumpWith(
  * raises an IntegrityError) the tool is killed and the input's error is thrown, so a partial load
  * never looks complete.
  *
- * `bufferedInput`: the tool reads its input through C stdio (psql does; mysql reads 64 KiB at a
- * time itself), so it runs under stdbuf -i1M (withStdbuf). Otherwise psql reads our pipe 4 KiB at
- * a time and waits for us between reads: on the benchmark dump, psql's load from a pipe took 0.9-1.0
- * CPU-seconds and 86,000 context switches in the reading and the writing process, and 0.4-0.5
- * and 10,000 under stdbuf (docs/benchmarks.md).
+ * `bufferedInput`: the tool reads its input through C stdio (psql does; mysql reads with read()
+ * itself, which stdbuf cannot change), so it runs under stdbuf -i1M (withStdbuf). Otherwise psql
+ * reads our pipe 4 KiB at a time and waits for us between reads: on the benchmark dump, a psql
+ * load from a pipe took about 1.0 CPU-second and 86,000 context switches in the reading and the
+ * writing process, and about 0.5 and 10,000 under stdbuf (docs/benchmarks.md).
+ *
+ * `input` is piped before anything is awaited, so an error it emits early (a file that cannot be
+ * opened) is this load's error.
  */
 export async function loadWith(
   command: string,
@@ -190,7 +214,7 @@ export async function loadWith(
   options: ToolOptions & { bufferedInput?: boolean },
   transforms: Transform[] = [],
 ): Promise<void> {
-  const run = options.bufferedInput === true ? await withStdbuf('-i1M', command, args) : { file: command, args, viaStdbuf: false };
+  const run = options.bufferedInput === true ? withStdbuf('-i1M', command, args) : { file: command, args, viaStdbuf: false };
   const subprocess = execa(run.file, run.args, {
     ...spawnOptions(options),
     stdin: 'pipe',
