@@ -164,16 +164,6 @@ async function collect(tool: string, args: string[], what: string, key: string |
 }
 
 /**
- * Starts finding pg_dump and asking whether it knows `\restrict`, in the background: both answers
- * are cached, and a failure is left for dumpDatabase to report (and is not cached).
- */
-export function primeDumpTool(): void {
-  findPgTools()
-    .then(({ dump }) => knowsRestrict(dump, { plugin: PLUGIN }))
-    .catch(() => {});
-}
-
-/**
  * Dumps `database` into the sink; throws if any tool failed, so the stream is discarded. pg_dump
  * gives up on a table lock held longer than the timeout instead of hanging behind it.
  */

@@ -13,10 +13,11 @@ import { dropStagingAfterFailure, notCreated, unchanged } from '../sql/staging.j
 import { initialScripts } from '../sql/scripts.js';
 import { databaseExists, quoteName, withSession, withToolAccess } from './client.js';
 import { carryOverDatabaseState } from './database-state.js';
-import { DUMP_STREAM, dumpDatabase, primeDumpTool } from './dump.js';
-import { loadDump, loadFile, primeLoadTool } from './load.js';
+import { DUMP_STREAM, dumpDatabase } from './dump.js';
+import { loadDump, loadFile } from './load.js';
 import { lockDatabase } from './lock.js';
 import { describeServer, parsePostgresOptions, PLUGIN, type PostgresOptions, PROPERTIES } from './options.js';
+import { primeKnowsRestrict } from './restrict.js';
 import { createStaging, dropCopy, dropDatabase, recoverSwap, swapIn } from './swap.js';
 
 /** PostgreSQL identifiers are at most 63 bytes. */
@@ -72,9 +73,8 @@ async function activate(ctx: Context): Promise<void> {
 async function snapshot(ctx: Context, sink: SnapshotSink): Promise<void> {
   const names = namesOf(ctx);
   const options = ctx.options;
-  // Find pg_dump and ask its version while the session connects (about a tenth of a second where
-  // pg_dump is Debian's wrapper script); dumpDatabase finds both answers cached, or the error.
-  primeDumpTool();
+  // pg_dump's version (is the \restrict guard needed?) while the session connects.
+  primeKnowsRestrict('dump');
   await withSession(options, ctx.log, ctx.signal, async (session) => {
     if (!(await databaseExists(session, names.live))) {
       throw new OperationError(`database ${names.live} does not exist on ${describeServer(options)}; activate the component first`, {
@@ -94,8 +94,8 @@ async function restore(ctx: Context, source: SnapshotSource): Promise<void> {
     );
   }
   const options = ctx.options;
-  // psql's version (is the \restrict guard needed?) while the session connects (see primeDumpTool).
-  primeLoadTool();
+  // psql's version (is the \restrict guard needed?) while the session connects.
+  primeKnowsRestrict('psql');
   await withSession(options, ctx.log, ctx.signal, async (session) => {
     await lockDatabase(session, options, names.live, ctx.log, ctx.signal, ctx.lockTimeoutMs);
     await recoverSwap(session, names, options.timeoutMs, ctx.log);

@@ -21,17 +21,6 @@ export async function loadFile(options: PostgresOptions, database: string, file:
   await loadWith(psql, psqlArguments(options, database), `loading ${file}`, createReadStream(file), { ...tool, bufferedInput: true });
 }
 
-/**
- * Starts finding psql and asking whether it knows `\restrict`, in the background, as
- * primeDumpTool does for pg_dump: a restore asks while it connects and creates the staging
- * database, and loadDump finds the answer cached (or reports the failure, which is not cached).
- */
-export function primeLoadTool(): void {
-  findPgTools()
-    .then(({ psql }) => knowsRestrict(psql, { plugin: PLUGIN }))
-    .catch(() => {});
-}
-
 /** The last line pg_dump writes; a dump without it was cut short. */
 const TRAILER = '-- PostgreSQL database dump complete';
 

@@ -10,6 +10,8 @@
 import { randomBytes } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { toolOutput, type ToolOptions } from '../sql/tool.js';
+import { findPgTools, type PgTools } from './client.js';
+import { PLUGIN } from './options.js';
 
 /** The first minor release of each major version that knows `\restrict`. */
 const FIRST: Record<number, number> = { 13: 22, 14: 19, 15: 14, 16: 10, 17: 6 };
@@ -21,6 +23,18 @@ export async function knowsRestrict(tool: string, options: ToolOptions): Promise
   if (match === null) return false;
   const [major, minor] = [Number(match[1]), Number(match[2])];
   return major >= 18 || (FIRST[major] !== undefined && minor >= FIRST[major]!);
+}
+
+/**
+ * Starts finding pg_dump or psql and asking whether it knows the guard, in the background, so
+ * that a snapshot or a restore asks while its session connects (Debian's tools are Perl wrappers:
+ * about a tenth of a second). knowsRestrict then finds the answer cached, or reports the failure,
+ * which is not cached.
+ */
+export function primeKnowsRestrict(tool: keyof PgTools): void {
+  findPgTools()
+    .then((tools) => knowsRestrict(tools[tool], { plugin: PLUGIN }))
+    .catch(() => {});
 }
 
 /** A random key of letters and digits. */

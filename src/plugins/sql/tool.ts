@@ -4,9 +4,7 @@
  * and every failure becomes a PluginError carrying the tool's own words. Secrets never appear in
  * the arguments; callers pass them in the environment or in a private option file.
  */
-import { constants } from 'node:fs';
-import { accessSync } from 'node:fs';
-import { access } from 'node:fs/promises';
+import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
 import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -24,26 +22,29 @@ export interface ToolOptions {
   signal?: AbortSignal;
 }
 
-/** Where `names` would be on PATH, in the order they are searched. */
-function* onPath(names: readonly string[]): Generator<string> {
+/**
+ * The first of `names` found on PATH, or undefined. Synchronous: a few access() calls, and
+ * withStdbuf must not wait (see there).
+ */
+function firstOnPath(names: readonly string[]): string | undefined {
   for (const name of names) {
     for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
-      if (dir !== '') yield path.join(dir, name);
+      if (dir === '') continue;
+      const candidate = path.join(dir, name);
+      try {
+        accessSync(candidate, constants.X_OK);
+        return candidate;
+      } catch {
+        // not here
+      }
     }
   }
+  return undefined;
 }
 
 /** The first of `names` found on PATH, or undefined. */
 export async function findTool(names: readonly string[]): Promise<string | undefined> {
-  for (const candidate of onPath(names)) {
-    try {
-      await access(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
+  return firstOnPath(names);
 }
 
 function spawnOptions(options: ToolOptions) {
@@ -130,18 +131,7 @@ let stdbuf: string | null | undefined;
  * waits for anything, or a file stream that fails to open would emit its error to nobody.
  */
 function withStdbuf(stream: '-o1M' | '-i1M', command: string, args: string[]): { file: string; args: string[]; viaStdbuf: boolean } {
-  if (stdbuf === undefined) {
-    stdbuf = null;
-    for (const candidate of onPath(['stdbuf'])) {
-      try {
-        accessSync(candidate, constants.X_OK);
-        stdbuf = candidate;
-        break;
-      } catch {
-        // not here
-      }
-    }
-  }
+  if (stdbuf === undefined) stdbuf = firstOnPath(['stdbuf']) ?? null;
   return stdbuf === null ? { file: command, args, viaStdbuf: false } : { file: stdbuf, args: [stream, command, ...args], viaStdbuf: true };
 }
 
