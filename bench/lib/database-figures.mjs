@@ -6,6 +6,8 @@
  * - Dysnomia's pipeline `dump | xz` then `sha256sum`, timed once (it is slow);
  * - snapshot of an unchanged database vs the bare dump tool, and the bytes it newly stored;
  * - the floor: the dump tool piped into sha256sum vs the bare dump tool (no target; see below);
+ * - the same floor in Node (node-reader.mjs), reading as our snapshot does and into one reused
+ *   buffer (no target);
  * - restore vs the bare load tool reading a plain dump file into an empty database;
  * - store size over N nights of the shared churn vs a full copy per night (Dysnomia's xz copy and
  *   a plain dump), and each night's snapshot time vs that night's bare dump;
@@ -14,9 +16,11 @@
 import { rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ensureDataset, expectedRows, scaledScript } from './databases.mjs';
-import { dysnomia, makeTarget, storeSize } from './dysnomia.mjs';
+import { dysnomia, makeTarget, ROOT, storeSize } from './dysnomia.mjs';
 import { bash, have, run } from './process.mjs';
 import { alternate, mb, median, round3 } from './stats.mjs';
+
+const NODE_READER = path.join(ROOT, 'bench', 'lib', 'node-reader.mjs');
 
 /** Databases this benchmark makes from `base` (and drops again). */
 function copies(base) {
@@ -104,6 +108,22 @@ export async function databaseFigures(engine, options) {
       ours: () => bash('"$@" | sha256sum > /dev/null', [dumpTool, ...dumpArgs], { env: engine.env }),
     });
     out.floor.command = `${engine.dumpLabel} | sha256sum > /dev/null`;
+
+    // The same floor in Node, the language of our store: the dump tool run as ours runs it, its
+    // output read and hashed once, nothing else (node-reader.mjs). Once read as a child's stdout
+    // is by default (a fresh buffer per read, as our snapshot reads it), once into one reused
+    // buffer. The gap between the two is what reading costs us before the store does any work.
+    for (const mode of ['stream', 'reused']) {
+      const key = mode === 'stream' ? 'nodeFloor' : 'nodeFloorReused';
+      say(`floor: the dump read and hashed once by Node (${mode}) vs bare dump`);
+      out[key] = await alternate({
+        pairs,
+        log: say,
+        reference: bareDump,
+        ours: () => run(process.execPath, [NODE_READER, mode, '--', dumpTool, ...dumpArgs], { env: engine.env }),
+      });
+      out[key].command = `node bench/lib/node-reader.mjs ${mode} -- ${engine.dumpLabel}`;
+    }
 
     // --- restore --------------------------------------------------------------------------------
     const plainDump = path.join(workDir, 'plain-dump.sql');

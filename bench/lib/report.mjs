@@ -78,6 +78,19 @@ function databaseSection(db, pairs) {
       x(db.floor.medianRatio),
     ]);
   }
+  for (const [key, how] of [
+    ['nodeFloor', 'a fresh buffer per read, as our snapshot reads'],
+    ['nodeFloorReused', 'one reused buffer'],
+  ]) {
+    if (!db[key]) continue;
+    rows.push([
+      `floor, no target: the dump read and hashed once by Node (${how})`,
+      s(db[key].ours.medianSeconds),
+      `\`${db.referenceDump}\``,
+      s(db[key].reference.medianSeconds),
+      x(db[key].medianRatio),
+    ]);
+  }
   rows.push(
     ['restore (staging load, check, swap)', s(db.restore.ours.medianSeconds), `\`${db.referenceLoad}\` into an empty database`, s(db.restore.reference.medianSeconds), x(db.restore.medianRatio)],
   );
