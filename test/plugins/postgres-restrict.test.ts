@@ -1,10 +1,12 @@
 /**
  * RestrictRemover takes our `\restrict KEY` pair out of pg_dump's output, and nothing else,
- * however the output is split into pieces. Pure byte handling: no server needed.
+ * however the output is split into pieces, as a stream stage and in reused memory. Pure byte
+ * handling: no server needed.
  */
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { RestrictRemover } from '../../src/plugins/postgres/restrict.js';
+import { RestrictFilter, RestrictRemover } from '../../src/plugins/postgres/restrict.js';
+import { filterInReusedMemory } from '../support/pieces.js';
 
 const KEY = 'k'.repeat(8) + '0123456789abcdef';
 
@@ -14,7 +16,10 @@ async function filtered(text: string, pieceSize: number): Promise<string> {
   for (let at = 0; at < bytes.length; at += pieceSize) pieces.push(bytes.subarray(at, at + pieceSize));
   const out: Buffer[] = [];
   for await (const piece of Readable.from(pieces).pipe(new RestrictRemover(KEY))) out.push(piece as Buffer);
-  return Buffer.concat(out).toString();
+  const streamed = Buffer.concat(out).toString();
+  // The same in reused memory, as a snapshot reads the dump (sql/tool-output.ts).
+  expect(filterInReusedMemory(new RestrictFilter(KEY), pieces).toString(), `pieces of ${pieceSize} bytes, reused memory`).toBe(streamed);
+  return streamed;
 }
 
 describe('RestrictRemover', () => {

@@ -1,8 +1,8 @@
 /** Snapshots of a MariaDB/MySQL database: one consistent mysqldump, streamed into the store. */
 import path from 'node:path';
-import { Transform, type TransformCallback } from 'node:stream';
 import type { Logger } from '../../core/log.js';
 import type { SnapshotSink } from '../../core/plugin.js';
+import { FilterTransform, type PieceFilter } from '../sql/piece-filter.js';
 import { dumpWith, type ToolOptions } from '../sql/tool.js';
 import { findMysqlTools, type MysqlConnection, query, toolHasOption, withToolAccess } from './client.js';
 import type { MysqlOptions } from './options.js';
@@ -53,7 +53,7 @@ export async function dumpDatabase(
       `dumping ${database}`,
       (output) => sink.addStream(DUMP_STREAM, output),
       tool,
-      [new HostLineRemover(), meter],
+      [new HostLineRemover(), new FilterTransform(meter)],
     ),
   );
   return meter.longest;
@@ -74,47 +74,46 @@ const HOST_LINE = Buffer.from('-- Host: ');
  * is looked at: the first few lines, each a comment (`--`, or mariadb-dump's `/*M!` sandbox line),
  * and only a whole line is left out; the same text anywhere else (in a routine's body) is data.
  */
-export class HostLineRemover extends Transform {
-  private head: Buffer[] = [];
-  private headLength = 0;
+export class HostLineFilter implements PieceFilter {
+  /** The start of the stream so far (a copy), until the header is seen. */
+  private head: Buffer = Buffer.alloc(0);
   private done = false;
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (this.done) {
-      callback(null, chunk);
-      return;
-    }
-    this.head.push(chunk);
-    this.headLength += chunk.length;
-    const head = Buffer.concat(this.head);
-    this.head = [head];
-    if (this.headLength >= HEADER_LIMIT || newlines(head, HEADER_LINES) >= HEADER_LINES) this.release();
-    callback();
+  write(piece: Buffer): Buffer[] {
+    if (this.done) return [piece];
+    this.head = Buffer.concat([this.head, piece]);
+    if (this.head.length >= HEADER_LIMIT || newlines(this.head, HEADER_LINES) >= HEADER_LINES) return [this.release()];
+    return [];
   }
 
-  override _flush(callback: TransformCallback): void {
-    if (!this.done) this.release();
-    callback();
+  end(): Buffer[] {
+    return this.done ? [] : [this.release()];
   }
 
-  /** Pushes the buffered start of the stream, without its host line when its header has one. */
-  private release(): void {
-    const head = Buffer.concat(this.head);
-    this.head = [];
+  /** The buffered start of the stream, without its host line when its header has one. */
+  private release(): Buffer {
+    const head = this.head;
+    this.head = Buffer.alloc(0);
     this.done = true;
     let start = 0;
     for (let line = 0; line < HEADER_LINES && start < head.length; line++) {
       const end = head.indexOf(0x0a, start);
       if (end < 0) break; // a line not whole yet is left as it is
       if (head.subarray(start, start + HOST_LINE.length).equals(HOST_LINE)) {
-        this.push(Buffer.concat([head.subarray(0, start), head.subarray(end + 1)]));
-        return;
+        return Buffer.concat([head.subarray(0, start), head.subarray(end + 1)]);
       }
       const first = head.subarray(start, start + 2).toString('latin1');
       if (first !== '--' && first !== '/*') break;
       start = end + 1;
     }
-    this.push(head);
+    return head;
+  }
+}
+
+/** {@link HostLineFilter} as a stream stage. */
+export class HostLineRemover extends FilterTransform {
+  constructor() {
+    super(new HostLineFilter());
   }
 }
 

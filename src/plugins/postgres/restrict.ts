@@ -9,6 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
+import { FilterTransform, type PieceFilter } from '../sql/piece-filter.js';
 import { toolOutput, type ToolOptions } from '../sql/tool.js';
 import { findPgTools, type PgTools } from './client.js';
 import { PLUGIN } from './options.js';
@@ -45,10 +46,11 @@ export function restrictKey(): string {
 /**
  * Removes the lines `\restrict KEY` and `\unrestrict KEY` (KEY being ours) from a dump; every
  * other byte passes unchanged. Written by hand: a byte-exact line filter, which no library offers.
- * The whole dump passes through here, so a chunk is only searched, never copied, unless a
- * pattern is in it or straddles its start (twice per dump).
+ * The whole dump passes through here, so a piece is only searched, never copied, unless a pattern
+ * is in it or straddles its start (twice per dump). What it keeps between pieces is a copy
+ * (piece-filter.ts).
  */
-export class RestrictRemover extends Transform {
+export class RestrictFilter implements PieceFilter {
   private readonly patterns: Buffer[];
   /** The patterns without their first newline (see {@link mayHold}). */
   private readonly probes: Buffer[];
@@ -57,7 +59,6 @@ export class RestrictRemover extends Transform {
   private carry: Buffer = Buffer.alloc(0);
 
   constructor(key: string) {
-    super();
     this.patterns = [Buffer.from(`\n\\restrict ${key}\n`), Buffer.from(`\n\\unrestrict ${key}\n`)];
     this.probes = this.patterns.map((pattern) => pattern.subarray(1));
     this.keep = Math.max(...this.patterns.map((p) => p.length)) - 1;
@@ -72,22 +73,23 @@ export class RestrictRemover extends Transform {
     return this.probes.some((probe) => data.includes(probe));
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    // A small chunk, or a pattern across the seam: join (small, or rare) and search the whole.
-    const seam = this.carry.length > 0 ? Buffer.concat([this.carry, chunk.subarray(0, this.keep)]) : undefined;
-    if (chunk.length <= this.keep || (seam !== undefined && this.mayHold(seam))) {
-      this.carry = this.passOn(this.remove(Buffer.concat([this.carry, chunk])));
+  write(piece: Buffer): Buffer[] {
+    const out: Buffer[] = [];
+    // A small piece, or a pattern across the seam: join (small, or rare) and search the whole.
+    const seam = this.carry.length > 0 ? Buffer.concat([this.carry, piece.subarray(0, this.keep)]) : undefined;
+    if (piece.length <= this.keep || (seam !== undefined && this.mayHold(seam))) {
+      this.carry = this.passOn(this.remove(Buffer.concat([this.carry, piece])), out);
     } else {
-      if (this.carry.length > 0) this.push(this.carry);
-      this.carry = this.passOn(this.mayHold(chunk) ? this.remove(chunk) : chunk);
+      if (this.carry.length > 0) out.push(this.carry);
+      this.carry = this.passOn(this.mayHold(piece) ? this.remove(piece) : piece, out);
     }
-    callback();
+    return out;
   }
 
-  /** Pushes all of `data` but its last `keep` bytes, and returns those (copied: data may be big). */
-  private passOn(data: Buffer): Buffer {
+  /** Passes on all of `data` but its last `keep` bytes, and returns those (copied: data is the caller's). */
+  private passOn(data: Buffer, out: Buffer[]): Buffer {
     const cut = Math.max(0, data.length - this.keep);
-    if (cut > 0) this.push(data.subarray(0, cut));
+    if (cut > 0) out.push(data.subarray(0, cut));
     return Buffer.from(data.subarray(cut));
   }
 
@@ -101,8 +103,17 @@ export class RestrictRemover extends Transform {
     return out;
   }
 
-  override _flush(callback: TransformCallback): void {
-    callback(null, this.carry);
+  end(): Buffer[] {
+    const rest = this.carry;
+    this.carry = Buffer.alloc(0);
+    return [rest];
+  }
+}
+
+/** {@link RestrictFilter} as a stream stage. */
+export class RestrictRemover extends FilterTransform {
+  constructor(key: string) {
+    super(new RestrictFilter(key));
   }
 }
 
