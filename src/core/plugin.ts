@@ -73,6 +73,9 @@ export interface SnapshotSink {
   /**
    * Stores one named stream (e.g. `dump.sql`), consuming it with back-pressure. Resolves when the
    * stream has ended and its data is durable in the pool. Names are plain file names.
+   *
+   * A piece of `data` is used only until the next piece is asked for (the store copies it), so a
+   * source may reuse a piece's memory from then on (sql/tool-output.ts does).
    */
   addStream(name: string, data: Readable | AsyncIterable<Uint8Array>): Promise<void>;
 }

@@ -192,6 +192,8 @@ export class SnapshotWriter {
         inFlight.push(pending);
         await drain(MAX_IN_FLIGHT);
       };
+      // Each piece is copied into the batch (batcher.push) before the next is asked for: a source
+      // may reuse a piece's memory once the loop comes back for the next (SnapshotSink.addStream).
       for await (const piece of data) {
         this.checkOpen();
         const bytes = piece instanceof Uint8Array ? piece : Buffer.from(piece as ArrayBuffer);

@@ -210,6 +210,36 @@ describe('SnapshotStore.write and latest', () => {
     expect(outcome!.bytesStored).toBeLessThan(first.length);
   });
 
+  it('copies each piece before it asks for the next: a source may then reuse its memory (as sql/tool-output.ts does)', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir, { tuning: { batchSize: 64 * 1024, chunking: chunkingFor(4096) } });
+    /** Hands out every piece in one buffer, and overwrites it when the next piece is asked for. */
+    async function* reusing(data: Buffer, size: number): AsyncGenerator<Buffer> {
+      const memory = Buffer.alloc(size);
+      for (let at = 0; at < data.length; at += size) {
+        const length = data.copy(memory, 0, at, at + size);
+        yield memory.subarray(0, length);
+        memory.fill(0xee);
+      }
+    }
+    const large = fakeDump(3_000_000, 5); // many batches through the worker
+    const small = Buffer.from('a small stream, stored inline\n'.repeat(20));
+    const write = () =>
+      store.write(key, { type: 'test' }, async (sink) => {
+        await sink.addStream('small', reusing(small, 7));
+        await sink.addStream('large', reusing(large, 65_536));
+      });
+    const first = await write();
+    // The second time, the previous cuts are replayed (replay.ts): the same data, the same identity.
+    const second = await write();
+    expect(second!.identity).toBe(first!.identity);
+    expect(second!.newGeneration).toBe(false);
+    const source = await store.latest(key);
+    expect((await readAll(source!, 'small')).equals(small)).toBe(true);
+    expect((await readAll(source!, 'large')).equals(large)).toBe(true);
+    await source!.verify();
+  });
+
   it('reads streams of many packs back exactly, two at once, though each reader reuses one buffer for its pack reads', async () => {
     const stateDir = await useTempDir();
     // 3 MB packs: runs of up to 4 MiB end at pack boundaries too, so reads come in several sizes.

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Logger } from '../../core/log.js';
 import type { SnapshotSink } from '../../core/plugin.js';
 import { FilterTransform, type PieceFilter } from '../sql/piece-filter.js';
-import { dumpWith, type ToolOptions } from '../sql/tool.js';
+import { dumpPieces, type ToolOptions } from '../sql/tool.js';
 import { findMysqlTools, type MysqlConnection, query, toolHasOption, withToolAccess } from './client.js';
 import type { MysqlOptions } from './options.js';
 import { LineMeter, type LongestLine } from './packet.js';
@@ -47,13 +47,13 @@ export async function dumpDatabase(
   const { dump } = await findMysqlTools();
   const meter = new LineMeter();
   await withToolAccess(options, (defaults) =>
-    dumpWith(
+    dumpPieces(
       dump,
       [defaults, ...DUMP_ARGUMENTS, ...extra, database],
       `dumping ${database}`,
-      (output) => sink.addStream(DUMP_STREAM, output),
+      (pieces) => sink.addStream(DUMP_STREAM, pieces),
       tool,
-      [new HostLineRemover(), new FilterTransform(meter)],
+      [new HostLineFilter(), meter],
     ),
   );
   return meter.longest;

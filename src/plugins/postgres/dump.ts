@@ -25,10 +25,10 @@ import { pipeline } from 'node:stream/promises';
 import { AbortedError, messageOf, OperationError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { SnapshotSink } from '../../core/plugin.js';
-import { dumpWith, type ToolOptions } from '../sql/tool.js';
+import { dumpPieces, dumpWith, type ToolOptions } from '../sql/tool.js';
 import { connectionArguments, findPgTools, type PgSession, sessionOn } from './client.js';
 import { PLUGIN, type PostgresOptions, type RowOrder } from './options.js';
-import { knowsRestrict, RestrictRemover, restrictKey } from './restrict.js';
+import { knowsRestrict, RestrictFilter, RestrictRemover, restrictKey } from './restrict.js';
 
 /** The stream name, as in Dysnomia's snapshots (`dump.pgsql.xz` there, uncompressed here). */
 export const DUMP_STREAM = 'dump.pgsql';
@@ -183,6 +183,12 @@ export async function dumpDatabase(
     `--lock-wait-timeout=${Math.max(1000, options.timeoutMs)}`,
     ...(key === undefined ? [] : [`--restrict-key=${key}`]),
   ];
+  if (order === 'physical' || control.serverVersion < 120000) {
+    // One tool: its output goes to the store as borrowed pieces (dumpPieces), without our pair.
+    const filters = key === undefined ? [] : [new RestrictFilter(key)];
+    await dumpPieces(dump, common, `dumping ${database}`, (pieces) => sink.addStream(DUMP_STREAM, pieces), tool, filters);
+    return;
+  }
   const out = new PassThrough({ highWaterMark: 1024 * 1024 });
   const stored = sink.addStream(DUMP_STREAM, out);
   // A store that gives up stops reading: end the pipes, so the tools are stopped, not stuck.
@@ -190,11 +196,7 @@ export async function dumpDatabase(
   // to read has no listener for one.
   stored.catch(() => out.destroy());
   try {
-    if (order === 'physical' || control.serverVersion < 120000) {
-      await dumpWith(dump, common, `dumping ${database}`, part(out, key), tool);
-    } else {
-      await keyOrderedDump(options, control, database, { dump, psql, common, out, key, tool, log });
-    }
+    await keyOrderedDump(options, control, database, { dump, psql, common, out, key, tool, log });
     out.end();
   } catch (error) {
     out.destroy(error as Error);

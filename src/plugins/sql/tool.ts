@@ -10,6 +10,8 @@ import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execa, type Result } from 'execa';
 import { AbortedError, DysnomiaError, PluginError, messageOf } from '../../core/errors.js';
+import { FilterTransform, type PieceFilter } from './piece-filter.js';
+import { ToolOutput } from './tool-output.js';
 
 /** How to run a tool. */
 export interface ToolOptions {
@@ -179,6 +181,67 @@ export async function dumpWith(
       plugin: options.plugin,
       cause: pipeError,
     });
+  }
+}
+
+/**
+ * Runs a dump tool (with `input` on its standard input, if given) and hands its standard output,
+ * through `filters`, to `consume` (the store) as borrowed pieces: each is valid until the next is
+ * asked for (tool-output.ts). This reads the output into a few reused buffers, which on the
+ * benchmark VM saves about a fifth of the bare dump's time over reading it as a stream. Throws
+ * when the tool failed, even though `consume` already took the (truncated) output: the caller's
+ * snapshot must then be discarded.
+ *
+ * Where the output socket cannot be made (no writable temporary folder, a TMPDIR too long for a
+ * socket's address), the output is read as a stream instead (dumpWith), with the same filters.
+ */
+export async function dumpPieces(
+  command: string,
+  args: string[],
+  what: string,
+  consume: (pieces: AsyncIterable<Buffer>) => Promise<void>,
+  options: ToolOptions & { input?: string },
+  filters: PieceFilter[] = [],
+): Promise<void> {
+  let output: ToolOutput;
+  try {
+    output = await ToolOutput.open(filters);
+  } catch {
+    await dumpWith(command, args, what, consume, options, filters.map((filter) => new FilterTransform(filter)));
+    return;
+  }
+  const run = withStdbuf('-o1M', command, args);
+  let subprocess;
+  try {
+    subprocess = execa(run.file, run.args, {
+      ...spawnOptions(options),
+      ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
+      stdout: output.theirs,
+      buffer: { stdout: false, stderr: true },
+    });
+  } catch (error) {
+    output.destroy();
+    throw error;
+  }
+  // Our copy of the tool's end is closed once the tool has exited, and the output then ends with
+  // the tool's own copy. Not before: execa watches the stream it was given, and takes its closing
+  // for a failure of the tool's output, which would hide a cancellation.
+  const exited = subprocess.finally(() => output.handedOver());
+  try {
+    await consume(output);
+  } catch (error) {
+    output.destroy();
+    subprocess.kill();
+    await exited;
+    throw error;
+  }
+  // A consumer that stopped before the end leaves the tool with nobody reading: stop it.
+  const complete = output.complete;
+  if (!complete) output.destroy();
+  const result = await exited;
+  check(result, command, what, options, run.viaStdbuf);
+  if (!complete) {
+    throw new PluginError(`${what}: the output of ${path.basename(command)} was not read to its end`, { plugin: options.plugin });
   }
 }
 

@@ -1,0 +1,175 @@
+/**
+ * dumpPieces: a dump tool's output read into reused buffers (sql/tool-output.ts) and handed to the
+ * store as borrowed pieces. Every byte arrives, in order, whatever the consumer's pace; a failing
+ * tool or consumer ends the dump with the right error and leaves no process and no socket behind.
+ * Real processes (sh, cat, yes) stand in for the dump tools.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { AbortedError, PluginError } from '../../src/core/errors.js';
+import type { PieceFilter } from '../../src/plugins/sql/piece-filter.js';
+import { dumpPieces } from '../../src/plugins/sql/tool.js';
+import { hasEnded, until } from '../support/processes.js';
+import { useTempDir } from '../support/temp.js';
+
+const OPTIONS = { plugin: 'test-sql' };
+const DUMPING = 'dumping db';
+
+/**
+ * Copies every piece before it asks for the next, as the store does. With `pauseEvery`, it waits
+ * now and then before it copies: a piece stays valid until the next is asked for, however long.
+ */
+async function copyAll(pieces: AsyncIterable<Buffer>, pauseEvery = 0): Promise<Buffer> {
+  const out: Buffer[] = [];
+  let count = 0;
+  for await (const piece of pieces) {
+    count += 1;
+    if (pauseEvery > 0 && count % pauseEvery === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    out.push(Buffer.from(piece));
+  }
+  return Buffer.concat(out);
+}
+
+async function failure(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected the dump to fail');
+}
+
+const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+describe('dumpPieces', () => {
+  it('hands over every byte of a large output, in order, to a consumer that falls behind', async () => {
+    const dir = await useTempDir();
+    const file = path.join(dir, 'dump');
+    const data = randomBytes(24 * 1024 * 1024);
+    await writeFile(file, data);
+    let got: Buffer = Buffer.alloc(0);
+    // A pause every few pieces: the reads outrun the consumer, so the socket pauses and resumes
+    // and its buffers are reused many times over.
+    await dumpPieces('cat', [file], DUMPING, async (pieces) => {
+      got = await copyAll(pieces, 3);
+    }, OPTIONS);
+    expect(got.length).toBe(data.length);
+    expect(sha(got)).toBe(sha(data));
+  });
+
+  it('hands over every line a tool wrote through C stdio, in order', async () => {
+    let got: Buffer = Buffer.alloc(0);
+    const script = 'BEGIN { for (i = 0; i < 200000; i++) print "row " i }';
+    await dumpPieces('awk', [script], DUMPING, async (pieces) => {
+      got = await copyAll(pieces);
+    }, OPTIONS);
+    const lines = got.toString().split('\n');
+    expect(lines).toHaveLength(200001);
+    expect(lines[199999]).toBe('row 199999');
+  });
+
+  it('runs the filters over the pieces and their end, in order', async () => {
+    // Drops every 'x' and holds the last byte back until the next piece or the end.
+    const held: PieceFilter = (() => {
+      let carry = Buffer.alloc(0);
+      return {
+        write(piece) {
+          const all = Buffer.concat([carry, piece]);
+          carry = Buffer.from(all.subarray(all.length - 1));
+          return [all.subarray(0, all.length - 1)];
+        },
+        end: () => [carry],
+      };
+    })();
+    const dropX: PieceFilter = { write: (piece) => [Buffer.from(piece.toString('latin1').replaceAll('x', ''), 'latin1')], end: () => [] };
+    let got = '';
+    await dumpPieces('sh', ['-c', 'i=0; while [ $i -lt 3000 ]; do echo "ax$i"; i=$((i+1)); done'], DUMPING, async (pieces) => {
+      got = (await copyAll(pieces)).toString();
+    }, OPTIONS, [held, dropX]);
+    expect(got).toBe(Array.from({ length: 3000 }, (_, i) => `a${i}\n`).join(''));
+  });
+
+  it('an empty output is an empty stream', async () => {
+    let count = -1;
+    await dumpPieces('true', [], DUMPING, async (pieces) => {
+      count = (await copyAll(pieces)).length;
+    }, OPTIONS);
+    expect(count).toBe(0);
+  });
+
+  it('a tool that fails: its exit status and its message, after the consumer took what it wrote', async () => {
+    let got = '';
+    const error = await failure(
+      dumpPieces('sh', ['-c', 'echo partial; echo "access denied" >&2; exit 3'], DUMPING, async (pieces) => {
+        got = (await copyAll(pieces)).toString();
+      }, OPTIONS),
+    );
+    expect(got).toBe('partial\n');
+    expect(error).toBeInstanceOf(PluginError);
+    expect(error.message).toBe(`${DUMPING}: sh failed (exit status 3): access denied`);
+  });
+
+  it('a tool that cannot be started: says which', async () => {
+    const error = await failure(dumpPieces('/nonexistent/pg_dump', [], DUMPING, copyAll as never, OPTIONS));
+    expect(error).toBeInstanceOf(PluginError);
+    expect(error.message).toMatch(new RegExp(`^${DUMPING}: cannot run pg_dump`));
+  });
+
+  it('a consumer that fails: its own error, and the tool (writing forever) is stopped', async () => {
+    const pidFile = path.join(await useTempDir(), 'pid');
+    const storeFull = new Error('no space left on device');
+    const error = await failure(
+      dumpPieces('sh', ['-c', `echo $$ > ${pidFile}; exec yes`], DUMPING, async (pieces) => {
+        let count = 0;
+        for await (const _ of pieces) if (++count === 50) throw storeFull;
+      }, OPTIONS),
+    );
+    expect(error).toBe(storeFull);
+    const pid = Number((await import('node:fs')).readFileSync(pidFile, 'utf8'));
+    await until(`yes (${pid}) has ended`, () => hasEnded(pid));
+  });
+
+  it('a consumer that stops early without an error: the dump fails, and the tool is stopped', async () => {
+    const error = await failure(
+      dumpPieces('yes', [], DUMPING, async (pieces) => {
+        for await (const _ of pieces) break;
+      }, OPTIONS),
+    );
+    expect(error).toBeInstanceOf(PluginError);
+    expect(error.message).toMatch(new RegExp(`^${DUMPING}: yes`));
+  });
+
+  it('a cancelled dump: AbortedError, and the tool is stopped', async () => {
+    const controller = new AbortController();
+    const error = await failure(
+      dumpPieces('yes', [], DUMPING, async (pieces) => {
+        let count = 0;
+        for await (const _ of pieces) if (++count === 20) controller.abort();
+      }, { ...OPTIONS, signal: controller.signal }),
+    );
+    expect(error).toBeInstanceOf(AbortedError);
+  });
+
+  it('leaves no socket folder behind, and reads as a stream where no socket can be made', async () => {
+    const tmp = await useTempDir();
+    vi.stubEnv('TMPDIR', tmp);
+    try {
+      let got = '';
+      await dumpPieces('sh', ['-c', 'echo one; echo two'], DUMPING, async (pieces) => {
+        got = (await copyAll(pieces)).toString();
+      }, OPTIONS);
+      expect(got).toBe('one\ntwo\n');
+      expect(await readdir(tmp)).toEqual([]);
+      // A temporary folder that does not exist: the output is still read whole (as a stream).
+      vi.stubEnv('TMPDIR', path.join(tmp, 'missing'));
+      await dumpPieces('sh', ['-c', 'echo three'], DUMPING, async (pieces) => {
+        got = (await copyAll(pieces)).toString();
+      }, OPTIONS, [{ write: (piece) => [piece], end: () => [Buffer.from('end\n')] }]);
+      expect(got).toBe('three\nend\n');
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+});
