@@ -5,7 +5,7 @@
  * Real processes (sh, cat, yes) stand in for the dump tools.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { AbortedError, PluginError } from '../../src/core/errors.js';
@@ -131,14 +131,60 @@ describe('dumpPieces', () => {
     await until(`yes (${pid}) has ended`, () => hasEnded(pid));
   });
 
-  it('a consumer that stops early without an error: the dump fails, and the tool is stopped', async () => {
+  it('a consumer that stops early without an error: the dump is not whole, and the tool (writing forever) is stopped', async () => {
     const error = await failure(
       dumpPieces('yes', [], DUMPING, async (pieces) => {
         for await (const _ of pieces) break;
       }, OPTIONS),
     );
     expect(error).toBeInstanceOf(PluginError);
-    expect(error.message).toMatch(new RegExp(`^${DUMPING}: yes`));
+    expect(error.message).toBe(`${DUMPING}: the output of yes was not read to its end`);
+  });
+
+  it('a consumer that stops before the end while the tool waits: the dump is not whole, and the tool is stopped', async () => {
+    const error = await failure(
+      dumpPieces('sh', ['-c', 'printf one; sleep 0.3; printf two'], DUMPING, async (pieces) => {
+        for await (const _ of pieces) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          break;
+        }
+      }, OPTIONS),
+    );
+    expect(error).toBeInstanceOf(PluginError);
+    expect(error.message).toBe(`${DUMPING}: the output of sh was not read to its end`);
+  });
+
+  it('a consumer that stops before the end after the tool has exited 0: the dump is still not whole', async () => {
+    const error = await failure(
+      dumpPieces('sh', ['-c', 'printf one; sleep 0.05; printf two'], DUMPING, async (pieces) => {
+        for await (const _ of pieces) {
+          // By now the tool has written the rest and exited; its output waits, read, in our buffers.
+          await new Promise((resolve) => setTimeout(resolve, 400));
+          break;
+        }
+      }, OPTIONS),
+    );
+    expect(error).toBeInstanceOf(PluginError);
+    expect(error.message).toBe(`${DUMPING}: the output of sh was not read to its end`);
+  });
+
+  it('a filter that throws fails the dump with its error, from the socket and from a pipe alike', async () => {
+    const broken: PieceFilter = {
+      write: () => {
+        throw new Error('filter broke');
+      },
+      end: () => [],
+    };
+    const tmp = await useTempDir();
+    try {
+      for (const where of [tmp, path.join(tmp, 'missing')]) {
+        vi.stubEnv('TMPDIR', where);
+        const error = await failure(dumpPieces('yes', [], DUMPING, (pieces) => copyAll(pieces).then(() => {}), OPTIONS, [broken]));
+        expect(error.message, `TMPDIR=${where}`).toMatch(/filter broke/);
+      }
+    } finally {
+      vi.unstubAllEnvs();
+    }
   });
 
   it('a cancelled dump: AbortedError, and the tool is stopped', async () => {
@@ -163,11 +209,26 @@ describe('dumpPieces', () => {
       expect(got).toBe('one\ntwo\n');
       expect(await readdir(tmp)).toEqual([]);
       // A temporary folder that does not exist: the output is still read whole (as a stream).
+      const said: string[] = [];
+      const debug = (message: string) => said.push(message);
       vi.stubEnv('TMPDIR', path.join(tmp, 'missing'));
       await dumpPieces('sh', ['-c', 'echo three'], DUMPING, async (pieces) => {
         got = (await copyAll(pieces)).toString();
-      }, OPTIONS, [{ write: (piece) => [piece], end: () => [Buffer.from('end\n')] }]);
+      }, { ...OPTIONS, debug }, [{ write: (piece) => [piece], end: () => [Buffer.from('end\n')] }]);
       expect(got).toBe('three\nend\n');
+      expect(said).toEqual([expect.stringMatching(new RegExp(`^${DUMPING}: reading sh's output from a pipe: .*ENOENT`))]);
+      // One too long for a socket's address (Linux takes 107 bytes, and Node would cut it short
+      // silently, outside the private folder): read as a stream too, and nothing left behind.
+      const long = path.join(tmp, 'x'.repeat(Math.max(1, 100 - tmp.length)));
+      await mkdir(long);
+      vi.stubEnv('TMPDIR', long);
+      await dumpPieces('sh', ['-c', 'echo four'], DUMPING, async (pieces) => {
+        got = (await copyAll(pieces)).toString();
+      }, { ...OPTIONS, debug }, []);
+      expect(got).toBe('four\n');
+      expect(said[1]).toMatch(/longer than 107 bytes/);
+      expect(await readdir(long)).toEqual([]);
+      expect((await readdir(tmp)).sort()).toEqual([path.basename(long)]);
     } finally {
       vi.unstubAllEnvs();
     }

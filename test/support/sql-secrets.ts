@@ -9,9 +9,9 @@ export interface SecretWatch<T> {
   result: T;
   /** Command lines that contained the secret. */
   commandLines: string[];
-  /** Files or folders under the temporary folder with group or other permissions. */
+  /** Files, folders and reachable sockets under the temporary folder with group or other permissions. */
   badModes: string[];
-  /** How many distinct files were seen in the temporary folder. */
+  /** How many distinct regular files were seen in the temporary folder (not folders, not sockets). */
   secretFiles: number;
 }
 
@@ -28,7 +28,14 @@ async function commandLines(): Promise<string[]> {
   return lines;
 }
 
-async function walk(dir: string, found: Map<string, number>): Promise<void> {
+/**
+ * Records each entry under `dir` with the permission bits its group and others have on it. For a
+ * file or folder, its own mode counts, whatever the folders above it allow: a secret must be
+ * private by itself. A socket (a dump tool's output, sql/tool-output.ts) holds nothing; what
+ * counts is whether others can reach it to connect, so the folders above it count too (without
+ * search permission on a folder, a group or others reach nothing inside it).
+ */
+async function walk(dir: string, found: Map<string, number>, files: Set<string>, reach = 0o077): Promise<void> {
   let entries;
   try {
     entries = await readdir(dir, { withFileTypes: true });
@@ -37,12 +44,16 @@ async function walk(dir: string, found: Map<string, number>): Promise<void> {
   }
   for (const entry of entries) {
     const file = path.join(dir, entry.name);
+    let info;
     try {
-      found.set(file, (await stat(file)).mode & 0o777);
+      info = await stat(file);
     } catch {
       continue;
     }
-    if (entry.isDirectory()) await walk(file, found);
+    const mode = info.mode & 0o777;
+    found.set(file, (found.get(file) ?? 0) | (mode & (info.isSocket() ? reach : 0o077)));
+    if (info.isFile()) files.add(file);
+    if (entry.isDirectory()) await walk(file, found, files, reach & ((mode & 0o010 ? 0o070 : 0) | (mode & 0o001 ? 0o007 : 0)));
   }
 }
 
@@ -50,11 +61,12 @@ async function walk(dir: string, found: Map<string, number>): Promise<void> {
 export async function watchSecrets<T>(secret: string, tmp: string, work: () => Promise<T>): Promise<SecretWatch<T>> {
   const leaked = new Set<string>();
   const files = new Map<string, number>();
+  const regularFiles = new Set<string>();
   let done = false;
   const poll = (async () => {
     while (!done) {
       for (const line of await commandLines()) if (line.includes(secret)) leaked.add(line);
-      await walk(tmp, files);
+      await walk(tmp, files, regularFiles);
       await new Promise((resolve) => setTimeout(resolve, 2));
     }
   })();
@@ -63,8 +75,8 @@ export async function watchSecrets<T>(secret: string, tmp: string, work: () => P
     return {
       result,
       commandLines: [...leaked],
-      badModes: [...files].filter(([, mode]) => (mode & 0o077) !== 0).map(([file, mode]) => `${file} ${mode.toString(8)}`),
-      secretFiles: [...files.keys()].filter((file) => !file.endsWith(path.sep)).length,
+      badModes: [...files].filter(([, mode]) => mode !== 0).map(([file, mode]) => `${file} ${mode.toString(8)}`),
+      secretFiles: regularFiles.size,
     };
   } finally {
     done = true;

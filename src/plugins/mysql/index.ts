@@ -32,7 +32,7 @@ function namesOf(ctx: Context): DatabaseNames {
 }
 
 function toolOptions(ctx: Context): ToolOptions {
-  return { plugin: PLUGIN, signal: ctx.signal };
+  return { plugin: PLUGIN, signal: ctx.signal, debug: (message) => ctx.log.debug(message) };
 }
 
 

@@ -186,7 +186,8 @@ export async function dumpDatabase(
   if (order === 'physical' || control.serverVersion < 120000) {
     // One tool: its output goes to the store as borrowed pieces (dumpPieces), without our pair.
     const filters = key === undefined ? [] : [new RestrictFilter(key)];
-    await dumpPieces(dump, common, `dumping ${database}`, (pieces) => sink.addStream(DUMP_STREAM, pieces), tool, filters);
+    const debug = (message: string) => log.debug(message);
+    await dumpPieces(dump, common, `dumping ${database}`, (pieces) => sink.addStream(DUMP_STREAM, pieces), { ...tool, debug }, filters);
     return;
   }
   const out = new PassThrough({ highWaterMark: 1024 * 1024 });

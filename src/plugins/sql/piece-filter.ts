@@ -39,12 +39,23 @@ export class FilterTransform extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    for (const piece of this.stage.write(chunk)) if (piece.length > 0) this.push(piece);
-    callback();
+    this.pass(() => this.stage.write(chunk), callback);
   }
 
   override _flush(callback: TransformCallback): void {
-    for (const piece of this.stage.end()) if (piece.length > 0) this.push(piece);
+    this.pass(() => this.stage.end(), callback);
+  }
+
+  /** Pushes what the filter passes on; a filter that throws fails the stream, not the process. */
+  private pass(filter: () => Buffer[], callback: TransformCallback): void {
+    let pieces: Buffer[];
+    try {
+      pieces = filter();
+    } catch (error) {
+      callback(error as Error);
+      return;
+    }
+    for (const piece of pieces) if (piece.length > 0) this.push(piece);
     callback();
   }
 }

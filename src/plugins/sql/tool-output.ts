@@ -14,7 +14,7 @@
  * later read. The store's writer copies each piece into its batch before it asks for the next
  * (SnapshotSink.addStream), and the filters copy whatever they keep (piece-filter.ts).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +23,11 @@ import { endFilters, filterPiece, type PieceFilter } from './piece-filter.js';
 /** Bytes one read may take, and how many reads may wait for the consumer. */
 const READ_SIZE = 1024 * 1024;
 const BUFFERS = 4;
+/**
+ * The longest socket address Linux takes (sun_path, less its terminating zero). Node and libuv cut
+ * a longer one short without a word: the socket would land outside the private folder.
+ */
+const MAX_ADDRESS_BYTES = 107;
 
 /** One read: the buffer it filled, and what the filters made of it (views of it, or copies). */
 interface Read {
@@ -43,6 +48,8 @@ export class ToolOutput implements AsyncIterable<Buffer>, AsyncIterator<Buffer> 
   private paused = false;
   private ended = false;
   private filtersEnded = false;
+  /** True once the consumer has been told the output is done: it took every piece. */
+  private delivered = false;
   private failure: Error | undefined;
   private wake: (() => void) | undefined;
 
@@ -71,12 +78,20 @@ export class ToolOutput implements AsyncIterable<Buffer>, AsyncIterator<Buffer> 
     });
   }
 
-  /** A socket for a tool's output: give `theirs` to the tool as its stdout (see handedOver). */
+  /**
+   * A socket for a tool's output: give `theirs` to the tool as its stdout (see handedOver). Throws
+   * when it cannot be made, before any tool runs (the caller then reads from a pipe).
+   */
   static async open(filters: readonly PieceFilter[]): Promise<ToolOutput> {
     const folder = await mkdtemp(path.join(os.tmpdir(), 'dysnomia-output-'));
     const server = net.createServer({ pauseOnConnect: true });
+    let output: ToolOutput | undefined;
+    let accepted: Promise<net.Socket> | undefined;
     try {
       const address = path.join(folder, 'socket');
+      if (Buffer.byteLength(address) > MAX_ADDRESS_BYTES) {
+        throw new Error(`the socket address ${address} is longer than ${MAX_ADDRESS_BYTES} bytes`);
+      }
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(address, () => {
@@ -84,21 +99,24 @@ export class ToolOutput implements AsyncIterable<Buffer>, AsyncIterator<Buffer> 
           resolve();
         });
       });
-      const accepted = new Promise<net.Socket>((resolve, reject) => {
+      // The folder already keeps others out; the socket itself is private too, as our other files.
+      await chmod(address, 0o600);
+      accepted = new Promise<net.Socket>((resolve, reject) => {
         server.once('connection', resolve);
         server.once('error', reject);
       });
-      const output = new ToolOutput(address, filters);
-      try {
-        output.theirEnd = await Promise.race([accepted, output.failed()]);
-      } catch (error) {
-        output.destroy();
-        throw error;
-      }
+      output = new ToolOutput(address, filters);
+      output.theirEnd = await Promise.race([accepted, output.failed()]);
       return output;
+    } catch (error) {
+      output?.destroy();
+      // A connection accepted after the failure is nobody's.
+      accepted?.then((socket) => socket.destroy()).catch(() => {});
+      throw error;
     } finally {
       server.close();
-      await rm(folder, { recursive: true, force: true });
+      // The socket is connected; its name is no longer needed. A folder left behind is only litter.
+      await rm(folder, { recursive: true, force: true }).catch(() => {});
     }
   }
 
@@ -117,9 +135,9 @@ export class ToolOutput implements AsyncIterable<Buffer>, AsyncIterator<Buffer> 
     this.theirEnd = undefined;
   }
 
-  /** True once the tool's output has been read to its end. */
+  /** True once the consumer has taken every piece, to the end of the tool's output. */
   get complete(): boolean {
-    return this.ended && this.failure === undefined;
+    return this.delivered;
   }
 
   /** Stops reading: the tool then fails to write (EPIPE) instead of waiting for us. */
@@ -176,6 +194,7 @@ export class ToolOutput implements AsyncIterable<Buffer>, AsyncIterator<Buffer> 
     }
   }
 
+  /** One caller at a time, as `for await` calls it: a second waiting call would never wake. */
   async next(): Promise<IteratorResult<Buffer>> {
     for (;;) {
       // The pieces of the read being handed out, one by one; its buffer goes back after the last
@@ -196,7 +215,10 @@ export class ToolOutput implements AsyncIterable<Buffer>, AsyncIterator<Buffer> 
         continue;
       }
       if (this.ended) {
-        if (this.filtersEnded) return { value: undefined, done: true };
+        if (this.filtersEnded) {
+          this.delivered = true;
+          return { value: undefined, done: true };
+        }
         this.filtersEnded = true;
         this.current = { owner: undefined, pieces: endFilters(this.filters) };
         continue;

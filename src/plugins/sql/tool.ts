@@ -22,6 +22,8 @@ export interface ToolOptions {
   uid?: number;
   gid?: number;
   signal?: AbortSignal;
+  /** Detail for --debug (the plugin's Logger.debug). */
+  debug?: (message: string) => void;
 }
 
 /**
@@ -206,7 +208,8 @@ export async function dumpPieces(
   let output: ToolOutput;
   try {
     output = await ToolOutput.open(filters);
-  } catch {
+  } catch (error) {
+    options.debug?.(`${what}: reading ${path.basename(command)}'s output from a pipe: ${messageOf(error)}`);
     await dumpWith(command, args, what, consume, options, filters.map((filter) => new FilterTransform(filter)));
     return;
   }
@@ -235,14 +238,16 @@ export async function dumpPieces(
     await exited;
     throw error;
   }
-  // A consumer that stopped before the end leaves the tool with nobody reading: stop it.
-  const complete = output.complete;
-  if (!complete) output.destroy();
-  const result = await exited;
-  check(result, command, what, options, run.viaStdbuf);
-  if (!complete) {
+  if (!output.complete) {
+    // The consumer stopped before the end without an error: whatever the tool says, the dump is
+    // not whole. Stop the tool (it may be busy without writing: waiting for a lock, sorting).
+    output.destroy();
+    subprocess.kill();
+    const result = await exited;
+    if (result.isCanceled) throw new AbortedError(`${what} cancelled`, { plugin: options.plugin });
     throw new PluginError(`${what}: the output of ${path.basename(command)} was not read to its end`, { plugin: options.plugin });
   }
+  check(await exited, command, what, options, run.viaStdbuf);
 }
 
 /**
