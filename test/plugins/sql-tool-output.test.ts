@@ -5,6 +5,7 @@
  * Real processes (sh, cat, yes) stand in for the dump tools.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -127,7 +128,7 @@ describe('dumpPieces', () => {
       }, OPTIONS),
     );
     expect(error).toBe(storeFull);
-    const pid = Number((await import('node:fs')).readFileSync(pidFile, 'utf8'));
+    const pid = Number(readFileSync(pidFile, 'utf8'));
     await until(`yes (${pid}) has ended`, () => hasEnded(pid));
   });
 
@@ -142,24 +143,27 @@ describe('dumpPieces', () => {
   });
 
   it('a consumer that stops before the end while the tool waits: the dump is not whole, and the tool is stopped', async () => {
+    const pidFile = path.join(await useTempDir(), 'pid');
+    const started = Date.now();
     const error = await failure(
-      dumpPieces('sh', ['-c', 'printf one; sleep 0.3; printf two'], DUMPING, async (pieces) => {
-        for await (const _ of pieces) {
-          await new Promise((resolve) => setTimeout(resolve, 50));
-          break;
-        }
+      dumpPieces('sh', ['-c', `echo $$ > ${pidFile}; printf one; exec sleep 30`], DUMPING, async (pieces) => {
+        for await (const _ of pieces) break;
       }, OPTIONS),
     );
     expect(error).toBeInstanceOf(PluginError);
     expect(error.message).toBe(`${DUMPING}: the output of sh was not read to its end`);
+    expect(hasEnded(Number(readFileSync(pidFile, 'utf8')))).toBe(true);
+    expect(Date.now() - started).toBeLessThan(20_000); // stopped, not waited for
   });
 
   it('a consumer that stops before the end after the tool has exited 0: the dump is still not whole', async () => {
+    const pidFile = path.join(await useTempDir(), 'pid');
     const error = await failure(
-      dumpPieces('sh', ['-c', 'printf one; sleep 0.05; printf two'], DUMPING, async (pieces) => {
+      dumpPieces('sh', ['-c', `echo $$ > ${pidFile}; printf one; sleep 0.05; printf two`], DUMPING, async (pieces) => {
         for await (const _ of pieces) {
-          // By now the tool has written the rest and exited; its output waits, read, in our buffers.
-          await new Promise((resolve) => setTimeout(resolve, 400));
+          // The tool writes the rest and exits 0; its output then waits, read, in our buffers.
+          await until('the tool has exited', () => hasEnded(Number(readFileSync(pidFile, 'utf8'))));
+          await new Promise((resolve) => setTimeout(resolve, 50));
           break;
         }
       }, OPTIONS),
@@ -180,7 +184,8 @@ describe('dumpPieces', () => {
       for (const where of [tmp, path.join(tmp, 'missing')]) {
         vi.stubEnv('TMPDIR', where);
         const error = await failure(dumpPieces('yes', [], DUMPING, (pieces) => copyAll(pieces).then(() => {}), OPTIONS, [broken]));
-        expect(error.message, `TMPDIR=${where}`).toMatch(/filter broke/);
+        expect(error, `TMPDIR=${where}`).toBeInstanceOf(PluginError);
+        expect(error.message, `TMPDIR=${where}`).toBe(`${DUMPING}: reading the output of yes failed: filter broke`);
       }
     } finally {
       vi.unstubAllEnvs();

@@ -53,7 +53,7 @@ async function walk(dir: string, found: Map<string, number>, files: Set<string>,
     const mode = info.mode & 0o777;
     found.set(file, (found.get(file) ?? 0) | (mode & (info.isSocket() ? reach : 0o077)));
     if (info.isFile()) files.add(file);
-    if (entry.isDirectory()) await walk(file, found, files, reach & ((mode & 0o010 ? 0o070 : 0) | (mode & 0o001 ? 0o007 : 0)));
+    if (info.isDirectory()) await walk(file, found, files, reach & ((mode & 0o010 ? 0o070 : 0) | (mode & 0o001 ? 0o007 : 0)));
   }
 }
 

@@ -24,8 +24,9 @@ import { endFilters, filterPiece, type PieceFilter } from './piece-filter.js';
 const READ_SIZE = 1024 * 1024;
 const BUFFERS = 4;
 /**
- * The longest socket address Linux takes (sun_path, less its terminating zero). Node and libuv cut
- * a longer one short without a word: the socket would land outside the private folder.
+ * The longest socket address Linux takes (sun_path, less its terminating zero). Node 20 cuts a
+ * longer one short without a word (the socket would land outside the private folder); newer
+ * versions refuse it. Either way, such an address is not tried.
  */
 const MAX_ADDRESS_BYTES = 107;
 
@@ -99,12 +100,13 @@ export class ToolOutput implements AsyncIterable<Buffer>, AsyncIterator<Buffer> 
           resolve();
         });
       });
-      // The folder already keeps others out; the socket itself is private too, as our other files.
-      await chmod(address, 0o600);
+      // At once: a server error without a listener would end the process.
       accepted = new Promise<net.Socket>((resolve, reject) => {
         server.once('connection', resolve);
         server.once('error', reject);
       });
+      // The folder already keeps others out; the socket itself is private too, as our other files.
+      await chmod(address, 0o600);
       output = new ToolOutput(address, filters);
       output.theirEnd = await Promise.race([accepted, output.failed()]);
       return output;
@@ -138,6 +140,11 @@ export class ToolOutput implements AsyncIterable<Buffer>, AsyncIterator<Buffer> 
   /** True once the consumer has taken every piece, to the end of the tool's output. */
   get complete(): boolean {
     return this.delivered;
+  }
+
+  /** What failed in reading the output (the socket, or a filter), if anything did. */
+  get readError(): Error | undefined {
+    return this.failure;
   }
 
   /** Stops reading: the tool then fails to write (EPIPE) instead of waiting for us. */

@@ -172,18 +172,24 @@ export async function dumpWith(
   try {
     await consume(output);
   } catch (error) {
+    output.destroy(); // so that the pipeline settles, whether or not the consumer began to read
     subprocess.kill();
     await subprocess;
+    // A filter that failed: said as a failure to read the output, as dumpPieces says it.
+    if (error === (await piping) && !(error instanceof DysnomiaError)) throw readFailure(what, path.basename(command), error, options);
     throw error;
   }
   const [result, pipeError] = await Promise.all([subprocess, piping]);
   check(result, command, what, options, run.viaStdbuf);
-  if (pipeError !== undefined) {
-    throw new PluginError(`${what}: reading the output of ${path.basename(command)} failed: ${String(pipeError)}`, {
-      plugin: options.plugin,
-      cause: pipeError,
-    });
-  }
+  if (pipeError !== undefined) throw readFailure(what, path.basename(command), pipeError, options);
+}
+
+/**
+ * A dump whose output could not be read (the pipe or socket, or a filter on it). Without the
+ * tool's words: once we stop reading, they only tell of that (a broken pipe).
+ */
+function readFailure(what: string, tool: string, error: unknown, options: ToolOptions): PluginError {
+  return new PluginError(`${what}: reading the output of ${tool} failed: ${messageOf(error)}`, { plugin: options.plugin, cause: error });
 }
 
 /**
@@ -230,22 +236,28 @@ export async function dumpPieces(
   // the tool's own copy. Not before: execa watches the stream it was given, and takes its closing
   // for a failure of the tool's output, which would hide a cancellation.
   const exited = subprocess.finally(() => output.handedOver());
+  const tool = path.basename(command);
   try {
     await consume(output);
   } catch (error) {
     output.destroy();
     subprocess.kill();
     await exited;
-    throw error;
+    // The consumer's own error (the store's) as it is; a failure to read the output (the socket,
+    // a filter) said as that. The tool's status says nothing then: we stopped reading first.
+    if (error !== output.readError) throw error;
+    throw readFailure(what, tool, error, options);
   }
   if (!output.complete) {
     // The consumer stopped before the end without an error: whatever the tool says, the dump is
     // not whole. Stop the tool (it may be busy without writing: waiting for a lock, sorting).
     output.destroy();
     subprocess.kill();
-    const result = await exited;
-    if (result.isCanceled) throw new AbortedError(`${what} cancelled`, { plugin: options.plugin });
-    throw new PluginError(`${what}: the output of ${path.basename(command)} was not read to its end`, { plugin: options.plugin });
+    await exited;
+    // Not result.isCanceled: our closing of the tool's end may reach execa before the cancel does.
+    // Nor the tool's words: once we stop reading, they only tell of that (a broken pipe).
+    if (options.signal?.aborted) throw new AbortedError(`${what} cancelled`, { plugin: options.plugin });
+    throw new PluginError(`${what}: the output of ${tool} was not read to its end`, { plugin: options.plugin });
   }
   check(await exited, command, what, options, run.viaStdbuf);
 }
