@@ -25,7 +25,7 @@ import { pipeline } from 'node:stream/promises';
 import { AbortedError, messageOf, OperationError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { SnapshotSink } from '../../core/plugin.js';
-import { dumpPieces, dumpWith, type ToolOptions } from '../sql/tool.js';
+import { dumpPieces, dumpWith, isStreamEcho, type ToolOptions } from '../sql/tool.js';
 import { connectionArguments, findPgTools, type PgSession, sessionOn } from './client.js';
 import { PLUGIN, type PostgresOptions, type RowOrder } from './options.js';
 import { knowsRestrict, RestrictFilter, RestrictRemover, restrictKey } from './restrict.js';
@@ -221,11 +221,6 @@ async function causeOf(error: unknown, stored: Promise<void>): Promise<unknown> 
   return storeError === undefined || isStreamEcho(storeError) ? error : storeError;
 }
 
-/** An error a stream raises because the other end was destroyed: it has no cause of its own. */
-function isStreamEcho(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'ABORT_ERR' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ERR_STREAM_DESTROYED';
-}
 
 interface DumpParts {
   dump: string;

@@ -175,13 +175,22 @@ export async function dumpWith(
     output.destroy(); // so that the pipeline settles, whether or not the consumer began to read
     subprocess.kill();
     await subprocess;
-    // A filter that failed: said as a failure to read the output, as dumpPieces says it.
-    if (error === (await piping) && !(error instanceof DysnomiaError)) throw readFailure(what, path.basename(command), error, options);
+    // A filter that failed: said as a failure to read the output, as dumpPieces says it. Not an
+    // echo of the consumer's end being destroyed (the store gave up): the caller finds its cause.
+    if (error === (await piping) && !(error instanceof DysnomiaError) && !isStreamEcho(error)) {
+      throw readFailure(what, path.basename(command), error, options);
+    }
     throw error;
   }
   const [result, pipeError] = await Promise.all([subprocess, piping]);
   check(result, command, what, options, run.viaStdbuf);
   if (pipeError !== undefined) throw readFailure(what, path.basename(command), pipeError, options);
+}
+
+/** An error a stream raises because the other end was destroyed: it has no cause of its own. */
+export function isStreamEcho(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ABORT_ERR' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ERR_STREAM_DESTROYED';
 }
 
 /**
