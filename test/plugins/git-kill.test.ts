@@ -3,6 +3,7 @@
  * the old one or the new one, and fsck-clean; the next operation tidies up what the kill left.
  */
 import { randomBytes } from 'node:crypto';
+import { watch } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -78,4 +79,47 @@ it('survives SIGKILL at any point of a restore', { timeout: 600_000 }, async () 
 
   await setup.ok('restore');
   expect(await refState(setup.repo)).toBe(fresh);
+});
+
+// The moment the swap is most fragile: the previous repository has just been moved aside. A kill
+// there (before 2026-12-03, the restore wrote its record of the refs only after both renames and a
+// flush) must not leave a previous repository that the next repair keeps for lack of that record.
+it('survives SIGKILL the moment the previous repository is moved aside', { timeout: 300_000 }, async () => {
+  const setup = await gitSetup({ commits: 50, branches: ['dev'] });
+  await setup.ok('activate');
+  await setup.ok('snapshot');
+  const fresh = await refState(setup.repo);
+  const outcomes: string[] = [];
+  for (let round = 0; round < 4; round++) {
+    await git(setup.work, 'commit', '--allow-empty', '-q', '-m', `pushed ${round}`);
+    await git(setup.work, 'push', '-q', '--force', setup.repo, 'HEAD:refs/heads/main');
+    const old = await refState(setup.repo);
+
+    const child = execa(process.execPath, [programPath('dysnomia'), '--operation', 'restore', '--component', setup.component, '--container', setup.containerFile], {
+      env: { DYSNOMIA_STATEDIR: setup.stateDir },
+      detached: true,
+      reject: false,
+    });
+    let killed = false;
+    const watcher = watch(setup.baseDir, (_event, name) => {
+      if (killed || !String(name).startsWith('.project.dysnomia-old-')) return;
+      killed = true;
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // It had finished already.
+      }
+    });
+    const result = await child;
+    watcher.close();
+    expect(killed, `the restore never moved the previous repository aside:\n${result.stderr}`).toBe(true);
+    outcomes.push((await exists(setup.repo)) ? ((await refState(setup.repo)) === old ? 'old' : 'new') : 'between the renames');
+
+    const repair = await setup.ok('activate');
+    expect([old, fresh]).toContain(await refState(setup.repo));
+    // The previous repository is removed, not kept, and the live one has no record left in it.
+    expect(await readdir(setup.baseDir), repair.stderr).toEqual(['project']);
+    expect(await readdir(setup.repo)).not.toContain('dysnomia-refs-at-swap');
+  }
+  expect(outcomes.length).toBe(4);
 });

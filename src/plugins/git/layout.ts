@@ -160,8 +160,8 @@ export async function processesIn(dir: string): Promise<string[]> {
 }
 
 /**
- * The file a restore writes into the previous repository once the swap is done: the identity of
- * the refs it had just before the swap. A later repair compares it with the refs found there, to
+ * The file a restore writes into the live repository just before it moves it aside: the identity
+ * of the refs it had then. A later repair compares it with the refs found there, to
  * tell a previous repository that only waited for removal from one that pushes reached.
  */
 export const AT_SWAP_FILE = 'dysnomia-refs-at-swap';
@@ -244,6 +244,10 @@ export async function recover(repo: string, log: Logger): Promise<void> {
     log.warn(`removing ${leftover.path}, left by an interrupted ${by}`);
     await rm(leftover.path, { recursive: true, force: true });
   }
+  // A restore killed before its swap, or between its renames, left its record of the refs in the
+  // repository that is live now.
+  // Not worth failing the operation for: the next restore writes it anew.
+  await rm(path.join(repo, AT_SWAP_FILE), { force: true }).catch(() => {});
 }
 
 /** Flushes a folder's entries (renames, new files) to disk. */

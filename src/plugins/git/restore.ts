@@ -260,17 +260,23 @@ async function swap(
   atSwap: RefState | undefined,
 ): Promise<string | undefined> {
   const aside = live ? tempPath(repo, 'old') : undefined;
+  // The record a repair after a kill needs to remove the previous repository (without it, the
+  // repair keeps it): written before the first rename, so that no kill after the swap finds it
+  // missing. A push between here and the rename changes the refs, and the repair keeps it then.
+  const record = path.join(repo, AT_SWAP_FILE);
+  if (aside !== undefined) await writeRecord(record, atSwap);
   if (aside !== undefined) await rename(repo, aside);
   try {
     await rename(staged, repo);
   } catch (error) {
-    if (aside !== undefined) await rename(aside, repo);
+    if (aside !== undefined) {
+      await rename(aside, repo);
+      await rm(record, { force: true }).catch(() => {});
+    }
     throw error;
   }
   await fsyncDir(path.dirname(repo));
   if (aside === undefined) return undefined;
-  // For a repair after a kill from here on: without this record it keeps the previous repository.
-  if (atSwap !== undefined) await writeFile(path.join(aside, AT_SWAP_FILE), identityOf(atSwap)).catch(() => {});
   const kept = await keptForPushes(ctx, repo, aside, atSwap);
   if (kept !== undefined) return kept;
   // The restore itself is done: a removal that fails (a writer still inside) is the next run's.
@@ -283,6 +289,17 @@ async function swap(
       ctx.log.warn(`could not remove the previous repository ${aside} (${messageOf(error)}); the next operation on ${repo} removes it`);
     });
   return undefined;
+}
+
+/**
+ * Writes the refs at the swap into the repository about to be moved aside, or removes a record a
+ * killed restore left there when they could not be read. Best effort: a repository without its
+ * record is kept by the repair, never removed.
+ */
+async function writeRecord(record: string, atSwap: RefState | undefined): Promise<void> {
+  const removeStale = () => rm(record, { force: true }).catch(() => {});
+  if (atSwap === undefined) await removeStale();
+  else await writeFile(record, identityOf(atSwap)).catch(removeStale);
 }
 
 /** How long the swap waits for processes still working in the previous repository. */
