@@ -8,8 +8,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { execa } from 'execa';
 import { describe, expect, it, vi } from 'vitest';
 import { AbortedError, PluginError } from '../../src/core/errors.js';
+import { HOST_TAG, ownedName } from '../../src/core/lock.js';
 import type { PieceFilter } from '../../src/plugins/sql/piece-filter.js';
 import { dumpPieces } from '../../src/plugins/sql/tool.js';
 import { hasEnded, until } from '../support/processes.js';
@@ -234,6 +236,38 @@ describe('dumpPieces', () => {
       expect(said[1]).toMatch(/longer than 107 bytes/);
       expect(await readdir(long)).toEqual([]);
       expect((await readdir(tmp)).sort()).toEqual([path.basename(long)]);
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+
+  it('removes the socket folders that killed runs left, and no other', async () => {
+    const tmp = await useTempDir();
+    // A run killed between making its folder and removing it: its pid is free now.
+    const ended = execa('true');
+    await ended;
+    const gone = ended.pid!;
+    const left = `dysnomia-output-${gone}@${HOST_TAG}-aB3dE9`;
+    const leftWithStart = `dysnomia-output-${gone}.12345@${HOST_TAG}-Zz9Yy8`;
+    // A run still going (this process), one of another host, an older version's (no maker), and
+    // someone else's file that only looks alike.
+    const running = `${ownedName('dysnomia-output-')}Qq1Ww2`;
+    const otherHost = `dysnomia-output-${gone}@${HOST_TAG === 'ffffffff' ? '00000000' : 'ffffffff'}-Rr4Tt5`;
+    const older = 'dysnomia-output-Ab12Cd';
+    const file = `dysnomia-output-${gone}@${HOST_TAG}-file00`;
+    for (const name of [left, leftWithStart, running, otherHost, older]) {
+      await mkdir(path.join(tmp, name));
+      await writeFile(path.join(tmp, name, 'socket'), '');
+    }
+    await writeFile(path.join(tmp, file), 'not ours');
+    vi.stubEnv('TMPDIR', tmp);
+    try {
+      let got = '';
+      await dumpPieces('sh', ['-c', 'echo five'], DUMPING, async (pieces) => {
+        got = (await copyAll(pieces)).toString();
+      }, OPTIONS);
+      expect(got).toBe('five\n');
+      expect((await readdir(tmp)).sort()).toEqual([running, otherHost, older, file].sort());
     } finally {
       vi.unstubAllEnvs();
     }
