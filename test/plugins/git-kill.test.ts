@@ -84,13 +84,13 @@ it('survives SIGKILL at any point of a restore', { timeout: 600_000 }, async () 
 // The moment the swap is most fragile: the previous repository has just been moved aside. A kill
 // there (before 2026-12-03, the restore wrote its record of the refs only after both renames and a
 // flush) must not leave a previous repository that the next repair keeps for lack of that record.
-it('survives SIGKILL the moment the previous repository is moved aside', { timeout: 300_000 }, async () => {
+it('survives SIGKILL the moment the previous repository is moved aside, and the moment the new one is in place', { timeout: 300_000 }, async () => {
   const setup = await gitSetup({ commits: 50, branches: ['dev'] });
   await setup.ok('activate');
   await setup.ok('snapshot');
   const fresh = await refState(setup.repo);
   const outcomes: string[] = [];
-  for (let round = 0; round < 4; round++) {
+  for (let round = 0; round < 8; round++) {
     await git(setup.work, 'commit', '--allow-empty', '-q', '-m', `pushed ${round}`);
     await git(setup.work, 'push', '-q', '--force', setup.repo, 'HEAD:refs/heads/main');
     const old = await refState(setup.repo);
@@ -100,9 +100,13 @@ it('survives SIGKILL the moment the previous repository is moved aside', { timeo
       detached: true,
       reject: false,
     });
+    // Even rounds: at the first rename (the previous repository moved aside). Odd rounds: at the
+    // second (the restored copy in place).
+    let aside = false;
     let killed = false;
     const watcher = watch(setup.baseDir, (_event, name) => {
-      if (killed || !String(name).startsWith('.project.dysnomia-old-')) return;
+      if (String(name).startsWith('.project.dysnomia-old-')) aside = true;
+      if (killed || !aside || (round % 2 === 1 && name !== 'project')) return;
       killed = true;
       try {
         process.kill(-child.pid!, 'SIGKILL');
@@ -113,13 +117,21 @@ it('survives SIGKILL the moment the previous repository is moved aside', { timeo
     const result = await child;
     watcher.close();
     expect(killed, `the restore never moved the previous repository aside:\n${result.stderr}`).toBe(true);
-    outcomes.push((await exists(setup.repo)) ? ((await refState(setup.repo)) === old ? 'old' : 'new') : 'between the renames');
 
     const repair = await setup.ok('activate');
     expect([old, fresh]).toContain(await refState(setup.repo));
     // The previous repository is removed, not kept, and the live one has no record left in it.
     expect(await readdir(setup.baseDir), repair.stderr).toEqual(['project']);
     expect(await readdir(setup.repo)).not.toContain('dysnomia-refs-at-swap');
+    // Where the kill landed, as the repair tells it.
+    outcomes.push(
+      result.signal !== 'SIGKILL' ? 'finished'
+      : /removing \S+\/\.project\.dysnomia-old-/.test(repair.stderr) ? 'after the swap, the previous repository still aside'
+      : /putting the previous repository back/.test(repair.stderr) ? 'between the renames'
+      : 'later',
+    );
   }
-  expect(outcomes.length).toBe(4);
+  // The kill follows the rename within milliseconds, and the restore then looks for processes and
+  // reads the refs in the previous repository (a git process): the window that failed before.
+  expect(outcomes, 'no kill landed after the swap with the previous repository still aside').toContain('after the swap, the previous repository still aside');
 });

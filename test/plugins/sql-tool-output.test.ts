@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it, vi } from 'vitest';
@@ -257,7 +257,10 @@ describe('dumpPieces', () => {
     const file = `dysnomia-output-${gone}@${HOST_TAG}-file00`;
     for (const name of [left, leftWithStart, running, otherHost, older]) {
       await mkdir(path.join(tmp, name));
-      await writeFile(path.join(tmp, name, 'socket'), '');
+      // A socket as a killed run leaves it: its listener died without closing it.
+      const socket = path.join(tmp, name, 'socket');
+      await execa(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(socket)}, () => process.kill(process.pid, 'SIGKILL'))`], { reject: false });
+      expect((await lstat(socket)).isSocket()).toBe(true);
     }
     await writeFile(path.join(tmp, file), 'not ours');
     vi.stubEnv('TMPDIR', tmp);
@@ -267,7 +270,10 @@ describe('dumpPieces', () => {
         got = (await copyAll(pieces)).toString();
       }, OPTIONS);
       expect(got).toBe('five\n');
-      expect((await readdir(tmp)).sort()).toEqual([running, otherHost, older, file].sort());
+      // The sweep goes on beside the dump, not waited for.
+      const kept = [running, otherHost, older, file].sort();
+      await until('the leftover folders are removed', async () => (await readdir(tmp)).length <= kept.length, 5_000).catch(() => {});
+      expect((await readdir(tmp)).sort()).toEqual(kept);
     } finally {
       vi.unstubAllEnvs();
     }

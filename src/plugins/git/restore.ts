@@ -264,8 +264,13 @@ async function swap(
   // repair keeps it): written before the first rename, so that no kill after the swap finds it
   // missing. A push between here and the rename changes the refs, and the repair keeps it then.
   const record = path.join(repo, AT_SWAP_FILE);
-  if (aside !== undefined) await writeRecord(record, atSwap);
-  if (aside !== undefined) await rename(repo, aside);
+  if (aside !== undefined) {
+    await writeRecord(record, atSwap);
+    await rename(repo, aside).catch(async (error: unknown) => {
+      await rm(record, { force: true }).catch(() => {});
+      throw error;
+    });
+  }
   try {
     await rename(staged, repo);
   } catch (error) {

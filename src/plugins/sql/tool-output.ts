@@ -14,12 +14,13 @@
  * later read. The store's writer copies each piece into its batch before it asks for the next
  * (SnapshotSink.addStream), and the filters copy whatever they keep (piece-filter.ts).
  */
-import { chmod, lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { leftByGoneProcess, ownedName } from '../../core/lock.js';
+import { ownedName } from '../../core/lock.js';
 import { endFilters, filterPiece, type PieceFilter } from './piece-filter.js';
+import { sweepDeadRuns } from './secret-file.js';
 
 /** Bytes one read may take, and how many reads may wait for the consumer. */
 const READ_SIZE = 1024 * 1024;
@@ -33,35 +34,10 @@ const MAX_ADDRESS_BYTES = 107;
 
 /**
  * The output folders' names begin with this, then their maker (pid, start time, host tag: see
- * ownedName) and mkdtemp's random end, so that a later run can tell the folder of a run killed
- * before it removed its own.
+ * ownedName) and mkdtemp's random end, so that a later run can tell, and remove, the folder of a
+ * run killed before it removed its own (secret-file.ts sweeps both kinds alike).
  */
 const FOLDER_PREFIX = 'dysnomia-output-';
-
-/** The sweep of this process, by TMPDIR: one per folder is enough. */
-const sweeps = new Map<string, Promise<void>>();
-
-/**
- * Removes the output folders that runs killed between making and removing them left in `dir`
- * (each holds only a socket): those made on this host by a process that is gone, and owned by
- * us. Never fails: litter is no reason to stop a snapshot.
- */
-function sweepLeftovers(dir: string): Promise<void> {
-  let sweep = sweeps.get(dir);
-  if (sweep === undefined) {
-    sweep = (async () => {
-      for (const name of await readdir(dir)) {
-        if (!leftByGoneProcess(name, FOLDER_PREFIX)) continue;
-        const folder = path.join(dir, name);
-        const info = await lstat(folder).catch(() => undefined);
-        if (info?.isDirectory() !== true || info.uid !== process.getuid?.()) continue;
-        await rm(folder, { recursive: true, force: true }).catch(() => {});
-      }
-    })().catch(() => {});
-    sweeps.set(dir, sweep);
-  }
-  return sweep;
-}
 
 /** One read: the buffer it filled, and what the filters made of it (views of it, or copies). */
 interface Read {
@@ -118,12 +94,9 @@ export class ToolOutput implements AsyncIterable<Buffer>, AsyncIterator<Buffer> 
    */
   static async open(filters: readonly PieceFilter[]): Promise<ToolOutput> {
     const tmp = os.tmpdir();
-    // Alongside: it only reads the folder, and finds nothing in it most of the time.
-    const swept = sweepLeftovers(tmp);
-    const folder = await mkdtemp(path.join(tmp, ownedName(FOLDER_PREFIX))).catch(async (error: unknown) => {
-      await swept;
-      throw error;
-    });
+    // Not waited for: the dump need not wait for litter to go. It never fails (see there).
+    sweepDeadRuns(tmp, FOLDER_PREFIX).catch(() => {});
+    const folder = await mkdtemp(path.join(tmp, ownedName(FOLDER_PREFIX)));
     const server = net.createServer({ pauseOnConnect: true });
     let output: ToolOutput | undefined;
     let accepted: Promise<net.Socket> | undefined;
@@ -158,7 +131,6 @@ export class ToolOutput implements AsyncIterable<Buffer>, AsyncIterator<Buffer> 
       server.close();
       // The socket is connected; its name is no longer needed. A folder left behind is only litter.
       await rm(folder, { recursive: true, force: true }).catch(() => {});
-      await swept;
     }
   }
 
