@@ -245,8 +245,7 @@ export async function recover(repo: string, log: Logger): Promise<void> {
     await rm(leftover.path, { recursive: true, force: true });
   }
   // A restore killed before its swap, or between its renames, left its record of the refs in the
-  // repository that is live now.
-  // Not worth failing the operation for: the next restore writes it anew.
+  // repository that is live now. Not worth failing the operation for: a restore writes it anew.
   await rm(path.join(repo, AT_SWAP_FILE), { force: true }).catch(() => {});
 }
 

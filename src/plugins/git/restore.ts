@@ -263,11 +263,15 @@ async function swap(
   // The record a repair after a kill needs to remove the previous repository (without it, the
   // repair keeps it): written before the first rename, so that no kill after the swap finds it
   // missing. A push between here and the rename changes the refs, and the repair keeps it then.
+  // Best effort: a repository without its record is kept by the repair, never removed. With the
+  // refs unreadable, a record a killed restore left there goes.
   const record = path.join(repo, AT_SWAP_FILE);
+  const dropRecord = () => rm(record, { force: true }).catch(() => {});
   if (aside !== undefined) {
-    await writeRecord(record, atSwap);
+    if (atSwap === undefined) await dropRecord();
+    else await writeFile(record, identityOf(atSwap)).catch(dropRecord);
     await rename(repo, aside).catch(async (error: unknown) => {
-      await rm(record, { force: true }).catch(() => {});
+      await dropRecord();
       throw error;
     });
   }
@@ -276,7 +280,7 @@ async function swap(
   } catch (error) {
     if (aside !== undefined) {
       await rename(aside, repo);
-      await rm(record, { force: true }).catch(() => {});
+      await dropRecord();
     }
     throw error;
   }
@@ -294,17 +298,6 @@ async function swap(
       ctx.log.warn(`could not remove the previous repository ${aside} (${messageOf(error)}); the next operation on ${repo} removes it`);
     });
   return undefined;
-}
-
-/**
- * Writes the refs at the swap into the repository about to be moved aside, or removes a record a
- * killed restore left there when they could not be read. Best effort: a repository without its
- * record is kept by the repair, never removed.
- */
-async function writeRecord(record: string, atSwap: RefState | undefined): Promise<void> {
-  const removeStale = () => rm(record, { force: true }).catch(() => {});
-  if (atSwap === undefined) await removeStale();
-  else await writeFile(record, identityOf(atSwap)).catch(removeStale);
 }
 
 /** How long the swap waits for processes still working in the previous repository. */
