@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { lstat, mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AbortedError, PluginError } from '../../src/core/errors.js';
 import { HOST_TAG, ownedName } from '../../src/core/lock.js';
 import type { PieceFilter } from '../../src/plugins/sql/piece-filter.js';
@@ -47,6 +47,11 @@ async function failure(promise: Promise<unknown>): Promise<Error> {
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 describe('dumpPieces', () => {
+  // Tests that point TMPDIR elsewhere (to where no socket can be made, say).
+  afterEach(() => {
+    vi.unstubAllEnvs();
+  });
+
   it('hands over every byte of a large output, in order, to a consumer that falls behind', async () => {
     const dir = await useTempDir();
     const file = path.join(dir, 'dump');
@@ -182,15 +187,11 @@ describe('dumpPieces', () => {
       end: () => [],
     };
     const tmp = await useTempDir();
-    try {
-      for (const where of [tmp, path.join(tmp, 'missing')]) {
-        vi.stubEnv('TMPDIR', where);
-        const error = await failure(dumpPieces('yes', [], DUMPING, (pieces) => copyAll(pieces).then(() => {}), OPTIONS, [broken]));
-        expect(error, `TMPDIR=${where}`).toBeInstanceOf(PluginError);
-        expect(error.message, `TMPDIR=${where}`).toBe(`${DUMPING}: reading the output of yes failed: filter broke`);
-      }
-    } finally {
-      vi.unstubAllEnvs();
+    for (const where of [tmp, path.join(tmp, 'missing')]) {
+      vi.stubEnv('TMPDIR', where);
+      const error = await failure(dumpPieces('yes', [], DUMPING, (pieces) => copyAll(pieces).then(() => {}), OPTIONS, [broken]));
+      expect(error, `TMPDIR=${where}`).toBeInstanceOf(PluginError);
+      expect(error.message, `TMPDIR=${where}`).toBe(`${DUMPING}: reading the output of yes failed: filter broke`);
     }
   });
 
@@ -208,37 +209,33 @@ describe('dumpPieces', () => {
   it('leaves no socket folder behind, and reads as a stream where no socket can be made', async () => {
     const tmp = await useTempDir();
     vi.stubEnv('TMPDIR', tmp);
-    try {
-      let got = '';
-      await dumpPieces('sh', ['-c', 'echo one; echo two'], DUMPING, async (pieces) => {
-        got = (await copyAll(pieces)).toString();
-      }, OPTIONS);
-      expect(got).toBe('one\ntwo\n');
-      expect(await readdir(tmp)).toEqual([]);
-      // A temporary folder that does not exist: the output is still read whole (as a stream).
-      const said: string[] = [];
-      const debug = (message: string) => said.push(message);
-      vi.stubEnv('TMPDIR', path.join(tmp, 'missing'));
-      await dumpPieces('sh', ['-c', 'echo three'], DUMPING, async (pieces) => {
-        got = (await copyAll(pieces)).toString();
-      }, { ...OPTIONS, debug }, [{ write: (piece) => [piece], end: () => [Buffer.from('end\n')] }]);
-      expect(got).toBe('three\nend\n');
-      expect(said).toEqual([expect.stringMatching(new RegExp(`^${DUMPING}: reading sh's output from a pipe: .*ENOENT`))]);
-      // One too long for a socket's address (Linux takes 107 bytes, and Node would cut it short
-      // silently, outside the private folder): read as a stream too, and nothing left behind.
-      const long = path.join(tmp, 'x'.repeat(Math.max(1, 100 - tmp.length)));
-      await mkdir(long);
-      vi.stubEnv('TMPDIR', long);
-      await dumpPieces('sh', ['-c', 'echo four'], DUMPING, async (pieces) => {
-        got = (await copyAll(pieces)).toString();
-      }, { ...OPTIONS, debug }, []);
-      expect(got).toBe('four\n');
-      expect(said[1]).toMatch(/longer than 107 bytes/);
-      expect(await readdir(long)).toEqual([]);
-      expect((await readdir(tmp)).sort()).toEqual([path.basename(long)]);
-    } finally {
-      vi.unstubAllEnvs();
-    }
+    let got = '';
+    await dumpPieces('sh', ['-c', 'echo one; echo two'], DUMPING, async (pieces) => {
+      got = (await copyAll(pieces)).toString();
+    }, OPTIONS);
+    expect(got).toBe('one\ntwo\n');
+    expect(await readdir(tmp)).toEqual([]);
+    // A temporary folder that does not exist: the output is still read whole (as a stream).
+    const said: string[] = [];
+    const debug = (message: string) => said.push(message);
+    vi.stubEnv('TMPDIR', path.join(tmp, 'missing'));
+    await dumpPieces('sh', ['-c', 'echo three'], DUMPING, async (pieces) => {
+      got = (await copyAll(pieces)).toString();
+    }, { ...OPTIONS, debug }, [{ write: (piece) => [piece], end: () => [Buffer.from('end\n')] }]);
+    expect(got).toBe('three\nend\n');
+    expect(said).toEqual([expect.stringMatching(new RegExp(`^${DUMPING}: reading sh's output from a pipe: .*ENOENT`))]);
+    // One too long for a socket's address (Linux takes 107 bytes, and Node would cut it short
+    // silently, outside the private folder): read as a stream too, and nothing left behind.
+    const long = path.join(tmp, 'x'.repeat(Math.max(1, 100 - tmp.length)));
+    await mkdir(long);
+    vi.stubEnv('TMPDIR', long);
+    await dumpPieces('sh', ['-c', 'echo four'], DUMPING, async (pieces) => {
+      got = (await copyAll(pieces)).toString();
+    }, { ...OPTIONS, debug }, []);
+    expect(got).toBe('four\n');
+    expect(said[1]).toMatch(/longer than 107 bytes/);
+    expect(await readdir(long)).toEqual([]);
+    expect((await readdir(tmp)).sort()).toEqual([path.basename(long)]);
   });
 
   it('removes the socket folders that killed runs left, and no other', async () => {
@@ -264,18 +261,14 @@ describe('dumpPieces', () => {
     }
     await writeFile(path.join(tmp, file), 'not ours');
     vi.stubEnv('TMPDIR', tmp);
-    try {
-      let got = '';
-      await dumpPieces('sh', ['-c', 'echo five'], DUMPING, async (pieces) => {
-        got = (await copyAll(pieces)).toString();
-      }, OPTIONS);
-      expect(got).toBe('five\n');
-      // The sweep goes on beside the dump, not waited for.
-      const kept = [running, otherHost, older, file].sort();
-      await until('the leftover folders are removed', async () => (await readdir(tmp)).length <= kept.length, 5_000).catch(() => {});
-      expect((await readdir(tmp)).sort()).toEqual(kept);
-    } finally {
-      vi.unstubAllEnvs();
-    }
+    let got = '';
+    await dumpPieces('sh', ['-c', 'echo five'], DUMPING, async (pieces) => {
+      got = (await copyAll(pieces)).toString();
+    }, OPTIONS);
+    expect(got).toBe('five\n');
+    // The sweep goes on beside the dump, not waited for.
+    const kept = [running, otherHost, older, file].sort();
+    await until('the leftover folders are removed', async () => (await readdir(tmp)).length <= kept.length, 5_000).catch(() => {});
+    expect((await readdir(tmp)).sort()).toEqual(kept);
   });
 });
