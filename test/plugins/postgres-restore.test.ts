@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import { buffer, text } from 'node:stream/consumers';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { RestrictGuard, RestrictRemover } from '../../src/plugins/postgres/restrict.js';
+import { OwnRestrictRemover, RestrictGuard } from '../../src/plugins/postgres/restrict.js';
 import { SnapshotStore } from '../../src/snapshot-store/index.js';
 import { findPostgres } from '../support/servers.js';
 import { postgresSetup, type SqlSetup } from '../support/sql-setup.js';
@@ -348,21 +348,21 @@ describe('postgresql-database row order', () => {
   });
 });
 
-describe('RestrictRemover', () => {
-  it("takes out exactly pg_dump's \\restrict and \\unrestrict lines for our key, wherever the stream is cut", async () => {
+describe('OwnRestrictRemover', () => {
+  it("takes out exactly pg_dump's \\restrict and \\unrestrict lines for its key, wherever the stream is cut", async () => {
     const key = 'abc123';
     const dump = `--\n-- PostgreSQL database dump\n--\n\n\\restrict ${key}\n\nSET x = 1;\nCOPY t (a) FROM stdin;\n\\restrict other\n\\.\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict ${key}\n\n`;
     const expected = '--\n-- PostgreSQL database dump\n--\n\n\nSET x = 1;\nCOPY t (a) FROM stdin;\n\\restrict other\n\\.\n-- PostgreSQL database dump complete\n--\n\n\n';
     const bytes = Buffer.from(dump);
     for (let cut = 1; cut < bytes.length; cut++) {
-      const out = await buffer(Readable.from([bytes.subarray(0, cut), bytes.subarray(cut)]).pipe(new RestrictRemover(key)));
+      const out = await buffer(Readable.from([bytes.subarray(0, cut), bytes.subarray(cut)]).pipe(new OwnRestrictRemover()));
       expect(out.toString(), `cut at ${cut}`).toBe(expected);
     }
     // Many small pieces (smaller than the patterns), and pieces of every size up to 40 bytes.
     for (let size = 1; size <= 40; size++) {
       const pieces = [];
       for (let at = 0; at < bytes.length; at += size) pieces.push(bytes.subarray(at, at + size));
-      const out = await buffer(Readable.from(pieces).pipe(new RestrictRemover(key)));
+      const out = await buffer(Readable.from(pieces).pipe(new OwnRestrictRemover()));
       expect(out.toString(), `pieces of ${size} bytes`).toBe(expected);
     }
   });

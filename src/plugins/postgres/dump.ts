@@ -28,7 +28,7 @@ import type { SnapshotSink } from '../../core/plugin.js';
 import { dumpPieces, dumpWith, isStreamEcho, type ToolOptions } from '../sql/tool.js';
 import { connectionArguments, findPgTools, type PgSession, sessionOn } from './client.js';
 import { PLUGIN, type PostgresOptions, type RowOrder } from './options.js';
-import { knowsRestrict, RestrictFilter, RestrictRemover, restrictKey } from './restrict.js';
+import { OwnRestrictFilter, OwnRestrictRemover } from './restrict.js';
 
 /** The stream name, as in Dysnomia's snapshots (`dump.pgsql.xz` there, uncompressed here). */
 export const DUMP_STREAM = 'dump.pgsql';
@@ -123,11 +123,14 @@ function copyScript(tables: KeyedTable[], snapshot: string, encoding: string, se
   return lines.join('\n');
 }
 
-/** Pipes one part of the dump into `out` without ending it, leaving out our `\restrict` pair. */
-function part(out: PassThrough, key: string | undefined) {
+/**
+ * Pipes one part of the dump into `out` without ending it; a pg_dump part (`guarded`) without its
+ * `\restrict` pair.
+ */
+function part(out: PassThrough, guarded: boolean) {
   return async (output: Readable) => {
-    if (key === undefined) await pipeline(output, out, { end: false });
-    else await pipeline(output, new RestrictRemover(key), out, { end: false });
+    if (guarded) await pipeline(output, new OwnRestrictRemover(), out, { end: false });
+    else await pipeline(output, out, { end: false });
   };
 }
 
@@ -135,7 +138,7 @@ function part(out: PassThrough, key: string | undefined) {
  * Like part, once `before` (the part before this one) is written. If that failed, the tool's
  * output is dropped, so the tool can be stopped (a pipe nobody reads would keep it waiting).
  */
-function partAfter(before: Promise<unknown>, out: PassThrough, key: string | undefined) {
+function partAfter(before: Promise<unknown>, out: PassThrough, guarded: boolean) {
   return async (output: Readable) => {
     try {
       await before;
@@ -143,12 +146,12 @@ function partAfter(before: Promise<unknown>, out: PassThrough, key: string | und
       output.destroy();
       throw error;
     }
-    await part(out, key)(output);
+    await part(out, guarded)(output);
   };
 }
 
-/** Runs a dump tool and returns its whole output (without our `\restrict` pair). */
-async function collect(tool: string, args: string[], what: string, key: string | undefined, options: ToolOptions): Promise<Buffer> {
+/** Runs pg_dump and returns its whole output (without its `\restrict` pair). */
+async function collect(tool: string, args: string[], what: string, options: ToolOptions): Promise<Buffer> {
   const pieces: Buffer[] = [];
   await dumpWith(
     tool,
@@ -158,7 +161,7 @@ async function collect(tool: string, args: string[], what: string, key: string |
       for await (const piece of output) pieces.push(piece as Buffer);
     },
     options,
-    key === undefined ? [] : [new RestrictRemover(key)],
+    [new OwnRestrictRemover()],
   );
   return Buffer.concat(pieces);
 }
@@ -177,15 +180,11 @@ export async function dumpDatabase(
   order: RowOrder = options.rowOrder,
 ): Promise<void> {
   const { dump, psql } = await findPgTools();
-  const key = (await knowsRestrict(dump, tool)) ? restrictKey() : undefined;
-  const common = [
-    ...connectionArguments(options, database),
-    `--lock-wait-timeout=${Math.max(1000, options.timeoutMs)}`,
-    ...(key === undefined ? [] : [`--restrict-key=${key}`]),
-  ];
+  // pg_dump chooses its own `\restrict` key, and the filters learn it from the dump (restrict.ts).
+  const common = [...connectionArguments(options, database), `--lock-wait-timeout=${Math.max(1000, options.timeoutMs)}`];
   if (order === 'physical' || control.serverVersion < 120000) {
-    // One tool: its output goes to the store as borrowed pieces (dumpPieces), without our pair.
-    const filters = key === undefined ? [] : [new RestrictFilter(key)];
+    // One tool: its output goes to the store as borrowed pieces (dumpPieces), without its pair.
+    const filters = [new OwnRestrictFilter()];
     const debug = (message: string) => log.debug(message);
     await dumpPieces(dump, common, `dumping ${database}`, (pieces) => sink.addStream(DUMP_STREAM, pieces), { ...tool, debug }, filters);
     return;
@@ -197,7 +196,7 @@ export async function dumpDatabase(
   // to read has no listener for one.
   stored.catch(() => out.destroy());
   try {
-    await keyOrderedDump(options, control, database, { dump, psql, common, out, key, tool, log });
+    await keyOrderedDump(options, control, database, { dump, psql, common, out, tool, log });
     out.end();
   } catch (error) {
     out.destroy(error as Error);
@@ -227,7 +226,6 @@ interface DumpParts {
   psql: string;
   common: string[];
   out: PassThrough;
-  key: string | undefined;
   tool: ToolOptions;
   log: Logger;
 }
@@ -273,19 +271,19 @@ async function keyOrderedDump(options: PostgresOptions, control: PgSession, data
     // --lock-wait-timeout, psql's lock_timeout). Their output goes into the dump in order, each
     // part waiting, with back-pressure on its tool, for the one before it.
     // The schema parts are small: kept in memory.
-    const preData = started(collect(p.dump, [...inSnapshot, '--section=pre-data'], what, p.key, p.tool));
-    const postData = started(collect(p.dump, [...inSnapshot, '--section=post-data'], what, p.key, p.tool));
+    const preData = started(collect(p.dump, [...inSnapshot, '--section=pre-data'], what, p.tool));
+    const postData = started(collect(p.dump, [...inSnapshot, '--section=post-data'], what, p.tool));
     const preWritten = started(preData.then((dumped) => void p.out.write(dumped)));
     const excluded = tables.map((t) => `--exclude-table-data=${q(t.schema)}.${q(t.table)}`);
     const dataWritten = started(
-      dumpWith(p.dump, [...inSnapshot, '--section=data', ...excluded], what, partAfter(preWritten, p.out, p.key), p.tool),
+      dumpWith(p.dump, [...inSnapshot, '--section=data', ...excluded], what, partAfter(preWritten, p.out, true), p.tool),
     );
     let rowsWritten = dataWritten;
     if (tables.length > 0) {
       const script = copyScript(tables, exported.id, exported.encoding, exporter.serverVersion, lockTimeout(options));
       const args = [...connectionArguments(options, database), '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--file=-'];
       rowsWritten = started(
-        dumpWith(p.psql, args, `${what} (rows in primary key order)`, partAfter(dataWritten, p.out, undefined), { ...p.tool, input: script }),
+        dumpWith(p.psql, args, `${what} (rows in primary key order)`, partAfter(dataWritten, p.out, false), { ...p.tool, input: script }),
       );
     }
     await rowsWritten;

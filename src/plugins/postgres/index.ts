@@ -73,8 +73,6 @@ async function activate(ctx: Context): Promise<void> {
 async function snapshot(ctx: Context, sink: SnapshotSink): Promise<void> {
   const names = namesOf(ctx);
   const options = ctx.options;
-  // pg_dump's version (is the \restrict guard needed?) while the session connects.
-  primeKnowsRestrict('dump');
   await withSession(options, ctx.log, ctx.signal, async (session) => {
     if (!(await databaseExists(session, names.live))) {
       throw new OperationError(`database ${names.live} does not exist on ${describeServer(options)}; activate the component first`, {

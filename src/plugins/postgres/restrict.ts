@@ -3,9 +3,9 @@
  * until `\unrestrict KEY`, so a hostile origin server cannot make the restore run commands.
  * pg_dump (since 13.22, 14.19, 15.14, 16.10, 17.6) writes the pair with a random key, which
  * would make every dump of an unchanged database different. So a snapshot is stored without the
- * pair (pg_dump gets our key, and exactly those two lines are taken out), and a restore wraps the
- * stream in a pair with a fresh key that the stored data cannot know (a Dysnomia snapshot made by
- * a recent pg_dump keeps its own pair).
+ * pair (exactly those two lines are taken out, with the key read from the dump), and a restore
+ * wraps the stream in a pair with a fresh key that the stored data cannot know (a Dysnomia
+ * snapshot made by a recent pg_dump keeps its own pair).
  */
 import { randomBytes } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -110,27 +110,81 @@ export class RestrictFilter implements PieceFilter {
   }
 }
 
-/** {@link RestrictFilter} as a stream stage. */
-export class RestrictRemover extends FilterTransform {
-  constructor(key: string) {
-    super(new RestrictFilter(key));
-  }
-}
-
 /** How far into a dump pg_dump's own `\\restrict` line may be (it is the fifth line). */
 const LOOKAHEAD = 4096;
-const OWN_GUARD = /^\\restrict \S+$/;
+const OWN_GUARD = /^\\restrict (\S+)$/;
+
+/** The first line that is neither empty nor a `--` comment: where pg_dump puts its guard. */
+function firstStatement(lines: readonly string[]): string | undefined {
+  return lines.find((line) => line !== '' && !line.startsWith('--'));
+}
 
 /**
  * True when the dump starts with pg_dump's guard: its first line that is neither empty nor a
  * `--` comment. Only there: the same text later on (in a function body, say) is data.
  */
 export function hasOwnGuard(head: string): boolean {
-  for (const line of head.split('\n')) {
-    if (line === '' || line.startsWith('--')) continue;
-    return OWN_GUARD.test(line);
+  return OWN_GUARD.test(firstStatement(head.split('\n')) ?? '');
+}
+
+/** Passes every piece on unchanged. */
+const PASS: PieceFilter = { write: (piece) => [piece], end: () => [] };
+
+/**
+ * Takes pg_dump's own `\restrict` pair out of its output, with the key pg_dump chose: read from the
+ * guard line (the dump's first line that is neither empty nor a `--` comment, see hasOwnGuard),
+ * then both lines taken out as {@link RestrictFilter} takes them. The bytes are those that handing
+ * pg_dump our own key gives, so no snapshot's identity changes; but pg_dump need not be asked its
+ * version first to know whether it takes `--restrict-key` (on Debian a Perl wrapper and a second
+ * program, about 0.05 s before every dump). A dump without the guard (an older pg_dump) passes
+ * through unchanged.
+ */
+export class OwnRestrictFilter implements PieceFilter {
+  /** The pieces read before the guard line was complete (copies: a source reuses its memory). */
+  private head: Buffer[] = [];
+  /** A RestrictFilter with the key once the guard is read, PASS when there is none. */
+  private inner: PieceFilter | undefined;
+
+  write(piece: Buffer): Buffer[] {
+    if (this.inner !== undefined) return this.inner.write(piece);
+    // Mostly the first piece holds the guard line: decided without a copy.
+    const data = this.head.length === 0 ? piece : Buffer.concat([...this.head, piece]);
+    const inner = this.decide(data, false);
+    if (inner === undefined) {
+      this.head = [Buffer.from(data)];
+      return [];
+    }
+    this.head = [];
+    return inner.write(data);
   }
-  return false;
+
+  end(): Buffer[] {
+    if (this.inner !== undefined) return this.inner.end();
+    const data = Buffer.concat(this.head);
+    this.head = [];
+    const inner = this.decide(data, true)!;
+    return [...inner.write(data), ...inner.end()];
+  }
+
+  /** The filter for the rest of the dump, or undefined while the guard line may still come. */
+  private decide(data: Buffer, ended: boolean): PieceFilter | undefined {
+    const text = data.subarray(0, LOOKAHEAD).toString('latin1');
+    const lines = text.split('\n');
+    // The last line is complete only where the dump ends within the look-ahead.
+    const complete = ended && data.length <= LOOKAHEAD ? lines : lines.slice(0, -1);
+    const first = firstStatement(complete);
+    if (first === undefined && !ended && data.length < LOOKAHEAD) return undefined;
+    const key = first === undefined ? undefined : OWN_GUARD.exec(first)?.[1];
+    this.inner = key === undefined ? PASS : new RestrictFilter(key);
+    return this.inner;
+  }
+}
+
+/** {@link OwnRestrictFilter} as a stream stage. */
+export class OwnRestrictRemover extends FilterTransform {
+  constructor() {
+    super(new OwnRestrictFilter());
+  }
 }
 
 /**
