@@ -155,8 +155,16 @@ async function makePlan(stateDir: string, filter: ComponentFilter, policy: Reten
     // remove the intact snapshots the policy is there to keep. It stays, for --check to report
     // and for an import of the same snapshot to heal.
     const generations: TimedGeneration[] = [];
+    // Once per snapshot, not per generation: a component's thousands of generations name few
+    // snapshots, and each stat is a thread-pool round trip (10,000 of them: about a second).
+    const present = new Map<string, boolean>();
     for (const generation of listed) {
-      if (await snapshotPresent(snapshotDir(stateDir, key, generation.identity))) generations.push(generation);
+      let there = present.get(generation.identity);
+      if (there === undefined) {
+        there = await snapshotPresent(snapshotDir(stateDir, key, generation.identity));
+        present.set(generation.identity, there);
+      }
+      if (there) generations.push(generation);
       else log.warn(`generation ${relativeGeneration(key, generation)} points at the missing snapshot ${relativePath(key, generation.identity)}: not counted toward what gc keeps, and left as it is`);
     }
     const keep = generationsToKeep(generations, policy);

@@ -149,6 +149,24 @@ describe('gc leaves alone what is not its to remove', () => {
     expect(log.lines.join('\n')).toContain(`generation pg/db/3 points at the missing snapshot pg/db/${identities[2]}`);
   });
 
+  it('judges every generation that names a missing or a present snapshot alike, however many name it', async () => {
+    const { stateDir, identities } = await storeWithGenerations(3);
+    const generations = path.join(stateDir, 'generations', key.container, key.component);
+    // Generations 4 and 5 name the snapshots of 3 and 2 again (a database that flips between states).
+    await symlink(`../../../snapshots/${key.container}/${key.component}/${identities[2]}`, path.join(generations, '4'));
+    await symlink(`../../../snapshots/${key.container}/${key.component}/${identities[1]}`, path.join(generations, '5'));
+    const folder = path.join(stateDir, 'snapshots', key.container, key.component);
+    await rename(path.join(folder, identities[2]!), path.join(folder, `.damaged-${identities[2]}`));
+    const log = recordingLogger();
+    const report = await collectGarbage(stateDir, { policy: { last: 1 }, log });
+    // Kept: 5 (the newest with its snapshot), and 3 and 4 (missing snapshots count for nothing).
+    expect(report.generationsRemoved.sort()).toEqual(['pg/db/1', 'pg/db/2']);
+    expect(report.snapshotsRemoved).toEqual([`pg/db/${identities[0]}`]);
+    expect((await readdir(generations)).sort()).toEqual(['3', '4', '5']);
+    const warnings = log.lines.filter((line) => line.includes('points at the missing snapshot'));
+    expect(warnings.map((line) => /generation (\S+) points/.exec(line)?.[1]).sort()).toEqual(['pg/db/3', 'pg/db/4']);
+  });
+
   it('says which folder it cannot read, and removes nothing', async () => {
     const { stateDir, identities } = await storeWithGenerations(3);
     const unreadable = path.join(stateDir, 'snapshots', key.container, key.component, identities[0]!);
