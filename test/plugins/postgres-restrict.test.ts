@@ -7,7 +7,7 @@
  */
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { OwnRestrictFilter, OwnRestrictRemover, RestrictFilter } from '../../src/plugins/postgres/restrict.js';
+import { hasOwnGuard, OwnRestrictFilter, OwnRestrictRemover, RestrictFilter } from '../../src/plugins/postgres/restrict.js';
 import { FilterTransform, type PieceFilter } from '../../src/plugins/sql/piece-filter.js';
 import { cut, filterInReusedMemory } from '../support/pieces.js';
 
@@ -86,12 +86,21 @@ describe("OwnRestrictFilter (the key pg_dump chose)", () => {
     for (const size of [1, 5, 4096]) expect(await own(late, size), `pieces of ${size} bytes`).toBe(late);
   });
 
+  it("leaves a guard line below pg_dump's version line (a server version with a newline in it) in the dump", async () => {
+    // An older pg_dump, writing what a hostile server gave as its version: the line is the first
+    // statement, but pg_dump writes its own guard above the version lines, so this is not one.
+    const injected = `--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 15\n\\restrict X\n\n${body}\n\\unrestrict X\n`;
+    for (const size of [1, 50, 4096]) expect(await own(injected, size), `pieces of ${size} bytes`).toBe(injected);
+    expect(hasOwnGuard(injected)).toBe(false);
+    expect(hasOwnGuard(dumpWith(pgKey))).toBe(true);
+  });
+
   it('passes through a dump without a guard, an empty one, one of comments only, and a head longer than it looks ahead', async () => {
     for (const size of [1, 13, 4096]) {
       expect(await own(body, size)).toBe(body);
       expect(await own('', size)).toBe('');
       expect(await own('--\n-- only comments\n--\n', size)).toBe('--\n-- only comments\n--\n');
-      // The guard line unfinished at the end of the dump is not a guard line.
+      // A guard line without its newline at the very end stays: only whole lines are taken out.
       expect(await own(`--\n\n\\restrict ${pgKey}`, size)).toBe(`--\n\n\\restrict ${pgKey}`);
     }
     // pg_dump puts its guard within the first lines; one after 4 KiB of comments is data.

@@ -17,7 +17,7 @@ import { PLUGIN } from './options.js';
 /** The first minor release of each major version that knows `\restrict`. */
 const FIRST: Record<number, number> = { 13: 22, 14: 19, 15: 14, 16: 10, 17: 6 };
 
-/** True when this pg_dump or psql knows the guard (from `--version`). */
+/** True when this psql knows the guard (from `--version`). */
 export async function knowsRestrict(tool: string, options: ToolOptions): Promise<boolean> {
   const text = await toolOutput(tool, ['--version'], `asking ${tool} for its version`, options);
   const match = /(\d+)\.(\d+)/.exec(text);
@@ -27,10 +27,10 @@ export async function knowsRestrict(tool: string, options: ToolOptions): Promise
 }
 
 /**
- * Starts finding pg_dump or psql and asking whether it knows the guard, in the background, so
- * that a snapshot or a restore asks while its session connects (Debian's tools are Perl wrappers:
- * about a tenth of a second). knowsRestrict then finds the answer cached, or reports the failure,
- * which is not cached.
+ * Starts finding psql and asking whether it knows the guard, in the background, so that a restore
+ * asks while its session connects (Debian's tools are Perl wrappers: about a tenth of a second).
+ * knowsRestrict then finds the answer cached, or reports the failure, which is not cached. (A
+ * snapshot asks pg_dump nothing: see {@link OwnRestrictFilter}.)
  */
 export function primeKnowsRestrict(tool: keyof PgTools): void {
   findPgTools()
@@ -44,7 +44,7 @@ export function restrictKey(): string {
 }
 
 /**
- * Removes the lines `\restrict KEY` and `\unrestrict KEY` (KEY being ours) from a dump; every
+ * Removes the lines `\restrict KEY` and `\unrestrict KEY` (KEY being the given one) from a dump; every
  * other byte passes unchanged. Written by hand: a byte-exact line filter, which no library offers.
  * The whole dump passes through here, so a piece is only searched, never copied, unless a pattern
  * is in it or straddles its start (twice per dump). What it keeps between pieces is a copy
@@ -114,17 +114,33 @@ export class RestrictFilter implements PieceFilter {
 const LOOKAHEAD = 4096;
 const OWN_GUARD = /^\\restrict (\S+)$/;
 
-/** The first line that is neither empty nor a `--` comment: where pg_dump puts its guard. */
-function firstStatement(lines: readonly string[]): string | undefined {
-  return lines.find((line) => line !== '' && !line.startsWith('--'));
+/** What {@link guardKey} says while a dump's first statement has not come yet. */
+const PENDING = Symbol('pending');
+
+/**
+ * The key of pg_dump's own guard in the complete lines of a dump's head: its first line that is
+ * neither empty nor a `--` comment, when that is `\\restrict KEY` and no `-- Dumped ` line came
+ * before it. pg_dump writes its guard above `-- Dumped from database version ...`, whose text the
+ * server chose: a guard line below it (a server version with a newline in it) is not pg_dump's,
+ * and is left in the dump, where psql refuses it (a second guard, or a meta-command in restricted
+ * mode). Undefined when there is no guard; PENDING when the lines hold no statement yet.
+ */
+function guardKey(lines: readonly string[]): string | undefined | typeof PENDING {
+  for (const line of lines) {
+    if (line.startsWith('-- Dumped ')) return undefined;
+    if (line === '' || line.startsWith('--')) continue;
+    return OWN_GUARD.exec(line)?.[1];
+  }
+  return PENDING;
 }
 
 /**
- * True when the dump starts with pg_dump's guard: its first line that is neither empty nor a
- * `--` comment. Only there: the same text later on (in a function body, say) is data.
+ * True when the dump starts with pg_dump's guard (see guardKey). Only there: the same text later
+ * on (in a function body, say) is data.
  */
 export function hasOwnGuard(head: string): boolean {
-  return OWN_GUARD.test(firstStatement(head.split('\n')) ?? '');
+  const key = guardKey(head.split('\n'));
+  return key !== undefined && key !== PENDING;
 }
 
 /** Passes every piece on unchanged. */
@@ -132,15 +148,14 @@ const PASS: PieceFilter = { write: (piece) => [piece], end: () => [] };
 
 /**
  * Takes pg_dump's own `\restrict` pair out of its output, with the key pg_dump chose: read from the
- * guard line (the dump's first line that is neither empty nor a `--` comment, see hasOwnGuard),
- * then both lines taken out as {@link RestrictFilter} takes them. The bytes are those that handing
- * pg_dump our own key gives, so no snapshot's identity changes; but pg_dump need not be asked its
- * version first to know whether it takes `--restrict-key` (on Debian a Perl wrapper and a second
- * program, about 0.05 s before every dump). A dump without the guard (an older pg_dump) passes
- * through unchanged.
+ * guard line (the dump's first statement, see guardKey), then both lines taken out as
+ * {@link RestrictFilter} takes them. The bytes are those that handing pg_dump our own key gives,
+ * so no snapshot's identity changes; but pg_dump need not be asked its version first to know
+ * whether it takes `--restrict-key` (on Debian a Perl wrapper and a second program: the dump
+ * starts about 0.05 s sooner). A dump without the guard (an older pg_dump) passes unchanged.
  */
 export class OwnRestrictFilter implements PieceFilter {
-  /** The pieces read before the guard line was complete (copies: a source reuses its memory). */
+  /** What was read before the guard line was complete (a copy: a source reuses its memory). */
   private head: Buffer[] = [];
   /** A RestrictFilter with the key once the guard is read, PASS when there is none. */
   private inner: PieceFilter | undefined;
@@ -151,7 +166,7 @@ export class OwnRestrictFilter implements PieceFilter {
     const data = this.head.length === 0 ? piece : Buffer.concat([...this.head, piece]);
     const inner = this.decide(data, false);
     if (inner === undefined) {
-      this.head = [Buffer.from(data)];
+      this.head = [this.head.length === 0 ? Buffer.from(piece) : data];
       return [];
     }
     this.head = [];
@@ -168,14 +183,11 @@ export class OwnRestrictFilter implements PieceFilter {
 
   /** The filter for the rest of the dump, or undefined while the guard line may still come. */
   private decide(data: Buffer, ended: boolean): PieceFilter | undefined {
-    const text = data.subarray(0, LOOKAHEAD).toString('latin1');
-    const lines = text.split('\n');
+    const lines = data.subarray(0, LOOKAHEAD).toString('latin1').split('\n');
     // The last line is complete only where the dump ends within the look-ahead.
-    const complete = ended && data.length <= LOOKAHEAD ? lines : lines.slice(0, -1);
-    const first = firstStatement(complete);
-    if (first === undefined && !ended && data.length < LOOKAHEAD) return undefined;
-    const key = first === undefined ? undefined : OWN_GUARD.exec(first)?.[1];
-    this.inner = key === undefined ? PASS : new RestrictFilter(key);
+    const key = guardKey(ended && data.length <= LOOKAHEAD ? lines : lines.slice(0, -1));
+    if (key === PENDING && !ended && data.length < LOOKAHEAD) return undefined;
+    this.inner = key === undefined || key === PENDING ? PASS : new RestrictFilter(key);
     return this.inner;
   }
 }
