@@ -167,6 +167,24 @@ describe('gc leaves alone what is not its to remove', () => {
     expect(warnings.map((line) => /generation (\S+) points/.exec(line)?.[1]).sort()).toEqual(['pg/db/3', 'pg/db/4']);
   });
 
+  it("judges a snapshot missing in one component by that component's folder, not by another's of the same identity", async () => {
+    const { stateDir, identities } = await storeWithGenerations(2);
+    // The same dumps in a second component: the same identities, in folders of its own.
+    const other = { container: 'pg', component: 'copy' };
+    const store = new SnapshotStore(stateDir);
+    for (const seed of [1, 2]) await store.write(other, { type: 'test' }, (sink) => sink.addStream('dump.sql', streamOf(fakeDump(20_000, seed))));
+    expect((await snapshotsOf(stateDir, other.container, other.component)).sort()).toEqual([...identities].sort());
+    // db's newest snapshot goes missing; copy's stays.
+    const folder = path.join(stateDir, 'snapshots', key.container, key.component);
+    await rename(path.join(folder, identities[1]!), path.join(folder, `.damaged-${identities[1]}`));
+    const log = recordingLogger();
+    const report = await collectGarbage(stateDir, { policy: { last: 1 }, log });
+    // db keeps both (its 2 counts for nothing, so 1 is its newest); copy thins to its 2.
+    expect(report.generationsRemoved).toEqual(['pg/copy/1']);
+    expect(log.lines.filter((line) => line.includes('points at the missing snapshot'))).toHaveLength(1);
+    expect(log.lines.join('\n')).toContain(`generation pg/db/2 points at the missing snapshot pg/db/${identities[1]}`);
+  });
+
   it('says which folder it cannot read, and removes nothing', async () => {
     const { stateDir, identities } = await storeWithGenerations(3);
     const unreadable = path.join(stateDir, 'snapshots', key.container, key.component, identities[0]!);
