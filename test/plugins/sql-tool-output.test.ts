@@ -35,6 +35,15 @@ async function copyAll(pieces: AsyncIterable<Buffer>, pauseEvery = 0): Promise<B
   return Buffer.concat(out);
 }
 
+/** What `sh -c script` writes, read through dumpPieces with `filters` and copied as the store copies. */
+async function shOutput(script: string, options: Parameters<typeof dumpPieces>[4] = OPTIONS, filters?: PieceFilter[]): Promise<string> {
+  let got = '';
+  await dumpPieces('sh', ['-c', script], DUMPING, async (pieces) => {
+    got = (await copyAll(pieces)).toString();
+  }, options, filters);
+  return got;
+}
+
 async function failure(promise: Promise<unknown>): Promise<Error> {
   try {
     await promise;
@@ -92,10 +101,7 @@ describe('dumpPieces', () => {
       };
     })();
     const dropX: PieceFilter = { write: (piece) => [Buffer.from(piece.toString('latin1').replaceAll('x', ''), 'latin1')], end: () => [] };
-    let got = '';
-    await dumpPieces('sh', ['-c', 'i=0; while [ $i -lt 3000 ]; do echo "ax$i"; i=$((i+1)); done'], DUMPING, async (pieces) => {
-      got = (await copyAll(pieces)).toString();
-    }, OPTIONS, [held, dropX]);
+    const got = await shOutput('i=0; while [ $i -lt 3000 ]; do echo "ax$i"; i=$((i+1)); done', OPTIONS, [held, dropX]);
     expect(got).toBe(Array.from({ length: 3000 }, (_, i) => `a${i}\n`).join(''));
   });
 
@@ -209,30 +215,20 @@ describe('dumpPieces', () => {
   it('leaves no socket folder behind, and reads as a stream where no socket can be made', async () => {
     const tmp = await useTempDir();
     vi.stubEnv('TMPDIR', tmp);
-    let got = '';
-    await dumpPieces('sh', ['-c', 'echo one; echo two'], DUMPING, async (pieces) => {
-      got = (await copyAll(pieces)).toString();
-    }, OPTIONS);
-    expect(got).toBe('one\ntwo\n');
+    expect(await shOutput('echo one; echo two')).toBe('one\ntwo\n');
     expect(await readdir(tmp)).toEqual([]);
     // A temporary folder that does not exist: the output is still read whole (as a stream).
     const said: string[] = [];
     const debug = (message: string) => said.push(message);
     vi.stubEnv('TMPDIR', path.join(tmp, 'missing'));
-    await dumpPieces('sh', ['-c', 'echo three'], DUMPING, async (pieces) => {
-      got = (await copyAll(pieces)).toString();
-    }, { ...OPTIONS, debug }, [{ write: (piece) => [piece], end: () => [Buffer.from('end\n')] }]);
-    expect(got).toBe('three\nend\n');
+    expect(await shOutput('echo three', { ...OPTIONS, debug }, [{ write: (piece) => [piece], end: () => [Buffer.from('end\n')] }])).toBe('three\nend\n');
     expect(said).toEqual([expect.stringMatching(new RegExp(`^${DUMPING}: reading sh's output from a pipe: .*ENOENT`))]);
     // One too long for a socket's address (Linux takes 107 bytes, and Node would cut it short
     // silently, outside the private folder): read as a stream too, and nothing left behind.
     const long = path.join(tmp, 'x'.repeat(Math.max(1, 100 - tmp.length)));
     await mkdir(long);
     vi.stubEnv('TMPDIR', long);
-    await dumpPieces('sh', ['-c', 'echo four'], DUMPING, async (pieces) => {
-      got = (await copyAll(pieces)).toString();
-    }, { ...OPTIONS, debug }, []);
-    expect(got).toBe('four\n');
+    expect(await shOutput('echo four', { ...OPTIONS, debug }, [])).toBe('four\n');
     expect(said[1]).toMatch(/longer than 107 bytes/);
     expect(await readdir(long)).toEqual([]);
     expect((await readdir(tmp)).sort()).toEqual([path.basename(long)]);
@@ -261,11 +257,7 @@ describe('dumpPieces', () => {
     }
     await writeFile(path.join(tmp, file), 'not ours');
     vi.stubEnv('TMPDIR', tmp);
-    let got = '';
-    await dumpPieces('sh', ['-c', 'echo five'], DUMPING, async (pieces) => {
-      got = (await copyAll(pieces)).toString();
-    }, OPTIONS);
-    expect(got).toBe('five\n');
+    expect(await shOutput('echo five')).toBe('five\n');
     // The sweep goes on beside the dump, not waited for.
     const kept = [running, otherHost, older, file].sort();
     await until('the leftover folders are removed', async () => (await readdir(tmp)).length <= kept.length, 5_000).catch(() => {});
