@@ -71,6 +71,8 @@ export interface OperationResult {
     generation?: number;
     newGeneration?: boolean;
     newSnapshot?: boolean;
+    /** True when the plugin's fingerprint showed the component unchanged, and nothing was dumped. */
+    byFingerprint?: boolean;
   };
   /** Logical bytes read from or written to the component. */
   bytesRead: number;
@@ -520,6 +522,9 @@ function storeFor(request: OperationRequest, log: Logger): SnapshotStore {
   return new SnapshotStore(request.stateDir, { log, lockTimeoutMs: request.lockTimeoutMs });
 }
 
+/** What an unchanged snapshot adds when the plugin's fingerprint told, and nothing was dumped. */
+const UNCHANGED_BY_FINGERPRINT = ' (the server reports no change since that snapshot was taken, so nothing was dumped)';
+
 /** How often a snapshot is taken before a component that keeps changing under it is reported. */
 const SNAPSHOT_ATTEMPTS = 3;
 
@@ -540,6 +545,7 @@ async function snapshot(
           {
             type: plugin.type,
             naturalIdentity,
+            fingerprint: plugin.fingerprint && (() => plugin.fingerprint!(ctx)),
             signal: request.signal,
             onProgress: (bytes) => ctx.progress('snapshot', bytes),
           },
@@ -570,7 +576,7 @@ async function snapshot(
   }
   const message = outcome.newGeneration
     ? `snapshot of ${name}: ${outcome.identity} (generation ${outcome.generation}${outcome.newSnapshot ? '' : ', existing snapshot'})`
-    : `snapshot of ${name} unchanged: ${outcome.identity} is already generation ${outcome.generation}`;
+    : `snapshot of ${name} unchanged: ${outcome.identity} is already generation ${outcome.generation}${outcome.byFingerprint ? UNCHANGED_BY_FINGERPRINT : ''}`;
   return {
     status: outcome.newGeneration ? 'done' : 'skipped',
     message,
@@ -579,6 +585,7 @@ async function snapshot(
       generation: outcome.generation,
       newGeneration: outcome.newGeneration,
       newSnapshot: outcome.newSnapshot,
+      ...(outcome.byFingerprint ? { byFingerprint: true } : {}),
     },
     bytesRead: outcome.bytesRead,
     bytesStored: outcome.bytesStored,

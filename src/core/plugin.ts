@@ -164,6 +164,17 @@ export interface Plugin<O = unknown> {
    * almost nothing).
    */
   identify?(ctx: PluginContext<O>): Promise<string | undefined>;
+  /**
+   * A text read from the server that changes whenever the component may have changed
+   * (PostgreSQL: the server's transaction snapshot, its start time, the database's OID and its
+   * sequences' values). It may change without a change of the component (the dump then runs, as
+   * without one), but must never stay the same across one. Undefined: always dump.
+   *
+   * The store reads it before the dump and again after it, and records it with the snapshot only
+   * if it did not change in between. When a later snapshot reads the recorded text, and that
+   * snapshot is whole in the store, `snapshot` is not called: the component is unchanged.
+   */
+  fingerprint?(ctx: PluginContext<O>): Promise<string | undefined>;
   /** Writes the component's logical state into the sink. Must throw if the dump failed. */
   snapshot(ctx: PluginContext<O>, sink: SnapshotSink): Promise<PluginSnapshotResult | void>;
   /**

@@ -31,6 +31,9 @@ export const stateLayout = {
     path.join(stateDir, 'generations', key.container, key.component),
   checksums: (stateDir: string, key: ComponentKey) =>
     path.join(stateDir, 'checksums', key.container, key.component),
+  /** Not Dysnomia's: what a plugin's fingerprint said before a dump (snapshot-store/fingerprint.ts). */
+  fingerprints: (stateDir: string, key: ComponentKey) =>
+    path.join(stateDir, 'fingerprints', key.container, key.component),
   locks: (stateDir: string) => path.join(stateDir, 'locks'),
   pool: (stateDir: string) => path.join(stateDir, 'pool'),
 };

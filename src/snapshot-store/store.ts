@@ -11,6 +11,7 @@ import type { PluginSnapshotResult, SnapshotSink, SnapshotSource } from '../core
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
 import type { KnownSnapshot } from './chunk-processor.js';
 import { damagedPacks, damageIn, recordFoundDamage, settleAsides } from './damage.js';
+import { identityFor, recordFingerprint } from './fingerprint.js';
 import { isDirectory, removeDeadTemps, writeFileAtomic } from './fs-util.js';
 import { addGeneration, latestGeneration, listGenerations } from './generations.js';
 import {
@@ -44,6 +45,14 @@ export interface WriteParams {
   type: string;
   /** An identity computed before writing; when a snapshot with it exists, `fill` is skipped. */
   naturalIdentity?: string;
+  /**
+   * Reads the plugin's fingerprint; undefined when it has none. It is read before `fill` would
+   * start: when the last snapshot taken with a fingerprint recorded the same one, and its folder is
+   * whole, `fill` is skipped. After `fill` it is read again, and recorded only if it is still the
+   * same: then nothing changed while the dump ran, and the dump is the state it stands for
+   * (fingerprint.ts).
+   */
+  fingerprint?: () => Promise<string | undefined>;
   signal?: AbortSignal;
   /** Called with the logical bytes consumed so far. */
   onProgress?: (bytes: number) => void;
@@ -64,6 +73,8 @@ export interface SnapshotOutcome {
   bytesStored: number;
   /** Absolute path of the snapshot folder. */
   path: string;
+  /** True when the fingerprint showed the component unchanged, and nothing was dumped. */
+  byFingerprint?: boolean;
 }
 
 /** How many recent snapshots of a component a new one deduplicates against. */
@@ -106,13 +117,15 @@ export class SnapshotStore {
       // replaces it again, without reusing its data or trusting a pack the pool has already.
       const putBack = await settleAsides(this.stateDir, key, this.log);
       const suspect = putBack.length > 0;
-      if (params.naturalIdentity !== undefined && !putBack.includes(params.naturalIdentity)) {
-        const existing = snapshotDir(this.stateDir, key, params.naturalIdentity);
-        if (await holdsSnapshot(existing)) {
-          const damage = await damageIn(existing, damaged);
-          if (damage === undefined) return this.finish(key, params.naturalIdentity, { newSnapshot: false, bytesRead: 0, bytesStored: 0 });
-          this.log.warn(`${relativePath(key, params.naturalIdentity)} is in the store but damaged (${damage}): this snapshot stores it anew`);
-        }
+      const nothingRead = { newSnapshot: false, bytesRead: 0, bytesStored: 0 };
+      const usable = (identity: string) => !putBack.includes(identity) && this.wholeSnapshot(key, identity, damaged);
+      if (params.naturalIdentity !== undefined && (await usable(params.naturalIdentity))) {
+        return this.finish(key, params.naturalIdentity, nothingRead);
+      }
+      const before = await params.fingerprint?.();
+      if (before !== undefined) {
+        const recorded = await identityFor(this.stateDir, key, before, this.log);
+        if (recorded !== undefined && (await usable(recorded))) return { ...(await this.finish(key, recorded, nothingRead)), byFingerprint: true };
       }
       const writer = new SnapshotWriter({
         stateDir: this.stateDir,
@@ -129,6 +142,7 @@ export class SnapshotStore {
         const result = await fill(writer.sink);
         await writer.settle();
         if (params.signal?.aborted) throw new AbortedError('snapshot cancelled', { cause: params.signal.reason });
+        const held = before !== undefined && (await this.fingerprintHeld(key, before, params.fingerprint!));
         const natural = result?.identity ?? params.naturalIdentity;
         const identity = natural ?? (writer.streams.length > 0 ? writer.contentSha256() : undefined);
         if (identity === undefined) {
@@ -144,11 +158,13 @@ export class SnapshotStore {
           created: this.now(),
           replaceExisting: putBack.includes(identity),
         });
-        return await this.finish(key, identity, {
+        const outcome = await this.finish(key, identity, {
           newSnapshot,
           bytesRead: writer.bytesRead,
           bytesStored: writer.bytesStored,
         });
+        if (held) await this.recordFingerprint(key, before, identity);
+        return outcome;
       } catch (error) {
         await writer.discard();
         throw explainWriteError(error, this.stateDir);
@@ -261,6 +277,43 @@ export class SnapshotStore {
     await this.ensureChecksum(key, identity);
     const { generation, newGeneration } = await addGeneration(this.stateDir, key, identity, this.options.now?.());
     return { identity, generation, newGeneration, ...counts, path: snapshotDir(this.stateDir, key, identity) };
+  }
+
+  /** True when the store holds the snapshot whole: every file there, and none known to be damaged. */
+  private async wholeSnapshot(key: ComponentKey, identity: string, damaged: Set<string>): Promise<boolean> {
+    const folder = snapshotDir(this.stateDir, key, identity);
+    if (!(await holdsSnapshot(folder))) return false;
+    const damage = await damageIn(folder, damaged);
+    if (damage === undefined) return true;
+    this.log.warn(`${relativePath(key, identity)} is in the store but damaged (${damage}): this snapshot stores it anew`);
+    return false;
+  }
+
+  /**
+   * Whether the fingerprint read after the dump is `before`. A fingerprint that cannot be read now
+   * (the server went away) only costs the next snapshot a dump.
+   */
+  private async fingerprintHeld(key: ComponentKey, before: string, read: () => Promise<string | undefined>): Promise<boolean> {
+    const where = `${key.container}/${key.component}`;
+    try {
+      if ((await read()) === before) return true;
+      this.log.debug(`${where} changed while it was dumped: its fingerprint is not recorded`);
+    } catch (error) {
+      this.log.debug(`cannot read the fingerprint of ${where} after the dump (${messageOf(error)}): it is not recorded`);
+    }
+    return false;
+  }
+
+  /**
+   * After the snapshot is stored and linked: a record that cannot be written costs the next
+   * snapshot a dump, and must not turn this one into a failure.
+   */
+  private async recordFingerprint(key: ComponentKey, fingerprint: string, identity: string): Promise<void> {
+    try {
+      await recordFingerprint(this.stateDir, key, fingerprint, identity);
+    } catch (error) {
+      this.log.warn(`cannot record the fingerprint of ${relativePath(key, identity)} (${messageOf(error)}): the next snapshot dumps the component even if it is unchanged`);
+    }
   }
 
   /** Writes `checksums/<container>/<component>/<id>` for a snapshot folder unless it exists. */

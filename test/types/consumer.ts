@@ -32,7 +32,7 @@ export async function deployerStep(signal: AbortSignal): Promise<void> {
   expectTypeOf(result).toEqualTypeOf<OperationResult>();
   expectTypeOf(result.operation).toEqualTypeOf<dysnomia.Operation>();
   expectTypeOf(result.snapshot).toEqualTypeOf<
-    { identity: string; generation?: number; newGeneration?: boolean; newSnapshot?: boolean } | undefined
+    { identity: string; generation?: number; newGeneration?: boolean; newSnapshot?: boolean; byFingerprint?: boolean } | undefined
   >();
   expectTypeOf(result.bytesRead).toBeNumber();
   expectTypeOf(result.bytesStored).toBeNumber();
