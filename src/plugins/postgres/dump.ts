@@ -19,6 +19,9 @@
  *
  * The result is a plain dump that psql loads like any other. Tables whose names are not plain
  * identifiers keep pg_dump's own copy, as do servers older than 12 (the whole database then).
+ *
+ * A change to the bytes this gives for the same data must raise FORMAT in fingerprint.ts, or a
+ * quiet database keeps its snapshot in the old form.
  */
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';

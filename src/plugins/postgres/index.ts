@@ -14,6 +14,7 @@ import { initialScripts } from '../sql/scripts.js';
 import { databaseExists, quoteName, withSession, withToolAccess } from './client.js';
 import { carryOverDatabaseState } from './database-state.js';
 import { DUMP_STREAM, dumpDatabase } from './dump.js';
+import { fingerprint } from './fingerprint.js';
 import { loadDump, loadFile } from './load.js';
 import { lockDatabase } from './lock.js';
 import { describeServer, parsePostgresOptions, PLUGIN, type PostgresOptions, PROPERTIES } from './options.js';
@@ -173,6 +174,7 @@ const plugin: Plugin<PostgresOptions> = {
   properties: PROPERTIES,
   unprefixedProperties: SHARED_PROPERTIES,
   activate,
+  fingerprint: (ctx) => fingerprint(ctx, namesOf(ctx).live),
   snapshot,
   restore,
   collectGarbage,

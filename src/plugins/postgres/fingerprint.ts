@@ -1,0 +1,75 @@
+/**
+ * The fingerprint of a database (core/plugin.ts): a text that stays the same only while nothing
+ * the dump shows can have changed.
+ *
+ * - The server's current transaction snapshot (`xmin:xmax:in-progress`). A change to rows, large
+ *   objects, the catalogs or roles is made by a transaction with an id, and no transaction with an
+ *   id ends without moving this snapshot: its xmax is one past the last transaction that ended,
+ *   and a transaction still running below it is listed. It covers the whole cluster, so a change
+ *   in another database dumps this one again too: that is only slower.
+ * - Every sequence's value and whether it was called, as pg_dump reads them: `nextval` and
+ *   `setval` change a sequence outside any transaction, and an unlogged one without even taking an
+ *   id.
+ * - Where the write-ahead log ends and where its last checkpoint is. Whatever else changes what
+ *   the dump shows goes through the log (a change made outside a transaction), and a crash, after
+ *   which the server empties unlogged tables and may have lost the last commits made with
+ *   `synchronous_commit` off, ends with a checkpoint of its own, without a restart.
+ * - When the server started (a restart may bring back an older copy of the data), the database's
+ *   OID (a restore or a re-created database has a new one), the role, and the dump's own format
+ *   (the row order, and FORMAT below), which shape the dump's bytes.
+ *
+ * A standby has none: its state comes from the primary's log, not from its own transactions. Nor
+ * has a server older than 10 (no pg_sequences), or one that cannot answer the query (a server that
+ * only speaks PostgreSQL's protocol): their snapshots always dump.
+ */
+import { createHash } from 'node:crypto';
+import { messageOf } from '../../core/errors.js';
+import type { PluginContext } from '../../core/plugin.js';
+import { databaseExists, sessionOn, withSession } from './client.js';
+import type { PostgresOptions } from './options.js';
+
+/**
+ * Raised whenever the dump gives other bytes for the same data (dump.ts, restrict.ts), so that a
+ * database recorded before is dumped again in the new form.
+ */
+const FORMAT = 'postgresql-database/1';
+
+const OLDEST = 100000;
+
+/** One statement, so that every fact is read at one moment. */
+function factsQuery(serverVersion: number): string {
+  const current = serverVersion >= 130000 ? 'pg_current_snapshot()' : 'txid_current_snapshot()';
+  return `SELECT ${current}::text AS snapshot, pg_current_wal_insert_lsn()::text AS wal,
+                 (SELECT checkpoint_lsn::text FROM pg_control_checkpoint()) AS checkpoint,
+                 pg_postmaster_start_time()::text AS started, current_user AS role,
+                 (SELECT oid::text FROM pg_database WHERE datname = current_database()) AS database,
+                 (SELECT string_agg(format('%s=%s', s.oid, query_to_xml(format('SELECT last_value, is_called FROM %I.%I', n.nspname, s.relname), false, false, '')), ','
+                                    ORDER BY s.oid)
+                    FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace
+                   WHERE s.relkind = 'S' AND NOT pg_is_other_temp_schema(n.oid)) AS sequences`;
+}
+
+export async function fingerprint(ctx: PluginContext<PostgresOptions>, database: string): Promise<string | undefined> {
+  const options = ctx.options;
+  return withSession(options, ctx.log, ctx.signal, async (control) => {
+    // The snapshot says what is wrong with a missing database; the fingerprint leaves it to it.
+    if (control.serverVersion < OLDEST || !(await databaseExists(control, database))) return undefined;
+    const session = await sessionOn(control, options, database);
+    try {
+      const [standby] = await session.query<{ recovery: boolean }>('SELECT pg_is_in_recovery() AS recovery');
+      if (standby?.recovery !== false) return undefined;
+      const [facts] = await session.query(factsQuery(session.serverVersion));
+      if (facts === undefined) return undefined;
+      const text = JSON.stringify({ ...facts, rowOrder: options.rowOrder });
+      return `${FORMAT}:${createHash('sha256').update(text).digest('hex')}`;
+    } catch (error) {
+      // Without a fingerprint the snapshot dumps, as it always did: a query this server cannot
+      // answer must not stop it.
+      if (ctx.signal?.aborted) throw error;
+      ctx.log.warn(`cannot read the fingerprint of ${database} (${messageOf(error)}); the snapshot dumps it`);
+      return undefined;
+    } finally {
+      await session.end().catch(() => {});
+    }
+  });
+}
