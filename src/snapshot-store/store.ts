@@ -106,6 +106,9 @@ export class SnapshotStore {
     assertKey(key);
     if (params.naturalIdentity !== undefined) assertIdentity(params.naturalIdentity);
     return this.withStoreLock('shared', `the snapshot store (snapshot of ${key.container}/${key.component})`, params.signal, async () => {
+      // The fingerprint is read from the server while the store looks at itself.
+      const reading = params.fingerprint?.();
+      reading?.catch(() => {}); // awaited below, unless the store fails first
       const snapshots = stateLayout.snapshots(this.stateDir, key);
       await mkdirOrExplain(snapshots, this.stateDir);
       await removeDeadTemps(snapshots);
@@ -122,7 +125,7 @@ export class SnapshotStore {
       if (params.naturalIdentity !== undefined && (await usable(params.naturalIdentity))) {
         return this.finish(key, params.naturalIdentity, nothingRead);
       }
-      const before = await params.fingerprint?.();
+      const before = await reading;
       if (before !== undefined) {
         const recorded = await identityFor(this.stateDir, key, before, this.log);
         if (recorded !== undefined && (await usable(recorded))) return { ...(await this.finish(key, recorded, nothingRead)), byFingerprint: true };
@@ -140,9 +143,10 @@ export class SnapshotStore {
       });
       try {
         const result = await fill(writer.sink);
+        // Read again once the dump has ended, while the store finishes; it never rejects.
+        const held = before === undefined ? Promise.resolve(false) : this.fingerprintHeld(key, before, params.fingerprint!);
         await writer.settle();
         if (params.signal?.aborted) throw new AbortedError('snapshot cancelled', { cause: params.signal.reason });
-        const held = before !== undefined && (await this.fingerprintHeld(key, before, params.fingerprint!));
         const natural = result?.identity ?? params.naturalIdentity;
         const identity = natural ?? (writer.streams.length > 0 ? writer.contentSha256() : undefined);
         if (identity === undefined) {
@@ -163,7 +167,7 @@ export class SnapshotStore {
           bytesRead: writer.bytesRead,
           bytesStored: writer.bytesStored,
         });
-        if (held) await this.recordFingerprint(key, before, identity);
+        if (await held) await this.recordFingerprint(key, before!, identity);
         return outcome;
       } catch (error) {
         await writer.discard();

@@ -194,10 +194,10 @@ async function helperSession(options: PostgresOptions, database: string, user: O
 }
 
 /**
- * Opens a control session on the maintenance database, waiting up to the timeout for the server.
- * Switches to the peer helper when needed (see the top of this file).
+ * Opens a control session on the maintenance database (or on `database`), waiting up to the
+ * timeout for the server. Switches to the peer helper when needed (see the top of this file).
  */
-export async function openSession(options: PostgresOptions, log: Logger, signal?: AbortSignal): Promise<PgSession> {
+export async function openSession(options: PostgresOptions, log: Logger, signal?: AbortSignal, database?: string): Promise<PgSession> {
   const where = describeServer(options);
   const attempt = (database: string) =>
     waitForServer((remainingMs) => directSession(options, database, remainingMs), {
@@ -210,9 +210,10 @@ export async function openSession(options: PostgresOptions, log: Logger, signal?
     });
   try {
     try {
-      return await attempt('postgres');
+      return await attempt(database ?? 'postgres');
     } catch (error) {
-      if (codeOf(error) !== '3D000') throw error; // a server without the `postgres` database
+      // a server without the `postgres` database
+      if (codeOf(error) !== '3D000' || database !== undefined) throw error;
       return await attempt('template1');
     }
   } catch (error) {
@@ -223,7 +224,7 @@ export async function openSession(options: PostgresOptions, log: Logger, signal?
       if (user !== undefined && user.uid !== 0) {
         log.debug(`peer authentication: reaching ${where} as OS user ${user.name}`);
         try {
-          return await helperSession(options, 'postgres', user);
+          return await helperSession(options, database ?? 'postgres', user);
         } catch (helperError) {
           throw loginError(options, helperError);
         }
