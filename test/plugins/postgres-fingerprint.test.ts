@@ -167,6 +167,18 @@ describe('postgresql-database fingerprint', () => {
     expect(await setup.generations()).toEqual(['1']);
   });
 
+  it('leaves a missing database to the snapshot, which says to activate it, over peer authentication and over TCP', async () => {
+    for (const server of [cluster.server, undefined]) {
+      const setup = await postgresSetup({ postgres: server, scripts: { '01.sql': TABLE_T } });
+      const { exitCode, stderr } = await setup.run('snapshot');
+      expect(exitCode, stderr).toBe(1);
+      expect(stderr).toContain(`database ${setup.name} does not exist on`);
+      expect(stderr).toContain('activate the component first');
+      expect(stderr).not.toContain('fingerprint');
+      expect(await setup.generations()).toEqual([]);
+    }
+  });
+
   it('dumps when the recorded snapshot is incomplete, or the record is unreadable', async () => {
     const setup = await fresh();
     expect(await snapshot(setup)).toBe('new');
