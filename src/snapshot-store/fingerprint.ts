@@ -14,7 +14,7 @@ import path from 'node:path';
 import { messageOf } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { type ComponentKey, stateLayout } from '../core/state-dir.js';
-import { writeFileAtomic } from './fs-util.js';
+import { removeDeadTemps, writeFileAtomic } from './fs-util.js';
 import { assertIdentity } from './layout.js';
 
 interface FingerprintRecord {
@@ -57,5 +57,6 @@ export async function identityFor(stateDir: string, key: ComponentKey, fingerpri
 export async function recordFingerprint(stateDir: string, key: ComponentKey, fingerprint: string, identity: string): Promise<void> {
   const file = stateLayout.fingerprints(stateDir, key);
   await mkdir(path.dirname(file), { recursive: true });
+  await removeDeadTemps(path.dirname(file)); // what a run killed while it wrote a record left
   await writeFileAtomic(file, `${JSON.stringify({ fingerprint, identity } satisfies FingerprintRecord)}\n`);
 }

@@ -3,12 +3,13 @@
  * dump, and when it records a fingerprint. The plugin is a function here; postgres-fingerprint
  * tests the real one against a server.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { HOST_TAG, processStartTime } from '../../src/core/lock.js';
 import { SnapshotStore } from '../../src/snapshot-store/index.js';
 import { useTempDir } from '../support/temp.js';
-import { fakeDump, recordingLogger, sha256, streamOf } from './helpers.js';
+import { deadPid, fakeDump, recordingLogger, sha256, streamOf } from './helpers.js';
 
 const key = { container: 'pg', component: 'db' };
 
@@ -73,6 +74,16 @@ describe('SnapshotStore.write with a fingerprint', () => {
     await writeFile(path.dirname(s.record), 'a file where the folder goes');
     expect(await s.take('a', 'a')).toMatchObject({ identity: s.identity, generation: 1 });
     expect(s.log.lines.join('\n')).toMatch(/cannot record the fingerprint of pg\/db\/[0-9a-f]{64} .*the next snapshot dumps the component/);
+  });
+
+  it('removes what a run killed while it wrote a record left, and nothing a live one is writing', async () => {
+    const s = await setup();
+    await mkdir(path.dirname(s.record), { recursive: true });
+    const dead = `.tmp-${await deadPid()}@${HOST_TAG}-0123456789ab`;
+    const live = `.tmp-${process.pid}.${processStartTime(process.pid)}@${HOST_TAG}-0123456789ab`;
+    for (const name of [dead, live]) await writeFile(path.join(path.dirname(s.record), name), '{');
+    await s.take('a', 'a');
+    expect((await readdir(path.dirname(s.record))).sort()).toEqual([live, 'db'].sort());
   });
 
   it('ignores a record that is not a JSON object', async () => {
