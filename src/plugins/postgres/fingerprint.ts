@@ -63,6 +63,11 @@ export async function fingerprint(ctx: PluginContext<PostgresOptions>, database:
   }
   try {
     if (session.serverVersion < OLDEST) return undefined;
+    // Objects or settings of the database itself must not stand in for the catalog's functions
+    // (a shadowing format() would freeze the fingerprint); and a lock must not hold a snapshot.
+    await session.query('SET search_path = pg_catalog, pg_temp');
+    await session.query(`SET lock_timeout = ${Math.max(1000, options.timeoutMs)}`);
+    await session.query(`SET statement_timeout = ${Math.max(1000, options.timeoutMs)}`);
     const [standby] = await session.query<{ recovery: boolean }>('SELECT pg_is_in_recovery() AS recovery');
     if (standby?.recovery !== false) return undefined;
     const [facts] = await session.query(factsQuery(session.serverVersion));
