@@ -81,25 +81,29 @@ export async function databaseFigures(engine, options) {
     out.snapshot.writeMBps = round3(out.snapshot.logicalBytes / 1e6 / out.snapshot.ours.medianSeconds);
 
     // --- unchanged database ---------------------------------------------------------------------
+    // Our side snapshots the unchanged database into the store that holds it; `before` runs
+    // before each of our runs. What ours stored, and how often the fingerprint spared the dump.
+    const unchangedFigure = async (before) => {
+      const runs = [];
+      const figure = await alternate({
+        pairs,
+        log: say,
+        before,
+        reference: bareDump,
+        ours: async () => {
+          const outcome = await dysnomia('snapshot', baseTarget, { stateDir: snapshotState, rss: true });
+          const taken = outcome.result.snapshot;
+          runs.push({ bytesStored: outcome.result.bytesStored, newGeneration: taken?.newGeneration ?? null, byFingerprint: taken?.byFingerprint === true });
+          return outcome;
+        },
+      });
+      figure.newBytesStored = Math.max(...runs.map((run) => run.bytesStored));
+      figure.newGenerations = runs.filter((run) => run.newGeneration !== false).length;
+      figure.byFingerprint = runs.filter((run) => run.byFingerprint).length;
+      return figure;
+    };
     say('snapshot of an unchanged database vs bare dump');
-    const unchanged = [];
-    out.unchanged = await alternate({
-      pairs,
-      log: say,
-      reference: bareDump,
-      ours: async () => {
-        const outcome = await dysnomia('snapshot', baseTarget, { stateDir: snapshotState, rss: true });
-        unchanged.push({
-          bytesStored: outcome.result.bytesStored,
-          newGeneration: outcome.result.snapshot?.newGeneration ?? null,
-          byFingerprint: outcome.result.snapshot?.byFingerprint === true,
-        });
-        return outcome;
-      },
-    });
-    out.unchanged.newBytesStored = Math.max(...unchanged.map((run) => run.bytesStored));
-    out.unchanged.newGenerations = unchanged.filter((run) => run.newGeneration !== false).length;
-    out.unchanged.byFingerprint = unchanged.filter((run) => run.byFingerprint).length;
+    out.unchanged = await unchangedFigure();
 
     // --- unchanged database, dumped all the same -----------------------------------------------
     // A fingerprint (PostgreSQL's) spares the dump only while nothing at all has changed on the
@@ -107,22 +111,9 @@ export async function databaseFigures(engine, options) {
     // unchanged. Without the fingerprint's record every run takes that path; this is its cost.
     if (out.unchanged.byFingerprint > 0) {
       say('snapshot of an unchanged database, dumped (fingerprint record removed) vs bare dump');
-      const dumped = [];
-      out.unchangedDumped = await alternate({
-        pairs,
-        log: say,
-        before: async (side) => {
-          if (side === 'ours') await rm(path.join(snapshotState, 'fingerprints'), { recursive: true, force: true });
-        },
-        reference: bareDump,
-        ours: async () => {
-          const outcome = await dysnomia('snapshot', baseTarget, { stateDir: snapshotState, rss: true });
-          dumped.push({ bytesStored: outcome.result.bytesStored, newGeneration: outcome.result.snapshot?.newGeneration ?? null });
-          return outcome;
-        },
+      out.unchangedDumped = await unchangedFigure(async (side) => {
+        if (side === 'ours') await rm(path.join(snapshotState, 'fingerprints'), { recursive: true, force: true });
       });
-      out.unchangedDumped.newBytesStored = Math.max(...dumped.map((run) => run.bytesStored));
-      out.unchangedDumped.newGenerations = dumped.filter((run) => run.newGeneration !== false).length;
     }
     await rm(snapshotState, { recursive: true, force: true });
 

@@ -62,6 +62,19 @@ async function serverSnapshot(): Promise<string> {
   return `${String(row?.snapshot)} ${String(row?.wal)}`;
 }
 
+/**
+ * Runs `sql` between two snapshots; it changes the database but leaves the server's transaction
+ * snapshot and log position as they were, so only the sequences' values can tell.
+ */
+async function expectNewAfterQuietChange(setup: SqlSetup, sql: string): Promise<void> {
+  expect(await snapshot(setup)).toBe('new');
+  const before = await serverSnapshot();
+  await setup.query(sql);
+  expect(await serverSnapshot()).toBe(before);
+  expect(await snapshot(setup)).toBe('new');
+  expect(await setup.generations()).toEqual(['1', '2']);
+}
+
 /** A session of the test's own on the component's database, closed when the test ends. */
 async function session(setup: SqlSetup): Promise<pg.Client> {
   const client = new pg.Client({ host: '127.0.0.1', port: cluster.port, user: 'postgres', password: cluster.password, database: setup.name });
@@ -85,24 +98,11 @@ describe('postgresql-database fingerprint', () => {
   });
 
   it('dumps after a nextval, which takes no transaction id', async () => {
-    const setup = await fresh();
-    expect(await snapshot(setup)).toBe('new');
-    const before = await serverSnapshot();
-    await setup.query("SELECT nextval('t_id_seq')");
-    // Only the sequence's value tells: the server's transaction snapshot did not move.
-    expect(await serverSnapshot()).toBe(before);
-    expect(await snapshot(setup)).toBe('new');
-    expect(await setup.generations()).toEqual(['1', '2']);
+    await expectNewAfterQuietChange(await fresh(), "SELECT nextval('t_id_seq')");
   });
 
   it('dumps after a setval of a sequence never called, which neither takes an id nor writes to the log', async () => {
-    const setup = await fresh('CREATE UNLOGGED SEQUENCE u;\n');
-    expect(await snapshot(setup)).toBe('new');
-    const before = await serverSnapshot();
-    await setup.query("SELECT setval('u', 42, false)");
-    expect(await serverSnapshot()).toBe(before);
-    expect(await snapshot(setup)).toBe('new');
-    expect(await setup.generations()).toEqual(['1', '2']);
+    await expectNewAfterQuietChange(await fresh('CREATE UNLOGGED SEQUENCE u;\n'), "SELECT setval('u', 42, false)");
   });
 
   it('dumps after a crash emptied an unlogged table, though the server was not restarted', async () => {

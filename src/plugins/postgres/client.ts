@@ -199,8 +199,8 @@ async function helperSession(options: PostgresOptions, database: string, user: O
  */
 export async function openSession(options: PostgresOptions, log: Logger, signal?: AbortSignal, database?: string): Promise<PgSession> {
   const where = describeServer(options);
-  const attempt = (database: string) =>
-    waitForServer((remainingMs) => directSession(options, database, remainingMs), {
+  const attempt = (name: string) =>
+    waitForServer((remainingMs) => directSession(options, name, remainingMs), {
       timeoutMs: options.timeoutMs,
       isTransient,
       what: `the PostgreSQL server at ${where}`,

@@ -19,7 +19,7 @@
  *   (the row order, and FORMAT below), which shape the dump's bytes.
  *
  * A standby has none: its state comes from the primary's log, not from its own transactions. Nor
- * has a server older than 10 (no pg_sequences), or one that cannot answer the query (a server that
+ * has a server older than 10 (no pg_current_wal_insert_lsn), or one that cannot answer the query (a server that
  * only speaks PostgreSQL's protocol): their snapshots always dump.
  */
 import { createHash } from 'node:crypto';
