@@ -39,12 +39,12 @@ export async function identityFor(stateDir: string, key: ComponentKey, fingerpri
   } catch {
     record = undefined;
   }
-  if (typeof record !== 'object' || record === null) {
-    log.warn(`${file} is not a fingerprint record (a JSON object); this snapshot dumps the component`);
+  const { fingerprint: recorded, identity } = (typeof record === 'object' && record !== null ? record : {}) as Partial<FingerprintRecord>;
+  if (typeof recorded !== 'string' || typeof identity !== 'string') {
+    log.warn(`${file} is not a fingerprint record (a JSON object with the texts "fingerprint" and "identity"); this snapshot dumps the component`);
     return undefined;
   }
-  const { fingerprint: recorded, identity } = record as Partial<FingerprintRecord>;
-  if (typeof identity !== 'string' || recorded !== fingerprint) return undefined;
+  if (recorded !== fingerprint) return undefined;
   try {
     return assertIdentity(identity);
   } catch (error) {

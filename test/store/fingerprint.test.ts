@@ -53,6 +53,35 @@ describe('SnapshotStore.write with a fingerprint', () => {
     expect(s.dumps()).toBe(2);
   });
 
+  it('reads the fingerprint once before the dump starts and once after it has ended', async () => {
+    const stateDir = await useTempDir();
+    const store = new SnapshotStore(stateDir, { log: recordingLogger() });
+    let dumping: 'not yet' | 'started' | 'ended' = 'not yet';
+    const seen: string[] = [];
+    const write = () =>
+      store.write(
+        key,
+        {
+          type: 'test',
+          fingerprint: async () => {
+            const at = dumping;
+            // A slow server: the reading ends well after it began.
+            await new Promise((resolve) => setTimeout(resolve, 50));
+            seen.push(`${at}/${dumping}`);
+            return 'a';
+          },
+        },
+        async (sink) => {
+          dumping = 'started';
+          await sink.addStream('dump.sql', streamOf(fakeDump(100_000, 3)));
+          dumping = 'ended';
+        },
+      );
+    await write();
+    expect(seen).toEqual(['not yet/not yet', 'ended/ended']);
+    expect(await write()).toMatchObject({ byFingerprint: true });
+  });
+
   it('records nothing when the fingerprint changed during the dump, or cannot be read after it', async () => {
     const s = await setup();
     await s.take('a', 'a2');
@@ -86,14 +115,15 @@ describe('SnapshotStore.write with a fingerprint', () => {
     expect((await readdir(path.dirname(s.record))).sort()).toEqual([live, 'db'].sort());
   });
 
-  it('ignores a record that is not a JSON object', async () => {
+  it('ignores a record that is not a JSON object with a fingerprint and an identity', async () => {
     const s = await setup();
     await s.take('a', 'a');
-    for (const text of ['null', '"a"', '{']) {
+    const texts = ['null', '"a"', '{', '{}', JSON.stringify({ fingerprint: 'a' }), JSON.stringify({ fingerprint: 1, identity: s.identity })];
+    for (const text of texts) {
       await writeFile(s.record, text);
       expect((await s.take('a', 'a'))!.byFingerprint, text).toBeUndefined();
     }
-    expect(s.log.lines.filter((line) => line.includes('is not a fingerprint record'))).toHaveLength(3);
+    expect(s.log.lines.filter((line) => line.includes('is not a fingerprint record'))).toHaveLength(texts.length);
     expect(await s.take('a')).toMatchObject({ byFingerprint: true });
   });
 
