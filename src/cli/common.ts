@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { UsageError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { parseDecimal } from '../core/numbers.js';
-import { packageVersion } from './run.js';
+import { packageVersion } from '../core/version.js';
 
 /**
  * A commander program with Dysnomia's -h/-v, usage errors turned into exit 2. Parse it with

@@ -2,18 +2,10 @@
  * The one top-level catch shared by the programs: maps errors to messages and exit codes.
  */
 import { statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { CommanderError } from 'commander';
 import { DysnomiaError, EXIT_FAILED, EXIT_USAGE } from '../core/errors.js';
 import { debugFromEnv } from '../core/log.js';
-
-/** The package version, for --version. */
-export function packageVersion(): string {
-  const require = createRequire(import.meta.url);
-  // Two folders up from dist/cli (tsc) and from dist/bin (the bundled programs) alike.
-  return (require('../../package.json') as { version: string }).version;
-}
 
 /** True when the arguments or DEBUG ask for stack traces. */
 export function wantsDebug(argv: readonly string[]): boolean {
