@@ -165,10 +165,10 @@ export interface Plugin<O = unknown> {
    */
   identify?(ctx: PluginContext<O>): Promise<string | undefined>;
   /**
-   * A text read from the server that changes whenever the component may have changed
-   * (PostgreSQL: the server's transaction snapshot, its log position and last checkpoint, its
-   * start time, the database's OID and its sequences' values). It may change without a change of the component (the dump then runs, as
-   * without one), but must never stay the same across one. Undefined: always dump.
+   * A text read from the server that changes whenever the component may have changed (for
+   * PostgreSQL, plugins/postgres/fingerprint.ts lists what it holds). It may change without a
+   * change of the component (the dump then runs, as without one), but must never stay the same
+   * across one. Undefined: always dump.
    *
    * The store reads it before the dump and again after it, and records it with the snapshot only
    * if it did not change in between. When a later snapshot reads the recorded text, and that

@@ -15,16 +15,21 @@
  *   which the server empties unlogged tables and may have lost the last commits made with
  *   `synchronous_commit` off, ends with a checkpoint of its own, without a restart.
  * - When the server started (a restart may bring back an older copy of the data), the database's
- *   OID (a restore or a re-created database has a new one), the role, and the dump's own format
- *   (the row order, and FORMAT below), which shape the dump's bytes.
+ *   OID (a restore or a re-created database has a new one), the role, and what shapes the dump's
+ *   bytes: the row order, FORMAT below and this dysnomia's version (so the first snapshot after an
+ *   upgrade dumps once).
  *
  * A standby has none: its state comes from the primary's log, not from its own transactions. Nor
- * has a server older than 10 (no pg_current_wal_insert_lsn), or one that cannot answer the query (a server that
- * only speaks PostgreSQL's protocol): their snapshots always dump.
+ * has a server older than 10 (no pg_current_wal_insert_lsn), or one that cannot answer the query
+ * (a server that only speaks PostgreSQL's protocol): their snapshots always dump. A session that
+ * cannot be opened dumps too (with a warning), unless the dump could not open one either: a missing
+ * database, a server that did not answer, a refused login fail the snapshot once, as before.
  */
 import { createHash } from 'node:crypto';
 import { messageOf } from '../../core/errors.js';
 import type { PluginContext } from '../../core/plugin.js';
+import { packageVersion } from '../../core/version.js';
+import { ServerUnreachableError } from '../sql/wait.js';
 import { openSession } from './client.js';
 import type { PostgresOptions } from './options.js';
 
@@ -38,15 +43,17 @@ const OLDEST = 100000;
 
 /** One statement, so that every fact is read at one moment. */
 function factsQuery(serverVersion: number): string {
-  const current = serverVersion >= 130000 ? 'pg_current_snapshot()' : 'txid_current_snapshot()';
-  return `SELECT ${current}::text AS snapshot, pg_current_wal_insert_lsn()::text AS wal,
-                 (SELECT checkpoint_lsn::text FROM pg_control_checkpoint()) AS checkpoint,
-                 pg_postmaster_start_time()::text AS started, current_user AS role,
-                 (SELECT oid::text FROM pg_database WHERE datname = current_database()) AS database,
-                 (SELECT string_agg(format('%s=%s', s.oid, query_to_xml(format('SELECT last_value, is_called FROM %I.%I', n.nspname, s.relname), false, false, '')), ','
-                                    ORDER BY s.oid)
-                    FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace
-                   WHERE s.relkind = 'S' AND NOT pg_is_other_temp_schema(n.oid)) AS sequences`;
+  const current = serverVersion >= 130000 ? 'pg_catalog.pg_current_snapshot()' : 'pg_catalog.txid_current_snapshot()';
+  // Every name is qualified, though the session searches pg_catalog first (fingerprint below).
+  return `SELECT ${current}::text AS snapshot, pg_catalog.pg_current_wal_insert_lsn()::text AS wal,
+                 (SELECT checkpoint_lsn::text FROM pg_catalog.pg_control_checkpoint()) AS checkpoint,
+                 pg_catalog.pg_postmaster_start_time()::text AS started, current_user AS role,
+                 (SELECT oid::text FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) AS database,
+                 (SELECT pg_catalog.string_agg(pg_catalog.format('%s=%s', s.oid, pg_catalog.query_to_xml(
+                           pg_catalog.format('SELECT last_value, is_called FROM %I.%I', n.nspname, s.relname), false, false, '')), ','
+                         ORDER BY s.oid)
+                    FROM pg_catalog.pg_class s JOIN pg_catalog.pg_namespace n ON n.oid = s.relnamespace
+                   WHERE s.relkind = 'S' AND NOT pg_catalog.pg_is_other_temp_schema(n.oid)) AS sequences`;
 }
 
 export async function fingerprint(ctx: PluginContext<PostgresOptions>, database: string): Promise<string | undefined> {
@@ -59,7 +66,12 @@ export async function fingerprint(ctx: PluginContext<PostgresOptions>, database:
   } catch (error) {
     // The snapshot says what is wrong with a missing database; the fingerprint leaves it to it.
     if (missingDatabase(error)) return undefined;
-    throw error;
+    // A server that never answered, or a refused login, fails the dump's own session alike: said
+    // once, and without waiting twice.
+    if (ctx.signal?.aborted || unreachableOrRefused(error)) throw error;
+    // Anything else only costs the speed-up.
+    ctx.log.warn(`cannot read the fingerprint of ${database} (${messageOf(error)}); the snapshot dumps it`);
+    return undefined;
   }
   try {
     if (session.serverVersion < OLDEST) return undefined;
@@ -72,7 +84,9 @@ export async function fingerprint(ctx: PluginContext<PostgresOptions>, database:
     if (standby?.recovery !== false) return undefined;
     const [facts] = await session.query(factsQuery(session.serverVersion));
     if (facts === undefined) return undefined;
-    const text = JSON.stringify({ ...facts, rowOrder: options.rowOrder });
+    // This dysnomia's version too: a fix to the dump in a later one must reach a snapshot of an
+    // unchanged database, without waiting for someone to raise FORMAT.
+    const text = JSON.stringify({ ...facts, rowOrder: options.rowOrder, dysnomia: packageVersion() });
     return `${FORMAT}:${createHash('sha256').update(text).digest('hex')}`;
   } catch (error) {
     // Without a fingerprint the snapshot dumps, as it always did: a query this server cannot
@@ -86,7 +100,15 @@ export async function fingerprint(ctx: PluginContext<PostgresOptions>, database:
   }
 }
 
+function causeCode(error: unknown): unknown {
+  return (error as { cause?: { code?: unknown } }).cause?.code;
+}
+
 function missingDatabase(error: unknown): boolean {
-  const cause = (error as { cause?: { code?: unknown } }).cause;
-  return cause?.code === '3D000' || /database ".*" does not exist/.test(messageOf(error));
+  return causeCode(error) === '3D000' || /database ".*" does not exist/.test(messageOf(error));
+}
+
+/** A server that did not answer within `timeout`, or that refused the role (client.ts). */
+function unreachableOrRefused(error: unknown): boolean {
+  return error instanceof ServerUnreachableError || ['28000', '28P01'].includes(String(causeCode(error)));
 }
