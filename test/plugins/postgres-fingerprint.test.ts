@@ -68,6 +68,8 @@ async function serverSnapshot(): Promise<string> {
  */
 async function expectNewAfterQuietChange(setup: SqlSetup, sql: string): Promise<void> {
   expect(await snapshot(setup)).toBe('new');
+  // The fingerprint holds while nothing changes, so what follows is its doing.
+  expect(await snapshot(setup)).toBe('spared');
   const before = await serverSnapshot();
   await setup.query(sql);
   expect(await serverSnapshot()).toBe(before);
@@ -192,6 +194,25 @@ describe('postgresql-database fingerprint', () => {
       expect(exitCode, stderr).toBe(1);
       expect(stderr).toContain(`database ${setup.name} does not exist on`);
       expect(stderr).toContain('activate the component first');
+      expect(stderr).not.toContain('fingerprint');
+      expect(await setup.generations()).toEqual([]);
+    }
+  });
+
+  it('fails once, before it dumps, when its session is refused: a wrong password, or no CONNECT privilege', async () => {
+    const setup = await fresh();
+    const role = `fp_${setup.name}`.slice(0, 60);
+    await cluster.server.query(`CREATE ROLE "${role}" LOGIN PASSWORD 'right'`);
+    onTestFinished(() => cluster.server.query(`DROP ROLE IF EXISTS "${role}"`).then(() => {}));
+    await setup.query(`REVOKE CONNECT ON DATABASE "${setup.name}" FROM PUBLIC`);
+    const tcp = { postgresqlHost: '127.0.0.1', postgresqlUsername: role };
+    for (const [password, reason] of [
+      ['wrong', /password authentication failed/],
+      ['right', /permission denied for database/],
+    ] as const) {
+      const { exitCode, stderr } = await setup.run('snapshot', { properties: { ...tcp, postgresqlPassword: password } });
+      expect(exitCode, stderr).toBe(1);
+      expect(stderr.match(new RegExp(reason.source, 'g')), stderr).toHaveLength(1);
       expect(stderr).not.toContain('fingerprint');
       expect(await setup.generations()).toEqual([]);
     }

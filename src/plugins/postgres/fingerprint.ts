@@ -22,14 +22,13 @@
  * A standby has none: its state comes from the primary's log, not from its own transactions. Nor
  * has a server older than 10 (no pg_current_wal_insert_lsn), or one that cannot answer the query
  * (a server that only speaks PostgreSQL's protocol): their snapshots always dump. A session that
- * cannot be opened dumps too (with a warning), unless the dump could not open one either: a missing
- * database, a server that did not answer, a refused login fail the snapshot once, as before.
+ * cannot be opened fails the snapshot before it dumps, with the message the dump would give (but
+ * for a missing database, which the snapshot's own check reports).
  */
 import { createHash } from 'node:crypto';
 import { messageOf } from '../../core/errors.js';
 import type { PluginContext } from '../../core/plugin.js';
 import { packageVersion } from '../../core/version.js';
-import { ServerUnreachableError } from '../sql/wait.js';
 import { openSession } from './client.js';
 import type { PostgresOptions } from './options.js';
 
@@ -44,7 +43,8 @@ const OLDEST = 100000;
 /** One statement, so that every fact is read at one moment. */
 function factsQuery(serverVersion: number): string {
   const current = serverVersion >= 130000 ? 'pg_catalog.pg_current_snapshot()' : 'pg_catalog.txid_current_snapshot()';
-  // Every name is qualified, though the session searches pg_catalog first (fingerprint below).
+  // The catalog's functions and tables are named with their schema, though the session searches
+  // pg_catalog first (fingerprint below).
   return `SELECT ${current}::text AS snapshot, pg_catalog.pg_current_wal_insert_lsn()::text AS wal,
                  (SELECT checkpoint_lsn::text FROM pg_catalog.pg_control_checkpoint()) AS checkpoint,
                  pg_catalog.pg_postmaster_start_time()::text AS started, current_user AS role,
@@ -66,12 +66,9 @@ export async function fingerprint(ctx: PluginContext<PostgresOptions>, database:
   } catch (error) {
     // The snapshot says what is wrong with a missing database; the fingerprint leaves it to it.
     if (missingDatabase(error)) return undefined;
-    // A server that never answered, or a refused login, fails the dump's own session alike: said
-    // once, and without waiting twice.
-    if (ctx.signal?.aborted || unreachableOrRefused(error)) throw error;
-    // Anything else only costs the speed-up.
-    ctx.log.warn(`cannot read the fingerprint of ${database} (${messageOf(error)}); the snapshot dumps it`);
-    return undefined;
+    // Anything else (no answer within timeout, a refused login, no CONNECT privilege) would fail
+    // the snapshot's own sessions and pg_dump's alike: it fails the snapshot here, said once.
+    throw error;
   }
   try {
     if (session.serverVersion < OLDEST) return undefined;
@@ -80,19 +77,20 @@ export async function fingerprint(ctx: PluginContext<PostgresOptions>, database:
     await session.query('SET search_path = pg_catalog, pg_temp');
     await session.query(`SET lock_timeout = ${Math.max(1000, options.timeoutMs)}`);
     await session.query(`SET statement_timeout = ${Math.max(1000, options.timeoutMs)}`);
-    const [standby] = await session.query<{ recovery: boolean }>('SELECT pg_is_in_recovery() AS recovery');
+    const [standby] = await session.query<{ recovery: boolean }>('SELECT pg_catalog.pg_is_in_recovery() AS recovery');
     if (standby?.recovery !== false) return undefined;
     const [facts] = await session.query(factsQuery(session.serverVersion));
     if (facts === undefined) return undefined;
-    // This dysnomia's version too: a fix to the dump in a later one must reach a snapshot of an
-    // unchanged database, without waiting for someone to raise FORMAT.
+    // This dysnomia's version too, so that a release's first snapshot of an unchanged database
+    // dumps. Between releases (the version does not change), a change to the dump's bytes still
+    // raises FORMAT.
     const text = JSON.stringify({ ...facts, rowOrder: options.rowOrder, dysnomia: packageVersion() });
     return `${FORMAT}:${createHash('sha256').update(text).digest('hex')}`;
   } catch (error) {
     // Without a fingerprint the snapshot dumps, as it always did: a query this server cannot
     // answer must not stop it.
     if (ctx.signal?.aborted) throw error;
-    ctx.log.warn(`cannot read the fingerprint of ${database} (${messageOf(error)}); the snapshot dumps it`);
+    ctx.log.warn(`cannot read the fingerprint of ${database} (${messageOf(error)}); a snapshot without one dumps the database`);
     return undefined;
   } finally {
     // Not awaited: nothing waits for the server to see the session go.
@@ -100,15 +98,7 @@ export async function fingerprint(ctx: PluginContext<PostgresOptions>, database:
   }
 }
 
-function causeCode(error: unknown): unknown {
-  return (error as { cause?: { code?: unknown } }).cause?.code;
-}
-
 function missingDatabase(error: unknown): boolean {
-  return causeCode(error) === '3D000' || /database ".*" does not exist/.test(messageOf(error));
-}
-
-/** A server that did not answer within `timeout`, or that refused the role (client.ts). */
-function unreachableOrRefused(error: unknown): boolean {
-  return error instanceof ServerUnreachableError || ['28000', '28P01'].includes(String(causeCode(error)));
+  const cause = (error as { cause?: { code?: unknown } }).cause;
+  return cause?.code === '3D000' || /database ".*" does not exist/.test(messageOf(error));
 }

@@ -17,9 +17,6 @@ export interface WaitOptions {
 
 const RETRY_MS = 200;
 
-/** The server did not answer within the time allowed. Exit 1, as any OperationError. */
-export class ServerUnreachableError extends OperationError {}
-
 /**
  * Calls `attempt` with the time left until it succeeds, fails with a non-transient error, or the
  * time is up; then throws an OperationError saying how long we waited and the last error.
@@ -35,7 +32,7 @@ export async function waitForServer<T>(attempt: (remainingMs: number) => Promise
       if (!options.isTransient(error)) throw error;
       if (performance.now() + RETRY_MS >= deadline) {
         const seconds = Math.round(options.timeoutMs / 100) / 10;
-        throw new ServerUnreachableError(
+        throw new OperationError(
           `${options.what} did not answer within ${seconds} s (${messageOf(error)}); ${options.hint}`,
           { plugin: options.plugin, cause: error },
         );
