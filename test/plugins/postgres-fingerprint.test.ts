@@ -114,14 +114,9 @@ describe('postgresql-database fingerprint', () => {
   });
 
   it('reads a sequence whose name needs quoting', async () => {
-    const setup = await fresh('CREATE UNLOGGED SEQUENCE "Odd ""Seq""";\n');
-    expect(await snapshot(setup)).toBe('new');
     // A name read unquoted would fail the fingerprint's query, and every snapshot would dump.
-    expect(await snapshot(setup)).toBe('spared');
-    const before = await serverSnapshot();
-    await setup.query(`SELECT nextval('"Odd ""Seq"""')`);
-    expect(await serverSnapshot()).toBe(before);
-    expect(await snapshot(setup)).toBe('new');
+    const setup = await fresh('CREATE UNLOGGED SEQUENCE "Odd ""Seq""";\n');
+    await expectNewAfterQuietChange(setup, `SELECT nextval('"Odd ""Seq"""')`);
     expect(await snapshot(setup)).toBe('spared');
   });
 
@@ -207,12 +202,12 @@ describe('postgresql-database fingerprint', () => {
     await setup.query(`REVOKE CONNECT ON DATABASE "${setup.name}" FROM PUBLIC`);
     const tcp = { postgresqlHost: '127.0.0.1', postgresqlUsername: role };
     for (const [password, reason] of [
-      ['wrong', /password authentication failed/],
-      ['right', /permission denied for database/],
+      ['wrong', /password authentication failed/g],
+      ['right', /permission denied for database/g],
     ] as const) {
       const { exitCode, stderr } = await setup.run('snapshot', { properties: { ...tcp, postgresqlPassword: password } });
       expect(exitCode, stderr).toBe(1);
-      expect(stderr.match(new RegExp(reason.source, 'g')), stderr).toHaveLength(1);
+      expect(stderr.match(reason), stderr).toHaveLength(1);
       expect(stderr).not.toContain('fingerprint');
       expect(await setup.generations()).toEqual([]);
     }
